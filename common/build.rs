@@ -1,0 +1,41 @@
+//! Compiles `proto/*.proto` with protox (pure Rust, so no `protoc` to install) and generates the
+//! prost messages and tonic services, plus the encoded descriptor set that server reflection serves.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+const FILES: &[&str] = &["spec.proto", "job.proto", "worker.proto"];
+
+/// Spec messages are also read from TOML job files, so they derive serde: every field optional
+/// (missing = proto default) and unknown keys rejected.
+const SERDE_MESSAGES: &[&str] = &[
+    "shoal.v1.JobSpec",
+    "shoal.v1.ModelSpec",
+    "shoal.v1.LayerSpec",
+    "shoal.v1.DatasetSpec",
+    "shoal.v1.OptimizerSpec",
+    "shoal.v1.ScheduleSpec",
+    "shoal.v1.TrainingSpec",
+    "shoal.v1.ResourceSpec",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
+    for file in FILES {
+        println!("cargo:rerun-if-changed={}", proto_dir.join(file).display());
+    }
+    let fds = protox::compile(FILES, [&proto_dir])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out_dir.join("shoal_descriptor.bin"), fds.encode_to_vec())?;
+
+    let mut builder = tonic_prost_build::configure();
+    for message in SERDE_MESSAGES {
+        builder = builder.type_attribute(
+            message,
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
+        );
+    }
+    builder.compile_fds(fds)?;
+    Ok(())
+}

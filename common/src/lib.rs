@@ -1,0 +1,12 @@
+//! Shared by every Shoal crate: the generated wire protocol, id newtypes, job specs and their
+//! validation, the error-to-status mapping, version checks and tracing set-up. No policy lives here.
+
+pub mod ids;
+pub mod proto;
+pub mod spec;
+pub mod status;
+pub mod telemetry;
+pub mod time;
+pub mod version;
+
+pub use ids::{JobId, WorkerId};

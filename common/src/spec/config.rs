@@ -1,0 +1,273 @@
+//! The validated form of a job spec: enums instead of strings, defaults applied, sizes unsigned.
+//! Built only by [`super::validate`], so code that holds one may trust it.
+
+use std::path::PathBuf;
+
+/// Everything a worker needs to run a training job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub name: String,
+    pub priority: i64,
+    pub model: ModelConfig,
+    pub dataset: DatasetConfig,
+    pub optimizer: OptimizerConfig,
+    pub training: TrainingConfig,
+    pub resources: Resources,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    Mlp,
+    Cnn,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    Relu,
+    Gelu,
+    Tanh,
+    Sigmoid,
+    Silu,
+    LeakyRelu,
+    Identity,
+}
+
+impl Activation {
+    pub const NAMES: &'static [&'static str] =
+        &["relu", "gelu", "tanh", "sigmoid", "silu", "leaky_relu", "identity"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "relu" => Self::Relu,
+            "gelu" => Self::Gelu,
+            "tanh" => Self::Tanh,
+            "sigmoid" => Self::Sigmoid,
+            "silu" => Self::Silu,
+            "leaky_relu" => Self::LeakyRelu,
+            "identity" | "none" | "linear" => Self::Identity,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Relu => "relu",
+            Self::Gelu => "gelu",
+            Self::Tanh => "tanh",
+            Self::Sigmoid => "sigmoid",
+            Self::Silu => "silu",
+            Self::LeakyRelu => "leaky_relu",
+            Self::Identity => "identity",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    Avg,
+}
+
+/// One hidden layer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerConfig {
+    Linear { width: usize, activation: Activation },
+    Conv { channels: usize, kernel: usize, stride: usize, padding: usize, activation: Activation },
+    Pool { kind: PoolKind, size: usize },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    pub layers: Vec<LayerConfig>,
+    /// Dropout after every hidden linear layer; 0 = none.
+    pub dropout: f64,
+    /// (channels, height, width) that flat features are viewed as, when given.
+    pub input_shape: Option<[usize; 3]>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    Classification,
+    Regression,
+}
+
+/// A CSV label column: by header name or by 0-based index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ColumnRef {
+    Name(String),
+    Index(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Normalize {
+    /// Images scaled to [0, 1]; other features unchanged.
+    Auto,
+    None,
+    /// Each feature to zero mean and unit variance (statistics of the training split).
+    Standard,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum DatasetSource {
+    /// Gaussian inputs labelled by a random linear teacher (argmax of x·W), as the peer benchmarks.
+    SyntheticClassification { samples: usize, features: usize, classes: usize, noise: f64 },
+    /// Gaussian inputs, targets from a random linear map plus Gaussian noise.
+    SyntheticRegression { samples: usize, features: usize, targets: usize, noise: f64 },
+    /// The 8x8 handwritten digits that ship inside the smartcore crate (1,797 images, 10 classes).
+    Digits,
+    /// MNIST-style IDX files.
+    Idx { images: PathBuf, labels: PathBuf, validation: Option<(PathBuf, PathBuf)> },
+    /// A CSV file with one label column; the other columns are numeric features.
+    Csv {
+        path: PathBuf,
+        validation_path: Option<PathBuf>,
+        label_column: ColumnRef,
+        header: bool,
+        task: Task,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatasetConfig {
+    pub source: DatasetSource,
+    /// Share of the samples held out for validation (unused when a validation file is given).
+    pub validation_split: f64,
+    /// Seeds the synthetic generator and the split.
+    pub seed: u64,
+    pub normalize: Normalize,
+}
+
+impl DatasetConfig {
+    /// Files the dataset reads, with the spec path of each (for existence checks and messages).
+    pub fn files(&self) -> Vec<(&'static str, &PathBuf)> {
+        match &self.source {
+            DatasetSource::Idx { images, labels, validation } => {
+                let mut files = vec![("dataset.images", images), ("dataset.labels", labels)];
+                if let Some((vi, vl)) = validation {
+                    files.push(("dataset.validation_images", vi));
+                    files.push(("dataset.validation_labels", vl));
+                }
+                files
+            }
+            DatasetSource::Csv { path, validation_path, .. } => {
+                let mut files = vec![("dataset.path", path)];
+                if let Some(v) = validation_path {
+                    files.push(("dataset.validation_path", v));
+                }
+                files
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the task is classification, when that is known before loading.
+    pub fn task(&self) -> Task {
+        match &self.source {
+            DatasetSource::SyntheticRegression { .. } => Task::Regression,
+            DatasetSource::Csv { task, .. } => *task,
+            _ => Task::Classification,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimizerKind {
+    Sgd { momentum: f64, nesterov: bool },
+    AdamW { beta1: f64, beta2: f64, eps: f64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ScheduleKind {
+    Constant,
+    /// Multiply by `gamma` every `step_size` steps.
+    Step { step_size: u64, gamma: f64 },
+    /// Half a cosine from lr down to `min_lr` at the last step.
+    Cosine { min_lr: f64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Schedule {
+    pub kind: ScheduleKind,
+    pub warmup_steps: u64,
+}
+
+impl Schedule {
+    /// Learning rate at `step` (0-based) of `total_steps`, for base rate `lr`.
+    pub fn lr_at(&self, lr: f64, step: u64, total_steps: u64) -> f64 {
+        if step < self.warmup_steps {
+            return lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        match self.kind {
+            ScheduleKind::Constant => lr,
+            ScheduleKind::Step { step_size, gamma } => {
+                lr * gamma.powi(((step - self.warmup_steps) / step_size) as i32)
+            }
+            ScheduleKind::Cosine { min_lr } => {
+                let span = total_steps.saturating_sub(self.warmup_steps).max(1) as f64;
+                let t = ((step - self.warmup_steps) as f64 / span).min(1.0);
+                min_lr + 0.5 * (lr - min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OptimizerConfig {
+    pub kind: OptimizerKind,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+}
+
+/// How long to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Duration {
+    Epochs(u64),
+    Steps(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainingConfig {
+    pub batch_size: usize,
+    pub duration: Duration,
+    pub seed: u64,
+    /// Steps between validation runs; 0 = every epoch end.
+    pub eval_every: u64,
+    /// Steps between checkpoints; 0 = only the final one.
+    pub checkpoint_every: u64,
+    pub log_every: u64,
+    pub shuffle: bool,
+}
+
+/// What a job needs on its worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Resources {
+    pub cpus: u32,
+    pub memory_mb: u64,
+    pub gpus: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_then_cosine_ends_at_min_lr() {
+        let s = Schedule { kind: ScheduleKind::Cosine { min_lr: 0.001 }, warmup_steps: 10 };
+        assert!((s.lr_at(0.1, 0, 110) - 0.01).abs() < 1e-12);
+        assert!((s.lr_at(0.1, 9, 110) - 0.1).abs() < 1e-12);
+        assert!((s.lr_at(0.1, 10, 110) - 0.1).abs() < 1e-12);
+        assert!((s.lr_at(0.1, 110, 110) - 0.001).abs() < 1e-12);
+        let mid = s.lr_at(0.1, 60, 110);
+        assert!((mid - (0.001 + 0.5 * 0.099)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn step_schedule_decays_every_step_size() {
+        let s = Schedule { kind: ScheduleKind::Step { step_size: 5, gamma: 0.5 }, warmup_steps: 0 };
+        assert_eq!(s.lr_at(1.0, 4, 100), 1.0);
+        assert_eq!(s.lr_at(1.0, 5, 100), 0.5);
+        assert_eq!(s.lr_at(1.0, 12, 100), 0.25);
+    }
+}
