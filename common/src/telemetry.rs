@@ -24,7 +24,9 @@ impl FromStr for LogFormat {
         match s {
             "pretty" => Ok(Self::Pretty),
             "json" => Ok(Self::Json),
-            other => Err(format!("unknown log format `{other}` (expected pretty or json)")),
+            other => Err(format!(
+                "unknown log format `{other}` (expected pretty or json)"
+            )),
         }
     }
 }
@@ -33,10 +35,14 @@ impl FromStr for LogFormat {
 /// `RUST_LOG` itself wins when set. Returns an error if the filter does not parse.
 pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.is_empty() => EnvFilter::from_str(&env).map_err(|e| format!("RUST_LOG: {e}"))?,
+        Ok(env) if !env.is_empty() => {
+            EnvFilter::from_str(&env).map_err(|e| format!("RUST_LOG: {e}"))?
+        }
         _ => EnvFilter::from_str(filter).map_err(|e| format!("log filter `{filter}`: {e}"))?,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Pretty => builder.with_target(false).try_init(),
         LogFormat::Json => builder

@@ -10,7 +10,9 @@ pub fn now_ms() -> i64 {
 }
 
 pub fn system_to_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A protobuf timestamp for a time in Unix milliseconds; `None` for 0 (never happened).

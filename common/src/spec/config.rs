@@ -33,8 +33,15 @@ pub enum Activation {
 }
 
 impl Activation {
-    pub const NAMES: &'static [&'static str] =
-        &["relu", "gelu", "tanh", "sigmoid", "silu", "leaky_relu", "identity"];
+    pub const NAMES: &'static [&'static str] = &[
+        "relu",
+        "gelu",
+        "tanh",
+        "sigmoid",
+        "silu",
+        "leaky_relu",
+        "identity",
+    ];
 
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
@@ -71,9 +78,21 @@ pub enum PoolKind {
 /// One hidden layer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerConfig {
-    Linear { width: usize, activation: Activation },
-    Conv { channels: usize, kernel: usize, stride: usize, padding: usize, activation: Activation },
-    Pool { kind: PoolKind, size: usize },
+    Linear {
+        width: usize,
+        activation: Activation,
+    },
+    Conv {
+        channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        activation: Activation,
+    },
+    Pool {
+        kind: PoolKind,
+        size: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -111,13 +130,27 @@ pub enum Normalize {
 #[derive(Clone, Debug, PartialEq)]
 pub enum DatasetSource {
     /// Gaussian inputs labelled by a random linear teacher (argmax of x·W), as the peer benchmarks.
-    SyntheticClassification { samples: usize, features: usize, classes: usize, noise: f64 },
+    SyntheticClassification {
+        samples: usize,
+        features: usize,
+        classes: usize,
+        noise: f64,
+    },
     /// Gaussian inputs, targets from a random linear map plus Gaussian noise.
-    SyntheticRegression { samples: usize, features: usize, targets: usize, noise: f64 },
+    SyntheticRegression {
+        samples: usize,
+        features: usize,
+        targets: usize,
+        noise: f64,
+    },
     /// The 8x8 handwritten digits that ship inside the smartcore crate (1,797 images, 10 classes).
     Digits,
     /// MNIST-style IDX files.
-    Idx { images: PathBuf, labels: PathBuf, validation: Option<(PathBuf, PathBuf)> },
+    Idx {
+        images: PathBuf,
+        labels: PathBuf,
+        validation: Option<(PathBuf, PathBuf)>,
+    },
     /// A CSV file with one label column; the other columns are numeric features.
     Csv {
         path: PathBuf,
@@ -142,7 +175,11 @@ impl DatasetConfig {
     /// Files the dataset reads, with the spec path of each (for existence checks and messages).
     pub fn files(&self) -> Vec<(&'static str, &PathBuf)> {
         match &self.source {
-            DatasetSource::Idx { images, labels, validation } => {
+            DatasetSource::Idx {
+                images,
+                labels,
+                validation,
+            } => {
                 let mut files = vec![("dataset.images", images), ("dataset.labels", labels)];
                 if let Some((vi, vl)) = validation {
                     files.push(("dataset.validation_images", vi));
@@ -150,7 +187,11 @@ impl DatasetConfig {
                 }
                 files
             }
-            DatasetSource::Csv { path, validation_path, .. } => {
+            DatasetSource::Csv {
+                path,
+                validation_path,
+                ..
+            } => {
                 let mut files = vec![("dataset.path", path)];
                 if let Some(v) = validation_path {
                     files.push(("dataset.validation_path", v));
@@ -181,9 +222,14 @@ pub enum OptimizerKind {
 pub enum ScheduleKind {
     Constant,
     /// Multiply by `gamma` every `step_size` steps.
-    Step { step_size: u64, gamma: f64 },
+    Step {
+        step_size: u64,
+        gamma: f64,
+    },
     /// Half a cosine from lr down to `min_lr` at the last step.
-    Cosine { min_lr: f64 },
+    Cosine {
+        min_lr: f64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -254,7 +300,10 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine_ends_at_min_lr() {
-        let s = Schedule { kind: ScheduleKind::Cosine { min_lr: 0.001 }, warmup_steps: 10 };
+        let s = Schedule {
+            kind: ScheduleKind::Cosine { min_lr: 0.001 },
+            warmup_steps: 10,
+        };
         assert!((s.lr_at(0.1, 0, 110) - 0.01).abs() < 1e-12);
         assert!((s.lr_at(0.1, 9, 110) - 0.1).abs() < 1e-12);
         assert!((s.lr_at(0.1, 10, 110) - 0.1).abs() < 1e-12);
@@ -265,7 +314,13 @@ mod tests {
 
     #[test]
     fn step_schedule_decays_every_step_size() {
-        let s = Schedule { kind: ScheduleKind::Step { step_size: 5, gamma: 0.5 }, warmup_steps: 0 };
+        let s = Schedule {
+            kind: ScheduleKind::Step {
+                step_size: 5,
+                gamma: 0.5,
+            },
+            warmup_steps: 0,
+        };
         assert_eq!(s.lr_at(1.0, 4, 100), 1.0);
         assert_eq!(s.lr_at(1.0, 5, 100), 0.5);
         assert_eq!(s.lr_at(1.0, 12, 100), 0.25);

@@ -18,7 +18,9 @@ use crate::proto::JobSpec;
 /// Parses a TOML job file into the wire message. Syntax errors, wrong types and unknown keys fail
 /// here (serde stops at the first); everything else is left to [`validate`], which reports all.
 pub fn parse_toml(text: &str) -> Result<JobSpec, SpecError> {
-    toml::from_str(text).map_err(|e| SpecError::Parse { message: e.to_string().trim().to_owned() })
+    toml::from_str(text).map_err(|e| SpecError::Parse {
+        message: e.to_string().trim().to_owned(),
+    })
 }
 
 /// Renders a spec back to TOML (saved next to checkpoints, shown by `shoal status`).

@@ -28,7 +28,14 @@ impl Checker {
     /// A required size: > 0 and at most MAX_SIZE.
     fn size(&mut self, path: &str, value: i64) -> usize {
         if value <= 0 {
-            self.fail(path, if value == 0 { "must be > 0 (required)" } else { "must be > 0" });
+            self.fail(
+                path,
+                if value == 0 {
+                    "must be > 0 (required)"
+                } else {
+                    "must be > 0"
+                },
+            );
             1
         } else if value > MAX_SIZE {
             self.fail(path, format!("must be at most {MAX_SIZE}"));
@@ -54,7 +61,8 @@ impl Checker {
 
     /// A finite float in [lo, hi) (or [lo, hi] when `inclusive`).
     fn in_range(&mut self, path: &str, value: f64, lo: f64, hi: f64, inclusive: bool) -> f64 {
-        let ok = value.is_finite() && value >= lo && if inclusive { value <= hi } else { value < hi };
+        let ok =
+            value.is_finite() && value >= lo && if inclusive { value <= hi } else { value < hi };
         if !ok {
             let close = if inclusive { ']' } else { ')' };
             self.fail(path, format!("must be in [{lo}, {hi}{close}, got {value}"));
@@ -76,7 +84,14 @@ impl Checker {
         }
     }
 
-    fn choice<T>(&mut self, path: &str, value: &str, default: Option<T>, parse: impl Fn(&str) -> Option<T>, names: &[&str]) -> Option<T> {
+    fn choice<T>(
+        &mut self,
+        path: &str,
+        value: &str,
+        default: Option<T>,
+        parse: impl Fn(&str) -> Option<T>,
+        names: &[&str],
+    ) -> Option<T> {
         if value.is_empty() {
             if default.is_none() {
                 self.fail(path, format!("required (one of {})", names.join(", ")));
@@ -85,7 +100,13 @@ impl Checker {
         }
         let parsed = parse(value);
         if parsed.is_none() {
-            self.fail(path, format!("unknown value `{value}` (expected one of {})", names.join(", ")));
+            self.fail(
+                path,
+                format!(
+                    "unknown value `{value}` (expected one of {})",
+                    names.join(", ")
+                ),
+            );
         }
         parsed
     }
@@ -112,7 +133,15 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
     let resources = resources(&mut c, spec.resources.as_ref());
 
     if c.errors.is_empty() {
-        Ok(TrainConfig { name, priority: spec.priority, model, dataset, optimizer, training, resources })
+        Ok(TrainConfig {
+            name,
+            priority: spec.priority,
+            model,
+            dataset,
+            optimizer,
+            training,
+            resources,
+        })
     } else {
         Err(c.errors)
     }
@@ -123,22 +152,35 @@ fn training(c: &mut Checker, t: Option<&proto::TrainingSpec>) -> TrainingConfig 
     let t = match t {
         Some(t) => t,
         None => {
-            c.fail("training", "required (at least batch_size and epochs or steps)");
+            c.fail(
+                "training",
+                "required (at least batch_size and epochs or steps)",
+            );
             &default
         }
     };
-    let batch_size = if t.batch_size == 0 && default == *t { 1 } else { c.size("training.batch_size", t.batch_size) };
+    let batch_size = if t.batch_size == 0 && default == *t {
+        1
+    } else {
+        c.size("training.batch_size", t.batch_size)
+    };
     let duration = match (t.epochs, t.steps) {
         (e, 0) if e > 0 => Duration::Epochs(e as u64),
         (0, s) if s > 0 => Duration::Steps(s as u64),
         (0, 0) => {
             if default != *t {
-                c.fail("training.epochs", "set training.epochs or training.steps (must be > 0)");
+                c.fail(
+                    "training.epochs",
+                    "set training.epochs or training.steps (must be > 0)",
+                );
             }
             Duration::Steps(1)
         }
         (e, s) if e > 0 && s > 0 => {
-            c.fail("training.steps", "set either training.epochs or training.steps, not both");
+            c.fail(
+                "training.steps",
+                "set either training.epochs or training.steps, not both",
+            );
             Duration::Steps(1)
         }
         (e, s) => {
@@ -179,12 +221,30 @@ fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) 
             &default
         }
     };
-    const KINDS: &[&str] = &["synthetic_classification", "synthetic_regression", "digits", "idx", "csv"];
-    let kind = c.choice("dataset.kind", &d.kind, None, |k| KINDS.iter().find(|n| **n == k).copied(), KINDS);
+    const KINDS: &[&str] = &[
+        "synthetic_classification",
+        "synthetic_regression",
+        "digits",
+        "idx",
+        "csv",
+    ];
+    let kind = c.choice(
+        "dataset.kind",
+        &d.kind,
+        None,
+        |k| KINDS.iter().find(|n| **n == k).copied(),
+        KINDS,
+    );
     let context = format!("dataset kind `{}`", kind.unwrap_or("?"));
 
     let validation_split = d.validation_split.unwrap_or(DEFAULT_VALIDATION_SPLIT);
-    c.in_range("dataset.validation_split", validation_split, 0.0, 1.0, false);
+    c.in_range(
+        "dataset.validation_split",
+        validation_split,
+        0.0,
+        1.0,
+        false,
+    );
     let seed = match d.seed {
         Some(s) => c.non_negative("dataset.seed", s),
         None => training_seed,
@@ -205,7 +265,10 @@ fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) 
         )
         .unwrap_or(Normalize::Auto);
 
-    let synthetic = matches!(kind, Some("synthetic_classification" | "synthetic_regression"));
+    let synthetic = matches!(
+        kind,
+        Some("synthetic_classification" | "synthetic_regression")
+    );
     let idx = kind == Some("idx");
     let csv = kind == Some("csv");
     if !synthetic && kind.is_some() {
@@ -222,12 +285,24 @@ fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) 
     if !idx && kind.is_some() {
         c.unused("dataset.images", !d.images.is_empty(), &context);
         c.unused("dataset.labels", !d.labels.is_empty(), &context);
-        c.unused("dataset.validation_images", !d.validation_images.is_empty(), &context);
-        c.unused("dataset.validation_labels", !d.validation_labels.is_empty(), &context);
+        c.unused(
+            "dataset.validation_images",
+            !d.validation_images.is_empty(),
+            &context,
+        );
+        c.unused(
+            "dataset.validation_labels",
+            !d.validation_labels.is_empty(),
+            &context,
+        );
     }
     if !csv && kind.is_some() {
         c.unused("dataset.path", !d.path.is_empty(), &context);
-        c.unused("dataset.validation_path", !d.validation_path.is_empty(), &context);
+        c.unused(
+            "dataset.validation_path",
+            !d.validation_path.is_empty(),
+            &context,
+        );
         c.unused("dataset.label_column", !d.label_column.is_empty(), &context);
         c.unused("dataset.header", d.header.is_some(), &context);
         c.unused("dataset.task", !d.task.is_empty(), &context);
@@ -255,34 +330,53 @@ fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) 
         Some("idx") => {
             let images = path(c, "dataset.images", &d.images, true);
             let labels = path(c, "dataset.labels", &d.labels, true);
-            let validation = match (d.validation_images.is_empty(), d.validation_labels.is_empty()) {
+            let validation = match (
+                d.validation_images.is_empty(),
+                d.validation_labels.is_empty(),
+            ) {
                 (true, true) => None,
                 (false, false) => Some((
                     path(c, "dataset.validation_images", &d.validation_images, true),
                     path(c, "dataset.validation_labels", &d.validation_labels, true),
                 )),
                 (false, true) => {
-                    c.fail("dataset.validation_labels", "required when validation_images is set");
+                    c.fail(
+                        "dataset.validation_labels",
+                        "required when validation_images is set",
+                    );
                     None
                 }
                 (true, false) => {
-                    c.fail("dataset.validation_images", "required when validation_labels is set");
+                    c.fail(
+                        "dataset.validation_images",
+                        "required when validation_labels is set",
+                    );
                     None
                 }
             };
-            DatasetSource::Idx { images, labels, validation }
+            DatasetSource::Idx {
+                images,
+                labels,
+                validation,
+            }
         }
         Some("csv") => {
             let header = d.header.unwrap_or(true);
             let label_column = if d.label_column.trim().is_empty() {
-                c.fail("dataset.label_column", "required for csv (a header name or a 0-based index)");
+                c.fail(
+                    "dataset.label_column",
+                    "required for csv (a header name or a 0-based index)",
+                );
                 ColumnRef::Index(0)
             } else if let Ok(i) = d.label_column.trim().parse::<usize>() {
                 ColumnRef::Index(i)
             } else if header {
                 ColumnRef::Name(d.label_column.trim().to_owned())
             } else {
-                c.fail("dataset.label_column", "must be a 0-based index when header = false");
+                c.fail(
+                    "dataset.label_column",
+                    "must be a 0-based index when header = false",
+                );
                 ColumnRef::Index(0)
             };
             const TASKS: &[&str] = &["classification", "regression"];
@@ -310,7 +404,12 @@ fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) 
         }
         _ => DatasetSource::Digits,
     };
-    DatasetConfig { source, validation_split, seed, normalize }
+    DatasetConfig {
+        source,
+        validation_split,
+        seed,
+        normalize,
+    }
 }
 
 fn path(c: &mut Checker, field: &str, value: &str, required: bool) -> PathBuf {
@@ -366,7 +465,13 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
         )
         .unwrap_or(ModelKind::Mlp);
     let activation = c
-        .choice("model.activation", &m.activation, Some(Activation::Relu), Activation::parse, Activation::NAMES)
+        .choice(
+            "model.activation",
+            &m.activation,
+            Some(Activation::Relu),
+            Activation::parse,
+            Activation::NAMES,
+        )
         .unwrap_or(Activation::Relu);
     let dropout = c.in_range("model.dropout", m.dropout.unwrap_or(0.0), 0.0, 1.0, false);
 
@@ -378,13 +483,25 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
             c.size("model.input_shape[2]", *w),
         ]),
         other => {
-            c.fail("model.input_shape", format!("must be [channels, height, width], got {} values", other.len()));
+            c.fail(
+                "model.input_shape",
+                format!(
+                    "must be [channels, height, width], got {} values",
+                    other.len()
+                ),
+            );
             None
         }
     };
     if let (Some([ch, h, w]), Some([f, 1, 1])) = (input_shape, known_input_shape(dataset)) {
         if ch * h * w != f {
-            c.fail("model.input_shape", format!("{ch}x{h}x{w} = {} values but the dataset has {f} features", ch * h * w));
+            c.fail(
+                "model.input_shape",
+                format!(
+                    "{ch}x{h}x{w} = {} values but the dataset has {f} features",
+                    ch * h * w
+                ),
+            );
         }
     }
     if m.layers.len() > 256 {
@@ -394,10 +511,20 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
     let mut layers = Vec::with_capacity(m.layers.len());
     for (i, l) in m.layers.iter().enumerate() {
         let p = |f: &str| format!("model.layers[{i}].{f}");
-        let ty = if l.r#type.is_empty() { "linear" } else { l.r#type.as_str() };
+        let ty = if l.r#type.is_empty() {
+            "linear"
+        } else {
+            l.r#type.as_str()
+        };
         let act = |c: &mut Checker| {
-            c.choice(&p("activation"), &l.activation, Some(activation), Activation::parse, Activation::NAMES)
-                .unwrap_or(activation)
+            c.choice(
+                &p("activation"),
+                &l.activation,
+                Some(activation),
+                Activation::parse,
+                Activation::NAMES,
+            )
+            .unwrap_or(activation)
         };
         let layer = match ty {
             "linear" => {
@@ -408,7 +535,10 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
                 c.unused(&p("padding"), l.padding != 0, ctx);
                 c.unused(&p("pool"), !l.pool.is_empty(), ctx);
                 c.unused(&p("size"), l.size.is_some(), ctx);
-                LayerConfig::Linear { width: c.size(&p("width"), l.width), activation: act(c) }
+                LayerConfig::Linear {
+                    width: c.size(&p("width"), l.width),
+                    activation: act(c),
+                }
             }
             "conv" => {
                 let ctx = "a conv layer";
@@ -450,17 +580,28 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
                         &["max", "avg"],
                     )
                     .unwrap_or(PoolKind::Max);
-                LayerConfig::Pool { kind: pool, size: c.size_or(&p("size"), l.size, 2) }
+                LayerConfig::Pool {
+                    kind: pool,
+                    size: c.size_or(&p("size"), l.size, 2),
+                }
             }
             other => {
-                c.fail(p("type"), format!("unknown layer type `{other}` (expected linear, conv or pool)"));
+                c.fail(
+                    p("type"),
+                    format!("unknown layer type `{other}` (expected linear, conv or pool)"),
+                );
                 continue;
             }
         };
         layers.push(layer);
     }
 
-    let config = ModelConfig { kind, layers, dropout, input_shape };
+    let config = ModelConfig {
+        kind,
+        layers,
+        dropout,
+        input_shape,
+    };
     check_shapes(c, &config, dataset);
     config
 }
@@ -473,30 +614,50 @@ fn check_shapes(c: &mut Checker, m: &ModelConfig, dataset: &DatasetConfig) {
         DatasetSource::Digits => Some([1, 8, 8]),
         _ => None,
     };
-    let has_spatial = m.layers.iter().any(|l| !matches!(l, LayerConfig::Linear { .. }));
+    let has_spatial = m
+        .layers
+        .iter()
+        .any(|l| !matches!(l, LayerConfig::Linear { .. }));
     let shape = match (declared, image) {
         (Some(s), _) => Some(s),
         (None, Some(s)) => Some(s),
         (None, None) => {
             if has_spatial && known_input_shape(dataset).is_some() {
-                c.fail("model.input_shape", "required for conv and pool layers on a dataset without an image shape");
+                c.fail(
+                    "model.input_shape",
+                    "required for conv and pool layers on a dataset without an image shape",
+                );
             }
             known_input_shape(dataset)
         }
     };
-    let Some([mut ch, mut h, mut w]) = shape else { return };
+    let Some([mut ch, mut h, mut w]) = shape else {
+        return;
+    };
     let mut flat: Option<usize> = None;
     let mut params: u128 = 0;
     for (i, l) in m.layers.iter().enumerate() {
         match *l {
-            LayerConfig::Conv { channels, kernel, stride, padding, .. } => {
+            LayerConfig::Conv {
+                channels,
+                kernel,
+                stride,
+                padding,
+                ..
+            } => {
                 if flat.is_some() {
-                    c.fail(format!("model.layers[{i}].type"), "conv layers must come before linear layers");
+                    c.fail(
+                        format!("model.layers[{i}].type"),
+                        "conv layers must come before linear layers",
+                    );
                     return;
                 }
                 let (hp, wp) = (h + 2 * padding, w + 2 * padding);
                 if kernel > hp || kernel > wp {
-                    c.fail(format!("model.layers[{i}].kernel"), format!("kernel {kernel} is larger than its {hp}x{wp} (padded) input"));
+                    c.fail(
+                        format!("model.layers[{i}].kernel"),
+                        format!("kernel {kernel} is larger than its {hp}x{wp} (padded) input"),
+                    );
                     return;
                 }
                 params += (ch * kernel * kernel * channels + channels) as u128;
@@ -506,11 +667,17 @@ fn check_shapes(c: &mut Checker, m: &ModelConfig, dataset: &DatasetConfig) {
             }
             LayerConfig::Pool { size, .. } => {
                 if flat.is_some() {
-                    c.fail(format!("model.layers[{i}].type"), "pool layers must come before linear layers");
+                    c.fail(
+                        format!("model.layers[{i}].type"),
+                        "pool layers must come before linear layers",
+                    );
                     return;
                 }
                 if size > h || size > w {
-                    c.fail(format!("model.layers[{i}].size"), format!("window {size} is larger than its {h}x{w} input"));
+                    c.fail(
+                        format!("model.layers[{i}].size"),
+                        format!("window {size} is larger than its {h}x{w} input"),
+                    );
                     return;
                 }
                 h /= size;
@@ -527,15 +694,27 @@ fn check_shapes(c: &mut Checker, m: &ModelConfig, dataset: &DatasetConfig) {
         params += (flat.unwrap_or(ch * h * w) * out + out) as u128;
     }
     if params > MAX_PARAMS {
-        c.fail("model.layers", format!("the model has {params} parameters, more than the {MAX_PARAMS} allowed"));
+        c.fail(
+            "model.layers",
+            format!("the model has {params} parameters, more than the {MAX_PARAMS} allowed"),
+        );
     }
 }
 
 fn optimizer(c: &mut Checker, o: Option<&proto::OptimizerSpec>) -> OptimizerConfig {
-    let default = proto::OptimizerSpec { kind: "sgd".into(), ..Default::default() };
+    let default = proto::OptimizerSpec {
+        kind: "sgd".into(),
+        ..Default::default()
+    };
     let o = o.unwrap_or(&default);
     let kind_name = c
-        .choice("optimizer.kind", &o.kind, Some("sgd"), |k| ["sgd", "adamw"].into_iter().find(|n| *n == k), &["sgd", "adamw"])
+        .choice(
+            "optimizer.kind",
+            &o.kind,
+            Some("sgd"),
+            |k| ["sgd", "adamw"].into_iter().find(|n| *n == k),
+            &["sgd", "adamw"],
+        )
         .unwrap_or("sgd");
     let kind = if kind_name == "adamw" {
         c.unused("optimizer.momentum", o.momentum != 0.0, "adamw");
@@ -553,7 +732,10 @@ fn optimizer(c: &mut Checker, o: Option<&proto::OptimizerSpec>) -> OptimizerConf
         if o.nesterov && momentum == 0.0 {
             c.fail("optimizer.nesterov", "needs optimizer.momentum > 0");
         }
-        OptimizerKind::Sgd { momentum, nesterov: o.nesterov }
+        OptimizerKind::Sgd {
+            momentum,
+            nesterov: o.nesterov,
+        }
     };
     let default_lr = if kind_name == "adamw" { 1e-3 } else { 1e-2 };
     let lr = c.positive("optimizer.lr", o.lr.unwrap_or(default_lr));
@@ -561,7 +743,13 @@ fn optimizer(c: &mut Checker, o: Option<&proto::OptimizerSpec>) -> OptimizerConf
         c.fail("optimizer.lr", "must be at most 100");
     }
     let default_wd = if kind_name == "adamw" { 0.01 } else { 0.0 };
-    let weight_decay = c.in_range("optimizer.weight_decay", o.weight_decay.unwrap_or(default_wd), 0.0, 1.0, true);
+    let weight_decay = c.in_range(
+        "optimizer.weight_decay",
+        o.weight_decay.unwrap_or(default_wd),
+        0.0,
+        1.0,
+        true,
+    );
 
     let s = o.schedule.clone().unwrap_or_default();
     let sched_kind = c
@@ -576,31 +764,68 @@ fn optimizer(c: &mut Checker, o: Option<&proto::OptimizerSpec>) -> OptimizerConf
     let warmup_steps = c.non_negative("optimizer.schedule.warmup_steps", s.warmup_steps);
     let kind_s = match sched_kind {
         "step" => {
-            c.unused("optimizer.schedule.min_lr", s.min_lr != 0.0, "the step schedule");
+            c.unused(
+                "optimizer.schedule.min_lr",
+                s.min_lr != 0.0,
+                "the step schedule",
+            );
             ScheduleKind::Step {
                 step_size: c.size("optimizer.schedule.step_size", s.step_size) as u64,
                 gamma: {
                     let g = s.gamma.unwrap_or(0.1);
                     if !(g.is_finite() && g > 0.0 && g <= 1.0) {
-                        c.fail("optimizer.schedule.gamma", format!("must be in (0, 1], got {g}"));
+                        c.fail(
+                            "optimizer.schedule.gamma",
+                            format!("must be in (0, 1], got {g}"),
+                        );
                     }
                     g
                 },
             }
         }
         "cosine" => {
-            c.unused("optimizer.schedule.step_size", s.step_size != 0, "the cosine schedule");
-            c.unused("optimizer.schedule.gamma", s.gamma.is_some(), "the cosine schedule");
-            ScheduleKind::Cosine { min_lr: c.in_range("optimizer.schedule.min_lr", s.min_lr, 0.0, lr, true) }
+            c.unused(
+                "optimizer.schedule.step_size",
+                s.step_size != 0,
+                "the cosine schedule",
+            );
+            c.unused(
+                "optimizer.schedule.gamma",
+                s.gamma.is_some(),
+                "the cosine schedule",
+            );
+            ScheduleKind::Cosine {
+                min_lr: c.in_range("optimizer.schedule.min_lr", s.min_lr, 0.0, lr, true),
+            }
         }
         _ => {
-            c.unused("optimizer.schedule.step_size", s.step_size != 0, "the constant schedule");
-            c.unused("optimizer.schedule.gamma", s.gamma.is_some(), "the constant schedule");
-            c.unused("optimizer.schedule.min_lr", s.min_lr != 0.0, "the constant schedule");
+            c.unused(
+                "optimizer.schedule.step_size",
+                s.step_size != 0,
+                "the constant schedule",
+            );
+            c.unused(
+                "optimizer.schedule.gamma",
+                s.gamma.is_some(),
+                "the constant schedule",
+            );
+            c.unused(
+                "optimizer.schedule.min_lr",
+                s.min_lr != 0.0,
+                "the constant schedule",
+            );
             ScheduleKind::Constant
         }
     };
-    OptimizerConfig { kind, lr, weight_decay, schedule: Schedule { kind: kind_s, warmup_steps } }
+    OptimizerConfig {
+        kind,
+        lr,
+        weight_decay,
+        schedule: Schedule {
+            kind: kind_s,
+            warmup_steps,
+        },
+    }
 }
 
 fn resources(c: &mut Checker, r: Option<&proto::ResourceSpec>) -> Resources {
@@ -614,7 +839,11 @@ fn resources(c: &mut Checker, r: Option<&proto::ResourceSpec>) -> Resources {
     if gpus > 64 {
         c.fail("resources.gpus", "must be at most 64");
     }
-    Resources { cpus: cpus as u32, memory_mb, gpus: gpus as u32 }
+    Resources {
+        cpus: cpus as u32,
+        memory_mb,
+        gpus: gpus as u32,
+    }
 }
 
 #[cfg(test)]
@@ -653,14 +882,27 @@ mod tests {
     fn a_good_spec_gets_its_defaults() {
         let (_, cfg) = load_toml(DIGITS).expect("valid");
         assert_eq!(cfg.model.layers.len(), 2);
-        assert_eq!(cfg.model.layers[1], LayerConfig::Linear { width: 32, activation: Activation::Tanh });
+        assert_eq!(
+            cfg.model.layers[1],
+            LayerConfig::Linear {
+                width: 32,
+                activation: Activation::Tanh
+            }
+        );
         assert_eq!(cfg.dataset.validation_split, 0.2);
         assert_eq!(cfg.dataset.seed, 7);
         assert_eq!(cfg.training.duration, Duration::Epochs(5));
         assert_eq!(cfg.training.log_every, 10);
         assert!(matches!(cfg.optimizer.kind, OptimizerKind::AdamW { beta1, .. } if beta1 == 0.9));
         assert_eq!(cfg.optimizer.weight_decay, 0.01);
-        assert_eq!(cfg.resources, Resources { cpus: 1, memory_mb: 512, gpus: 0 });
+        assert_eq!(
+            cfg.resources,
+            Resources {
+                cpus: 1,
+                memory_mb: 512,
+                gpus: 0
+            }
+        );
     }
 
     #[test]
@@ -695,14 +937,18 @@ mod tests {
             "training.batch_size: must be > 0 (required)",
             "resources.cpus: must be > 0 (required)",
         ] {
-            assert!(errors.iter().any(|e| e == expected), "missing `{expected}` in {errors:#?}");
+            assert!(
+                errors.iter().any(|e| e == expected),
+                "missing `{expected}` in {errors:#?}"
+            );
         }
         assert_eq!(errors.len(), 8, "{errors:#?}");
     }
 
     #[test]
     fn unknown_keys_and_bad_toml_fail_to_parse() {
-        let err = parse_toml("name = \"x\"\n[model]\nkind = \"mlp\"\nwidht = 3\n").expect_err("unknown key");
+        let err = parse_toml("name = \"x\"\n[model]\nkind = \"mlp\"\nwidht = 3\n")
+            .expect_err("unknown key");
         assert!(err.to_string().contains("unknown field `widht`"), "{err}");
         let err = parse_toml("name = \"x\n").expect_err("broken string");
         assert!(matches!(err, SpecError::Parse { .. }));
@@ -712,16 +958,27 @@ mod tests {
 
     #[test]
     fn fields_of_other_kinds_are_rejected() {
-        let errors = errors_of(&DIGITS.replace("kind = \"digits\"", "kind = \"digits\"\nimages = \"a.idx\""));
-        assert_eq!(errors, vec!["dataset.images: does not apply to dataset kind `digits`"]);
+        let errors = errors_of(
+            &DIGITS.replace("kind = \"digits\"", "kind = \"digits\"\nimages = \"a.idx\""),
+        );
+        assert_eq!(
+            errors,
+            vec!["dataset.images: does not apply to dataset kind `digits`"]
+        );
         let errors = errors_of(&DIGITS.replace("{ width = 64 }", "{ width = 64, kernel = 3 }"));
-        assert_eq!(errors, vec!["model.layers[0].kernel: does not apply to a linear layer"]);
+        assert_eq!(
+            errors,
+            vec!["model.layers[0].kernel: does not apply to a linear layer"]
+        );
     }
 
     #[test]
     fn epochs_and_steps_are_exclusive() {
         let errors = errors_of(&DIGITS.replace("epochs = 5", "epochs = 5\nsteps = 100"));
-        assert_eq!(errors, vec!["training.steps: set either training.epochs or training.steps, not both"]);
+        assert_eq!(
+            errors,
+            vec!["training.steps: set either training.epochs or training.steps, not both"]
+        );
         let errors = errors_of(&DIGITS.replace("epochs = 5", "epochs = -5"));
         assert_eq!(errors, vec!["training.epochs: must be > 0"]);
     }
@@ -734,23 +991,48 @@ mod tests {
                 &format!("layers = [{layers}]"),
             )
         };
-        let ok = cnn(r#"{ type = "conv", channels = 8, kernel = 3, padding = 1 }, { type = "pool" }, { width = 32 }"#);
+        let ok = cnn(
+            r#"{ type = "conv", channels = 8, kernel = 3, padding = 1 }, { type = "pool" }, { width = 32 }"#,
+        );
         let (_, cfg) = load_toml(&ok).expect("valid cnn");
         assert_eq!(cfg.model.layers.len(), 3);
         let errors = errors_of(&cnn(r#"{ type = "conv", channels = 8, kernel = 9 }"#));
-        assert_eq!(errors, vec!["model.layers[0].kernel: kernel 9 is larger than its 8x8 (padded) input"]);
-        let errors = errors_of(&cnn(r#"{ type = "pool", size = 4 }, { type = "pool", size = 4 }"#));
-        assert_eq!(errors, vec!["model.layers[1].size: window 4 is larger than its 2x2 input"]);
-        let errors = errors_of(&DIGITS.replace("{ width = 64 }", "{ type = \"conv\", channels = 2, kernel = 3 }"));
-        assert_eq!(errors, vec!["model.layers[0].type: conv layers need model.kind = \"cnn\""]);
+        assert_eq!(
+            errors,
+            vec!["model.layers[0].kernel: kernel 9 is larger than its 8x8 (padded) input"]
+        );
+        let errors = errors_of(&cnn(
+            r#"{ type = "pool", size = 4 }, { type = "pool", size = 4 }"#,
+        ));
+        assert_eq!(
+            errors,
+            vec!["model.layers[1].size: window 4 is larger than its 2x2 input"]
+        );
+        let errors = errors_of(&DIGITS.replace(
+            "{ width = 64 }",
+            "{ type = \"conv\", channels = 2, kernel = 3 }",
+        ));
+        assert_eq!(
+            errors,
+            vec!["model.layers[0].type: conv layers need model.kind = \"cnn\""]
+        );
     }
 
     #[test]
     fn missing_sections_are_named() {
         let errors = errors_of("name = \"empty\"\n");
-        assert!(errors.contains(&"model: required".to_owned()), "{errors:#?}");
-        assert!(errors.contains(&"dataset: required".to_owned()), "{errors:#?}");
-        assert!(errors.iter().any(|e| e.starts_with("training: required")), "{errors:#?}");
+        assert!(
+            errors.contains(&"model: required".to_owned()),
+            "{errors:#?}"
+        );
+        assert!(
+            errors.contains(&"dataset: required".to_owned()),
+            "{errors:#?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("training: required")),
+            "{errors:#?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,187 @@
+//! Batching. A loader thread walks the epochs' sample orders and assembles batches (gathered rows
+//! turned into tensors) a few steps ahead of training, so the step loop never waits for data in
+//! steady state.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use candle_core::{Device, Tensor};
+
+use super::Dataset;
+use crate::error::{Result, TrainError};
+use crate::nn::loss::Targets;
+use crate::rng::Rng;
+
+/// Steps in one pass over `rows` samples (the last batch may be short).
+pub fn steps_per_epoch(rows: usize, batch: usize) -> u64 {
+    rows.div_ceil(batch.max(1)).max(1) as u64
+}
+
+/// Which batches to produce.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchPlan {
+    pub batch: usize,
+    pub shuffle: bool,
+    pub seed: u64,
+    /// First global step to produce (non-zero when resuming).
+    pub start_step: u64,
+    /// Steps to produce in total, counted from step 0.
+    pub total_steps: u64,
+    /// Batches prepared ahead.
+    pub depth: usize,
+}
+
+/// One batch.
+pub struct Batch {
+    pub x: Tensor,
+    pub targets: Targets,
+    /// Global step (0-based) and epoch (0-based) the batch belongs to.
+    pub step: u64,
+    pub epoch: u64,
+}
+
+impl Batch {
+    pub fn rows(&self) -> usize {
+        self.targets.rows()
+    }
+}
+
+/// The order in which epoch `epoch` visits the samples.
+pub fn epoch_order(rows: usize, shuffle: bool, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..rows).collect();
+    if shuffle {
+        Rng::derive(seed, "epoch", epoch).shuffle(&mut order);
+    }
+    order
+}
+
+/// Handle on the loader thread; dropping it stops the thread.
+pub struct Loader {
+    rx: Receiver<Result<Batch>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Loader {
+    pub fn spawn(data: Arc<Dataset>, plan: BatchPlan) -> Result<Self> {
+        let (tx, rx) = sync_channel(plan.depth.max(1));
+        let thread = std::thread::Builder::new()
+            .name("shoal-loader".into())
+            .spawn(move || produce(&data, plan, &tx))
+            .map_err(|e| TrainError::Loader(format!("cannot start the loader thread: {e}")))?;
+        Ok(Self {
+            rx,
+            thread: Some(thread),
+        })
+    }
+
+    /// The next batch, blocking until it is ready.
+    pub fn next(&self) -> Result<Batch> {
+        self.rx
+            .recv()
+            .map_err(|_| TrainError::Loader("the loader thread stopped early".into()))?
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        // Unblock the producer (its send fails once the receiver is gone), then join it.
+        let (_, dead) = sync_channel(1);
+        drop(std::mem::replace(&mut self.rx, dead));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn produce(data: &Dataset, plan: BatchPlan, tx: &SyncSender<Result<Batch>>) {
+    let per_epoch = steps_per_epoch(data.rows, plan.batch);
+    let mut epoch = plan.start_step / per_epoch;
+    let mut order = epoch_order(data.rows, plan.shuffle, plan.seed, epoch);
+    for step in plan.start_step..plan.total_steps {
+        let e = step / per_epoch;
+        if e != epoch {
+            epoch = e;
+            order = epoch_order(data.rows, plan.shuffle, plan.seed, epoch);
+        }
+        let i = (step % per_epoch) as usize * plan.batch;
+        let rows = &order[i..(i + plan.batch).min(data.rows)];
+        let (x, targets) = data.gather(rows);
+        let batch = Tensor::from_vec(x, (rows.len(), data.features), &Device::Cpu)
+            .map(|x| Batch {
+                x,
+                targets,
+                step,
+                epoch,
+            })
+            .map_err(TrainError::from);
+        if tx.send(batch).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic;
+
+    #[test]
+    fn batches_cover_each_epoch_once_and_resume_identically() {
+        let data = Arc::new(synthetic::classification(10, 2, 2, 0.0, 1));
+        let plan = BatchPlan {
+            batch: 4,
+            shuffle: true,
+            seed: 3,
+            start_step: 0,
+            total_steps: 6,
+            depth: 2,
+        };
+        let loader = Loader::spawn(data.clone(), plan).expect("spawn");
+        let batches: Vec<Batch> = (0..6).map(|_| loader.next().expect("batch")).collect();
+        assert_eq!(
+            batches.iter().map(Batch::rows).collect::<Vec<_>>(),
+            vec![4, 4, 2, 4, 4, 2]
+        );
+        assert_eq!(
+            batches.iter().map(|b| b.epoch).collect::<Vec<_>>(),
+            vec![0, 0, 0, 1, 1, 1]
+        );
+        assert!(loader.next().is_err(), "no batch after the last step");
+
+        let resumed = Loader::spawn(
+            data,
+            BatchPlan {
+                start_step: 4,
+                ..plan
+            },
+        )
+        .expect("spawn");
+        let b = resumed.next().expect("batch");
+        assert_eq!(b.step, 4);
+        assert_eq!(b.targets, batches[4].targets);
+        assert_eq!(
+            b.x.to_vec2::<f32>().expect("x"),
+            batches[4].x.to_vec2::<f32>().expect("x")
+        );
+    }
+
+    #[test]
+    fn dropping_a_loader_mid_stream_does_not_hang() {
+        let data = Arc::new(synthetic::classification(100, 2, 2, 0.0, 1));
+        let loader = Loader::spawn(
+            data,
+            BatchPlan {
+                batch: 1,
+                shuffle: false,
+                seed: 0,
+                start_step: 0,
+                total_steps: 1000,
+                depth: 2,
+            },
+        )
+        .expect("spawn");
+        loader.next().expect("one batch");
+        drop(loader);
+    }
+}

@@ -1,0 +1,325 @@
+//! Datasets held in memory: loading from every supported source, the train/validation split,
+//! feature scaling, and batching with a prefetching loader thread.
+
+mod csv;
+mod idx;
+mod loader;
+mod synthetic;
+
+use std::path::Path;
+
+use shoal_common::spec::{DatasetConfig, DatasetSource, Normalize};
+
+pub use loader::{Batch, BatchPlan, Loader, steps_per_epoch};
+
+use crate::error::{Result, TrainError};
+use crate::model::DataShape;
+use crate::nn::loss::Targets;
+use crate::rng::Rng;
+
+/// Labels of every sample.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TargetData {
+    Classes { labels: Vec<u32>, classes: usize },
+    Values { values: Vec<f32>, width: usize },
+}
+
+/// Samples as a row-major matrix plus their targets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub x: Vec<f32>,
+    pub targets: TargetData,
+    pub rows: usize,
+    pub features: usize,
+    /// (channels, height, width) when samples are images.
+    pub image: Option<[usize; 3]>,
+}
+
+impl Dataset {
+    /// What a model for this data consumes and produces.
+    pub fn shape(&self) -> DataShape {
+        let outputs = match &self.targets {
+            TargetData::Classes { classes, .. } => *classes,
+            TargetData::Values { width, .. } => *width,
+        };
+        DataShape {
+            features: self.features,
+            image: self.image,
+            outputs,
+        }
+    }
+
+    pub fn is_classification(&self) -> bool {
+        matches!(self.targets, TargetData::Classes { .. })
+    }
+
+    /// Copies the given rows into a batch.
+    pub fn gather(&self, rows: &[usize]) -> (Vec<f32>, Targets) {
+        let f = self.features;
+        let mut x = Vec::with_capacity(rows.len() * f);
+        for &r in rows {
+            x.extend_from_slice(&self.x[r * f..(r + 1) * f]);
+        }
+        let targets = match &self.targets {
+            TargetData::Classes { labels, .. } => {
+                Targets::Classes(rows.iter().map(|&r| labels[r]).collect())
+            }
+            TargetData::Values { values, width } => {
+                let mut v = Vec::with_capacity(rows.len() * width);
+                for &r in rows {
+                    v.extend_from_slice(&values[r * width..(r + 1) * width]);
+                }
+                Targets::Values {
+                    values: v,
+                    width: *width,
+                }
+            }
+        };
+        (x, targets)
+    }
+
+    /// A new dataset of the given rows.
+    pub fn select(&self, rows: &[usize]) -> Dataset {
+        let (x, targets) = self.gather(rows);
+        let targets = match (targets, &self.targets) {
+            (Targets::Classes(labels), TargetData::Classes { classes, .. }) => {
+                TargetData::Classes {
+                    labels,
+                    classes: *classes,
+                }
+            }
+            (Targets::Values { values, width }, _) => TargetData::Values { values, width },
+            (Targets::Classes(_), TargetData::Values { .. }) => {
+                unreachable!("gather keeps the target kind")
+            }
+        };
+        Dataset {
+            x,
+            targets,
+            rows: rows.len(),
+            features: self.features,
+            image: self.image,
+        }
+    }
+}
+
+/// Training and validation sets.
+#[derive(Clone, Debug)]
+pub struct Splits {
+    pub train: Dataset,
+    /// Empty when `validation_split` is 0 and no validation file is given.
+    pub validation: Option<Dataset>,
+}
+
+/// Loads a dataset as the spec describes, splits it and scales its features.
+pub fn load(cfg: &DatasetConfig) -> Result<Splits> {
+    let (full, explicit_validation) = match &cfg.source {
+        DatasetSource::SyntheticClassification {
+            samples,
+            features,
+            classes,
+            noise,
+        } => (
+            synthetic::classification(*samples, *features, *classes, *noise, cfg.seed),
+            None,
+        ),
+        DatasetSource::SyntheticRegression {
+            samples,
+            features,
+            targets,
+            noise,
+        } => (
+            synthetic::regression(*samples, *features, *targets, *noise, cfg.seed),
+            None,
+        ),
+        DatasetSource::Digits => (digits(), None),
+        DatasetSource::Idx {
+            images,
+            labels,
+            validation,
+        } => {
+            let train = idx::load(images, labels, ("dataset.images", "dataset.labels"))?;
+            let val = match validation {
+                Some((vi, vl)) => Some(idx::load(
+                    vi,
+                    vl,
+                    ("dataset.validation_images", "dataset.validation_labels"),
+                )?),
+                None => None,
+            };
+            (train, val)
+        }
+        DatasetSource::Csv {
+            path,
+            validation_path,
+            label_column,
+            header,
+            task,
+        } => {
+            let train = csv::load(path, "dataset.path", label_column, *header, *task, None)?;
+            let val = match validation_path {
+                Some(p) => {
+                    let classes = match &train.1 {
+                        Some(names) => Some(names.as_slice()),
+                        None => None,
+                    };
+                    Some(
+                        csv::load(
+                            p,
+                            "dataset.validation_path",
+                            label_column,
+                            *header,
+                            *task,
+                            classes,
+                        )?
+                        .0,
+                    )
+                }
+                None => None,
+            };
+            (train.0, val)
+        }
+    };
+    if full.rows == 0 {
+        return Err(TrainError::dataset("dataset", "has no samples"));
+    }
+    let (mut train, mut validation) = match explicit_validation {
+        Some(v) => {
+            if v.features != full.features {
+                return Err(TrainError::dataset(
+                    "dataset",
+                    format!(
+                        "validation samples have {} features, training samples {}",
+                        v.features, full.features
+                    ),
+                ));
+            }
+            (full, Some(v))
+        }
+        None => split(full, cfg.validation_split, cfg.seed),
+    };
+    if train.rows == 0 {
+        return Err(TrainError::dataset(
+            "dataset.validation_split",
+            "leaves no training samples",
+        ));
+    }
+    if cfg.normalize == Normalize::Standard {
+        standardize(&mut train, validation.as_mut());
+    }
+    Ok(Splits { train, validation })
+}
+
+/// Holds out `round(rows · share)` random samples (seeded) for validation.
+fn split(full: Dataset, share: f64, seed: u64) -> (Dataset, Option<Dataset>) {
+    let held_out = (full.rows as f64 * share).round() as usize;
+    if held_out == 0 {
+        return (full, None);
+    }
+    let mut order: Vec<usize> = (0..full.rows).collect();
+    Rng::derive(seed, "split", 0).shuffle(&mut order);
+    let (val, train) = order.split_at(held_out.min(full.rows));
+    let mut train = train.to_vec();
+    let mut val = val.to_vec();
+    train.sort_unstable();
+    val.sort_unstable();
+    (full.select(&train), Some(full.select(&val)))
+}
+
+/// Scales every feature to zero mean and unit variance with training-set statistics.
+fn standardize(train: &mut Dataset, validation: Option<&mut Dataset>) {
+    let f = train.features;
+    let mut mean = vec![0f64; f];
+    let mut sq = vec![0f64; f];
+    for row in train.x.chunks_exact(f) {
+        for (j, &v) in row.iter().enumerate() {
+            mean[j] += f64::from(v);
+            sq[j] += f64::from(v) * f64::from(v);
+        }
+    }
+    let n = train.rows.max(1) as f64;
+    let scale: Vec<(f32, f32)> = mean
+        .iter()
+        .zip(&sq)
+        .map(|(&s, &q)| {
+            let m = s / n;
+            let var = (q / n - m * m).max(0.0);
+            let sd = if var > 1e-12 { var.sqrt() } else { 1.0 };
+            (m as f32, (1.0 / sd) as f32)
+        })
+        .collect();
+    let apply = |d: &mut Dataset| {
+        for row in d.x.chunks_exact_mut(f) {
+            for (v, (m, inv)) in row.iter_mut().zip(&scale) {
+                *v = (*v - m) * inv;
+            }
+        }
+    };
+    apply(train);
+    if let Some(v) = validation {
+        apply(v);
+    }
+}
+
+/// The 8x8 digits shipped with smartcore, pixels scaled from 0..16 to [0, 1].
+fn digits() -> Dataset {
+    let d = smartcore::dataset::digits::load_dataset();
+    Dataset {
+        x: d.data.iter().map(|v| v / 16.0).collect(),
+        targets: TargetData::Classes {
+            labels: d.target.iter().map(|&t| t as u32).collect(),
+            classes: 10,
+        },
+        rows: d.num_samples,
+        features: d.num_features,
+        image: Some([1, 8, 8]),
+    }
+}
+
+/// Reads a whole file, naming the spec field in the error.
+fn read_file(path: &Path, field: &str) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| TrainError::dataset(field, format!("cannot read {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_the_real_dataset() {
+        let d = digits();
+        assert_eq!((d.rows, d.features), (1797, 64));
+        assert!(d.x.iter().all(|v| (0.0..=1.0).contains(v)));
+        let TargetData::Classes { labels, .. } = &d.targets else {
+            panic!("digits are classes")
+        };
+        for class in 0..10 {
+            assert!(labels.iter().filter(|&&l| l == class).count() > 150);
+        }
+    }
+
+    #[test]
+    fn split_is_disjoint_seeded_and_complete() {
+        let d = digits();
+        let (a, va) = split(d.clone(), 0.2, 3);
+        let (b, _) = split(d.clone(), 0.2, 3);
+        let (c, _) = split(d, 0.2, 4);
+        let va = va.expect("validation");
+        assert_eq!(a.rows + va.rows, 1797);
+        assert_eq!(va.rows, 359);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn standardize_uses_training_statistics() {
+        let mut train = synthetic::regression(500, 3, 1, 0.0, 1);
+        train.x.iter_mut().for_each(|v| *v = *v * 4.0 + 10.0);
+        let mut val = train.clone();
+        standardize(&mut train, Some(&mut val));
+        let mean: f32 = train.x.iter().step_by(3).sum::<f32>() / 500.0;
+        assert!(mean.abs() < 1e-4);
+        assert_eq!(train.x, val.x);
+    }
+}

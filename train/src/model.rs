@@ -1,0 +1,461 @@
+//! A sequential network built from a model spec and the shape of the data, with explicit forward
+//! and backward passes and named parameters for checkpoints.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use shoal_common::spec::{Activation, LayerConfig, ModelConfig};
+
+use crate::error::{Result, TrainError};
+use crate::nn::{Conv2d, Ctx, Dropout, Layer, Linear, Param, Pool2d, Saved};
+use crate::rng::Rng;
+
+/// What the model must consume and produce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataShape {
+    /// Flat features per sample.
+    pub features: usize,
+    /// (channels, height, width) when the samples are images.
+    pub image: Option<[usize; 3]>,
+    /// Classes (classification) or target columns (regression).
+    pub outputs: usize,
+}
+
+pub struct Model {
+    layers: Vec<Box<dyn Layer>>,
+    /// Per-sample input dims of every layer; the last entry is the output dims.
+    dims: Vec<Vec<usize>>,
+}
+
+impl Model {
+    /// Builds the network with PyTorch-style initialisation drawn from `seed`.
+    pub fn build(cfg: &ModelConfig, data: &DataShape, seed: u64) -> Result<Self> {
+        let spatial = cfg
+            .layers
+            .iter()
+            .any(|l| !matches!(l, LayerConfig::Linear { .. }));
+        let input: Vec<usize> = if spatial {
+            let shape = cfg.input_shape.or(data.image).ok_or_else(|| TrainError::Shape {
+                field: "input_shape".into(),
+                reason: format!("conv and pool layers need an image shape; the dataset has {} flat features", data.features),
+            })?;
+            if shape.iter().product::<usize>() != data.features {
+                return Err(TrainError::Shape {
+                    field: "input_shape".into(),
+                    reason: format!(
+                        "{:?} holds {} values but samples have {} features",
+                        shape,
+                        shape.iter().product::<usize>(),
+                        data.features
+                    ),
+                });
+            }
+            shape.to_vec()
+        } else {
+            vec![data.features]
+        };
+
+        let mut rng = Rng::derive(seed, "init", 0);
+        let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+        let mut dims = vec![input.clone()];
+        let mut current = input;
+        let mut push =
+            |layer: Box<dyn Layer>, layers: &mut Vec<Box<dyn Layer>>, current: &mut Vec<usize>| {
+                *current = layer.output_dims(current);
+                dims.push(current.clone());
+                layers.push(layer);
+            };
+        for (i, l) in cfg.layers.iter().enumerate() {
+            let name = format!("layers.{i}");
+            match *l {
+                LayerConfig::Linear { width, activation } => {
+                    let inputs = current.iter().product();
+                    push(
+                        Box::new(Linear::new(&name, inputs, width, activation, &mut rng)?),
+                        &mut layers,
+                        &mut current,
+                    );
+                    if cfg.dropout > 0.0 {
+                        push(
+                            Box::new(Dropout::new(cfg.dropout)),
+                            &mut layers,
+                            &mut current,
+                        );
+                    }
+                }
+                LayerConfig::Conv {
+                    channels,
+                    kernel,
+                    stride,
+                    padding,
+                    activation,
+                } => {
+                    if current.len() != 3 {
+                        return Err(TrainError::Shape {
+                            field: format!("layers[{i}]"),
+                            reason: "conv layers must come before linear layers".into(),
+                        });
+                    }
+                    let conv = Conv2d::new(
+                        &name, current[0], channels, kernel, stride, padding, activation, &mut rng,
+                    )?;
+                    push(Box::new(conv), &mut layers, &mut current);
+                }
+                LayerConfig::Pool { kind, size } => {
+                    if current.len() != 3 {
+                        return Err(TrainError::Shape {
+                            field: format!("layers[{i}]"),
+                            reason: "pool layers must come before linear layers".into(),
+                        });
+                    }
+                    push(Box::new(Pool2d::new(kind, size)), &mut layers, &mut current);
+                }
+            }
+            if current.contains(&0) {
+                return Err(TrainError::Shape {
+                    field: format!("layers[{i}]"),
+                    reason: format!("output shape {current:?} is empty"),
+                });
+            }
+        }
+        let inputs = current.iter().product();
+        push(
+            Box::new(Linear::new(
+                "output",
+                inputs,
+                data.outputs,
+                Activation::Identity,
+                &mut rng,
+            )?),
+            &mut layers,
+            &mut current,
+        );
+        Ok(Self { layers, dims })
+    }
+
+    /// Per-sample input dims.
+    pub fn input_dims(&self) -> &[usize] {
+        &self.dims[0]
+    }
+
+    fn shape_input(&self, x: &Tensor) -> Result<Tensor> {
+        let rows = x.dim(0)?;
+        let mut shape = vec![rows];
+        shape.extend_from_slice(self.input_dims());
+        Ok(if x.dims() == shape.as_slice() {
+            x.clone()
+        } else {
+            x.reshape(shape)?
+        })
+    }
+
+    /// Forward through every layer; in training mode also returns what backward needs.
+    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Vec<Saved>)> {
+        let mut h = self.shape_input(x)?;
+        let mut saved = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let (y, s) = layer.forward(&h, ctx)?;
+            saved.push(s);
+            h = y;
+        }
+        Ok((h, saved))
+    }
+
+    /// Backward through every layer, accumulating parameter gradients. The data needs no gradient,
+    /// so the first layer skips its input gradient.
+    pub fn backward(&mut self, saved: Vec<Saved>, grad: Tensor, threads: usize) -> Result<()> {
+        let mut grad = grad;
+        for (i, (layer, s)) in self.layers.iter_mut().zip(saved).enumerate().rev() {
+            match layer.backward(s, grad, i > 0, threads)? {
+                Some(g) => grad = g,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    pub fn params(&self) -> impl Iterator<Item = &Param> {
+        self.layers.iter().flat_map(|l| l.params().iter())
+    }
+
+    pub fn params_mut(&mut self) -> impl Iterator<Item = &mut Param> {
+        self.layers
+            .iter_mut()
+            .flat_map(|l| l.params_mut().iter_mut())
+    }
+
+    pub fn zero_grad(&mut self) {
+        self.params_mut().for_each(Param::zero_grad);
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.params().map(Param::elem_count).sum()
+    }
+
+    /// Layer kinds in order, for logs.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .layers
+            .iter()
+            .zip(self.dims.iter().skip(1))
+            .map(|(l, d)| format!("{}{:?}", l.kind(), d))
+            .collect();
+        format!("{:?} -> {}", self.dims[0], parts.join(" -> "))
+    }
+
+    /// Parameters by name (for checkpoints).
+    pub fn named_tensors(&self) -> HashMap<String, Tensor> {
+        self.params()
+            .map(|p| (p.name.clone(), p.value.as_tensor().clone()))
+            .collect()
+    }
+
+    /// Loads parameters saved by [`Self::named_tensors`]; every parameter must be present with its
+    /// shape.
+    pub fn load_named(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        origin: &std::path::Path,
+    ) -> Result<()> {
+        for p in self.params_mut() {
+            let t = tensors.get(&p.name).ok_or_else(|| {
+                TrainError::checkpoint(origin, format!("parameter `{}` is missing", p.name))
+            })?;
+            if t.shape() != p.value.shape() {
+                return Err(TrainError::checkpoint(
+                    origin,
+                    format!(
+                        "parameter `{}` has shape {:?}, the model wants {:?}",
+                        p.name,
+                        t.dims(),
+                        p.value.dims()
+                    ),
+                ));
+            }
+            p.value.set(&t.to_device(&Device::Cpu)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+    use shoal_common::spec::{ModelKind, PoolKind};
+
+    use super::*;
+    use crate::nn::loss::{Targets, loss_and_grad};
+    use crate::nn::{Mode, cpu};
+
+    fn mlp(widths: &[usize], act: Activation, dropout: f64) -> ModelConfig {
+        ModelConfig {
+            kind: ModelKind::Mlp,
+            layers: widths
+                .iter()
+                .map(|&w| LayerConfig::Linear {
+                    width: w,
+                    activation: act,
+                })
+                .collect(),
+            dropout,
+            input_shape: None,
+        }
+    }
+
+    fn batch(rows: usize, features: usize, classes: u32, seed: u64) -> (Tensor, Targets) {
+        let mut rng = Rng::new(seed);
+        let x: Vec<f32> = (0..rows * features).map(|_| rng.normal() as f32).collect();
+        let y: Vec<u32> = (0..rows)
+            .map(|_| rng.below(u64::from(classes)) as u32)
+            .collect();
+        (
+            Tensor::from_vec(x, (rows, features), &Device::Cpu).expect("x"),
+            Targets::Classes(y),
+        )
+    }
+
+    /// Loss of the model on a batch (forward only), in f64 via the loss kernel.
+    fn loss_of(model: &Model, x: &Tensor, t: &Targets) -> f64 {
+        let mut ctx = Ctx::new(Mode::Eval, 1, Rng::new(0));
+        let (out, _) = model.forward(x, &mut ctx).expect("forward");
+        loss_and_grad(&out, t, 1.0).expect("loss").loss_sum
+    }
+
+    fn grads_of(model: &mut Model, x: &Tensor, t: &Targets, fused: bool) -> Vec<Vec<f32>> {
+        let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
+        ctx.fused = fused;
+        let (out, saved) = model.forward(x, &mut ctx).expect("forward");
+        let l = loss_and_grad(&out, t, 1.0).expect("loss");
+        model.zero_grad();
+        model.backward(saved, l.grad, 1).expect("backward");
+        model
+            .params()
+            .map(|p| cpu::to_vec(&p.grad).expect("grad"))
+            .collect()
+    }
+
+    /// Central differences on a few entries of every parameter (reference: the definition of the
+    /// derivative, evaluated in f64 sums over f32 forwards).
+    fn check_gradients(cfg: &ModelConfig, shape: &DataShape, x: &Tensor, t: &Targets) {
+        let mut model = Model::build(cfg, shape, 3).expect("build");
+        let analytic = grads_of(&mut model, x, t, true);
+        let names: Vec<String> = model.params().map(|p| p.name.clone()).collect();
+        for (pi, name) in names.iter().enumerate() {
+            let n = analytic[pi].len();
+            for &k in &[0, n / 3, n / 2, n - 1] {
+                let value = model.params().nth(pi).expect("param").value.clone();
+                let orig = cpu::to_vec(value.as_tensor()).expect("vec");
+                let h = 1e-3f32;
+                let mut plus = orig.clone();
+                plus[k] += h;
+                value
+                    .set(&Tensor::from_vec(plus, value.shape(), &Device::Cpu).expect("t"))
+                    .expect("set");
+                let lp = loss_of(&model, x, t);
+                let mut minus = orig.clone();
+                minus[k] -= h;
+                value
+                    .set(&Tensor::from_vec(minus, value.shape(), &Device::Cpu).expect("t"))
+                    .expect("set");
+                let lm = loss_of(&model, x, t);
+                value
+                    .set(&Tensor::from_vec(orig, value.shape(), &Device::Cpu).expect("t"))
+                    .expect("set");
+                let fd = (lp - lm) / (2.0 * f64::from(h));
+                let a = f64::from(analytic[pi][k]);
+                assert!(
+                    (fd - a).abs() <= 2e-2 * (1.0 + a.abs()),
+                    "{name}[{k}]: finite difference {fd} vs backward {a}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mlp_gradients_match_finite_differences() {
+        let shape = DataShape {
+            features: 6,
+            image: None,
+            outputs: 3,
+        };
+        let (x, t) = batch(5, 6, 3, 1);
+        for act in [
+            Activation::Relu,
+            Activation::Tanh,
+            Activation::Gelu,
+            Activation::Sigmoid,
+        ] {
+            check_gradients(&mlp(&[8, 7], act, 0.0), &shape, &x, &t);
+        }
+    }
+
+    #[test]
+    fn cnn_gradients_match_finite_differences() {
+        let cfg = ModelConfig {
+            kind: ModelKind::Cnn,
+            layers: vec![
+                LayerConfig::Conv {
+                    channels: 3,
+                    kernel: 3,
+                    stride: 1,
+                    padding: 1,
+                    activation: Activation::Tanh,
+                },
+                LayerConfig::Pool {
+                    kind: PoolKind::Avg,
+                    size: 2,
+                },
+                LayerConfig::Linear {
+                    width: 5,
+                    activation: Activation::Tanh,
+                },
+            ],
+            dropout: 0.0,
+            input_shape: None,
+        };
+        let shape = DataShape {
+            features: 2 * 6 * 6,
+            image: Some([2, 6, 6]),
+            outputs: 4,
+        };
+        let (x, t) = batch(3, 72, 4, 2);
+        check_gradients(&cfg, &shape, &x, &t);
+    }
+
+    #[test]
+    fn fused_kernels_agree_with_plain_candle_ops() {
+        let shape = DataShape {
+            features: 10,
+            image: None,
+            outputs: 4,
+        };
+        let (x, t) = batch(9, 10, 4, 5);
+        for act in [
+            Activation::Relu,
+            Activation::LeakyRelu,
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::Silu,
+            Activation::Gelu,
+            Activation::Identity,
+        ] {
+            let cfg = mlp(&[16, 12], act, 0.0);
+            let mut a = Model::build(&cfg, &shape, 11).expect("build");
+            let mut b = Model::build(&cfg, &shape, 11).expect("build");
+            let ga = grads_of(&mut a, &x, &t, true);
+            let gb = grads_of(&mut b, &x, &t, false);
+            for (u, v) in ga.iter().zip(&gb) {
+                for (p, q) in u.iter().zip(v) {
+                    assert!(
+                        (p - q).abs() <= 1e-5 * (1.0 + q.abs()),
+                        "{act:?}: fused {p} vs candle {q}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dropout_is_off_at_inference_and_seeded_in_training() {
+        let shape = DataShape {
+            features: 4,
+            image: None,
+            outputs: 2,
+        };
+        let model = Model::build(&mlp(&[64], Activation::Relu, 0.5), &shape, 1).expect("build");
+        let (x, _) = batch(8, 4, 2, 3);
+        let run = |mode, seed| {
+            let mut ctx = Ctx::new(mode, 1, Rng::new(seed));
+            cpu::to_vec(&model.forward(&x, &mut ctx).expect("fwd").0).expect("vec")
+        };
+        assert_eq!(run(Mode::Eval, 1), run(Mode::Eval, 2));
+        assert_eq!(run(Mode::Train, 1), run(Mode::Train, 1));
+        assert_ne!(run(Mode::Train, 1), run(Mode::Train, 2));
+        assert_ne!(run(Mode::Train, 1), run(Mode::Eval, 1));
+    }
+
+    #[test]
+    fn build_rejects_cnn_without_image_shape() {
+        let cfg = ModelConfig {
+            kind: ModelKind::Cnn,
+            layers: vec![LayerConfig::Pool {
+                kind: PoolKind::Max,
+                size: 2,
+            }],
+            dropout: 0.0,
+            input_shape: None,
+        };
+        let err = Model::build(
+            &cfg,
+            &DataShape {
+                features: 12,
+                image: None,
+                outputs: 2,
+            },
+            0,
+        )
+        .err()
+        .expect("error");
+        assert!(err.to_string().starts_with("model.input_shape:"), "{err}");
+    }
+}

@@ -1,0 +1,15 @@
+//! Neural-network layers with explicit forward and backward passes over candle tensors.
+
+mod activation;
+mod conv;
+pub mod cpu;
+mod dropout;
+pub mod kernels;
+mod layer;
+mod linear;
+pub mod loss;
+
+pub use conv::{Conv2d, Pool2d};
+pub use dropout::Dropout;
+pub use layer::{Ctx, Layer, Mode, Param, Saved};
+pub use linear::Linear;

@@ -1,0 +1,631 @@
+//! The step loop: batches from the prefetching loader, forward, loss, backward, optimizer step;
+//! progress reports every `log_every` steps, validation, checkpoints, and a check for cancellation
+//! or a drain request between steps. It runs on the caller's thread (a dedicated one in the worker).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use shoal_common::spec::{Duration, TrainConfig};
+
+use crate::checkpoint::{self, CheckpointState};
+use crate::data::{BatchPlan, Dataset, Loader, Splits, TargetData, steps_per_epoch};
+use crate::error::{Result, TrainError};
+use crate::model::Model;
+use crate::nn::loss::{Targets, loss_and_grad};
+use crate::nn::{Ctx, Mode};
+use crate::optim::Optimizer;
+use crate::rng::Rng;
+
+/// Rows per forward pass during validation.
+const EVAL_BATCH: usize = 1024;
+/// Batches the loader prepares ahead of the step loop.
+const PREFETCH: usize = 4;
+
+/// Why the host wants the loop to stop early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Stop now; the job was cancelled.
+    Cancel,
+    /// Finish the step, checkpoint, stop; the job will resume elsewhere.
+    Drain,
+}
+
+/// Training progress since the previous report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainPoint {
+    /// Steps completed.
+    pub step: u64,
+    pub total_steps: u64,
+    /// 1-based epoch the last step belonged to.
+    pub epoch: u64,
+    pub total_epochs: u64,
+    pub loss: f64,
+    pub accuracy: Option<f64>,
+    pub samples_per_s: f64,
+    pub lr: f64,
+    pub elapsed_s: f64,
+    /// Share of the window the step loop spent waiting for data.
+    pub data_wait_share: f64,
+}
+
+/// A validation result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalPoint {
+    pub step: u64,
+    pub epoch: u64,
+    pub loss: f64,
+    pub accuracy: Option<f64>,
+    /// Coefficient of determination (regression only).
+    pub r2: Option<f64>,
+    pub elapsed_s: f64,
+}
+
+/// What the loop tells its host.
+#[derive(Clone, Debug)]
+pub enum Report {
+    Started {
+        total_steps: u64,
+        steps_per_epoch: u64,
+        params: usize,
+        model: String,
+        resumed_at: Option<u64>,
+    },
+    Train(TrainPoint),
+    Validation(EvalPoint),
+    Checkpoint {
+        step: u64,
+        path: PathBuf,
+    },
+}
+
+/// The loop's view of whoever runs it.
+pub trait Host {
+    fn report(&mut self, report: Report);
+    /// Polled between steps.
+    fn stop(&self) -> Option<Stop>;
+}
+
+/// How to run a job.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Where this job's checkpoints go; `None` disables them.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// A checkpoint directory to resume from.
+    pub resume_from: Option<PathBuf>,
+    /// Matmul threads.
+    pub threads: usize,
+    /// The spec as TOML, saved with checkpoints.
+    pub spec_toml: String,
+    /// Checkpoints to keep.
+    pub keep_checkpoints: usize,
+    /// Steps excluded from the steady-state throughput in the summary.
+    pub warmup_steps: u64,
+}
+
+/// How a finished run went.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub steps: u64,
+    pub epochs: u64,
+    pub first_loss: f64,
+    pub last_loss: f64,
+    /// Mean training loss of the last 10 steps.
+    pub last10_loss: f64,
+    pub validation: Option<EvalPoint>,
+    /// Samples per second over the whole run.
+    pub samples_per_s: f64,
+    /// Samples per second after `warmup_steps`.
+    pub steady_samples_per_s: f64,
+    pub steady_elapsed_s: f64,
+    pub elapsed_s: f64,
+    pub checkpoint: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Completed(Summary),
+    Cancelled {
+        step: u64,
+    },
+    Interrupted {
+        step: u64,
+        checkpoint: Option<PathBuf>,
+    },
+}
+
+/// Sums over the steps since the previous report.
+#[derive(Default)]
+struct Window {
+    loss: f64,
+    rows: usize,
+    correct: usize,
+    steps: u64,
+    wait_s: f64,
+    started: Option<Instant>,
+}
+
+/// Trains `cfg` on already loaded data.
+pub fn train(
+    cfg: &TrainConfig,
+    data: Splits,
+    opts: &RunOptions,
+    host: &mut dyn Host,
+) -> Result<Outcome> {
+    let threads = opts.threads.max(1);
+    let t = &cfg.training;
+    let train_rows = data.train.rows;
+    let batch = t.batch_size.min(train_rows);
+    let per_epoch = steps_per_epoch(train_rows, batch);
+    let total_steps = match t.duration {
+        Duration::Epochs(e) => e * per_epoch,
+        Duration::Steps(s) => s,
+    };
+    let total_epochs = total_steps.div_ceil(per_epoch);
+    let classification = data.train.is_classification();
+
+    let mut model = Model::build(&cfg.model, &data.train.shape(), t.seed)?;
+    let mut opt = Optimizer::new(cfg.optimizer, total_steps, model.params());
+    let mut start_step = 0;
+    if let Some(dir) = &opts.resume_from {
+        let loaded = checkpoint::load(dir)?;
+        model.load_named(&loaded.model, dir)?;
+        opt.load_state(&loaded.optimizer, loaded.state.step, dir)?;
+        start_step = loaded.state.step.min(total_steps);
+    }
+    host.report(Report::Started {
+        total_steps,
+        steps_per_epoch: per_epoch,
+        params: model.param_count(),
+        model: model.describe(),
+        resumed_at: opts.resume_from.as_ref().map(|_| start_step),
+    });
+
+    let train_data = Arc::new(data.train);
+    let loader = Loader::spawn(
+        train_data,
+        BatchPlan {
+            batch,
+            shuffle: t.shuffle,
+            seed: t.seed,
+            start_step,
+            total_steps,
+            depth: PREFETCH,
+        },
+    )?;
+    let started = Instant::now();
+    let mut steady_start: Option<(Instant, u64)> = None;
+    let mut window = Window::default();
+    let mut first_loss = None;
+    let mut recent = std::collections::VecDeque::with_capacity(10);
+    let mut last_eval: Option<EvalPoint> = None;
+    let mut last_checkpoint: Option<PathBuf> = None;
+    let mut samples: u64 = 0;
+
+    let save = |model: &Model,
+                opt: &Optimizer,
+                step: u64,
+                host: &mut dyn Host|
+     -> Result<Option<PathBuf>> {
+        let Some(root) = &opts.checkpoint_dir else {
+            return Ok(None);
+        };
+        let state = CheckpointState::new(step, step.div_ceil(per_epoch), &cfg.name);
+        let path = checkpoint::save(
+            root,
+            &state,
+            &model.named_tensors(),
+            &opt.named_state()?,
+            &opts.spec_toml,
+            opts.keep_checkpoints.max(1),
+        )?;
+        host.report(Report::Checkpoint {
+            step,
+            path: path.clone(),
+        });
+        Ok(Some(path))
+    };
+
+    for step in start_step..total_steps {
+        match host.stop() {
+            Some(Stop::Cancel) => return Ok(Outcome::Cancelled { step }),
+            Some(Stop::Drain) => {
+                let checkpoint = if step > start_step || opts.resume_from.is_none() {
+                    save(&model, &opt, step, host)?
+                } else {
+                    opts.resume_from.clone()
+                };
+                return Ok(Outcome::Interrupted { step, checkpoint });
+            }
+            None => {}
+        }
+        if step == start_step + opts.warmup_steps {
+            steady_start = Some((Instant::now(), samples));
+        }
+        let wait = Instant::now();
+        let b = loader.next()?;
+        window.started.get_or_insert(wait);
+        window.wait_s += wait.elapsed().as_secs_f64();
+
+        let mut ctx = Ctx::new(Mode::Train, threads, Rng::derive(t.seed, "dropout", step));
+        let (out, saved) = model.forward(&b.x, &mut ctx)?;
+        let rows = b.rows();
+        let loss = loss_and_grad(&out, &b.targets, 1.0 / rows as f32)?;
+        let mean = loss.mean();
+        if !mean.is_finite() {
+            return Err(TrainError::Diverged {
+                step: step + 1,
+                loss: mean,
+            });
+        }
+        model.backward(saved, loss.grad, threads)?;
+        let lr = opt.step(model.params_mut())?;
+        model.zero_grad();
+
+        samples += rows as u64;
+        first_loss.get_or_insert(mean);
+        if recent.len() == 10 {
+            recent.pop_front();
+        }
+        recent.push_back(mean);
+        window.loss += loss.loss_sum;
+        window.rows += rows;
+        window.correct += loss.correct;
+        window.steps += 1;
+
+        let done = step + 1;
+        let epoch = b.epoch + 1;
+        if done % t.log_every == 0 || done == total_steps {
+            let span = window
+                .started
+                .map_or(0.0, |s| s.elapsed().as_secs_f64())
+                .max(1e-9);
+            host.report(Report::Train(TrainPoint {
+                step: done,
+                total_steps,
+                epoch,
+                total_epochs,
+                loss: window.loss / window.rows.max(1) as f64,
+                accuracy: classification.then(|| window.correct as f64 / window.rows.max(1) as f64),
+                samples_per_s: window.rows as f64 / span,
+                lr,
+                elapsed_s: started.elapsed().as_secs_f64(),
+                data_wait_share: (window.wait_s / span).min(1.0),
+            }));
+            window = Window::default();
+        }
+        let epoch_end = done % per_epoch == 0;
+        let eval_due = if t.eval_every > 0 {
+            done % t.eval_every == 0
+        } else {
+            epoch_end
+        };
+        if let Some(val) = data
+            .validation
+            .as_ref()
+            .filter(|_| eval_due && done < total_steps)
+        {
+            let point = evaluate(&model, val, threads, done, epoch, started)?;
+            host.report(Report::Validation(point.clone()));
+            last_eval = Some(point);
+        }
+        if t.checkpoint_every > 0 && done % t.checkpoint_every == 0 && done < total_steps {
+            last_checkpoint = save(&model, &opt, done, host)?;
+        }
+    }
+
+    let epochs = total_steps.div_ceil(per_epoch);
+    if let Some(val) = &data.validation {
+        let point = evaluate(&model, val, threads, total_steps, epochs, started)?;
+        host.report(Report::Validation(point.clone()));
+        last_eval = Some(point);
+    }
+    if total_steps > start_step || last_checkpoint.is_none() {
+        last_checkpoint = save(&model, &opt, total_steps, host)?.or(last_checkpoint);
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let (steady_samples_per_s, steady_elapsed_s) = match steady_start {
+        Some((t0, s0)) => {
+            let e = t0.elapsed().as_secs_f64().max(1e-9);
+            ((samples - s0) as f64 / e, e)
+        }
+        None => (samples as f64 / elapsed_s.max(1e-9), elapsed_s),
+    };
+    Ok(Outcome::Completed(Summary {
+        steps: total_steps,
+        epochs,
+        first_loss: first_loss.unwrap_or(f64::NAN),
+        last_loss: recent.back().copied().unwrap_or(f64::NAN),
+        last10_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
+        validation: last_eval,
+        samples_per_s: samples as f64 / elapsed_s.max(1e-9),
+        steady_samples_per_s,
+        steady_elapsed_s,
+        elapsed_s,
+        checkpoint: last_checkpoint,
+    }))
+}
+
+/// Loss and accuracy (or R²) of the model over a dataset, without gradients.
+pub fn evaluate(
+    model: &Model,
+    data: &Dataset,
+    threads: usize,
+    step: u64,
+    epoch: u64,
+    started: Instant,
+) -> Result<EvalPoint> {
+    let mut loss_sum = 0.0;
+    let mut correct = 0;
+    let mut sq_err = 0.0;
+    let mut ctx = Ctx::new(Mode::Eval, threads, Rng::new(0));
+    let rows: Vec<usize> = (0..data.rows).collect();
+    for chunk in rows.chunks(EVAL_BATCH) {
+        let (x, targets) = data.gather(chunk);
+        let x = candle_core::Tensor::from_vec(
+            x,
+            (chunk.len(), data.features),
+            &candle_core::Device::Cpu,
+        )?;
+        let (out, _) = model.forward(&x, &mut ctx)?;
+        let l = loss_and_grad(&out, &targets, 1.0)?;
+        loss_sum += l.loss_sum;
+        correct += l.correct;
+        if let Targets::Values { width, .. } = &targets {
+            sq_err += l.loss_sum * *width as f64;
+        }
+    }
+    let n = data.rows.max(1) as f64;
+    let (accuracy, r2) = match &data.targets {
+        TargetData::Classes { .. } => (Some(correct as f64 / n), None),
+        TargetData::Values { values, .. } => {
+            let mean =
+                values.iter().map(|&v| f64::from(v)).sum::<f64>() / values.len().max(1) as f64;
+            let total: f64 = values.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum();
+            (
+                None,
+                Some(if total > 0.0 {
+                    1.0 - sq_err / total
+                } else {
+                    0.0
+                }),
+            )
+        }
+    };
+    Ok(EvalPoint {
+        step,
+        epoch,
+        loss: loss_sum / n,
+        accuracy,
+        r2,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_common::spec::load_toml;
+
+    use super::*;
+    use crate::data;
+
+    struct Recorder {
+        reports: Vec<Report>,
+        stop_after: Option<(u64, Stop)>,
+        steps_seen: std::cell::Cell<u64>,
+    }
+
+    impl Recorder {
+        fn new() -> Self {
+            Self {
+                reports: Vec::new(),
+                stop_after: None,
+                steps_seen: std::cell::Cell::new(0),
+            }
+        }
+    }
+
+    impl Host for Recorder {
+        fn report(&mut self, report: Report) {
+            if let Report::Train(p) = &report {
+                self.steps_seen.set(p.step);
+            }
+            self.reports.push(report);
+        }
+
+        fn stop(&self) -> Option<Stop> {
+            self.stop_after
+                .and_then(|(at, s)| (self.steps_seen.get() >= at).then_some(s))
+        }
+    }
+
+    fn config(extra: &str) -> TrainConfig {
+        let text = format!(
+            r#"
+            name = "unit"
+            [model]
+            kind = "mlp"
+            layers = [{{ width = 32 }}]
+            [dataset]
+            kind = "synthetic_classification"
+            samples = 1200
+            features = 10
+            classes = 3
+            validation_split = 0.25
+            [optimizer]
+            kind = "sgd"
+            lr = 0.1
+            momentum = 0.9
+            [training]
+            batch_size = 32
+            seed = 5
+            log_every = 5
+            {extra}
+            "#
+        );
+        load_toml(&text).expect("valid spec").1
+    }
+
+    #[test]
+    fn loss_falls_on_a_learnable_task() {
+        let cfg = config("epochs = 6");
+        let splits = data::load(&cfg.dataset).expect("data");
+        let mut host = Recorder::new();
+        let outcome = train(
+            &cfg,
+            splits,
+            &RunOptions {
+                threads: 1,
+                ..Default::default()
+            },
+            &mut host,
+        )
+        .expect("train");
+        let Outcome::Completed(s) = outcome else {
+            panic!("not completed: {outcome:?}")
+        };
+        assert_eq!(s.steps, 6 * 29);
+        assert!(
+            s.last10_loss < 0.5 * s.first_loss,
+            "loss {} -> {}",
+            s.first_loss,
+            s.last10_loss
+        );
+        let val = s.validation.expect("validation");
+        assert!(val.accuracy.expect("accuracy") > 0.8, "{val:?}");
+        let trains = host
+            .reports
+            .iter()
+            .filter(|r| matches!(r, Report::Train(_)))
+            .count();
+        assert_eq!(trains, (6 * 29) / 5 + 1);
+        let evals = host
+            .reports
+            .iter()
+            .filter(|r| matches!(r, Report::Validation(_)))
+            .count();
+        assert_eq!(evals, 6, "one validation per epoch end");
+    }
+
+    #[test]
+    fn a_drained_run_resumes_to_the_same_parameters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config("steps = 40\ncheckpoint_every = 15");
+        let opts = |sub: &str, resume: Option<PathBuf>| RunOptions {
+            checkpoint_dir: Some(dir.path().join(sub)),
+            resume_from: resume,
+            threads: 1,
+            spec_toml: String::new(),
+            keep_checkpoints: 3,
+            warmup_steps: 0,
+        };
+        let straight = train(
+            &cfg,
+            data::load(&cfg.dataset).expect("data"),
+            &opts("a", None),
+            &mut Recorder::new(),
+        )
+        .expect("train");
+        let Outcome::Completed(straight) = straight else {
+            panic!("not completed")
+        };
+
+        let mut host = Recorder::new();
+        host.stop_after = Some((20, Stop::Drain));
+        let first = train(
+            &cfg,
+            data::load(&cfg.dataset).expect("data"),
+            &opts("b", None),
+            &mut host,
+        )
+        .expect("train");
+        let Outcome::Interrupted { step, checkpoint } = first else {
+            panic!("not interrupted: {first:?}")
+        };
+        assert_eq!(step, 20);
+        let resumed = train(
+            &cfg,
+            data::load(&cfg.dataset).expect("data"),
+            &opts("b", checkpoint),
+            &mut Recorder::new(),
+        )
+        .expect("resume");
+        let Outcome::Completed(resumed) = resumed else {
+            panic!("not completed")
+        };
+
+        let a = checkpoint::load(&straight.checkpoint.expect("ckpt")).expect("load");
+        let b = checkpoint::load(&resumed.checkpoint.expect("ckpt")).expect("load");
+        assert_eq!(a.state.step, 40);
+        for (name, t) in &a.model {
+            let u = t
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .expect("vec");
+            let v = b.model[name]
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .expect("vec");
+            assert_eq!(u, v, "{name} differs after resuming");
+        }
+    }
+
+    #[test]
+    fn cancellation_stops_between_steps() {
+        let cfg = config("steps = 1000");
+        let mut host = Recorder::new();
+        host.stop_after = Some((10, Stop::Cancel));
+        let outcome = train(
+            &cfg,
+            data::load(&cfg.dataset).expect("data"),
+            &RunOptions {
+                threads: 1,
+                ..Default::default()
+            },
+            &mut host,
+        )
+        .expect("train");
+        assert!(
+            matches!(outcome, Outcome::Cancelled { step: 10 }),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn regression_reports_r2() {
+        let text = r#"
+            name = "reg"
+            [model]
+            kind = "mlp"
+            layers = [{ width = 16, activation = "tanh" }]
+            [dataset]
+            kind = "synthetic_regression"
+            samples = 800
+            features = 5
+            noise = 0.05
+            [optimizer]
+            kind = "adamw"
+            lr = 0.01
+            [training]
+            batch_size = 32
+            epochs = 15
+        "#;
+        let cfg = load_toml(text).expect("valid").1;
+        let outcome = train(
+            &cfg,
+            data::load(&cfg.dataset).expect("data"),
+            &RunOptions {
+                threads: 1,
+                ..Default::default()
+            },
+            &mut Recorder::new(),
+        )
+        .expect("train");
+        let Outcome::Completed(s) = outcome else {
+            panic!("not completed")
+        };
+        let val = s.validation.expect("validation");
+        assert!(val.accuracy.is_none());
+        assert!(val.r2.expect("r2") > 0.9, "{val:?}");
+    }
+}
