@@ -1,0 +1,117 @@
+//! `shoal-coordinator`: the coordinator server.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use shoal_coordinator::CoordinatorConfig;
+
+/// Shoal coordinator: queues training jobs and schedules them onto workers.
+///
+/// Settings come from built-in defaults, then --config FILE, then SHOAL_* environment variables
+/// (SHOAL_LISTEN, SHOAL_DATABASE, SHOAL_HEARTBEAT_TIMEOUT_MS, ...), then these flags.
+#[derive(Parser, Debug)]
+#[command(name = "shoal-coordinator", version)]
+struct Args {
+    /// TOML configuration file.
+    #[arg(long, env = "SHOAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (host:port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// SQLite database file.
+    #[arg(long)]
+    database: Option<PathBuf>,
+    /// Milliseconds between worker heartbeats.
+    #[arg(long)]
+    heartbeat_interval_ms: Option<u64>,
+    /// Milliseconds of silence after which a worker is lost.
+    #[arg(long)]
+    heartbeat_timeout_ms: Option<u64>,
+    /// Milliseconds a disconnected worker has to reconnect.
+    #[arg(long)]
+    reconnect_grace_ms: Option<u64>,
+    /// Log format: pretty or json.
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Log filter (RUST_LOG syntax).
+    #[arg(long)]
+    log: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let overrides = [
+        ("listen", args.listen.clone()),
+        (
+            "database",
+            args.database.as_ref().map(|p| p.display().to_string()),
+        ),
+        (
+            "heartbeat_interval_ms",
+            args.heartbeat_interval_ms.map(|v| v.to_string()),
+        ),
+        (
+            "heartbeat_timeout_ms",
+            args.heartbeat_timeout_ms.map(|v| v.to_string()),
+        ),
+        (
+            "reconnect_grace_ms",
+            args.reconnect_grace_ms.map(|v| v.to_string()),
+        ),
+        ("log_format", args.log_format.clone()),
+        ("log", args.log.clone()),
+    ];
+    let config: CoordinatorConfig =
+        match shoal_common::config::load(args.config.as_deref(), &overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("shoal-coordinator: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+    if let Err(e) = config.validate() {
+        eprintln!("shoal-coordinator: invalid configuration: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    if let Err(e) = shoal_common::telemetry::init(config.log_format, &config.log) {
+        eprintln!("shoal-coordinator: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shoal-coordinator: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let handle = match shoal_coordinator::start(&config).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "coordinator failed to start");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        // Machine-readable readiness line for scripts and tests.
+        println!("listening on {}", handle.addr);
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        handle.stop().await;
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

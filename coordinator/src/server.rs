@@ -1,0 +1,122 @@
+//! Starting and stopping the gRPC server: job and worker services, health, reflection, and the
+//! liveness loop, all tied to one shutdown token.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_common::proto::job_service_server::JobServiceServer;
+use shoal_common::proto::worker_service_server::WorkerServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::CoordinatorConfig;
+use crate::service::{JobApi, WorkerApi};
+use crate::state::Coordinator;
+use crate::store::Store;
+
+/// Why the coordinator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    State(#[from] crate::error::CoordinatorError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reflection service: {0}")]
+    Reflection(String),
+}
+
+/// A running coordinator.
+pub struct CoordinatorHandle {
+    /// The address it listens on (the real port when the config asked for port 0).
+    pub addr: SocketAddr,
+    pub coordinator: Coordinator,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl CoordinatorHandle {
+    /// Asks every part to stop.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Stops and waits until the server and its tasks have ended.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Waits until the server ends (after `shutdown`).
+    pub async fn wait(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Opens the database and serves until `shutdown` is called.
+pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, StartError> {
+    let addr = config.validate().map_err(StartError::Config)?;
+    let store = Store::open(&config.database).map_err(crate::error::CoordinatorError::from)?;
+    let coordinator = Coordinator::new(store, config.liveness())?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(addr = %local, "listening on a non-loopback address without TLS or authentication");
+    }
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<JobServiceServer<JobApi>>().await;
+    health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(shoal_common::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(JobServiceServer::new(JobApi::new(
+            coordinator.clone(),
+            shutdown.clone(),
+        )))
+        .add_service(WorkerServiceServer::new(WorkerApi::new(
+            coordinator.clone(),
+            shutdown.clone(),
+        )));
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    });
+    let live = coordinator.clone();
+    let stop = shutdown.clone();
+    tasks.spawn(async move { live.run_liveness(Duration::from_millis(250), stop).await });
+    tracing::info!(addr = %local, database = %config.database.display(), "coordinator listening");
+    Ok(CoordinatorHandle {
+        addr: local,
+        coordinator,
+        shutdown,
+        tasks,
+    })
+}

@@ -1,0 +1,210 @@
+//! The coordinator's state machine around the scheduler: jobs, workers and their sessions, event
+//! history and live watchers. One mutex guards it; every operation is short (an in-memory change
+//! plus one SQLite transaction) and never awaits while holding it.
+
+mod jobs;
+mod workers;
+
+pub use jobs::{Subscription, is_terminal_event};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use shoal_common::proto::{CoordinatorMessage, JobEvent, WorkerInfo, WorkerState, job_event};
+use shoal_common::{JobId, WorkerId};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tonic::Status;
+
+use crate::error::CoordinatorError;
+use crate::scheduler::{Resources, Scheduler};
+use crate::store::{JobRow, Store};
+
+/// Timing of worker liveness.
+#[derive(Clone, Copy, Debug)]
+pub struct Liveness {
+    /// How often workers send heartbeats.
+    pub heartbeat_interval: Duration,
+    /// A worker silent for longer is lost.
+    pub heartbeat_timeout: Duration,
+    /// A worker whose session closed is lost unless it reconnects within this time.
+    pub reconnect_grace: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(2),
+            heartbeat_timeout: Duration::from_secs(10),
+            reconnect_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Messages to a worker's session stream.
+pub type SessionSender = mpsc::UnboundedSender<Result<CoordinatorMessage, Status>>;
+
+struct Session {
+    epoch: u64,
+    tx: SessionSender,
+}
+
+struct WorkerEntry {
+    info: WorkerInfo,
+    state: WorkerState,
+    reason: String,
+    registered_ms: i64,
+    last_seen_ms: i64,
+    last_seen: Instant,
+    session: Option<Session>,
+    disconnected_since: Option<Instant>,
+}
+
+impl WorkerEntry {
+    fn capacity(&self) -> Resources {
+        Resources {
+            cpus: self.info.cpu_cores,
+            memory_mb: self.info.memory_bytes / (1024 * 1024),
+            gpus: self.info.gpus.len() as u32,
+        }
+    }
+
+    fn describe(&self, id: &WorkerId) -> String {
+        if self.info.hostname.is_empty() {
+            id.to_string()
+        } else {
+            format!("{id} ({})", self.info.hostname)
+        }
+    }
+}
+
+/// A job as the coordinator tracks it.
+struct JobEntry {
+    row: JobRow,
+    /// What it needs on a worker (from its validated spec).
+    demand: Resources,
+}
+
+pub(crate) struct State {
+    store: Store,
+    scheduler: Scheduler,
+    jobs: HashMap<JobId, JobEntry>,
+    next_seq: u64,
+    workers: HashMap<WorkerId, WorkerEntry>,
+    watchers: HashMap<JobId, broadcast::Sender<JobEvent>>,
+    liveness: Liveness,
+    session_epoch: u64,
+}
+
+/// Cloneable handle on the coordinator's state.
+#[derive(Clone)]
+pub struct Coordinator {
+    state: Arc<Mutex<State>>,
+    liveness: Liveness,
+}
+
+impl Coordinator {
+    /// Loads the state kept in `store`. Workers found there count as disconnected until they
+    /// reconnect (or are declared lost after the reconnect grace).
+    pub fn new(store: Store, liveness: Liveness) -> Result<Self, CoordinatorError> {
+        let state = State::load(store, liveness)?;
+        Ok(Self {
+            state: Arc::new(Mutex::new(state)),
+            liveness,
+        })
+    }
+
+    pub fn liveness(&self) -> Liveness {
+        self.liveness
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves state that is still consistent on disk; keep going.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs the liveness checks every `period` until `shutdown` fires.
+    pub async fn run_liveness(
+        &self,
+        period: Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = interval.tick() => self.lock().tick(Instant::now()),
+            }
+        }
+    }
+
+    /// SQLite integrity check of the coordinator database ("ok" when healthy).
+    pub fn integrity_check(&self) -> Result<String, CoordinatorError> {
+        Ok(self.lock().store.integrity_check()?)
+    }
+}
+
+impl State {
+    fn load(store: Store, liveness: Liveness) -> Result<Self, CoordinatorError> {
+        let now = Instant::now();
+        let mut state = State {
+            next_seq: store.max_job_seq()? + 1,
+            store,
+            scheduler: Scheduler::new(),
+            jobs: HashMap::new(),
+            workers: HashMap::new(),
+            watchers: HashMap::new(),
+            liveness,
+            session_epoch: 0,
+        };
+        for w in state.store.load_workers()? {
+            state.workers.insert(
+                WorkerId::new(w.id),
+                WorkerEntry {
+                    info: w.info,
+                    state: WorkerState::Disconnected,
+                    reason: "coordinator restarted; waiting for the worker to reconnect".into(),
+                    registered_ms: w.registered_ms,
+                    last_seen_ms: w.last_seen_ms,
+                    last_seen: now,
+                    session: None,
+                    disconnected_since: Some(now),
+                },
+            );
+        }
+        for row in state.store.load_jobs()? {
+            state.restore_job(row);
+        }
+        Ok(state)
+    }
+
+    /// Builds the next event of a job (not yet stored).
+    fn event(&self, row: &mut JobRow, kind: job_event::Kind) -> JobEvent {
+        let seq = row.next_event;
+        row.next_event += 1;
+        JobEvent {
+            job_id: row.job.job_id.clone(),
+            seq,
+            time: shoal_common::time::ms_to_timestamp(shoal_common::time::now_ms()),
+            kind: Some(kind),
+        }
+    }
+
+    /// Stores a job with its new events, then tells watchers.
+    fn commit(&mut self, row: &JobRow, events: Vec<JobEvent>) -> Result<(), CoordinatorError> {
+        self.store.save_job(row, &events)?;
+        if let Some(tx) = self.watchers.get(&JobId::new(row.job.job_id.clone())) {
+            for e in events {
+                let _ = tx.send(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,527 @@
+//! The coordinator state machine driven directly: no sockets, a paused clock for liveness.
+
+use std::time::Duration;
+
+use shoal_common::proto::{
+    CoordinatorMessage, Heartbeat, Hello, JobFinished, JobMetric, JobResult, JobSpec, JobState,
+    MetricPoint, Outcome, RegisterRequest, RunningJob, Split, WorkerInfo, WorkerMessage,
+    WorkerState, coordinator_message, job_event, worker_message,
+};
+use shoal_common::{WorkerId, spec, version};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Coordinator, Liveness};
+use crate::error::CoordinatorError;
+use crate::store::Store;
+
+fn liveness() -> Liveness {
+    Liveness {
+        heartbeat_interval: Duration::from_secs(1),
+        heartbeat_timeout: Duration::from_secs(5),
+        reconnect_grace: Duration::from_secs(3),
+    }
+}
+
+fn job_spec(name: &str, cpus: i64) -> JobSpec {
+    spec::parse_toml(&format!(
+        "name = \"{name}\"\n[model]\nkind = \"mlp\"\nlayers = [{{ width = 8 }}]\n[dataset]\nkind = \"digits\"\n\
+         [training]\nbatch_size = 16\nsteps = 10\n[resources]\ncpus = {cpus}\n"
+    ))
+    .expect("spec")
+}
+
+fn info(cpus: u32) -> WorkerInfo {
+    WorkerInfo {
+        hostname: "host-a".into(),
+        cpu_cores: cpus,
+        memory_bytes: 8 << 30,
+        version: version::VERSION.into(),
+        protocol: version::PROTOCOL,
+        ..Default::default()
+    }
+}
+
+type Rx = mpsc::UnboundedReceiver<Result<CoordinatorMessage, tonic::Status>>;
+
+/// Registers a worker and opens its session.
+fn connect(c: &Coordinator, cpus: u32, id: &str, running: Vec<RunningJob>) -> (WorkerId, u64, Rx) {
+    let resp = c
+        .lock()
+        .register(RegisterRequest {
+            info: Some(info(cpus)),
+            worker_id: id.into(),
+        })
+        .expect("register");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (w, epoch) = c
+        .lock()
+        .open_session(
+            Hello {
+                worker_id: resp.worker_id,
+                running,
+                draining: false,
+            },
+            tx,
+        )
+        .expect("session");
+    (w, epoch, rx)
+}
+
+fn next_kind(rx: &mut Rx) -> Option<coordinator_message::Kind> {
+    rx.try_recv().ok().and_then(|m| m.ok()).and_then(|m| m.kind)
+}
+
+fn assigned(rx: &mut Rx) -> (String, u32, String) {
+    match next_kind(rx) {
+        Some(coordinator_message::Kind::Assign(a)) => (a.job_id, a.attempt, a.resume_from),
+        other => panic!("expected an assignment, got {other:?}"),
+    }
+}
+
+fn send(c: &Coordinator, w: &WorkerId, epoch: u64, kind: worker_message::Kind) {
+    c.lock()
+        .on_message(w, epoch, WorkerMessage { kind: Some(kind) });
+}
+
+fn finish(
+    c: &Coordinator,
+    w: &WorkerId,
+    epoch: u64,
+    job: &str,
+    attempt: u32,
+    outcome: Outcome,
+    checkpoint: &str,
+) {
+    send(
+        c,
+        w,
+        epoch,
+        worker_message::Kind::Finished(JobFinished {
+            job_id: job.into(),
+            attempt,
+            outcome: outcome as i32,
+            error: if outcome == Outcome::Failed {
+                "boom".into()
+            } else {
+                String::new()
+            },
+            result: Some(JobResult {
+                validation_accuracy: Some(0.95),
+                ..Default::default()
+            }),
+            checkpoint: checkpoint.into(),
+            step: 7,
+        }),
+    );
+}
+
+fn state(c: &Coordinator, job: &str) -> JobState {
+    JobState::try_from(c.lock().get(job).expect("job").state).expect("state")
+}
+
+fn coordinator() -> Coordinator {
+    Coordinator::new(Store::in_memory().expect("store"), liveness()).expect("coordinator")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_runs_to_success_with_its_history() {
+    let c = coordinator();
+    let job = c
+        .lock()
+        .submit(Some(job_spec("a", 1)))
+        .expect("submit")
+        .job_id;
+    assert_eq!(state(&c, &job), JobState::Queued);
+    assert!(
+        c.lock()
+            .get(&job)
+            .expect("job")
+            .reason
+            .contains("waiting for a worker")
+    );
+    let (w, epoch, mut rx) = connect(&c, 4, "", vec![]);
+    let (assigned_job, attempt, _) = assigned(&mut rx);
+    assert_eq!((assigned_job.as_str(), attempt), (job.as_str(), 1));
+    assert_eq!(state(&c, &job), JobState::Running);
+
+    let point = MetricPoint {
+        step: 5,
+        split: Split::Train as i32,
+        loss: 1.5,
+        ..Default::default()
+    };
+    send(
+        &c,
+        &w,
+        epoch,
+        worker_message::Kind::Metric(JobMetric {
+            job_id: job.clone(),
+            attempt: 1,
+            point: Some(point),
+        }),
+    );
+    finish(&c, &w, epoch, &job, 1, Outcome::Succeeded, "/ckpt");
+    let view = c.lock().get(&job).expect("job");
+    assert_eq!(view.state, JobState::Succeeded as i32);
+    assert_eq!(view.last_train.expect("metric").loss, 1.5);
+    assert_eq!(view.result.expect("result").validation_accuracy, Some(0.95));
+
+    let sub = c.lock().subscribe(&job, 0).expect("subscribe");
+    assert!(sub.finished);
+    let states: Vec<i32> = sub
+        .history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(job_event::Kind::State(s)) => Some(s.state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            JobState::Queued as i32,
+            JobState::Running as i32,
+            JobState::Succeeded as i32
+        ]
+    );
+    assert!(
+        sub.history
+            .iter()
+            .any(|e| matches!(&e.kind, Some(job_event::Kind::Metric(m)) if m.step == 5))
+    );
+    let seqs: Vec<u64> = sub.history.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap-free sequence numbers"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_specs_and_unknown_ids_are_refused() {
+    let c = coordinator();
+    let mut bad = job_spec("x", 1);
+    bad.training.as_mut().expect("training").batch_size = -1;
+    bad.model.as_mut().expect("model").layers[0].width = 0;
+    match c.lock().submit(Some(bad)) {
+        Err(CoordinatorError::InvalidSpec(fields)) => {
+            let paths: Vec<&str> = fields.iter().map(|f| f.path.as_str()).collect();
+            assert_eq!(paths, vec!["training.batch_size", "model.layers[0].width"]);
+        }
+        other => panic!("expected InvalidSpec, got {other:?}"),
+    }
+    assert!(matches!(
+        c.lock().submit(None),
+        Err(CoordinatorError::InvalidRequest { .. })
+    ));
+    assert!(matches!(
+        c.lock().get("job-nope"),
+        Err(CoordinatorError::JobNotFound { .. })
+    ));
+    assert!(matches!(
+        c.lock().cancel("job-nope", ""),
+        Err(CoordinatorError::JobNotFound { .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn incompatible_workers_are_refused() {
+    let c = coordinator();
+    let mut old = info(2);
+    old.version = "0.0.1".into();
+    let err = c
+        .lock()
+        .register(RegisterRequest {
+            info: Some(old),
+            worker_id: String::new(),
+        })
+        .expect_err("refused");
+    assert!(matches!(err, CoordinatorError::Incompatible { .. }));
+    assert!(
+        err.to_string()
+            .contains("version `0.0.1` is not compatible"),
+        "{err}"
+    );
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let err = c
+        .lock()
+        .open_session(
+            Hello {
+                worker_id: "wrk-unknown".into(),
+                ..Default::default()
+            },
+            tx,
+        )
+        .expect_err("unknown");
+    assert!(matches!(err, CoordinatorError::WorkerNotFound { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_disconnected_worker_is_lost_after_the_grace_and_its_job_fails() {
+    let c = coordinator();
+    let job = c
+        .lock()
+        .submit(Some(job_spec("a", 1)))
+        .expect("submit")
+        .job_id;
+    let (w, epoch, mut rx) = connect(&c, 2, "", vec![]);
+    assigned(&mut rx);
+    c.lock().close_session(&w, epoch, "the worker closed it");
+    c.lock().tick(Instant::now());
+    assert_eq!(
+        state(&c, &job),
+        JobState::Running,
+        "still within the reconnect grace"
+    );
+    tokio::time::advance(Duration::from_secs(4)).await;
+    c.lock().tick(Instant::now());
+    let view = c.lock().get(&job).expect("job");
+    assert_eq!(view.state, JobState::Failed as i32);
+    assert!(
+        view.reason.contains(&format!("worker {w} (host-a) lost")),
+        "{}",
+        view.reason
+    );
+    assert!(
+        view.reason.contains("did not reconnect within 3s"),
+        "{}",
+        view.reason
+    );
+    let workers = c.lock().list_workers();
+    assert_eq!(workers[0].state, WorkerState::Lost as i32);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_worker_is_lost_but_heartbeats_keep_it_alive() {
+    let c = coordinator();
+    let job = c
+        .lock()
+        .submit(Some(job_spec("a", 1)))
+        .expect("submit")
+        .job_id;
+    let (w, epoch, mut rx) = connect(&c, 2, "", vec![]);
+    assigned(&mut rx);
+    for _ in 0..8 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        send(
+            &c,
+            &w,
+            epoch,
+            worker_message::Kind::Heartbeat(Heartbeat::default()),
+        );
+        c.lock().tick(Instant::now());
+    }
+    assert_eq!(state(&c, &job), JobState::Running);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    c.lock().tick(Instant::now());
+    let view = c.lock().get(&job).expect("job");
+    assert_eq!(view.state, JobState::Failed as i32);
+    assert!(
+        view.reason.contains("no heartbeat for 6s"),
+        "{}",
+        view.reason
+    );
+    assert!(
+        rx.try_recv().is_err(),
+        "the lost worker's session is closed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_frees_the_worker_once_it_confirms() {
+    let c = coordinator();
+    let first = c
+        .lock()
+        .submit(Some(job_spec("a", 2)))
+        .expect("submit")
+        .job_id;
+    let second = c
+        .lock()
+        .submit(Some(job_spec("b", 2)))
+        .expect("submit")
+        .job_id;
+    let queued = c
+        .lock()
+        .submit(Some(job_spec("c", 1)))
+        .expect("submit")
+        .job_id;
+    let (w, epoch, mut rx) = connect(&c, 2, "", vec![]);
+    assigned(&mut rx);
+    assert_eq!(state(&c, &second), JobState::Queued);
+    assert_eq!(
+        c.lock()
+            .cancel(&queued, "no longer needed")
+            .expect("cancel")
+            .state,
+        JobState::Cancelled as i32
+    );
+    let view = c.lock().cancel(&first, "").expect("cancel");
+    assert_eq!(view.state, JobState::Cancelled as i32);
+    assert!(
+        matches!(next_kind(&mut rx), Some(coordinator_message::Kind::Cancel(k)) if k.job_id == first)
+    );
+    assert_eq!(
+        state(&c, &second),
+        JobState::Queued,
+        "the worker still holds the cancelled job"
+    );
+    finish(&c, &w, epoch, &first, 1, Outcome::Cancelled, "");
+    assert_eq!(state(&c, &first), JobState::Cancelled);
+    assert_eq!(assigned(&mut rx).0, second);
+    assert!(matches!(
+        c.lock().cancel(&first, ""),
+        Err(CoordinatorError::AlreadyFinished { .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_job_resumes_from_its_checkpoint() {
+    let c = coordinator();
+    let job = c
+        .lock()
+        .submit(Some(job_spec("a", 1)))
+        .expect("submit")
+        .job_id;
+    let (w, epoch, mut rx) = connect(&c, 1, "", vec![]);
+    assigned(&mut rx);
+    send(
+        &c,
+        &w,
+        epoch,
+        worker_message::Kind::Heartbeat(Heartbeat {
+            running: vec![],
+            draining: true,
+        }),
+    );
+    finish(&c, &w, epoch, &job, 1, Outcome::Interrupted, "/ckpt/step-7");
+    assert_eq!(state(&c, &job), JobState::Queued);
+    assert!(rx.try_recv().is_err(), "a draining worker gets nothing new");
+    let (_, _, mut rx2) = connect(&c, 1, "", vec![]);
+    let (id, attempt, resume) = assigned(&mut rx2);
+    assert_eq!(
+        (id.as_str(), attempt, resume.as_str()),
+        (job.as_str(), 2, "/ckpt/step-7")
+    );
+    // A late report from the first attempt is ignored.
+    finish(&c, &w, epoch, &job, 1, Outcome::Failed, "");
+    assert_eq!(state(&c, &job), JobState::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_carry_the_workers_reason() {
+    let c = coordinator();
+    let job = c
+        .lock()
+        .submit(Some(job_spec("a", 1)))
+        .expect("submit")
+        .job_id;
+    let (w, epoch, mut rx) = connect(&c, 1, "", vec![]);
+    assigned(&mut rx);
+    finish(&c, &w, epoch, &job, 1, Outcome::Failed, "");
+    let view = c.lock().get(&job).expect("job");
+    assert_eq!(
+        (view.state, view.reason.as_str()),
+        (JobState::Failed as i32, "boom")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_keeps_jobs_and_reconnecting_workers_keep_their_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.db");
+    let (running, queued, worker) = {
+        let c =
+            Coordinator::new(Store::open(&path).expect("store"), liveness()).expect("coordinator");
+        let running = c
+            .lock()
+            .submit(Some(job_spec("a", 1)))
+            .expect("submit")
+            .job_id;
+        let (w, epoch, mut rx) = connect(&c, 1, "", vec![]);
+        assigned(&mut rx);
+        let point = MetricPoint {
+            step: 3,
+            split: Split::Train as i32,
+            loss: 2.0,
+            ..Default::default()
+        };
+        send(
+            &c,
+            &w,
+            epoch,
+            worker_message::Kind::Metric(JobMetric {
+                job_id: running.clone(),
+                attempt: 1,
+                point: Some(point),
+            }),
+        );
+        let queued = c
+            .lock()
+            .submit(Some(job_spec("b", 1)))
+            .expect("submit")
+            .job_id;
+        (running, queued, w)
+    };
+    let c = Coordinator::new(Store::open(&path).expect("store"), liveness()).expect("restarted");
+    assert_eq!(state(&c, &running), JobState::Running);
+    assert_eq!(state(&c, &queued), JobState::Queued);
+    assert_eq!(
+        c.lock()
+            .get(&running)
+            .expect("job")
+            .last_train
+            .expect("metric")
+            .step,
+        3
+    );
+    let (_, epoch, mut rx) = connect(
+        &c,
+        1,
+        worker.as_str(),
+        vec![RunningJob {
+            job_id: running.clone(),
+            attempt: 1,
+        }],
+    );
+    assert!(
+        rx.try_recv().is_err(),
+        "the worker is full with its surviving job"
+    );
+    finish(&c, &worker, epoch, &running, 1, Outcome::Succeeded, "");
+    assert_eq!(state(&c, &running), JobState::Succeeded);
+    assert_eq!(
+        assigned(&mut rx).0,
+        queued,
+        "the queued job runs after the restart"
+    );
+    assert_eq!(c.integrity_check().expect("check"), "ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reconnecting_worker_is_fenced_from_jobs_it_lost() {
+    let c = coordinator();
+    let job = c
+        .lock()
+        .submit(Some(job_spec("a", 1)))
+        .expect("submit")
+        .job_id;
+    let (w, epoch, mut rx) = connect(&c, 1, "", vec![]);
+    assigned(&mut rx);
+    c.lock().close_session(&w, epoch, "network");
+    tokio::time::advance(Duration::from_secs(4)).await;
+    c.lock().tick(Instant::now());
+    assert_eq!(state(&c, &job), JobState::Failed);
+    let (_, _, mut rx) = connect(
+        &c,
+        1,
+        w.as_str(),
+        vec![RunningJob {
+            job_id: job.clone(),
+            attempt: 1,
+        }],
+    );
+    assert!(
+        matches!(next_kind(&mut rx), Some(coordinator_message::Kind::Cancel(k)) if k.job_id == job)
+    );
+}
