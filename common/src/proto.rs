@@ -52,6 +52,7 @@ impl WorkerState {
             WorkerState::Disconnected => "disconnected",
             WorkerState::Draining => "draining",
             WorkerState::Lost => "lost",
+            WorkerState::Left => "left",
         }
     }
 }

@@ -31,9 +31,23 @@ impl FromStr for LogFormat {
     }
 }
 
-/// Installs the global subscriber. `filter` uses `RUST_LOG` syntax (`info,shoal_worker=debug`);
-/// `RUST_LOG` itself wins when set. Returns an error if the filter does not parse.
+/// Installs the global subscriber writing to stderr. `filter` uses `RUST_LOG` syntax
+/// (`info,shoal_worker=debug`); `RUST_LOG` itself wins when set. Errors if the filter does not parse.
 pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    init_with_writer(format, filter, std::io::stderr, ansi)
+}
+
+/// Like [`init`], writing wherever `writer` says (a log file, for example).
+pub fn init_with_writer<W>(
+    format: LogFormat,
+    filter: &str,
+    writer: W,
+    ansi: bool,
+) -> Result<(), String>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = match std::env::var("RUST_LOG") {
         Ok(env) if !env.is_empty() => {
             EnvFilter::from_str(&env).map_err(|e| format!("RUST_LOG: {e}"))?
@@ -42,9 +56,9 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let result = match format {
-        LogFormat::Pretty => builder.with_target(false).try_init(),
+        LogFormat::Pretty => builder.with_target(false).with_ansi(ansi).try_init(),
         LogFormat::Json => builder
             .json()
             .with_current_span(true)

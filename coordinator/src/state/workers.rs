@@ -177,6 +177,7 @@ impl State {
 
     /// A worker's session stream ended.
     pub fn close_session(&mut self, worker: &WorkerId, epoch: u64, why: &str) {
+        let idle = self.jobs_on(worker).is_empty();
         let Some(entry) = self.workers.get_mut(worker) else {
             return;
         };
@@ -184,6 +185,14 @@ impl State {
             return;
         }
         entry.session = None;
+        if entry.state == WorkerState::Draining && idle {
+            tracing::info!(worker_id = %worker, "worker drained and left");
+            entry.state = WorkerState::Left;
+            entry.reason = "drained and left".into();
+            entry.disconnected_since = None;
+            self.scheduler.remove_worker(worker);
+            return;
+        }
         if entry.state != WorkerState::Lost {
             tracing::warn!(worker_id = %worker, reason = why, "worker session closed; waiting for it to reconnect");
             entry.state = WorkerState::Disconnected;
@@ -199,7 +208,7 @@ impl State {
         let mut lost = Vec::new();
         for (id, w) in &self.workers {
             let why = match (w.state, w.disconnected_since) {
-                (WorkerState::Lost, _) => continue,
+                (WorkerState::Lost | WorkerState::Left, _) => continue,
                 (_, Some(since)) if now.duration_since(since) > live.reconnect_grace => format!(
                     "{}; it did not reconnect within {:.0}s",
                     if w.reason.is_empty() {

@@ -1,0 +1,61 @@
+//! Connecting to the coordinator with deadlines on every request.
+
+use std::time::Duration;
+
+use shoal_common::proto::job_service_client::JobServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::CliError;
+
+/// Where the coordinator is and how long to wait for it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub url: String,
+    pub timeout: Duration,
+}
+
+impl Target {
+    pub fn new(url: &str, timeout_s: u64) -> Result<Self, CliError> {
+        if timeout_s == 0 {
+            return Err(CliError::usage("--timeout must be > 0"));
+        }
+        let url = if url.contains("://") {
+            url.to_owned()
+        } else {
+            format!("http://{url}")
+        };
+        url.parse::<tonic::transport::Uri>()
+            .map_err(|e| CliError::usage(format!("--coordinator `{url}` is not a URL: {e}")))?;
+        Ok(Self {
+            url,
+            timeout: Duration::from_secs(timeout_s),
+        })
+    }
+
+    pub async fn connect(&self) -> Result<JobServiceClient<Channel>, CliError> {
+        let endpoint = Endpoint::from_shared(self.url.clone())
+            .map_err(|e| CliError::usage(format!("--coordinator: {e}")))?
+            .connect_timeout(self.timeout)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let channel = tokio::time::timeout(self.timeout, endpoint.connect())
+            .await
+            .map_err(|_| {
+                CliError::unavailable(format!(
+                    "cannot reach the coordinator at {} within {:?}",
+                    self.url, self.timeout
+                ))
+            })?
+            .map_err(|e| {
+                CliError::unavailable(format!("cannot reach the coordinator at {}: {e}", self.url))
+            })?;
+        Ok(JobServiceClient::new(channel))
+    }
+
+    /// A request with this target's deadline.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.set_timeout(self.timeout);
+        r
+    }
+}

@@ -1,0 +1,201 @@
+//! `shoal local`: a whole cluster on this machine. Starts the coordinator in this process (real
+//! gRPC over loopback TCP, its SQLite database in a data folder), starts N `shoal-worker`
+//! processes, runs one job file to completion with live progress, then stops everything.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use shoal_common::proto::{CancelJobRequest, SubmitJobRequest};
+use shoal_coordinator::CoordinatorConfig;
+use tokio::process::{Child, Command};
+
+use crate::client::Target;
+use crate::error::CliError;
+use crate::jobfile;
+
+/// The job `shoal local` runs when given no file.
+const BUNDLED_JOB: &str = include_str!("../../../examples/digits-mlp.toml");
+/// How long workers get to drain when the run ends.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Finds the `shoal-worker` binary: $SHOAL_WORKER_BIN, next to this executable, or on PATH.
+pub fn worker_binary() -> Result<PathBuf, CliError> {
+    if let Some(p) = std::env::var_os("SHOAL_WORKER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::usage(format!("cannot locate the shoal executable: {e}")))?;
+    let beside = exe.with_file_name("shoal-worker");
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(found) = std::env::split_paths(&path)
+            .map(|d| d.join("shoal-worker"))
+            .find(|p| p.is_file())
+        {
+            return Ok(found);
+        }
+    }
+    Err(CliError::usage(format!(
+        "shoal-worker not found next to {} or on PATH; build it with `cargo build --release` or set SHOAL_WORKER_BIN",
+        exe.display()
+    )))
+}
+
+struct Cluster {
+    coordinator: shoal_coordinator::CoordinatorHandle,
+    workers: Vec<Child>,
+}
+
+impl Cluster {
+    async fn stop(mut self) {
+        for w in &self.workers {
+            if let Some(pid) = w.id() {
+                // SAFETY: plain kill(2) on a child we started.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+            }
+        }
+        for w in &mut self.workers {
+            if tokio::time::timeout(STOP_GRACE, w.wait()).await.is_err() {
+                let _ = w.kill().await;
+            }
+        }
+        self.coordinator.stop().await;
+    }
+
+    /// Resolves when every worker process has exited.
+    async fn all_workers_exited(workers: &mut [Child]) {
+        for w in workers.iter_mut() {
+            let _ = w.wait().await;
+        }
+    }
+}
+
+/// The data folder of a local run: the one given, or a new temporary folder (kept afterwards).
+pub fn prepare_dir(data_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    let dir = match data_dir {
+        Some(d) => d,
+        None => tempfile::Builder::new()
+            .prefix("shoal-local-")
+            .tempdir()
+            .map_err(|e| CliError::unavailable(format!("cannot create a data folder: {e}")))?
+            .keep(),
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::usage(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+pub async fn run(
+    file: Option<&Path>,
+    workers: u32,
+    dir: PathBuf,
+    timeout_s: u64,
+) -> Result<ExitCode, CliError> {
+    if workers == 0 || workers > 64 {
+        return Err(CliError::usage("--workers must be between 1 and 64"));
+    }
+    let job = match file {
+        Some(f) => jobfile::load(f, true)?,
+        None => jobfile::load_text(BUNDLED_JOB, Path::new("examples/digits-mlp.toml"), false)?,
+    };
+    let worker_bin = worker_binary()?;
+
+    let config = CoordinatorConfig {
+        listen: "127.0.0.1:0".into(),
+        database: dir.join("coordinator.db"),
+        heartbeat_interval_ms: 1_000,
+        heartbeat_timeout_ms: 5_000,
+        reconnect_grace_ms: 5_000,
+        ..CoordinatorConfig::default()
+    };
+    let coordinator = shoal_coordinator::start(&config)
+        .await
+        .map_err(|e| CliError::unavailable(format!("cannot start the coordinator: {e}")))?;
+    let url = format!("http://{}", coordinator.addr);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let cpus = (cores / workers).max(job.config.resources.cpus).max(1);
+    eprintln!(
+        "shoal local: coordinator on {}, {workers} worker(s) with {cpus} CPU(s) each; data and logs in {}",
+        coordinator.addr,
+        dir.display()
+    );
+
+    let mut children = Vec::new();
+    for i in 0..workers {
+        let log_path = dir.join(format!("worker-{i}.log"));
+        let log = std::fs::File::create(&log_path).map_err(|e| {
+            CliError::unavailable(format!("cannot create {}: {e}", log_path.display()))
+        })?;
+        let child = Command::new(&worker_bin)
+            .args([
+                "--coordinator",
+                &url,
+                "--cpus",
+                &cpus.to_string(),
+                "--hostname",
+                &format!("local-{i}"),
+            ])
+            .arg("--checkpoint-dir")
+            .arg(dir.join("checkpoints"))
+            .env("RAYON_NUM_THREADS", cpus.to_string())
+            .env_remove("SHOAL_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                CliError::unavailable(format!("cannot start {}: {e}", worker_bin.display()))
+            })?;
+        children.push(child);
+    }
+    let mut cluster = Cluster {
+        coordinator,
+        workers: children,
+    };
+
+    let target = Target::new(&url, timeout_s)?;
+    let submitted = async {
+        let mut client = target.connect().await?;
+        let response = client
+            .submit_job(target.request(SubmitJobRequest {
+                spec: Some(job.spec.clone()),
+            }))
+            .await?;
+        Ok::<_, CliError>(response.into_inner().job_id)
+    }
+    .await;
+    let job_id = match submitted {
+        Ok(id) => id,
+        Err(e) => {
+            cluster.stop().await;
+            return Err(e);
+        }
+    };
+    eprintln!("shoal local: submitted {job_id} ({})", job.config.name);
+
+    let outcome = tokio::select! {
+        r = super::watch::run(&target, &job_id) => r,
+        _ = Cluster::all_workers_exited(&mut cluster.workers) => Err(CliError::unavailable(format!(
+            "every worker exited before the job finished; see the worker logs in {}", dir.display()
+        ))),
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("shoal local: interrupted; cancelling {job_id}");
+            if let Ok(mut client) = target.connect().await {
+                let _ = client.cancel_job(target.request(CancelJobRequest { job_id: job_id.clone(), reason: "interrupted".into() })).await;
+            }
+            Err(CliError { code: 130, message: String::new() })
+        }
+    };
+    cluster.stop().await;
+    eprintln!(
+        "shoal local: stopped; logs and checkpoints are in {}",
+        dir.display()
+    );
+    outcome
+}

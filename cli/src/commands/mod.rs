@@ -1,0 +1,7 @@
+//! One module per command family.
+
+pub mod bench;
+pub mod inspect;
+pub mod local;
+pub mod submit;
+pub mod watch;

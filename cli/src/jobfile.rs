@@ -1,0 +1,92 @@
+//! Reading job files: parse, default the name to the file name, resolve dataset paths against the
+//! file's folder, validate, and check that dataset files exist here.
+
+use std::path::{Path, PathBuf};
+
+use shoal_common::proto::JobSpec;
+use shoal_common::spec::{self, FieldError, SpecError};
+
+use crate::error::CliError;
+
+/// A job file, ready to submit.
+pub struct JobFile {
+    pub spec: JobSpec,
+    pub config: spec::TrainConfig,
+}
+
+fn render_errors(path: &Path, errors: &[FieldError]) -> String {
+    let mut out = format!(
+        "{}: {} invalid field{}:",
+        path.display(),
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
+    for e in errors {
+        out.push_str("\n  ");
+        out.push_str(&e.to_string());
+    }
+    out
+}
+
+/// Parses and validates job-file text; `origin` names it in errors and anchors relative paths.
+pub fn load_text(text: &str, origin: &Path, check_paths: bool) -> Result<JobFile, CliError> {
+    let mut spec = match spec::parse_toml(text) {
+        Ok(s) => s,
+        Err(SpecError::Parse { message }) => {
+            return Err(CliError::usage(format!("{}: {message}", origin.display())));
+        }
+        Err(SpecError::Invalid(errors)) => {
+            return Err(CliError::usage(render_errors(origin, &errors)));
+        }
+    };
+    if spec.name.trim().is_empty() {
+        if let Some(stem) = origin.file_stem().and_then(|s| s.to_str()) {
+            spec.name = stem.to_owned();
+        }
+    }
+    let base = origin.parent().map(Path::to_path_buf).unwrap_or_default();
+    if let Some(d) = spec.dataset.as_mut() {
+        for p in [
+            &mut d.images,
+            &mut d.labels,
+            &mut d.validation_images,
+            &mut d.validation_labels,
+            &mut d.path,
+            &mut d.validation_path,
+        ] {
+            if !p.is_empty() && Path::new(p.as_str()).is_relative() {
+                let abs = base.join(p.as_str());
+                *p = std::path::absolute(&abs)
+                    .unwrap_or(abs)
+                    .display()
+                    .to_string();
+            }
+        }
+    }
+    let config =
+        spec::validate(&spec).map_err(|errors| CliError::usage(render_errors(origin, &errors)))?;
+    if check_paths {
+        let missing: Vec<FieldError> = config
+            .dataset
+            .files()
+            .into_iter()
+            .filter(|(_, p)| !p.is_file())
+            .map(|(field, p)| FieldError::new(field, format!("file not found: {} (pass --no-path-check if it exists on the workers only)", p.display())))
+            .collect();
+        if !missing.is_empty() {
+            return Err(CliError::usage(render_errors(origin, &missing)));
+        }
+    }
+    Ok(JobFile { spec, config })
+}
+
+/// Reads a job file from disk.
+pub fn load(path: &Path, check_paths: bool) -> Result<JobFile, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(format!("cannot read job file {}: {e}", path.display())))?;
+    load_text(&text, &absolute(path), check_paths)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

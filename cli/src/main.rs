@@ -1,0 +1,194 @@
+//! `shoal`: the command-line client.
+//!
+//! Exit codes: 0 success, 1 the job failed or was cancelled, 2 bad input or usage (including a
+//! spec the coordinator rejects and unknown ids), 3 the coordinator could not be reached or
+//! failed internally.
+
+mod client;
+mod commands;
+mod error;
+mod jobfile;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use error::CliError;
+
+/// Shoal: distributed training jobs on a cluster of workers.
+#[derive(Parser, Debug)]
+#[command(name = "shoal", version, propagate_version = true)]
+struct Cli {
+    /// Coordinator URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SHOAL_COORDINATOR",
+        default_value = "http://127.0.0.1:7470"
+    )]
+    coordinator: String,
+    /// Seconds to wait for the coordinator on each request.
+    #[arg(long, global = true, default_value_t = 10)]
+    timeout: u64,
+    /// Log format of the client's own diagnostics: pretty or json.
+    #[arg(long, global = true, default_value = "pretty")]
+    log_format: String,
+    /// Log filter (RUST_LOG syntax) of the client's own diagnostics.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Submit a job file; prints the job id.
+    Submit {
+        /// TOML job file.
+        file: PathBuf,
+        /// Follow the job until it ends (exit 1 if it fails).
+        #[arg(long)]
+        watch: bool,
+        /// Override the file's priority.
+        #[arg(long, allow_hyphen_values = true)]
+        priority: Option<i64>,
+        /// Do not check that dataset files exist on this machine (they live on the workers).
+        #[arg(long)]
+        no_path_check: bool,
+    },
+    /// Check a job file without submitting it.
+    Validate {
+        file: PathBuf,
+        #[arg(long)]
+        no_path_check: bool,
+    },
+    /// Show one job.
+    Status {
+        job: String,
+        /// Print the job as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this state (queued, running, succeeded, failed, cancelled); repeatable.
+        #[arg(long = "state")]
+        states: Vec<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow a job's progress until it ends (exit 1 if it fails).
+    Watch { job: String },
+    /// Cancel a queued or running job.
+    Cancel {
+        job: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List registered workers.
+    Workers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a coordinator and workers on this machine, run a job file to completion, stop them.
+    Local {
+        /// TOML job file (default: the bundled digits MLP).
+        file: Option<PathBuf>,
+        /// Worker processes to start.
+        #[arg(long, default_value_t = 2)]
+        workers: u32,
+        /// Folder for the database, checkpoints and logs (default: a new temporary folder).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Benchmarks; each prints JSON lines on stdout.
+    Bench {
+        #[command(subcommand)]
+        which: commands::bench::Which,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let format = match cli.log_format.parse() {
+        Ok(f) => f,
+        Err(e) => return CliError::usage(e).report(),
+    };
+    // `shoal local` runs a coordinator in this process: its log goes to a file in the data folder
+    // so that the terminal shows the job's progress only.
+    let local_dir = match &cli.command {
+        Command::Local { data_dir, .. } => match commands::local::prepare_dir(data_dir.clone()) {
+            Ok(d) => Some(d),
+            Err(e) => return e.report(),
+        },
+        _ => None,
+    };
+    let logging = match &local_dir {
+        Some(dir) => std::fs::File::create(dir.join("coordinator.log"))
+            .map_err(|e| format!("cannot create the coordinator log: {e}"))
+            .and_then(|f| {
+                shoal_common::telemetry::init_with_writer(
+                    format,
+                    "info",
+                    std::sync::Mutex::new(f),
+                    false,
+                )
+            }),
+        None => shoal_common::telemetry::init(format, &cli.log),
+    };
+    if let Err(e) = logging {
+        return CliError::usage(e).report();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return CliError::unavailable(format!("cannot start the runtime: {e}")).report(),
+    };
+    match runtime.block_on(run(cli, local_dir)) {
+        Ok(code) => code,
+        Err(e) => e.report(),
+    }
+}
+
+async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+    let target = client::Target::new(&cli.coordinator, cli.timeout)?;
+    match cli.command {
+        Command::Submit {
+            file,
+            watch,
+            priority,
+            no_path_check,
+        } => commands::submit::run(&target, &file, watch, priority, !no_path_check).await,
+        Command::Validate {
+            file,
+            no_path_check,
+        } => commands::submit::validate(&file, !no_path_check),
+        Command::Status { job, json } => commands::inspect::status(&target, &job, json).await,
+        Command::List {
+            states,
+            limit,
+            json,
+        } => commands::inspect::list(&target, &states, limit, json).await,
+        Command::Watch { job } => commands::watch::run(&target, &job).await,
+        Command::Cancel { job, reason } => commands::inspect::cancel(&target, &job, &reason).await,
+        Command::Workers { json } => commands::inspect::workers(&target, json).await,
+        Command::Local { file, workers, .. } => {
+            let dir = local_dir.ok_or_else(|| CliError::usage("no data folder"))?;
+            commands::local::run(file.as_deref(), workers, dir, cli.timeout).await
+        }
+        Command::Bench { which } => commands::bench::run(which).await,
+    }
+}

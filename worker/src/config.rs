@@ -1,0 +1,88 @@
+//! Worker settings: defaults < TOML file < `SHOAL_*` environment < flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shoal_common::telemetry::LogFormat;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerConfig {
+    /// Coordinator URL (`SHOAL_COORDINATOR`).
+    pub coordinator: String,
+    /// CPU cores offered to jobs; 0 = all detected.
+    pub cpus: u32,
+    /// Memory offered to jobs in MiB; 0 = all detected.
+    pub memory_mb: u64,
+    /// Where the data plane (peer traffic) listens.
+    pub data_listen: String,
+    /// Address peers use to reach the data plane; empty = the bound address.
+    pub data_advertise: String,
+    /// Root of job checkpoints (one folder per job).
+    pub checkpoint_dir: PathBuf,
+    /// Checkpoints kept per job.
+    pub keep_checkpoints: usize,
+    /// Deadline of one connection attempt to the coordinator.
+    pub connect_timeout_ms: u64,
+    /// Longest pause between reconnection attempts.
+    pub max_backoff_ms: u64,
+    /// How long a drain (SIGTERM) may take before the worker exits anyway.
+    pub drain_timeout_ms: u64,
+    /// Name reported to the coordinator; empty = the host name.
+    pub hostname: String,
+    pub log_format: LogFormat,
+    pub log: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            coordinator: "http://127.0.0.1:7470".into(),
+            cpus: 0,
+            memory_mb: 0,
+            data_listen: "127.0.0.1:0".into(),
+            data_advertise: String::new(),
+            checkpoint_dir: PathBuf::from("shoal-data/checkpoints"),
+            keep_checkpoints: 3,
+            connect_timeout_ms: 5_000,
+            max_backoff_ms: 10_000,
+            drain_timeout_ms: 120_000,
+            hostname: String::new(),
+            log_format: LogFormat::Pretty,
+            log: "info".into(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let url = self.coordinator_url();
+        url.parse::<tonic::transport::Uri>()
+            .map_err(|e| format!("coordinator: `{}` is not a URL: {e}", self.coordinator))?;
+        self.data_listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| format!("data_listen: `{}` is not host:port: {e}", self.data_listen))?;
+        if self.keep_checkpoints == 0 {
+            return Err("keep_checkpoints: must be > 0".into());
+        }
+        if self.connect_timeout_ms == 0 {
+            return Err("connect_timeout_ms: must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// The coordinator address with a scheme (`host:port` alone means http).
+    pub fn coordinator_url(&self) -> String {
+        if self.coordinator.contains("://") {
+            self.coordinator.clone()
+        } else {
+            format!("http://{}", self.coordinator)
+        }
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}

@@ -1,0 +1,11 @@
+//! Shoal's worker: detects its devices, registers with the coordinator, runs assigned training
+//! jobs on dedicated threads and streams their progress back.
+
+pub mod bench;
+pub mod config;
+pub mod control;
+pub mod devices;
+pub mod run;
+
+pub use config::WorkerConfig;
+pub use control::{Worker, WorkerError};

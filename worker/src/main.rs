@@ -1,0 +1,184 @@
+//! `shoal-worker`: runs training jobs for a coordinator, or a benchmark on its own.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shoal_worker::{Worker, WorkerConfig, devices};
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Shoal worker: registers this machine's devices with a coordinator and trains the jobs it is
+/// given. SIGTERM (or Ctrl-C) drains: finish the step, checkpoint, report, exit.
+///
+/// Settings come from built-in defaults, then --config FILE, then SHOAL_* environment variables
+/// (SHOAL_COORDINATOR, SHOAL_CPUS, SHOAL_CHECKPOINT_DIR, ...), then these flags.
+#[derive(Parser, Debug)]
+#[command(name = "shoal-worker", version)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// TOML configuration file.
+    #[arg(long, env = "SHOAL_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Coordinator URL, e.g. http://10.0.0.1:7470.
+    #[arg(long)]
+    coordinator: Option<String>,
+    /// CPU cores offered to jobs (default: all).
+    #[arg(long)]
+    cpus: Option<u32>,
+    /// Memory offered to jobs, MiB (default: all).
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    /// Where checkpoints are written (one folder per job).
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Address the data plane listens on.
+    #[arg(long)]
+    data_listen: Option<String>,
+    /// Address peers use to reach the data plane.
+    #[arg(long)]
+    data_advertise: Option<String>,
+    /// Name reported to the coordinator (default: host name).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Log format: pretty or json.
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+    /// Log filter (RUST_LOG syntax).
+    #[arg(long, global = true)]
+    log: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Benchmarks that run inside this process and print JSON lines.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// Train the peers' reference MLP (784-512-512-10, batch 128, SGD lr 0.05) on one worker.
+    Train {
+        #[arg(long, default_value_t = 400)]
+        steps: u64,
+        #[arg(long, default_value_t = 50)]
+        warmup: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let overrides = [
+        ("coordinator", args.coordinator.clone()),
+        ("cpus", args.cpus.map(|v| v.to_string())),
+        ("memory_mb", args.memory_mb.map(|v| v.to_string())),
+        (
+            "checkpoint_dir",
+            args.checkpoint_dir
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        ),
+        ("data_listen", args.data_listen.clone()),
+        ("data_advertise", args.data_advertise.clone()),
+        ("hostname", args.hostname.clone()),
+        ("log_format", args.log_format.clone()),
+        ("log", args.log.clone()),
+    ];
+    let config: WorkerConfig = match shoal_common::config::load(args.config.as_deref(), &overrides)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shoal-worker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = shoal_common::telemetry::init(config.log_format, &config.log) {
+        eprintln!("shoal-worker: {e}");
+        return ExitCode::from(2);
+    }
+    match args.command {
+        Some(Command::Bench {
+            which: Bench::Train { steps, warmup },
+        }) => bench_train(steps, warmup),
+        None => serve(config),
+    }
+}
+
+fn bench_train(steps: u64, warmup: u64) -> ExitCode {
+    if steps <= warmup {
+        eprintln!("shoal-worker: --steps must be larger than --warmup");
+        return ExitCode::from(2);
+    }
+    println!("{}", shoal_worker::bench::meta("shoal_train"));
+    match shoal_worker::bench::train_reference(steps, warmup) {
+        Ok(record) => {
+            println!("{record}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("shoal-worker: benchmark failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: WorkerConfig) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shoal-worker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let drain = CancellationToken::new();
+        let worker = match Worker::new(config, devices::detect(), drain.clone()) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "worker cannot start");
+                return ExitCode::from(2);
+            }
+        };
+        tokio::spawn(signals(drain));
+        match worker.run().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "worker stopped");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+/// First SIGTERM/SIGINT drains; a second one exits at once.
+async fn signals(drain: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("signal received: draining (send it again to exit at once)");
+    drain.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("second signal: exiting without draining");
+    std::process::exit(130);
+}

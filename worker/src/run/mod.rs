@@ -1,0 +1,173 @@
+//! Running one assigned job: a dedicated thread validates the spec, loads the data, trains with
+//! candle (the loader prefetches on its own thread) and streams reports to the session task.
+
+mod report;
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::thread::JoinHandle;
+
+use shoal_common::proto::{
+    Assignment, JobFinished, JobStarted, Outcome, WorkerMessage, worker_message,
+};
+use shoal_common::{JobId, WorkerId, spec};
+use shoal_train::{RunOptions, Stop, data, train};
+use tokio::sync::mpsc::UnboundedSender;
+
+use report::ReportHost;
+pub use report::result_of;
+
+const RUN: u8 = 0;
+const CANCEL: u8 = 1;
+const DRAIN: u8 = 2;
+
+/// Where and how jobs run on this worker.
+#[derive(Clone, Debug)]
+pub struct JobContext {
+    pub worker_id: WorkerId,
+    pub checkpoint_root: PathBuf,
+    pub keep_checkpoints: usize,
+    /// Matmul threads are capped at the cores this worker offers.
+    pub max_threads: usize,
+}
+
+/// A job running on its own thread.
+pub struct JobHandle {
+    pub job_id: JobId,
+    pub attempt: u32,
+    stop: Arc<AtomicU8>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl JobHandle {
+    /// Stop between steps; the job ends cancelled.
+    pub fn cancel(&self) {
+        self.stop.store(CANCEL, Ordering::SeqCst);
+    }
+
+    /// Finish the step, checkpoint and stop; the job ends interrupted, to resume elsewhere.
+    pub fn drain(&self) {
+        let _ = self
+            .stop
+            .compare_exchange(RUN, DRAIN, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+}
+
+impl Drop for JobHandle {
+    /// A dropped handle stops its job between steps. The thread is not joined: it ends on its own
+    /// (or with the process) and never blocks the session task.
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+fn stop_of(flag: &AtomicU8) -> Option<Stop> {
+    match flag.load(Ordering::SeqCst) {
+        CANCEL => Some(Stop::Cancel),
+        DRAIN => Some(Stop::Drain),
+        _ => None,
+    }
+}
+
+/// Starts an assigned job on a new thread. Its reports and final outcome go to `updates`.
+pub fn start(
+    assignment: Assignment,
+    ctx: JobContext,
+    updates: UnboundedSender<WorkerMessage>,
+) -> std::io::Result<JobHandle> {
+    let job_id = JobId::new(assignment.job_id.clone());
+    let attempt = assignment.attempt;
+    let stop = Arc::new(AtomicU8::new(RUN));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new().name(format!("job-{}", job_id)).spawn(move || {
+        let span = tracing::info_span!("job", job_id = %assignment.job_id, worker_id = %ctx.worker_id, attempt);
+        let _entered = span.enter();
+        let _ = updates.send(WorkerMessage {
+            kind: Some(worker_message::Kind::Started(JobStarted { job_id: assignment.job_id.clone(), attempt })),
+        });
+        let job = assignment.job_id.clone();
+        let finished = std::panic::catch_unwind(AssertUnwindSafe(|| run(assignment, &ctx, &flag, &updates))).unwrap_or_else(|panic| {
+            let what = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            failed(&job, attempt, format!("the training thread panicked: {what}"))
+        });
+        match Outcome::try_from(finished.outcome) {
+            Ok(Outcome::Failed) => tracing::warn!(error = %finished.error, "job failed"),
+            Ok(o) => tracing::info!(outcome = o.as_str_name(), step = finished.step, "job finished"),
+            Err(_) => {}
+        }
+        let _ = updates.send(WorkerMessage { kind: Some(worker_message::Kind::Finished(finished)) });
+    })?;
+    Ok(JobHandle {
+        job_id,
+        attempt,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+fn failed(job_id: &str, attempt: u32, error: String) -> JobFinished {
+    JobFinished {
+        job_id: job_id.into(),
+        attempt,
+        outcome: Outcome::Failed as i32,
+        error,
+        ..Default::default()
+    }
+}
+
+fn run(
+    assignment: Assignment,
+    ctx: &JobContext,
+    stop: &AtomicU8,
+    updates: &UnboundedSender<WorkerMessage>,
+) -> JobFinished {
+    let (job_id, attempt) = (assignment.job_id.clone(), assignment.attempt);
+    let Some(job_spec) = assignment.spec else {
+        return failed(
+            &job_id,
+            attempt,
+            "the assignment carried no job spec".into(),
+        );
+    };
+    let cfg = match spec::validate(&job_spec) {
+        Ok(c) => c,
+        Err(errors) => {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return failed(
+                &job_id,
+                attempt,
+                format!("invalid job spec: {}", lines.join("; ")),
+            );
+        }
+    };
+    tracing::info!(dataset = ?cfg.dataset.source, "loading dataset");
+    let splits = match data::load(&cfg.dataset) {
+        Ok(s) => s,
+        Err(e) => return failed(&job_id, attempt, format!("cannot load the dataset: {e}")),
+    };
+    tracing::info!(
+        train = splits.train.rows,
+        validation = splits.validation.as_ref().map_or(0, |v| v.rows),
+        features = splits.train.features,
+        "dataset loaded"
+    );
+    let resume_from =
+        (!assignment.resume_from.is_empty()).then(|| PathBuf::from(&assignment.resume_from));
+    let opts = RunOptions {
+        checkpoint_dir: Some(ctx.checkpoint_root.join(&job_id)),
+        resume_from,
+        threads: (cfg.resources.cpus as usize).clamp(1, ctx.max_threads.max(1)),
+        spec_toml: spec::to_toml(&job_spec),
+        keep_checkpoints: ctx.keep_checkpoints,
+        warmup_steps: 0,
+    };
+    let mut host = ReportHost::new(job_id.clone(), attempt, updates.clone(), stop);
+    let outcome = train(&cfg, splits, &opts, &mut host);
+    report::finished(&job_id, attempt, outcome)
+}

@@ -1,0 +1,208 @@
+//! Translates the training loop's reports into session messages and log lines.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU8;
+
+use shoal_common::proto::{
+    JobFinished, JobMetric, JobNotice, JobResult, MetricPoint, Notice, NoticeLevel, Outcome, Split,
+    WorkerMessage, worker_message,
+};
+use shoal_train::{Host, Outcome as TrainOutcome, Report, Stop, Summary, TrainError};
+use tokio::sync::mpsc::UnboundedSender;
+
+pub struct ReportHost<'a> {
+    job_id: String,
+    attempt: u32,
+    updates: UnboundedSender<WorkerMessage>,
+    stop: &'a AtomicU8,
+}
+
+impl<'a> ReportHost<'a> {
+    pub fn new(
+        job_id: String,
+        attempt: u32,
+        updates: UnboundedSender<WorkerMessage>,
+        stop: &'a AtomicU8,
+    ) -> Self {
+        Self {
+            job_id,
+            attempt,
+            updates,
+            stop,
+        }
+    }
+
+    fn send(&self, kind: worker_message::Kind) {
+        // The session task is gone only while the worker shuts down; nothing to do then.
+        let _ = self.updates.send(WorkerMessage { kind: Some(kind) });
+    }
+
+    fn notice(&self, level: NoticeLevel, message: String) {
+        self.send(worker_message::Kind::Notice(JobNotice {
+            job_id: self.job_id.clone(),
+            attempt: self.attempt,
+            notice: Some(Notice {
+                level: level as i32,
+                message,
+            }),
+        }));
+    }
+
+    fn metric(&self, point: MetricPoint) {
+        self.send(worker_message::Kind::Metric(JobMetric {
+            job_id: self.job_id.clone(),
+            attempt: self.attempt,
+            point: Some(point),
+        }));
+    }
+}
+
+impl Host for ReportHost<'_> {
+    fn report(&mut self, report: Report) {
+        match report {
+            Report::Started {
+                total_steps,
+                steps_per_epoch,
+                params,
+                model,
+                resumed_at,
+            } => {
+                tracing::info!(total_steps, steps_per_epoch, params, model = %model, "training started");
+                let mut msg = format!(
+                    "training {params} parameters ({model}) for {total_steps} steps, {steps_per_epoch} per epoch"
+                );
+                if let Some(step) = resumed_at {
+                    msg.push_str(&format!("; resumed at step {step}"));
+                }
+                self.notice(NoticeLevel::Info, msg);
+            }
+            Report::Train(p) => {
+                tracing::info!(
+                    step = p.step,
+                    epoch = p.epoch,
+                    loss = p.loss,
+                    accuracy = p.accuracy,
+                    samples_per_s = p.samples_per_s.round(),
+                    lr = p.lr,
+                    "progress"
+                );
+                self.metric(MetricPoint {
+                    step: p.step,
+                    total_steps: p.total_steps,
+                    epoch: p.epoch as u32,
+                    total_epochs: p.total_epochs as u32,
+                    split: Split::Train as i32,
+                    loss: p.loss,
+                    accuracy: p.accuracy,
+                    samples_per_s: p.samples_per_s,
+                    lr: p.lr,
+                    elapsed_s: p.elapsed_s,
+                    extra: HashMap::from([("data_wait_share".to_owned(), p.data_wait_share)]),
+                });
+            }
+            Report::Validation(p) => {
+                tracing::info!(
+                    step = p.step,
+                    epoch = p.epoch,
+                    loss = p.loss,
+                    accuracy = p.accuracy,
+                    r2 = p.r2,
+                    "validation"
+                );
+                self.metric(MetricPoint {
+                    step: p.step,
+                    epoch: p.epoch as u32,
+                    split: Split::Validation as i32,
+                    loss: p.loss,
+                    accuracy: p.accuracy,
+                    elapsed_s: p.elapsed_s,
+                    extra: p
+                        .r2
+                        .map(|r| HashMap::from([("r2".to_owned(), r)]))
+                        .unwrap_or_default(),
+                    ..Default::default()
+                });
+            }
+            Report::Checkpoint { step, path } => {
+                tracing::info!(step, path = %path.display(), "checkpoint written");
+                self.notice(
+                    NoticeLevel::Info,
+                    format!("checkpoint at step {step}: {}", path.display()),
+                );
+            }
+        }
+    }
+
+    fn stop(&self) -> Option<Stop> {
+        super::stop_of(self.stop)
+    }
+}
+
+/// The final result of a successful run.
+pub fn result_of(s: &Summary) -> JobResult {
+    let val = s.validation.as_ref();
+    let mut extra = HashMap::new();
+    if let Some(r2) = val.and_then(|v| v.r2) {
+        extra.insert("validation_r2".to_owned(), r2);
+    }
+    JobResult {
+        steps: s.steps,
+        epochs: s.epochs as u32,
+        train_loss: s.last10_loss,
+        validation_loss: val.map_or(f64::NAN, |v| v.loss),
+        validation_accuracy: val.and_then(|v| v.accuracy),
+        samples_per_s: s.samples_per_s,
+        elapsed_s: s.elapsed_s,
+        checkpoint: s
+            .checkpoint
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        first_train_loss: s.first_loss,
+        extra,
+    }
+}
+
+/// The message that ends a job.
+pub fn finished(
+    job_id: &str,
+    attempt: u32,
+    outcome: Result<TrainOutcome, TrainError>,
+) -> JobFinished {
+    let base = JobFinished {
+        job_id: job_id.into(),
+        attempt,
+        ..Default::default()
+    };
+    match outcome {
+        Ok(TrainOutcome::Completed(s)) => JobFinished {
+            outcome: Outcome::Succeeded as i32,
+            step: s.steps,
+            checkpoint: s
+                .checkpoint
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            result: Some(result_of(&s)),
+            ..base
+        },
+        Ok(TrainOutcome::Cancelled { step }) => JobFinished {
+            outcome: Outcome::Cancelled as i32,
+            step,
+            ..base
+        },
+        Ok(TrainOutcome::Interrupted { step, checkpoint }) => JobFinished {
+            outcome: Outcome::Interrupted as i32,
+            step,
+            checkpoint: checkpoint
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            ..base
+        },
+        Err(e) => JobFinished {
+            outcome: Outcome::Failed as i32,
+            error: e.to_string(),
+            ..base
+        },
+    }
+}
