@@ -1,0 +1,280 @@
+//! Harness for cross-process tests: builds the release binaries once, starts coordinators and
+//! workers as real processes on ephemeral loopback ports, runs the `shoal` CLI, and follows jobs
+//! through the coordinator's event stream (no sleeps to wait for readiness).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use shoal_common::proto::job_service_client::JobServiceClient;
+use shoal_common::proto::{GetJobRequest, Job, JobEvent, JobState, WatchJobRequest, job_event};
+use tonic::transport::Channel;
+
+/// Folder holding the release binaries (next to this test executable's `deps` folder).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+/// Path of a workspace binary, building the binaries first (once per test process) so that
+/// `cargo test --release` alone is enough.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let profile = if bin_dir().ends_with("release") { vec!["--release"] } else { vec![] };
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--bins", "-p", "shoal-coordinator", "-p", "shoal-worker", "-p", "shoal-cli"])
+            .args(profile)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if status.success() { Ok(()) } else { Err(format!("building the binaries failed: {status}")) }
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
+    bin_dir().join(name)
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on a child process we own.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn sigkill(&mut self) {
+        signal(&self.child, libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    pub fn sigterm(&self) {
+        signal(&self.child, libc::SIGTERM);
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("process {} did not exit within {limit:?}; log:\n{}", self.child.id(), self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A coordinator process.
+pub struct Coordinator {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub db: PathBuf,
+}
+
+impl Coordinator {
+    /// Starts `shoal-coordinator` on an ephemeral port with its database at `db`; returns once it
+    /// printed its address. Short liveness timings keep failure tests fast.
+    pub fn start(dir: &Path, db: &Path, extra: &[&str]) -> Result<Self> {
+        let log = dir.join(format!("coordinator-{}.log", unique()));
+        let mut child = Command::new(bin("shoal-coordinator"))
+            .args(["--listen", "127.0.0.1:0", "--heartbeat-interval-ms", "500", "--heartbeat-timeout-ms", "3000", "--reconnect-grace-ms", "1500"])
+            .arg("--database")
+            .arg(db)
+            .args(extra)
+            .env_remove("SHOAL_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&log)?))
+            .spawn()
+            .context("start shoal-coordinator")?;
+        let stdout = child.stdout.take().context("coordinator stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let proc = Proc { child, log };
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .ok_or_else(|| anyhow!("unexpected coordinator output {line:?}; log:\n{}", proc.log_text()))?
+            .parse()?;
+        Ok(Self { proc, addr, db: db.to_path_buf() })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn client(&self) -> Result<JobServiceClient<Channel>> {
+        Ok(JobServiceClient::connect(self.url()).await?)
+    }
+}
+
+/// Starts a worker process for `coordinator_url` offering `cpus` cores.
+pub fn start_worker(dir: &Path, coordinator_url: &str, cpus: u32, name: &str) -> Result<Proc> {
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(bin("shoal-worker"))
+        .args(["--coordinator", coordinator_url, "--cpus", &cpus.to_string(), "--hostname", name])
+        .arg("--checkpoint-dir")
+        .arg(dir.join("checkpoints"))
+        .env("RAYON_NUM_THREADS", "1")
+        .env_remove("SHOAL_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log)?))
+        .spawn()
+        .context("start shoal-worker")?;
+    Ok(Proc { child, log })
+}
+
+/// Runs the `shoal` CLI against a coordinator and returns its output.
+pub fn shoal(coordinator_url: &str, args: &[&str]) -> Output {
+    Command::new(bin("shoal"))
+        .args(args)
+        .env("SHOAL_COORDINATOR", coordinator_url)
+        .output()
+        .expect("run shoal")
+}
+
+/// Exit code of a CLI run.
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes a job file into `dir`.
+pub fn job_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write job file");
+    path
+}
+
+fn unique() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A digits MLP that reaches > 0.9 validation accuracy in well under a second of training.
+pub const DIGITS_JOB: &str = r#"
+name = "digits-e2e"
+[model]
+kind = "mlp"
+layers = [{ width = 64 }]
+[dataset]
+kind = "digits"
+validation_split = 0.2
+[optimizer]
+kind = "sgd"
+lr = 0.05
+momentum = 0.9
+[training]
+batch_size = 32
+epochs = 20
+seed = 3
+log_every = 10
+"#;
+
+/// A job long enough (about a minute) to be interrupted mid-run; progress every 10 steps and
+/// checkpoints every 50.
+pub const LONG_JOB: &str = r#"
+name = "long"
+[model]
+kind = "mlp"
+layers = [{ width = 512 }, { width = 512 }]
+[dataset]
+kind = "synthetic_classification"
+samples = 4096
+features = 784
+classes = 10
+[optimizer]
+kind = "sgd"
+lr = 0.05
+[training]
+batch_size = 128
+steps = 8000
+log_every = 10
+checkpoint_every = 50
+"#;
+
+pub fn state_of(job: &Job) -> JobState {
+    JobState::try_from(job.state).unwrap_or(JobState::Unspecified)
+}
+
+pub async fn get(client: &mut JobServiceClient<Channel>, job_id: &str) -> Result<Job> {
+    Ok(client.get_job(GetJobRequest { job_id: job_id.into() }).await?.into_inner())
+}
+
+/// Follows a job's event stream (history first) until `stop` returns true for an event or the
+/// deadline passes. Returns every event seen.
+pub async fn watch_until(
+    client: &mut JobServiceClient<Channel>,
+    job_id: &str,
+    limit: Duration,
+    mut stop: impl FnMut(&JobEvent) -> bool,
+) -> Result<Vec<JobEvent>> {
+    let mut stream = client.watch_job(WatchJobRequest { job_id: job_id.into(), after_seq: 0 }).await?.into_inner();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .map_err(|_| anyhow!("job {job_id}: condition not reached within {limit:?}; last events: {:#?}", seen.iter().rev().take(3).collect::<Vec<_>>()))??;
+        let Some(event) = next else { bail!("job {job_id}: stream ended before the condition") };
+        let done = stop(&event);
+        seen.push(event);
+        if done {
+            return Ok(seen);
+        }
+    }
+}
+
+/// The state an event moves its job to, if it is a state change.
+pub fn state_change(e: &JobEvent) -> Option<JobState> {
+    match &e.kind {
+        Some(job_event::Kind::State(s)) => JobState::try_from(s.state).ok(),
+        _ => None,
+    }
+}
+
+/// Training step of a train metric event.
+pub fn train_step(e: &JobEvent) -> Option<u64> {
+    match &e.kind {
+        Some(job_event::Kind::Metric(m)) if m.split == shoal_common::proto::Split::Train as i32 => Some(m.step),
+        _ => None,
+    }
+}
+
+/// Waits until the job reaches a terminal state; returns the final job.
+pub async fn wait_terminal(client: &mut JobServiceClient<Channel>, job_id: &str, limit: Duration) -> Result<Job> {
+    watch_until(client, job_id, limit, |e| state_change(e).is_some_and(JobState::is_terminal)).await?;
+    get(client, job_id).await
+}
