@@ -86,7 +86,7 @@ pub fn start(
     let stop = Arc::new(AtomicU8::new(RUN));
     let flag = stop.clone();
     let thread = std::thread::Builder::new().name(format!("job-{}", job_id)).spawn(move || {
-        let span = tracing::info_span!("job", job_id = %assignment.job_id, worker_id = %ctx.worker_id, attempt);
+        let span = tracing::info_span!("job", job_id = %assignment.job_id, worker_id = %ctx.worker_id, attempt, step = tracing::field::Empty);
         let _entered = span.enter();
         let _ = updates.send(WorkerMessage {
             kind: Some(worker_message::Kind::Started(JobStarted { job_id: assignment.job_id.clone(), attempt })),
@@ -168,6 +168,12 @@ fn run(
         warmup_steps: 0,
     };
     let mut host = ReportHost::new(job_id.clone(), attempt, updates.clone(), stop);
+    if !assignment.gpus.is_empty() {
+        host.warn(format!(
+            "GPUs {:?} were reserved, but this worker's candle build has no CUDA kernels; training runs on CPU",
+            assignment.gpus
+        ));
+    }
     let outcome = train(&cfg, splits, &opts, &mut host);
     report::finished(&job_id, attempt, outcome)
 }

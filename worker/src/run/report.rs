@@ -48,6 +48,12 @@ impl<'a> ReportHost<'a> {
         }));
     }
 
+    /// A warning for the job's event history and the log.
+    pub fn warn(&self, message: String) {
+        tracing::warn!("{message}");
+        self.notice(NoticeLevel::Warn, message);
+    }
+
     fn metric(&self, point: MetricPoint) {
         self.send(worker_message::Kind::Metric(JobMetric {
             job_id: self.job_id.clone(),
@@ -77,6 +83,7 @@ impl Host for ReportHost<'_> {
                 self.notice(NoticeLevel::Info, msg);
             }
             Report::Train(p) => {
+                tracing::Span::current().record("step", p.step);
                 tracing::info!(
                     step = p.step,
                     epoch = p.epoch,
