@@ -18,6 +18,8 @@ const SERDE_MESSAGES: &[&str] = &[
     "shoal.v1.ScheduleSpec",
     "shoal.v1.TrainingSpec",
     "shoal.v1.ResourceSpec",
+    "shoal.v1.ParallelismSpec",
+    "shoal.v1.AllReduceSpec",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

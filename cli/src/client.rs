@@ -19,17 +19,10 @@ impl Target {
         if timeout_s == 0 {
             return Err(CliError::usage("--timeout must be > 0"));
         }
-        let url = if url.contains("://") {
-            url.to_owned()
-        } else {
-            format!("http://{url}")
-        };
+        let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
         url.parse::<tonic::transport::Uri>()
             .map_err(|e| CliError::usage(format!("--coordinator `{url}` is not a URL: {e}")))?;
-        Ok(Self {
-            url,
-            timeout: Duration::from_secs(timeout_s),
-        })
+        Ok(Self { url, timeout: Duration::from_secs(timeout_s) })
     }
 
     pub async fn connect(&self) -> Result<JobServiceClient<Channel>, CliError> {
@@ -41,14 +34,9 @@ impl Target {
         let channel = tokio::time::timeout(self.timeout, endpoint.connect())
             .await
             .map_err(|_| {
-                CliError::unavailable(format!(
-                    "cannot reach the coordinator at {} within {:?}",
-                    self.url, self.timeout
-                ))
+                CliError::unavailable(format!("cannot reach the coordinator at {} within {:?}", self.url, self.timeout))
             })?
-            .map_err(|e| {
-                CliError::unavailable(format!("cannot reach the coordinator at {}: {e}", self.url))
-            })?;
+            .map_err(|e| CliError::unavailable(format!("cannot reach the coordinator at {}: {e}", self.url)))?;
         Ok(JobServiceClient::new(channel))
     }
 

@@ -13,18 +13,12 @@ pub struct CliError {
 impl CliError {
     /// Bad input or usage: exit 2.
     pub fn usage(message: impl std::fmt::Display) -> Self {
-        Self {
-            code: 2,
-            message: message.to_string(),
-        }
+        Self { code: 2, message: message.to_string() }
     }
 
     /// The coordinator is unreachable or broken: exit 3.
     pub fn unavailable(message: impl std::fmt::Display) -> Self {
-        Self {
-            code: 3,
-            message: message.to_string(),
-        }
+        Self { code: 3, message: message.to_string() }
     }
 
     pub fn report(self) -> ExitCode {

@@ -15,12 +15,8 @@ pub struct JobFile {
 }
 
 fn render_errors(path: &Path, errors: &[FieldError]) -> String {
-    let mut out = format!(
-        "{}: {} invalid field{}:",
-        path.display(),
-        errors.len(),
-        if errors.len() == 1 { "" } else { "s" }
-    );
+    let mut out =
+        format!("{}: {} invalid field{}:", path.display(), errors.len(), if errors.len() == 1 { "" } else { "s" });
     for e in errors {
         out.push_str("\n  ");
         out.push_str(&e.to_string());
@@ -56,22 +52,23 @@ pub fn load_text(text: &str, origin: &Path, check_paths: bool) -> Result<JobFile
         ] {
             if !p.is_empty() && Path::new(p.as_str()).is_relative() {
                 let abs = base.join(p.as_str());
-                *p = std::path::absolute(&abs)
-                    .unwrap_or(abs)
-                    .display()
-                    .to_string();
+                *p = std::path::absolute(&abs).unwrap_or(abs).display().to_string();
             }
         }
     }
-    let config =
-        spec::validate(&spec).map_err(|errors| CliError::usage(render_errors(origin, &errors)))?;
+    let config = spec::validate(&spec).map_err(|errors| CliError::usage(render_errors(origin, &errors)))?;
     if check_paths {
         let missing: Vec<FieldError> = config
             .dataset
             .files()
             .into_iter()
             .filter(|(_, p)| !p.is_file())
-            .map(|(field, p)| FieldError::new(field, format!("file not found: {} (pass --no-path-check if it exists on the workers only)", p.display())))
+            .map(|(field, p)| {
+                FieldError::new(
+                    field,
+                    format!("file not found: {} (pass --no-path-check if it exists on the workers only)", p.display()),
+                )
+            })
             .collect();
         if !missing.is_empty() {
             return Err(CliError::usage(render_errors(origin, &missing)));

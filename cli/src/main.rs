@@ -22,12 +22,7 @@ use error::CliError;
 #[command(name = "shoal", version, propagate_version = true)]
 struct Cli {
     /// Coordinator URL.
-    #[arg(
-        long,
-        global = true,
-        env = "SHOAL_COORDINATOR",
-        default_value = "http://127.0.0.1:7470"
-    )]
+    #[arg(long, global = true, env = "SHOAL_COORDINATOR", default_value = "http://127.0.0.1:7470")]
     coordinator: String,
     /// Seconds to wait for the coordinator on each request.
     #[arg(long, global = true, default_value_t = 10)]
@@ -136,24 +131,13 @@ fn main() -> ExitCode {
     let logging = match &local_dir {
         Some(dir) => std::fs::File::create(dir.join("coordinator.log"))
             .map_err(|e| format!("cannot create the coordinator log: {e}"))
-            .and_then(|f| {
-                shoal_common::telemetry::init_with_writer(
-                    format,
-                    "info",
-                    std::sync::Mutex::new(f),
-                    false,
-                )
-            }),
+            .and_then(|f| shoal_common::telemetry::init_with_writer(format, "info", std::sync::Mutex::new(f), false)),
         None => shoal_common::telemetry::init(format, &cli.log),
     };
     if let Err(e) = logging {
         return CliError::usage(e).report();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => return CliError::unavailable(format!("cannot start the runtime: {e}")).report(),
     };
@@ -166,22 +150,12 @@ fn main() -> ExitCode {
 async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
     let target = client::Target::new(&cli.coordinator, cli.timeout)?;
     match cli.command {
-        Command::Submit {
-            file,
-            watch,
-            priority,
-            no_path_check,
-        } => commands::submit::run(&target, &file, watch, priority, !no_path_check).await,
-        Command::Validate {
-            file,
-            no_path_check,
-        } => commands::submit::validate(&file, !no_path_check),
+        Command::Submit { file, watch, priority, no_path_check } => {
+            commands::submit::run(&target, &file, watch, priority, !no_path_check).await
+        }
+        Command::Validate { file, no_path_check } => commands::submit::validate(&file, !no_path_check),
         Command::Status { job, json } => commands::inspect::status(&target, &job, json).await,
-        Command::List {
-            states,
-            limit,
-            json,
-        } => commands::inspect::list(&target, &states, limit, json).await,
+        Command::List { states, limit, json } => commands::inspect::list(&target, &states, limit, json).await,
         Command::Watch { job } => commands::watch::run(&target, &job).await,
         Command::Cancel { job, reason } => commands::inspect::cancel(&target, &job, &reason).await,
         Command::Workers { json } => commands::inspect::workers(&target, json).await,

@@ -35,11 +35,7 @@ pub fn duration(seconds: f64) -> String {
 
 pub fn bytes(b: u64) -> String {
     let gib = b as f64 / (1u64 << 30) as f64;
-    if gib >= 1.0 {
-        format!("{gib:.1} GiB")
-    } else {
-        format!("{} MiB", b >> 20)
-    }
+    if gib >= 1.0 { format!("{gib:.1} GiB") } else { format!("{} MiB", b >> 20) }
 }
 
 /// "loss 0.4123 acc 0.912".
@@ -77,29 +73,18 @@ pub fn result(r: &JobResult) -> String {
 }
 
 fn ago(ts: Option<&prost_types::Timestamp>) -> String {
-    ts.map_or_else(
-        || "-".into(),
-        |t| format!("{} ago", duration(shoal_common::time::age(t).as_secs_f64())),
-    )
+    ts.map_or_else(|| "-".into(), |t| format!("{} ago", duration(shoal_common::time::age(t).as_secs_f64())))
 }
 
 /// `shoal status` text.
 pub fn job(j: &Job) -> String {
     let name = j.spec.as_ref().map_or("", |s| s.name.as_str());
-    let mut out = format!(
-        "job {}  {}\n  state     {}",
-        j.job_id,
-        name,
-        state_of(j).label()
-    );
+    let mut out = format!("job {}  {}\n  state     {}", j.job_id, name, state_of(j).label());
     if !j.reason.is_empty() {
         out.push_str(&format!(" ({})", j.reason));
     }
     if !j.worker_id.is_empty() {
-        out.push_str(&format!(
-            "\n  worker    {} (attempt {})",
-            j.worker_id, j.attempt
-        ));
+        out.push_str(&format!("\n  worker    {} (attempt {})", j.worker_id, j.attempt));
     }
     out.push_str(&format!("\n  submitted {}", ago(j.submitted_at.as_ref())));
     if j.started_at.is_some() {
@@ -140,11 +125,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
+        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
         padded.join("  ").trim_end().to_owned()
     };
     let mut out = vec![line(header.iter().map(|h| h.to_string()).collect())];
@@ -157,10 +138,9 @@ pub fn jobs_table(jobs: &[Job]) -> String {
         .iter()
         .map(|j| {
             let progress = match (&j.result, &j.last_train) {
-                (Some(r), _) => r.validation_accuracy.map_or_else(
-                    || format!("val loss {:.4}", r.validation_loss),
-                    |a| format!("val acc {a:.3}"),
-                ),
+                (Some(r), _) => r
+                    .validation_accuracy
+                    .map_or_else(|| format!("val loss {:.4}", r.validation_loss), |a| format!("val acc {a:.3}")),
                 (None, Some(p)) => format!("{}/{} {}", p.step, p.total_steps, metric(p)),
                 _ => String::new(),
             };
@@ -174,10 +154,7 @@ pub fn jobs_table(jobs: &[Job]) -> String {
             ]
         })
         .collect();
-    table(
-        &["JOB", "NAME", "STATE", "WORKER", "SUBMITTED", "PROGRESS"],
-        &rows,
-    )
+    table(&["JOB", "NAME", "STATE", "WORKER", "SUBMITTED", "PROGRESS"], &rows)
 }
 
 pub fn workers_table(workers: &[WorkerStatus]) -> String {
@@ -185,52 +162,25 @@ pub fn workers_table(workers: &[WorkerStatus]) -> String {
         .iter()
         .map(|w| {
             let info = w.info.clone().unwrap_or_default();
-            let state = WorkerState::try_from(w.state)
-                .unwrap_or(WorkerState::Unspecified)
-                .label()
-                .to_owned();
+            let state = WorkerState::try_from(w.state).unwrap_or(WorkerState::Unspecified).label().to_owned();
             let gpus = if info.gpus.is_empty() {
                 "-".to_owned()
             } else {
-                info.gpus
-                    .iter()
-                    .map(|g| g.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                info.gpus.iter().map(|g| g.name.clone()).collect::<Vec<_>>().join(", ")
             };
             vec![
                 w.worker_id.clone(),
                 info.hostname,
-                if w.reason.is_empty() {
-                    state
-                } else {
-                    format!("{state}: {}", w.reason)
-                },
+                if w.reason.is_empty() { state } else { format!("{state}: {}", w.reason) },
                 format!("{}/{}", w.free_cpus, info.cpu_cores),
-                format!(
-                    "{}/{}",
-                    bytes(w.free_memory_bytes),
-                    bytes(info.memory_bytes)
-                ),
+                format!("{}/{}", bytes(w.free_memory_bytes), bytes(info.memory_bytes)),
                 gpus,
                 w.job_ids.join(","),
                 ago(w.last_seen.as_ref()),
             ]
         })
         .collect();
-    table(
-        &[
-            "WORKER",
-            "HOST",
-            "STATE",
-            "CPUS FREE",
-            "MEMORY FREE",
-            "GPUS",
-            "JOBS",
-            "SEEN",
-        ],
-        &rows,
-    )
+    table(&["WORKER", "HOST", "STATE", "CPUS FREE", "MEMORY FREE", "GPUS", "JOBS", "SEEN"], &rows)
 }
 
 #[cfg(test)]
@@ -244,9 +194,6 @@ mod tests {
         assert_eq!(duration(3.25), "3.2s");
         assert_eq!(duration(75.0), "1m15s");
         assert_eq!(duration(7300.0), "2h01m");
-        assert_eq!(
-            table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]),
-            "A    BB\nxyz  1"
-        );
+        assert_eq!(table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]), "A    BB\nxyz  1");
     }
 }

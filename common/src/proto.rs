@@ -5,16 +5,12 @@
 tonic::include_proto!("shoal.v1");
 
 /// Encoded `FileDescriptorSet` of every Shoal proto file, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/shoal_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal_descriptor.bin"));
 
 impl JobState {
     /// Finished for good: succeeded, failed or cancelled.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Succeeded | JobState::Failed | JobState::Cancelled
-        )
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
     }
 
     /// Lower-case name for people ("running").
@@ -31,15 +27,9 @@ impl JobState {
 
     /// Parses a lower-case state name as `label` writes it.
     pub fn from_label(label: &str) -> Option<Self> {
-        [
-            Self::Queued,
-            Self::Running,
-            Self::Succeeded,
-            Self::Failed,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|s| s.label() == label)
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled]
+            .into_iter()
+            .find(|s| s.label() == label)
     }
 }
 

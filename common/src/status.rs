@@ -13,22 +13,12 @@ pub fn invalid_fields(errors: &[FieldError]) -> Status {
         [one] => format!("invalid job spec: {one}"),
         many => {
             let lines: Vec<String> = many.iter().map(ToString::to_string).collect();
-            format!(
-                "invalid job spec ({} fields): {}",
-                many.len(),
-                lines.join("; ")
-            )
+            format!("invalid job spec ({} fields): {}", many.len(), lines.join("; "))
         }
     };
-    let violations: Vec<FieldViolation> = errors
-        .iter()
-        .map(|e| FieldViolation::new(e.path.clone(), e.reason.clone()))
-        .collect();
-    Status::with_error_details(
-        Code::InvalidArgument,
-        message,
-        ErrorDetails::with_bad_request(violations),
-    )
+    let violations: Vec<FieldViolation> =
+        errors.iter().map(|e| FieldViolation::new(e.path.clone(), e.reason.clone())).collect();
+    Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
 }
 
 /// `INVALID_ARGUMENT` for one missing or malformed request field.
@@ -40,12 +30,7 @@ pub fn invalid_field(path: &str, reason: impl std::fmt::Display) -> Status {
 pub fn field_violations(status: &Status) -> Vec<FieldError> {
     status
         .get_details_bad_request()
-        .map(|b| {
-            b.field_violations
-                .into_iter()
-                .map(|v| FieldError::new(v.field, v.description))
-                .collect()
-        })
+        .map(|b| b.field_violations.into_iter().map(|v| FieldError::new(v.field, v.description)).collect())
         .unwrap_or_default()
 }
 
@@ -74,10 +59,7 @@ pub fn describe(status: &Status) -> String {
 
 /// Whether retrying the same request later can help.
 pub fn is_retryable(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted
-    )
+    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted)
 }
 
 #[cfg(test)]
@@ -92,11 +74,7 @@ mod tests {
         ];
         let status = invalid_fields(&errors);
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(
-            status
-                .message()
-                .contains("model.layers[2].width: must be > 0")
-        );
+        assert!(status.message().contains("model.layers[2].width: must be > 0"));
         assert_eq!(field_violations(&status), errors);
         assert!(describe(&status).contains("\n  training.batch_size: must be > 0"));
     }

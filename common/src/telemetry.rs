@@ -24,9 +24,7 @@ impl FromStr for LogFormat {
         match s {
             "pretty" => Ok(Self::Pretty),
             "json" => Ok(Self::Json),
-            other => Err(format!(
-                "unknown log format `{other}` (expected pretty or json)"
-            )),
+            other => Err(format!("unknown log format `{other}` (expected pretty or json)")),
         }
     }
 }
@@ -39,32 +37,20 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
 }
 
 /// Like [`init`], writing wherever `writer` says (a log file, for example).
-pub fn init_with_writer<W>(
-    format: LogFormat,
-    filter: &str,
-    writer: W,
-    ansi: bool,
-) -> Result<(), String>
+pub fn init_with_writer<W>(format: LogFormat, filter: &str, writer: W, ansi: bool) -> Result<(), String>
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.is_empty() => {
-            EnvFilter::from_str(&env).map_err(|e| format!("RUST_LOG: {e}"))?
-        }
+        Ok(env) if !env.is_empty() => EnvFilter::from_str(&env).map_err(|e| format!("RUST_LOG: {e}"))?,
         _ => EnvFilter::from_str(filter).map_err(|e| format!("log filter `{filter}`: {e}"))?,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let result = match format {
         LogFormat::Pretty => builder.with_target(false).with_ansi(ansi).try_init(),
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .with_span_events(FmtSpan::NONE)
-            .try_init(),
+        LogFormat::Json => {
+            builder.json().with_current_span(true).with_span_list(true).with_span_events(FmtSpan::NONE).try_init()
+        }
     };
     result.map_err(|e| format!("tracing already initialised: {e}"))
 }

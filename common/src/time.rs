@@ -10,17 +10,12 @@ pub fn now_ms() -> i64 {
 }
 
 pub fn system_to_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// A protobuf timestamp for a time in Unix milliseconds; `None` for 0 (never happened).
 pub fn ms_to_timestamp(ms: i64) -> Option<Timestamp> {
-    (ms > 0).then(|| Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    })
+    (ms > 0).then(|| Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })
 }
 
 /// Unix milliseconds of a protobuf timestamp.

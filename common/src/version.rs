@@ -10,9 +10,7 @@ pub const PROTOCOL: u32 = 1;
 /// Why a peer of `version` speaking `protocol` cannot join this build, if it cannot.
 pub fn incompatibility(version: &str, protocol: u32) -> Option<String> {
     if protocol != PROTOCOL {
-        return Some(format!(
-            "protocol revision {protocol} does not match the coordinator's {PROTOCOL}"
-        ));
+        return Some(format!("protocol revision {protocol} does not match the coordinator's {PROTOCOL}"));
     }
     if major_minor(version) != major_minor(VERSION) || major_minor(version).is_none() {
         return Some(format!(

@@ -44,12 +44,8 @@ impl Default for CoordinatorConfig {
 impl CoordinatorConfig {
     /// Checks the values; the error names the key.
     pub fn validate(&self) -> Result<SocketAddr, String> {
-        let addr: SocketAddr = self.listen.parse().map_err(|e| {
-            format!(
-                "listen: `{}` is not an address (host:port): {e}",
-                self.listen
-            )
-        })?;
+        let addr: SocketAddr =
+            self.listen.parse().map_err(|e| format!("listen: `{}` is not an address (host:port): {e}", self.listen))?;
         if self.heartbeat_interval_ms == 0 {
             return Err("heartbeat_interval_ms: must be > 0".into());
         }

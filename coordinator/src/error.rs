@@ -25,10 +25,7 @@ pub enum CoordinatorError {
 
 impl CoordinatorError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::InvalidRequest {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Self::InvalidRequest { field: field.into(), reason: reason.into() }
     }
 
     /// Whether retrying the same request later can help.
@@ -44,9 +41,7 @@ impl From<CoordinatorError> for Status {
                 Status::not_found(e.to_string())
             }
             CoordinatorError::InvalidSpec(fields) => shoal_common::status::invalid_fields(&fields),
-            CoordinatorError::InvalidRequest { field, reason } => {
-                shoal_common::status::invalid_field(&field, reason)
-            }
+            CoordinatorError::InvalidRequest { field, reason } => shoal_common::status::invalid_field(&field, reason),
             CoordinatorError::AlreadyFinished { .. } | CoordinatorError::Incompatible { .. } => {
                 Status::failed_precondition(e.to_string())
             }

@@ -42,33 +42,20 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let overrides = [
         ("listen", args.listen.clone()),
-        (
-            "database",
-            args.database.as_ref().map(|p| p.display().to_string()),
-        ),
-        (
-            "heartbeat_interval_ms",
-            args.heartbeat_interval_ms.map(|v| v.to_string()),
-        ),
-        (
-            "heartbeat_timeout_ms",
-            args.heartbeat_timeout_ms.map(|v| v.to_string()),
-        ),
-        (
-            "reconnect_grace_ms",
-            args.reconnect_grace_ms.map(|v| v.to_string()),
-        ),
+        ("database", args.database.as_ref().map(|p| p.display().to_string())),
+        ("heartbeat_interval_ms", args.heartbeat_interval_ms.map(|v| v.to_string())),
+        ("heartbeat_timeout_ms", args.heartbeat_timeout_ms.map(|v| v.to_string())),
+        ("reconnect_grace_ms", args.reconnect_grace_ms.map(|v| v.to_string())),
         ("log_format", args.log_format.clone()),
         ("log", args.log.clone()),
     ];
-    let config: CoordinatorConfig =
-        match shoal_common::config::load(args.config.as_deref(), &overrides) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("shoal-coordinator: {e}");
-                return std::process::ExitCode::from(2);
-            }
-        };
+    let config: CoordinatorConfig = match shoal_common::config::load(args.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shoal-coordinator: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     if let Err(e) = config.validate() {
         eprintln!("shoal-coordinator: invalid configuration: {e}");
         return std::process::ExitCode::from(2);
@@ -77,10 +64,7 @@ fn main() -> std::process::ExitCode {
         eprintln!("shoal-coordinator: {e}");
         return std::process::ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("shoal-coordinator: cannot start the runtime: {e}");

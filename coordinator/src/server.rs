@@ -24,10 +24,7 @@ pub enum StartError {
     #[error(transparent)]
     State(#[from] crate::error::CoordinatorError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("reflection service: {0}")]
     Reflection(String),
 }
@@ -66,12 +63,8 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
     let addr = config.validate().map_err(StartError::Config)?;
     let store = Store::open(&config.database).map_err(crate::error::CoordinatorError::from)?;
     let coordinator = Coordinator::new(store, config.liveness())?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     if !local.ip().is_loopback() {
         tracing::warn!(addr = %local, "listening on a non-loopback address without TLS or authentication");
     }
@@ -92,19 +85,12 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(JobServiceServer::new(JobApi::new(
-            coordinator.clone(),
-            shutdown.clone(),
-        )))
-        .add_service(WorkerServiceServer::new(WorkerApi::new(
-            coordinator.clone(),
-            shutdown.clone(),
-        )));
+        .add_service(JobServiceServer::new(JobApi::new(coordinator.clone(), shutdown.clone())))
+        .add_service(WorkerServiceServer::new(WorkerApi::new(coordinator.clone(), shutdown.clone())));
     let stop = shutdown.clone();
     tasks.spawn(async move {
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
-            .await
+        if let Err(e) =
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()).await
         {
             tracing::error!(error = %e, "gRPC server failed");
         }
@@ -113,10 +99,5 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
     let stop = shutdown.clone();
     tasks.spawn(async move { live.run_liveness(Duration::from_millis(250), stop).await });
     tracing::info!(addr = %local, database = %config.database.display(), "coordinator listening");
-    Ok(CoordinatorHandle {
-        addr: local,
-        coordinator,
-        shutdown,
-        tasks,
-    })
+    Ok(CoordinatorHandle { addr: local, coordinator, shutdown, tasks })
 }

@@ -17,10 +17,7 @@ use tonic::transport::Channel;
 /// Folder holding the release binaries (next to this test executable's `deps` folder).
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
 }
 
 /// Path of a workspace binary, building the binaries first (once per test process) so that
@@ -29,32 +26,14 @@ pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let profile = if bin_dir().ends_with("release") {
-            vec!["--release"]
-        } else {
-            vec![]
-        };
+        let profile = if bin_dir().ends_with("release") { vec!["--release"] } else { vec![] };
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--bins",
-                "-p",
-                "shoal-coordinator",
-                "-p",
-                "shoal-worker",
-                "-p",
-                "shoal-cli",
-            ])
+            .args(["build", "--quiet", "--bins", "-p", "shoal-coordinator", "-p", "shoal-worker", "-p", "shoal-cli"])
             .args(profile)
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
             .map_err(|e| format!("cannot run cargo: {e}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("building the binaries failed: {status}"))
-        }
+        if status.success() { Ok(()) } else { Err(format!("building the binaries failed: {status}")) }
     });
     if let Err(e) = built {
         panic!("{e}");
@@ -93,11 +72,7 @@ impl Proc {
                 return Ok(status);
             }
             if Instant::now() > deadline {
-                bail!(
-                    "process {} did not exit within {limit:?}; log:\n{}",
-                    self.child.id(),
-                    self.log_text()
-                );
+                bail!("process {} did not exit within {limit:?}; log:\n{}", self.child.id(), self.log_text());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -153,18 +128,9 @@ impl Coordinator {
         let addr = line
             .trim()
             .strip_prefix("listening on ")
-            .ok_or_else(|| {
-                anyhow!(
-                    "unexpected coordinator output {line:?}; log:\n{}",
-                    proc.log_text()
-                )
-            })?
+            .ok_or_else(|| anyhow!("unexpected coordinator output {line:?}; log:\n{}", proc.log_text()))?
             .parse()?;
-        Ok(Self {
-            proc,
-            addr,
-            db: db.to_path_buf(),
-        })
+        Ok(Self { proc, addr, db: db.to_path_buf() })
     }
 
     pub fn url(&self) -> String {
@@ -180,14 +146,7 @@ impl Coordinator {
 pub fn start_worker(dir: &Path, coordinator_url: &str, cpus: u32, name: &str) -> Result<Proc> {
     let log = dir.join(format!("{name}.log"));
     let child = Command::new(bin("shoal-worker"))
-        .args([
-            "--coordinator",
-            coordinator_url,
-            "--cpus",
-            &cpus.to_string(),
-            "--hostname",
-            name,
-        ])
+        .args(["--coordinator", coordinator_url, "--cpus", &cpus.to_string(), "--hostname", name])
         .arg("--checkpoint-dir")
         .arg(dir.join("checkpoints"))
         .env("RAYON_NUM_THREADS", "1")
@@ -201,11 +160,7 @@ pub fn start_worker(dir: &Path, coordinator_url: &str, cpus: u32, name: &str) ->
 
 /// Runs the `shoal` CLI against a coordinator and returns its output.
 pub fn shoal(coordinator_url: &str, args: &[&str]) -> Output {
-    Command::new(bin("shoal"))
-        .args(args)
-        .env("SHOAL_COORDINATOR", coordinator_url)
-        .output()
-        .expect("run shoal")
+    Command::new(bin("shoal")).args(args).env("SHOAL_COORDINATOR", coordinator_url).output().expect("run shoal")
 }
 
 /// Exit code of a CLI run.
@@ -280,12 +235,7 @@ pub fn state_of(job: &Job) -> JobState {
 }
 
 pub async fn get(client: &mut JobServiceClient<Channel>, job_id: &str) -> Result<Job> {
-    Ok(client
-        .get_job(GetJobRequest {
-            job_id: job_id.into(),
-        })
-        .await?
-        .into_inner())
+    Ok(client.get_job(GetJobRequest { job_id: job_id.into() }).await?.into_inner())
 }
 
 /// Follows a job's event stream (history first) until `stop` returns true for an event or the
@@ -296,27 +246,17 @@ pub async fn watch_until(
     limit: Duration,
     mut stop: impl FnMut(&JobEvent) -> bool,
 ) -> Result<Vec<JobEvent>> {
-    let mut stream = client
-        .watch_job(WatchJobRequest {
-            job_id: job_id.into(),
-            after_seq: 0,
-        })
-        .await?
-        .into_inner();
+    let mut stream = client.watch_job(WatchJobRequest { job_id: job_id.into(), after_seq: 0 }).await?.into_inner();
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let next = tokio::time::timeout_at(deadline, stream.message())
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "job {job_id}: condition not reached within {limit:?}; last events: {:#?}",
-                    seen.iter().rev().take(3).collect::<Vec<_>>()
-                )
-            })??;
-        let Some(event) = next else {
-            bail!("job {job_id}: stream ended before the condition")
-        };
+        let next = tokio::time::timeout_at(deadline, stream.message()).await.map_err(|_| {
+            anyhow!(
+                "job {job_id}: condition not reached within {limit:?}; last events: {:#?}",
+                seen.iter().rev().take(3).collect::<Vec<_>>()
+            )
+        })??;
+        let Some(event) = next else { bail!("job {job_id}: stream ended before the condition") };
         let done = stop(&event);
         seen.push(event);
         if done {
@@ -336,22 +276,13 @@ pub fn state_change(e: &JobEvent) -> Option<JobState> {
 /// Training step of a train metric event.
 pub fn train_step(e: &JobEvent) -> Option<u64> {
     match &e.kind {
-        Some(job_event::Kind::Metric(m)) if m.split == shoal_common::proto::Split::Train as i32 => {
-            Some(m.step)
-        }
+        Some(job_event::Kind::Metric(m)) if m.split == shoal_common::proto::Split::Train as i32 => Some(m.step),
         _ => None,
     }
 }
 
 /// Waits until the job reaches a terminal state; returns the final job.
-pub async fn wait_terminal(
-    client: &mut JobServiceClient<Channel>,
-    job_id: &str,
-    limit: Duration,
-) -> Result<Job> {
-    watch_until(client, job_id, limit, |e| {
-        state_change(e).is_some_and(JobState::is_terminal)
-    })
-    .await?;
+pub async fn wait_terminal(client: &mut JobServiceClient<Channel>, job_id: &str, limit: Duration) -> Result<Job> {
+    watch_until(client, job_id, limit, |e| state_change(e).is_some_and(JobState::is_terminal)).await?;
     get(client, job_id).await
 }

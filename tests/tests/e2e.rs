@@ -10,29 +10,11 @@ async fn a_digits_job_submitted_with_the_cli_trains_to_accuracy() -> anyhow::Res
     let _worker = start_worker(dir.path(), &coordinator.url(), 1, "e2e-worker")?;
     let file = job_file(dir.path(), "digits", DIGITS_JOB);
 
-    let out = shoal(
-        &coordinator.url(),
-        &["submit", file.to_str().expect("utf-8 path"), "--watch"],
-    );
-    assert_eq!(
-        code(&out),
-        0,
-        "submit --watch failed:\n{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let job_id = stdout(&out)
-        .lines()
-        .next()
-        .expect("job id line")
-        .trim()
-        .to_owned();
+    let out = shoal(&coordinator.url(), &["submit", file.to_str().expect("utf-8 path"), "--watch"]);
+    assert_eq!(code(&out), 0, "submit --watch failed:\n{}\n{}", stdout(&out), stderr(&out));
+    let job_id = stdout(&out).lines().next().expect("job id line").trim().to_owned();
     assert!(job_id.starts_with("job-"), "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("final validation accuracy"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("final validation accuracy"), "{}", stdout(&out));
 
     let status = shoal(&coordinator.url(), &["status", &job_id, "--json"]);
     assert_eq!(code(&status), 0, "{}", stderr(&status));
@@ -41,10 +23,8 @@ async fn a_digits_job_submitted_with_the_cli_trains_to_accuracy() -> anyhow::Res
     let result = &job["result"];
     let accuracy = result["validation_accuracy"].as_f64().expect("accuracy");
     assert!(accuracy >= 0.90, "validation accuracy {accuracy}");
-    let (first, last) = (
-        result["first_train_loss"].as_f64().expect("first"),
-        result["train_loss"].as_f64().expect("last"),
-    );
+    let (first, last) =
+        (result["first_train_loss"].as_f64().expect("first"), result["train_loss"].as_f64().expect("last"));
     assert!(last < 0.5 * first, "loss did not fall: {first} -> {last}");
 
     let list = shoal(&coordinator.url(), &["list", "--state", "succeeded"]);
@@ -54,22 +34,12 @@ async fn a_digits_job_submitted_with_the_cli_trains_to_accuracy() -> anyhow::Res
     assert_eq!(workers[0]["hostname"], "e2e-worker");
     assert_eq!(workers[0]["state"], "ready");
     assert_eq!(workers[0]["free_cpus"], 1);
-    assert!(
-        !workers[0]["gpu_note"]
-            .as_str()
-            .unwrap_or_default()
-            .is_empty(),
-        "a CPU-only worker says why"
-    );
+    assert!(!workers[0]["gpu_note"].as_str().unwrap_or_default().is_empty(), "a CPU-only worker says why");
 
     // A late watcher gets the whole history and the final summary.
     let again = shoal(&coordinator.url(), &["watch", &job_id]);
     assert_eq!(code(&again), 0);
-    assert!(
-        stdout(&again).contains("final validation accuracy"),
-        "{}",
-        stdout(&again)
-    );
+    assert!(stdout(&again).contains("final validation accuracy"), "{}", stdout(&again));
     Ok(())
 }
 
@@ -83,48 +53,28 @@ async fn health_and_reflection_are_served() -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let coordinator = Coordinator::start(dir.path(), &dir.path().join("c.db"), &[])?;
-    let channel = tonic::transport::Endpoint::from_shared(coordinator.url())?
-        .connect()
-        .await?;
+    let channel = tonic::transport::Endpoint::from_shared(coordinator.url())?.connect().await?;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let status = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "shoal.v1.JobService".into(),
-        })
+        .check(tonic_health::pb::HealthCheckRequest { service: "shoal.v1.JobService".into() })
         .await?
         .into_inner();
-    assert_eq!(
-        status.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    assert_eq!(status.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
     let mut reflection = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut responses = reflection
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await?
-        .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) = responses
-        .next()
-        .await
-        .transpose()?
-        .and_then(|r| r.message_response)
+    let mut responses = reflection.server_reflection_info(tokio_stream::iter(vec![request])).await?.into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.next().await.transpose()?.and_then(|r| r.message_response)
     else {
         anyhow::bail!("no service list");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for wanted in [
-        "shoal.v1.JobService",
-        "shoal.v1.WorkerService",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            names.iter().any(|n| n == wanted),
-            "{wanted} missing from {names:?}"
-        );
+    for wanted in ["shoal.v1.JobService", "shoal.v1.WorkerService", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == wanted), "{wanted} missing from {names:?}");
     }
     Ok(())
 }
@@ -143,19 +93,10 @@ fn shoal_local_runs_the_bundled_demo() {
         .find(|l| l.starts_with("final validation accuracy:"))
         .map(str::to_owned)
         .expect("accuracy line");
-    let accuracy: f64 = line
-        .rsplit(' ')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("number");
+    let accuracy: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("number");
     assert!(accuracy >= 0.90, "{line}");
     assert!(dir.path().join("coordinator.db").exists());
-    assert!(
-        std::fs::read_dir(dir.path().join("checkpoints"))
-            .expect("checkpoints")
-            .next()
-            .is_some()
-    );
+    assert!(std::fs::read_dir(dir.path().join("checkpoints")).expect("checkpoints").next().is_some());
 }
 
 #[test]
@@ -165,10 +106,8 @@ fn bench_train_prints_the_peer_fields() {
         .output()
         .expect("run bench");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let records: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let records: Vec<serde_json::Value> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
     assert_eq!(records[0]["kind"], "meta");
     let r = &records[1];
     for field in [

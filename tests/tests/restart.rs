@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use shoal_common::proto::{JobState, SubmitJobRequest, job_event};
-use shoal_tests::{
-    Coordinator, DIGITS_JOB, get, start_worker, state_of, wait_terminal, watch_until,
-};
+use shoal_tests::{Coordinator, DIGITS_JOB, get, start_worker, state_of, wait_terminal, watch_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_coordinator_restarts_with_every_job_and_metric() -> anyhow::Result<()> {
@@ -17,41 +15,24 @@ async fn a_killed_coordinator_restarts_with_every_job_and_metric() -> anyhow::Re
     let mut first = Coordinator::start(dir.path(), &db, &[])?;
     let mut client = first.client().await?;
     let mut worker = start_worker(dir.path(), &first.url(), 1, "w1")?;
-    let done = client
-        .submit_job(SubmitJobRequest {
-            spec: Some(spec.clone()),
-        })
-        .await?
-        .into_inner()
-        .job_id;
+    let done = client.submit_job(SubmitJobRequest { spec: Some(spec.clone()) }).await?.into_inner().job_id;
     let finished = wait_terminal(&mut client, &done, Duration::from_secs(60)).await?;
     assert_eq!(state_of(&finished), JobState::Succeeded);
-    let history = watch_until(&mut client, &done, Duration::from_secs(10), |e| {
-        matches!(&e.kind, Some(job_event::Kind::State(s)) if s.state == JobState::Succeeded as i32)
-    })
+    let history = watch_until(
+        &mut client,
+        &done,
+        Duration::from_secs(10),
+        |e| matches!(&e.kind, Some(job_event::Kind::State(s)) if s.state == JobState::Succeeded as i32),
+    )
     .await?;
-    let metrics = history
-        .iter()
-        .filter(|e| matches!(e.kind, Some(job_event::Kind::Metric(_))))
-        .count();
-    assert!(
-        metrics > 20,
-        "expected a metric history, got {metrics} points"
-    );
+    let metrics = history.iter().filter(|e| matches!(e.kind, Some(job_event::Kind::Metric(_)))).count();
+    assert!(metrics > 20, "expected a metric history, got {metrics} points");
 
     // No worker: these stay queued through the crash.
     worker.sigkill();
     let mut queued = Vec::new();
     for _ in 0..2 {
-        queued.push(
-            client
-                .submit_job(SubmitJobRequest {
-                    spec: Some(spec.clone()),
-                })
-                .await?
-                .into_inner()
-                .job_id,
-        );
+        queued.push(client.submit_job(SubmitJobRequest { spec: Some(spec.clone()) }).await?.into_inner().job_id);
     }
     first.proc.sigkill();
 
@@ -60,14 +41,14 @@ async fn a_killed_coordinator_restarts_with_every_job_and_metric() -> anyhow::Re
     let restored = get(&mut client, &done).await?;
     assert_eq!(state_of(&restored), JobState::Succeeded);
     assert_eq!(restored.result, finished.result, "the result survived");
-    let replay = watch_until(&mut client, &done, Duration::from_secs(10), |e| {
-        matches!(&e.kind, Some(job_event::Kind::State(s)) if s.state == JobState::Succeeded as i32)
-    })
+    let replay = watch_until(
+        &mut client,
+        &done,
+        Duration::from_secs(10),
+        |e| matches!(&e.kind, Some(job_event::Kind::State(s)) if s.state == JobState::Succeeded as i32),
+    )
     .await?;
-    assert_eq!(
-        replay, history,
-        "the whole event history survived, byte for byte"
-    );
+    assert_eq!(replay, history, "the whole event history survived, byte for byte");
     for id in &queued {
         assert_eq!(state_of(&get(&mut client, id).await?), JobState::Queued);
     }
@@ -76,12 +57,7 @@ async fn a_killed_coordinator_restarts_with_every_job_and_metric() -> anyhow::Re
     for id in &queued {
         let job = wait_terminal(&mut client, id, Duration::from_secs(60)).await?;
         assert_eq!(state_of(&job), JobState::Succeeded, "{}", job.reason);
-        assert!(
-            job.result
-                .and_then(|r| r.validation_accuracy)
-                .unwrap_or(0.0)
-                >= 0.9
-        );
+        assert!(job.result.and_then(|r| r.validation_accuracy).unwrap_or(0.0) >= 0.9);
     }
     Ok(())
 }

@@ -54,13 +54,11 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).map_err(io)?;
     }
     std::fs::create_dir_all(&tmp).map_err(io)?;
-    candle_core::safetensors::save(model, tmp.join(MODEL_FILE))
-        .map_err(|e| TrainError::checkpoint(&final_dir, e))?;
+    candle_core::safetensors::save(model, tmp.join(MODEL_FILE)).map_err(|e| TrainError::checkpoint(&final_dir, e))?;
     candle_core::safetensors::save(optimizer, tmp.join(OPTIMIZER_FILE))
         .map_err(|e| TrainError::checkpoint(&final_dir, e))?;
     std::fs::write(tmp.join(SPEC_FILE), spec_toml).map_err(io)?;
-    let json =
-        serde_json::to_vec_pretty(state).map_err(|e| TrainError::checkpoint(&final_dir, e))?;
+    let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::checkpoint(&final_dir, e))?;
     std::fs::write(tmp.join(STATE_FILE), json).map_err(io)?;
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(io)?;
@@ -79,9 +77,7 @@ pub fn list(root: &Path) -> Vec<PathBuf> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("step-"))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-"))
                 && p.join(STATE_FILE).exists()
         })
         .collect();
@@ -114,31 +110,19 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     if state.format != FORMAT {
         return Err(TrainError::checkpoint(
             dir,
-            format!(
-                "format {} is not supported (this build reads {FORMAT})",
-                state.format
-            ),
+            format!("format {} is not supported (this build reads {FORMAT})", state.format),
         ));
     }
     let model = candle_core::safetensors::load(dir.join(MODEL_FILE), &Device::Cpu)
         .map_err(|e| TrainError::checkpoint(dir, format!("{MODEL_FILE}: {e}")))?;
     let optimizer = candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &Device::Cpu)
         .map_err(|e| TrainError::checkpoint(dir, format!("{OPTIMIZER_FILE}: {e}")))?;
-    Ok(Loaded {
-        state,
-        model,
-        optimizer,
-    })
+    Ok(Loaded { state, model, optimizer })
 }
 
 impl CheckpointState {
     pub fn new(step: u64, epoch: u64, job_name: &str) -> Self {
-        Self {
-            format: FORMAT,
-            step,
-            epoch,
-            job_name: job_name.to_owned(),
-        }
+        Self { format: FORMAT, step, epoch, job_name: job_name.to_owned() }
     }
 }
 
@@ -152,15 +136,8 @@ mod tests {
         let t = Tensor::new(&[1f32, 2.0, 3.0], &Device::Cpu).expect("tensor");
         let model: HashMap<String, Tensor> = [("w".to_owned(), t)].into();
         for step in [10, 20, 30] {
-            save(
-                dir.path(),
-                &CheckpointState::new(step, 1, "job"),
-                &model,
-                &HashMap::new(),
-                "name = \"job\"\n",
-                2,
-            )
-            .expect("save");
+            save(dir.path(), &CheckpointState::new(step, 1, "job"), &model, &HashMap::new(), "name = \"job\"\n", 2)
+                .expect("save");
         }
         let dirs = list(dir.path());
         assert_eq!(dirs.len(), 2);
@@ -168,10 +145,7 @@ mod tests {
         assert!(newest.ends_with("step-0000000030"));
         let loaded = load(&newest).expect("load");
         assert_eq!(loaded.state.step, 30);
-        assert_eq!(
-            loaded.model["w"].to_vec1::<f32>().expect("vec"),
-            vec![1.0, 2.0, 3.0]
-        );
+        assert_eq!(loaded.model["w"].to_vec1::<f32>().expect("vec"), vec![1.0, 2.0, 3.0]);
         assert!(load(dir.path()).is_err());
     }
 }

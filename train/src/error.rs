@@ -22,21 +22,21 @@ pub enum TrainError {
     /// The background data loader failed.
     #[error("data loader failed: {0}")]
     Loader(String),
+    /// A collective operation with the other ranks failed; the message names the culprit.
+    #[error(transparent)]
+    Collective(#[from] crate::collective::CollectiveError),
+    /// Ranks that must hold identical parameters do not.
+    #[error("ranks diverged at step {step}: {detail}")]
+    RanksDiverged { step: u64, detail: String },
 }
 
 impl TrainError {
     pub fn dataset(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Dataset {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Self::Dataset { field: field.into(), reason: reason.into() }
     }
 
     pub fn checkpoint(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
-        Self::Checkpoint {
-            path: path.into(),
-            reason: reason.to_string(),
-        }
+        Self::Checkpoint { path: path.into(), reason: reason.to_string() }
     }
 }
 

@@ -4,7 +4,9 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod collective;
 pub mod data;
+pub mod distributed;
 mod error;
 pub mod model;
 pub mod nn;
@@ -12,6 +14,7 @@ pub mod optim;
 pub mod rng;
 pub mod trainer;
 
+pub use collective::{Collective, CollectiveError, ReduceOp};
 pub use error::{Result, TrainError};
 pub use model::{DataShape, Model};
 pub use trainer::{EvalPoint, Host, Outcome, Report, RunOptions, Stop, Summary, TrainPoint, train};

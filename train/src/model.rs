@@ -30,14 +30,14 @@ pub struct Model {
 impl Model {
     /// Builds the network with PyTorch-style initialisation drawn from `seed`.
     pub fn build(cfg: &ModelConfig, data: &DataShape, seed: u64) -> Result<Self> {
-        let spatial = cfg
-            .layers
-            .iter()
-            .any(|l| !matches!(l, LayerConfig::Linear { .. }));
+        let spatial = cfg.layers.iter().any(|l| !matches!(l, LayerConfig::Linear { .. }));
         let input: Vec<usize> = if spatial {
             let shape = cfg.input_shape.or(data.image).ok_or_else(|| TrainError::Shape {
                 field: "input_shape".into(),
-                reason: format!("conv and pool layers need an image shape; the dataset has {} flat features", data.features),
+                reason: format!(
+                    "conv and pool layers need an image shape; the dataset has {} flat features",
+                    data.features
+                ),
             })?;
             if shape.iter().product::<usize>() != data.features {
                 return Err(TrainError::Shape {
@@ -59,46 +59,29 @@ impl Model {
         let mut layers: Vec<Box<dyn Layer>> = Vec::new();
         let mut dims = vec![input.clone()];
         let mut current = input;
-        let mut push =
-            |layer: Box<dyn Layer>, layers: &mut Vec<Box<dyn Layer>>, current: &mut Vec<usize>| {
-                *current = layer.output_dims(current);
-                dims.push(current.clone());
-                layers.push(layer);
-            };
+        let mut push = |layer: Box<dyn Layer>, layers: &mut Vec<Box<dyn Layer>>, current: &mut Vec<usize>| {
+            *current = layer.output_dims(current);
+            dims.push(current.clone());
+            layers.push(layer);
+        };
         for (i, l) in cfg.layers.iter().enumerate() {
             let name = format!("layers.{i}");
             match *l {
                 LayerConfig::Linear { width, activation } => {
                     let inputs = current.iter().product();
-                    push(
-                        Box::new(Linear::new(&name, inputs, width, activation, &mut rng)?),
-                        &mut layers,
-                        &mut current,
-                    );
+                    push(Box::new(Linear::new(&name, inputs, width, activation, &mut rng)?), &mut layers, &mut current);
                     if cfg.dropout > 0.0 {
-                        push(
-                            Box::new(Dropout::new(cfg.dropout)),
-                            &mut layers,
-                            &mut current,
-                        );
+                        push(Box::new(Dropout::new(cfg.dropout)), &mut layers, &mut current);
                     }
                 }
-                LayerConfig::Conv {
-                    channels,
-                    kernel,
-                    stride,
-                    padding,
-                    activation,
-                } => {
+                LayerConfig::Conv { channels, kernel, stride, padding, activation } => {
                     if current.len() != 3 {
                         return Err(TrainError::Shape {
                             field: format!("layers[{i}]"),
                             reason: "conv layers must come before linear layers".into(),
                         });
                     }
-                    let conv = Conv2d::new(
-                        &name, current[0], channels, kernel, stride, padding, activation, &mut rng,
-                    )?;
+                    let conv = Conv2d::new(&name, current[0], channels, kernel, stride, padding, activation, &mut rng)?;
                     push(Box::new(conv), &mut layers, &mut current);
                 }
                 LayerConfig::Pool { kind, size } => {
@@ -120,13 +103,7 @@ impl Model {
         }
         let inputs = current.iter().product();
         push(
-            Box::new(Linear::new(
-                "output",
-                inputs,
-                data.outputs,
-                Activation::Identity,
-                &mut rng,
-            )?),
+            Box::new(Linear::new("output", inputs, data.outputs, Activation::Identity, &mut rng)?),
             &mut layers,
             &mut current,
         );
@@ -142,11 +119,7 @@ impl Model {
         let rows = x.dim(0)?;
         let mut shape = vec![rows];
         shape.extend_from_slice(self.input_dims());
-        Ok(if x.dims() == shape.as_slice() {
-            x.clone()
-        } else {
-            x.reshape(shape)?
-        })
+        Ok(if x.dims() == shape.as_slice() { x.clone() } else { x.reshape(shape)? })
     }
 
     /// Forward through every layer; in training mode also returns what backward needs.
@@ -179,9 +152,7 @@ impl Model {
     }
 
     pub fn params_mut(&mut self) -> impl Iterator<Item = &mut Param> {
-        self.layers
-            .iter_mut()
-            .flat_map(|l| l.params_mut().iter_mut())
+        self.layers.iter_mut().flat_map(|l| l.params_mut().iter_mut())
     }
 
     pub fn zero_grad(&mut self) {
@@ -194,42 +165,27 @@ impl Model {
 
     /// Layer kinds in order, for logs.
     pub fn describe(&self) -> String {
-        let parts: Vec<String> = self
-            .layers
-            .iter()
-            .zip(self.dims.iter().skip(1))
-            .map(|(l, d)| format!("{}{:?}", l.kind(), d))
-            .collect();
+        let parts: Vec<String> =
+            self.layers.iter().zip(self.dims.iter().skip(1)).map(|(l, d)| format!("{}{:?}", l.kind(), d)).collect();
         format!("{:?} -> {}", self.dims[0], parts.join(" -> "))
     }
 
     /// Parameters by name (for checkpoints).
     pub fn named_tensors(&self) -> HashMap<String, Tensor> {
-        self.params()
-            .map(|p| (p.name.clone(), p.value.as_tensor().clone()))
-            .collect()
+        self.params().map(|p| (p.name.clone(), p.value.as_tensor().clone())).collect()
     }
 
     /// Loads parameters saved by [`Self::named_tensors`]; every parameter must be present with its
     /// shape.
-    pub fn load_named(
-        &mut self,
-        tensors: &HashMap<String, Tensor>,
-        origin: &std::path::Path,
-    ) -> Result<()> {
+    pub fn load_named(&mut self, tensors: &HashMap<String, Tensor>, origin: &std::path::Path) -> Result<()> {
         for p in self.params_mut() {
-            let t = tensors.get(&p.name).ok_or_else(|| {
-                TrainError::checkpoint(origin, format!("parameter `{}` is missing", p.name))
-            })?;
+            let t = tensors
+                .get(&p.name)
+                .ok_or_else(|| TrainError::checkpoint(origin, format!("parameter `{}` is missing", p.name)))?;
             if t.shape() != p.value.shape() {
                 return Err(TrainError::checkpoint(
                     origin,
-                    format!(
-                        "parameter `{}` has shape {:?}, the model wants {:?}",
-                        p.name,
-                        t.dims(),
-                        p.value.dims()
-                    ),
+                    format!("parameter `{}` has shape {:?}, the model wants {:?}", p.name, t.dims(), p.value.dims()),
                 ));
             }
             p.value.set(&t.to_device(&Device::Cpu)?)?;
@@ -250,13 +206,7 @@ mod tests {
     fn mlp(widths: &[usize], act: Activation, dropout: f64) -> ModelConfig {
         ModelConfig {
             kind: ModelKind::Mlp,
-            layers: widths
-                .iter()
-                .map(|&w| LayerConfig::Linear {
-                    width: w,
-                    activation: act,
-                })
-                .collect(),
+            layers: widths.iter().map(|&w| LayerConfig::Linear { width: w, activation: act }).collect(),
             dropout,
             input_shape: None,
         }
@@ -265,13 +215,8 @@ mod tests {
     fn batch(rows: usize, features: usize, classes: u32, seed: u64) -> (Tensor, Targets) {
         let mut rng = Rng::new(seed);
         let x: Vec<f32> = (0..rows * features).map(|_| rng.normal() as f32).collect();
-        let y: Vec<u32> = (0..rows)
-            .map(|_| rng.below(u64::from(classes)) as u32)
-            .collect();
-        (
-            Tensor::from_vec(x, (rows, features), &Device::Cpu).expect("x"),
-            Targets::Classes(y),
-        )
+        let y: Vec<u32> = (0..rows).map(|_| rng.below(u64::from(classes)) as u32).collect();
+        (Tensor::from_vec(x, (rows, features), &Device::Cpu).expect("x"), Targets::Classes(y))
     }
 
     /// Loss of the model on a batch (forward only), in f64 via the loss kernel.
@@ -288,10 +233,7 @@ mod tests {
         let l = loss_and_grad(&out, t, 1.0).expect("loss");
         model.zero_grad();
         model.backward(saved, l.grad, 1).expect("backward");
-        model
-            .params()
-            .map(|p| cpu::to_vec(&p.grad).expect("grad"))
-            .collect()
+        model.params().map(|p| cpu::to_vec(&p.grad).expect("grad")).collect()
     }
 
     /// Central differences on a few entries of every parameter (reference: the definition of the
@@ -308,19 +250,13 @@ mod tests {
                 let h = 1e-3f32;
                 let mut plus = orig.clone();
                 plus[k] += h;
-                value
-                    .set(&Tensor::from_vec(plus, value.shape(), &Device::Cpu).expect("t"))
-                    .expect("set");
+                value.set(&Tensor::from_vec(plus, value.shape(), &Device::Cpu).expect("t")).expect("set");
                 let lp = loss_of(&model, x, t);
                 let mut minus = orig.clone();
                 minus[k] -= h;
-                value
-                    .set(&Tensor::from_vec(minus, value.shape(), &Device::Cpu).expect("t"))
-                    .expect("set");
+                value.set(&Tensor::from_vec(minus, value.shape(), &Device::Cpu).expect("t")).expect("set");
                 let lm = loss_of(&model, x, t);
-                value
-                    .set(&Tensor::from_vec(orig, value.shape(), &Device::Cpu).expect("t"))
-                    .expect("set");
+                value.set(&Tensor::from_vec(orig, value.shape(), &Device::Cpu).expect("t")).expect("set");
                 let fd = (lp - lm) / (2.0 * f64::from(h));
                 let a = f64::from(analytic[pi][k]);
                 assert!(
@@ -333,18 +269,9 @@ mod tests {
 
     #[test]
     fn mlp_gradients_match_finite_differences() {
-        let shape = DataShape {
-            features: 6,
-            image: None,
-            outputs: 3,
-        };
+        let shape = DataShape { features: 6, image: None, outputs: 3 };
         let (x, t) = batch(5, 6, 3, 1);
-        for act in [
-            Activation::Relu,
-            Activation::Tanh,
-            Activation::Gelu,
-            Activation::Sigmoid,
-        ] {
+        for act in [Activation::Relu, Activation::Tanh, Activation::Gelu, Activation::Sigmoid] {
             check_gradients(&mlp(&[8, 7], act, 0.0), &shape, &x, &t);
         }
     }
@@ -354,41 +281,21 @@ mod tests {
         let cfg = ModelConfig {
             kind: ModelKind::Cnn,
             layers: vec![
-                LayerConfig::Conv {
-                    channels: 3,
-                    kernel: 3,
-                    stride: 1,
-                    padding: 1,
-                    activation: Activation::Tanh,
-                },
-                LayerConfig::Pool {
-                    kind: PoolKind::Avg,
-                    size: 2,
-                },
-                LayerConfig::Linear {
-                    width: 5,
-                    activation: Activation::Tanh,
-                },
+                LayerConfig::Conv { channels: 3, kernel: 3, stride: 1, padding: 1, activation: Activation::Tanh },
+                LayerConfig::Pool { kind: PoolKind::Avg, size: 2 },
+                LayerConfig::Linear { width: 5, activation: Activation::Tanh },
             ],
             dropout: 0.0,
             input_shape: None,
         };
-        let shape = DataShape {
-            features: 2 * 6 * 6,
-            image: Some([2, 6, 6]),
-            outputs: 4,
-        };
+        let shape = DataShape { features: 2 * 6 * 6, image: Some([2, 6, 6]), outputs: 4 };
         let (x, t) = batch(3, 72, 4, 2);
         check_gradients(&cfg, &shape, &x, &t);
     }
 
     #[test]
     fn fused_kernels_agree_with_plain_candle_ops() {
-        let shape = DataShape {
-            features: 10,
-            image: None,
-            outputs: 4,
-        };
+        let shape = DataShape { features: 10, image: None, outputs: 4 };
         let (x, t) = batch(9, 10, 4, 5);
         for act in [
             Activation::Relu,
@@ -406,10 +313,7 @@ mod tests {
             let gb = grads_of(&mut b, &x, &t, false);
             for (u, v) in ga.iter().zip(&gb) {
                 for (p, q) in u.iter().zip(v) {
-                    assert!(
-                        (p - q).abs() <= 1e-5 * (1.0 + q.abs()),
-                        "{act:?}: fused {p} vs candle {q}"
-                    );
+                    assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{act:?}: fused {p} vs candle {q}");
                 }
             }
         }
@@ -417,11 +321,7 @@ mod tests {
 
     #[test]
     fn dropout_is_off_at_inference_and_seeded_in_training() {
-        let shape = DataShape {
-            features: 4,
-            image: None,
-            outputs: 2,
-        };
+        let shape = DataShape { features: 4, image: None, outputs: 2 };
         let model = Model::build(&mlp(&[64], Activation::Relu, 0.5), &shape, 1).expect("build");
         let (x, _) = batch(8, 4, 2, 3);
         let run = |mode, seed| {
@@ -438,24 +338,11 @@ mod tests {
     fn build_rejects_cnn_without_image_shape() {
         let cfg = ModelConfig {
             kind: ModelKind::Cnn,
-            layers: vec![LayerConfig::Pool {
-                kind: PoolKind::Max,
-                size: 2,
-            }],
+            layers: vec![LayerConfig::Pool { kind: PoolKind::Max, size: 2 }],
             dropout: 0.0,
             input_shape: None,
         };
-        let err = Model::build(
-            &cfg,
-            &DataShape {
-                features: 12,
-                image: None,
-                outputs: 2,
-            },
-            0,
-        )
-        .err()
-        .expect("error");
+        let err = Model::build(&cfg, &DataShape { features: 12, image: None, outputs: 2 }, 0).err().expect("error");
         assert!(err.to_string().starts_with("model.input_shape:"), "{err}");
     }
 }

@@ -19,15 +19,7 @@ fn splitmix(state: &mut u64) -> u64 {
 impl Rng {
     pub fn new(seed: u64) -> Self {
         let mut st = seed;
-        Self {
-            s: [
-                splitmix(&mut st),
-                splitmix(&mut st),
-                splitmix(&mut st),
-                splitmix(&mut st),
-            ],
-            spare_normal: None,
-        }
+        Self { s: [splitmix(&mut st), splitmix(&mut st), splitmix(&mut st), splitmix(&mut st)], spare_normal: None }
     }
 
     /// A generator for a named purpose derived from a base seed, so that streams (data, init,
@@ -106,14 +98,8 @@ mod tests {
             .collect();
         let mut r = Rng::new(5);
         assert_eq!(a, (0..4).map(|_| r.next_u64()).collect::<Vec<_>>());
-        assert_ne!(
-            Rng::derive(5, "init", 0).next_u64(),
-            Rng::derive(5, "data", 0).next_u64()
-        );
-        assert_ne!(
-            Rng::derive(5, "epoch", 1).next_u64(),
-            Rng::derive(5, "epoch", 2).next_u64()
-        );
+        assert_ne!(Rng::derive(5, "init", 0).next_u64(), Rng::derive(5, "data", 0).next_u64());
+        assert_ne!(Rng::derive(5, "epoch", 1).next_u64(), Rng::derive(5, "epoch", 2).next_u64());
     }
 
     #[test]

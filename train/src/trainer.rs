@@ -9,7 +9,9 @@ use std::time::Instant;
 use shoal_common::spec::{Duration, TrainConfig};
 
 use crate::checkpoint::{self, CheckpointState};
+use crate::collective::Collective;
 use crate::data::{BatchPlan, Dataset, Loader, Splits, TargetData, steps_per_epoch};
+use crate::distributed::{self, Buckets};
 use crate::error::{Result, TrainError};
 use crate::model::Model;
 use crate::nn::loss::{Targets, loss_and_grad};
@@ -47,6 +49,10 @@ pub struct TrainPoint {
     pub elapsed_s: f64,
     /// Share of the window the step loop spent waiting for data.
     pub data_wait_share: f64,
+    /// Share of the window spent in collectives with other ranks.
+    pub comm_share: f64,
+    /// The data-parallel rank reporting.
+    pub rank: usize,
 }
 
 /// A validation result.
@@ -64,19 +70,10 @@ pub struct EvalPoint {
 /// What the loop tells its host.
 #[derive(Clone, Debug)]
 pub enum Report {
-    Started {
-        total_steps: u64,
-        steps_per_epoch: u64,
-        params: usize,
-        model: String,
-        resumed_at: Option<u64>,
-    },
+    Started { total_steps: u64, steps_per_epoch: u64, params: usize, model: String, resumed_at: Option<u64> },
     Train(TrainPoint),
     Validation(EvalPoint),
-    Checkpoint {
-        step: u64,
-        path: PathBuf,
-    },
+    Checkpoint { step: u64, path: PathBuf },
 }
 
 /// The loop's view of whoever runs it.
@@ -125,13 +122,8 @@ pub struct Summary {
 #[derive(Clone, Debug)]
 pub enum Outcome {
     Completed(Summary),
-    Cancelled {
-        step: u64,
-    },
-    Interrupted {
-        step: u64,
-        checkpoint: Option<PathBuf>,
-    },
+    Cancelled { step: u64 },
+    Interrupted { step: u64, checkpoint: Option<PathBuf> },
 }
 
 /// Sums over the steps since the previous report.
@@ -140,29 +132,79 @@ struct Window {
     loss: f64,
     rows: usize,
     correct: usize,
-    steps: u64,
     wait_s: f64,
+    comm_s: f64,
     started: Option<Instant>,
 }
 
-/// Trains `cfg` on already loaded data.
+/// Step counts of a run, in micro-batches and optimizer steps.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    batch: usize,
+    accumulate: u64,
+    micro_per_epoch: u64,
+    total_micro: u64,
+    total_steps: u64,
+    total_epochs: u64,
+}
+
+impl Plan {
+    fn new(cfg: &TrainConfig, train_rows: usize, world: usize) -> Self {
+        let t = &cfg.training;
+        let shard = train_rows.div_ceil(world.max(1));
+        let batch = t.batch_size.min(shard).max(1);
+        let accumulate = t.accumulate_steps.max(1) as u64;
+        let micro_per_epoch = steps_per_epoch(shard, batch);
+        let total_micro = match t.duration {
+            Duration::Epochs(e) => e * micro_per_epoch,
+            Duration::Steps(s) => s * accumulate,
+        };
+        Self {
+            batch,
+            accumulate,
+            micro_per_epoch,
+            total_micro,
+            total_steps: total_micro.div_ceil(accumulate),
+            total_epochs: total_micro.div_ceil(micro_per_epoch),
+        }
+    }
+
+    /// 1-based epoch of the last micro-batch of optimizer step `done` (1-based).
+    fn epoch_after(&self, done: u64) -> u64 {
+        ((done * self.accumulate).min(self.total_micro) - 1) / self.micro_per_epoch + 1
+    }
+
+    fn ends_epoch(&self, done: u64) -> bool {
+        let micro = (done * self.accumulate).min(self.total_micro);
+        let before = ((done - 1) * self.accumulate).min(self.total_micro);
+        micro / self.micro_per_epoch != before / self.micro_per_epoch || micro == self.total_micro
+    }
+}
+
+/// A shorter-lived handle on the optional collective (a plain `as_deref_mut` would keep it borrowed
+/// for the whole loop: `&mut dyn Trait` is invariant in the trait object's lifetime).
+fn reborrow<'a>(c: &'a mut Option<&mut dyn Collective>) -> Option<&'a mut dyn Collective> {
+    match c {
+        Some(c) => Some(&mut **c),
+        None => None,
+    }
+}
+
+/// Trains `cfg` on already loaded data. With a collective of more than one rank this runs one
+/// data-parallel rank: it trains on its shard, and gradients are summed across ranks every step.
 pub fn train(
     cfg: &TrainConfig,
     data: Splits,
     opts: &RunOptions,
     host: &mut dyn Host,
+    mut collective: Option<&mut dyn Collective>,
 ) -> Result<Outcome> {
     let threads = opts.threads.max(1);
     let t = &cfg.training;
-    let train_rows = data.train.rows;
-    let batch = t.batch_size.min(train_rows);
-    let per_epoch = steps_per_epoch(train_rows, batch);
-    let total_steps = match t.duration {
-        Duration::Epochs(e) => e * per_epoch,
-        Duration::Steps(s) => s,
-    };
-    let total_epochs = total_steps.div_ceil(per_epoch);
+    let (rank, world) = collective.as_ref().map_or((0, 1), |c| (c.rank(), c.world_size()));
+    let plan = Plan::new(cfg, data.train.rows, world);
     let classification = data.train.is_classification();
+    let total_steps = plan.total_steps;
 
     let mut model = Model::build(&cfg.model, &data.train.shape(), t.seed)?;
     let mut opt = Optimizer::new(cfg.optimizer, total_steps, model.params());
@@ -173,9 +215,14 @@ pub fn train(
         opt.load_state(&loaded.optimizer, loaded.state.step, dir)?;
         start_step = loaded.state.step.min(total_steps);
     }
+    let mut buckets = None;
+    if let Some(c) = reborrow(&mut collective).filter(|c| c.world_size() > 1) {
+        distributed::broadcast_params(&mut model, c)?;
+        buckets = Some(Buckets::new(&model, cfg.parallel.bucket_bytes));
+    }
     host.report(Report::Started {
         total_steps,
-        steps_per_epoch: per_epoch,
+        steps_per_epoch: plan.micro_per_epoch.div_ceil(plan.accumulate),
         params: model.param_count(),
         model: model.describe(),
         resumed_at: opts.resume_from.as_ref().map(|_| start_step),
@@ -185,12 +232,14 @@ pub fn train(
     let loader = Loader::spawn(
         train_data,
         BatchPlan {
-            batch,
+            batch: plan.batch,
             shuffle: t.shuffle,
             seed: t.seed,
-            start_step,
-            total_steps,
+            start_step: start_step * plan.accumulate,
+            total_steps: plan.total_micro,
             depth: PREFETCH,
+            rank,
+            world,
         },
     )?;
     let started = Instant::now();
@@ -202,15 +251,9 @@ pub fn train(
     let mut last_checkpoint: Option<PathBuf> = None;
     let mut samples: u64 = 0;
 
-    let save = |model: &Model,
-                opt: &Optimizer,
-                step: u64,
-                host: &mut dyn Host|
-     -> Result<Option<PathBuf>> {
-        let Some(root) = &opts.checkpoint_dir else {
-            return Ok(None);
-        };
-        let state = CheckpointState::new(step, step.div_ceil(per_epoch), &cfg.name);
+    let save = |model: &Model, opt: &Optimizer, step: u64, host: &mut dyn Host| -> Result<Option<PathBuf>> {
+        let Some(root) = &opts.checkpoint_dir else { return Ok(None) };
+        let state = CheckpointState::new(step, plan.epoch_after(step.max(1)), &cfg.name);
         let path = checkpoint::save(
             root,
             &state,
@@ -219,17 +262,18 @@ pub fn train(
             &opts.spec_toml,
             opts.keep_checkpoints.max(1),
         )?;
-        host.report(Report::Checkpoint {
-            step,
-            path: path.clone(),
-        });
+        host.report(Report::Checkpoint { step, path: path.clone() });
         Ok(Some(path))
     };
 
     for step in start_step..total_steps {
-        match host.stop() {
-            Some(Stop::Cancel) => return Ok(Outcome::Cancelled { step }),
-            Some(Stop::Drain) => {
+        // Alone, stop between steps. With peers, the request rides along with this step's
+        // gradients so that every rank stops after the same step.
+        let requested = host.stop();
+        let mut flag = 0.0;
+        match (requested, &buckets) {
+            (Some(Stop::Cancel), None) => return Ok(Outcome::Cancelled { step }),
+            (Some(Stop::Drain), None) => {
                 let checkpoint = if step > start_step || opts.resume_from.is_none() {
                     save(&model, &opt, step, host)?
                 } else {
@@ -237,87 +281,108 @@ pub fn train(
                 };
                 return Ok(Outcome::Interrupted { step, checkpoint });
             }
-            None => {}
+            (Some(Stop::Cancel), Some(_)) => flag = distributed::FLAG_CANCEL,
+            (Some(Stop::Drain), Some(_)) => flag = distributed::FLAG_DRAIN,
+            (None, _) => {}
         }
         if step == start_step + opts.warmup_steps {
             steady_start = Some((Instant::now(), samples));
         }
-        let wait = Instant::now();
-        let b = loader.next()?;
-        window.started.get_or_insert(wait);
-        window.wait_s += wait.elapsed().as_secs_f64();
+        let micro = distributed::micro_range(step, plan.accumulate, plan.total_micro);
+        let scale_div = (micro.end - micro.start) as f32 * world as f32;
+        let mut step_loss = 0.0;
+        let mut step_rows = 0;
+        for _ in micro {
+            let wait = Instant::now();
+            let b = loader.next()?;
+            window.started.get_or_insert(wait);
+            window.wait_s += wait.elapsed().as_secs_f64();
 
-        let mut ctx = Ctx::new(Mode::Train, threads, Rng::derive(t.seed, "dropout", step));
-        let (out, saved) = model.forward(&b.x, &mut ctx)?;
-        let rows = b.rows();
-        let loss = loss_and_grad(&out, &b.targets, 1.0 / rows as f32)?;
-        let mean = loss.mean();
-        if !mean.is_finite() {
-            return Err(TrainError::Diverged {
-                step: step + 1,
-                loss: mean,
-            });
+            let mut ctx =
+                Ctx::new(Mode::Train, threads, Rng::derive(t.seed, "dropout", b.step * world as u64 + rank as u64));
+            let (out, saved) = model.forward(&b.x, &mut ctx)?;
+            let rows = b.rows();
+            let loss = loss_and_grad(&out, &b.targets, 1.0 / (rows as f32 * scale_div))?;
+            if !loss.mean().is_finite() {
+                return Err(TrainError::Diverged { step: step + 1, loss: loss.mean() });
+            }
+            model.backward(saved, loss.grad, threads)?;
+            step_loss += loss.loss_sum;
+            step_rows += rows;
+            window.loss += loss.loss_sum;
+            window.rows += rows;
+            window.correct += loss.correct;
         }
-        model.backward(saved, loss.grad, threads)?;
+        let mut global_flag = 0.0;
+        if let (Some(b), Some(c)) = (buckets.as_mut(), reborrow(&mut collective)) {
+            let t0 = Instant::now();
+            global_flag = b.all_reduce(&mut model, c, flag)?;
+            window.comm_s += t0.elapsed().as_secs_f64();
+        }
         let lr = opt.step(model.params_mut())?;
         model.zero_grad();
 
-        samples += rows as u64;
+        let mean = step_loss / step_rows.max(1) as f64;
+        samples += step_rows as u64;
         first_loss.get_or_insert(mean);
         if recent.len() == 10 {
             recent.pop_front();
         }
         recent.push_back(mean);
-        window.loss += loss.loss_sum;
-        window.rows += rows;
-        window.correct += loss.correct;
-        window.steps += 1;
 
         let done = step + 1;
-        let epoch = b.epoch + 1;
+        let epoch = plan.epoch_after(done);
+        if let Some(c) = reborrow(&mut collective).filter(|_| buckets.is_some()) {
+            if cfg.parallel.checksum_every > 0 && done % cfg.parallel.checksum_every == 0 {
+                let t0 = Instant::now();
+                distributed::verify_in_step(&model, c, done)?;
+                window.comm_s += t0.elapsed().as_secs_f64();
+            }
+        }
         if done % t.log_every == 0 || done == total_steps {
-            let span = window
-                .started
-                .map_or(0.0, |s| s.elapsed().as_secs_f64())
-                .max(1e-9);
+            let span = window.started.map_or(0.0, |s| s.elapsed().as_secs_f64()).max(1e-9);
             host.report(Report::Train(TrainPoint {
                 step: done,
                 total_steps,
                 epoch,
-                total_epochs,
+                total_epochs: plan.total_epochs,
                 loss: window.loss / window.rows.max(1) as f64,
                 accuracy: classification.then(|| window.correct as f64 / window.rows.max(1) as f64),
                 samples_per_s: window.rows as f64 / span,
                 lr,
                 elapsed_s: started.elapsed().as_secs_f64(),
                 data_wait_share: (window.wait_s / span).min(1.0),
+                comm_share: (window.comm_s / span).min(1.0),
+                rank,
             }));
             window = Window::default();
         }
-        let epoch_end = done % per_epoch == 0;
-        let eval_due = if t.eval_every > 0 {
-            done % t.eval_every == 0
-        } else {
-            epoch_end
-        };
-        if let Some(val) = data
-            .validation
-            .as_ref()
-            .filter(|_| eval_due && done < total_steps)
-        {
-            let point = evaluate(&model, val, threads, done, epoch, started)?;
-            host.report(Report::Validation(point.clone()));
+        if global_flag >= distributed::FLAG_CANCEL {
+            return Ok(Outcome::Cancelled { step: done });
+        }
+        if global_flag >= distributed::FLAG_DRAIN {
+            let checkpoint = save(&model, &opt, done, host)?;
+            return Ok(Outcome::Interrupted { step: done, checkpoint });
+        }
+        let eval_due = if t.eval_every > 0 { done % t.eval_every == 0 } else { plan.ends_epoch(done) };
+        if let Some(val) = data.validation.as_ref().filter(|_| eval_due && done < total_steps) {
+            let point = evaluate(&model, val, threads, done, epoch, started, reborrow(&mut collective))?;
+            if rank == 0 {
+                host.report(Report::Validation(point.clone()));
+            }
             last_eval = Some(point);
         }
         if t.checkpoint_every > 0 && done % t.checkpoint_every == 0 && done < total_steps {
-            last_checkpoint = save(&model, &opt, done, host)?;
+            last_checkpoint = save(&model, &opt, done, host)?.or(last_checkpoint);
         }
     }
 
-    let epochs = total_steps.div_ceil(per_epoch);
+    let epochs = plan.total_epochs;
     if let Some(val) = &data.validation {
-        let point = evaluate(&model, val, threads, total_steps, epochs, started)?;
-        host.report(Report::Validation(point.clone()));
+        let point = evaluate(&model, val, threads, total_steps, epochs, started, reborrow(&mut collective))?;
+        if rank == 0 {
+            host.report(Report::Validation(point.clone()));
+        }
         last_eval = Some(point);
     }
     if total_steps > start_step || last_checkpoint.is_none() {
@@ -346,7 +411,8 @@ pub fn train(
     }))
 }
 
-/// Loss and accuracy (or R²) of the model over a dataset, without gradients.
+/// Loss and accuracy (or R²) of the model over a dataset, without gradients. With peers, each
+/// rank evaluates a strided shard and the sums are combined, so all ranks get the same result.
 pub fn evaluate(
     model: &Model,
     data: &Dataset,
@@ -354,52 +420,40 @@ pub fn evaluate(
     step: u64,
     epoch: u64,
     started: Instant,
+    collective: Option<&mut dyn Collective>,
 ) -> Result<EvalPoint> {
-    let mut loss_sum = 0.0;
-    let mut correct = 0;
-    let mut sq_err = 0.0;
+    let (rank, world) = collective.as_ref().map_or((0, 1), |c| (c.rank(), c.world_size()));
+    let rows = distributed::shard_rows(data.rows, rank, world);
+    // [loss, correct, rows, squared error, sum of targets, sum of squared targets]
+    let mut sums = [0f64; 6];
     let mut ctx = Ctx::new(Mode::Eval, threads, Rng::new(0));
-    let rows: Vec<usize> = (0..data.rows).collect();
     for chunk in rows.chunks(EVAL_BATCH) {
         let (x, targets) = data.gather(chunk);
-        let x = candle_core::Tensor::from_vec(
-            x,
-            (chunk.len(), data.features),
-            &candle_core::Device::Cpu,
-        )?;
+        let x = candle_core::Tensor::from_vec(x, (chunk.len(), data.features), &candle_core::Device::Cpu)?;
         let (out, _) = model.forward(&x, &mut ctx)?;
         let l = loss_and_grad(&out, &targets, 1.0)?;
-        loss_sum += l.loss_sum;
-        correct += l.correct;
-        if let Targets::Values { width, .. } = &targets {
-            sq_err += l.loss_sum * *width as f64;
+        sums[0] += l.loss_sum;
+        sums[1] += l.correct as f64;
+        sums[2] += chunk.len() as f64;
+        if let Targets::Values { values, width } = &targets {
+            sums[3] += l.loss_sum * *width as f64;
+            sums[4] += values.iter().map(|&v| f64::from(v)).sum::<f64>();
+            sums[5] += values.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
         }
     }
-    let n = data.rows.max(1) as f64;
+    if let Some(c) = collective.filter(|c| c.world_size() > 1) {
+        distributed::reduce_sums(&mut sums, c)?;
+    }
+    let n = sums[2].max(1.0);
     let (accuracy, r2) = match &data.targets {
-        TargetData::Classes { .. } => (Some(correct as f64 / n), None),
-        TargetData::Values { values, .. } => {
-            let mean =
-                values.iter().map(|&v| f64::from(v)).sum::<f64>() / values.len().max(1) as f64;
-            let total: f64 = values.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum();
-            (
-                None,
-                Some(if total > 0.0 {
-                    1.0 - sq_err / total
-                } else {
-                    0.0
-                }),
-            )
+        TargetData::Classes { .. } => (Some(sums[1] / n), None),
+        TargetData::Values { width, .. } => {
+            let count = n * *width as f64;
+            let total = sums[5] - sums[4] * sums[4] / count;
+            (None, Some(if total > 0.0 { 1.0 - sums[3] / total } else { 0.0 }))
         }
     };
-    Ok(EvalPoint {
-        step,
-        epoch,
-        loss: loss_sum / n,
-        accuracy,
-        r2,
-        elapsed_s: started.elapsed().as_secs_f64(),
-    })
+    Ok(EvalPoint { step, epoch, loss: sums[0] / n, accuracy, r2, elapsed_s: started.elapsed().as_secs_f64() })
 }
 
 #[cfg(test)]
@@ -417,11 +471,7 @@ mod tests {
 
     impl Recorder {
         fn new() -> Self {
-            Self {
-                reports: Vec::new(),
-                stop_after: None,
-                steps_seen: std::cell::Cell::new(0),
-            }
+            Self { reports: Vec::new(), stop_after: None, steps_seen: std::cell::Cell::new(0) }
         }
     }
 
@@ -434,8 +484,7 @@ mod tests {
         }
 
         fn stop(&self) -> Option<Stop> {
-            self.stop_after
-                .and_then(|(at, s)| (self.steps_seen.get() >= at).then_some(s))
+            self.stop_after.and_then(|(at, s)| (self.steps_seen.get() >= at).then_some(s))
         }
     }
 
@@ -471,39 +520,16 @@ mod tests {
         let cfg = config("epochs = 6");
         let splits = data::load(&cfg.dataset).expect("data");
         let mut host = Recorder::new();
-        let outcome = train(
-            &cfg,
-            splits,
-            &RunOptions {
-                threads: 1,
-                ..Default::default()
-            },
-            &mut host,
-        )
-        .expect("train");
-        let Outcome::Completed(s) = outcome else {
-            panic!("not completed: {outcome:?}")
-        };
+        let outcome =
+            train(&cfg, splits, &RunOptions { threads: 1, ..Default::default() }, &mut host, None).expect("train");
+        let Outcome::Completed(s) = outcome else { panic!("not completed: {outcome:?}") };
         assert_eq!(s.steps, 6 * 29);
-        assert!(
-            s.last10_loss < 0.5 * s.first_loss,
-            "loss {} -> {}",
-            s.first_loss,
-            s.last10_loss
-        );
+        assert!(s.last10_loss < 0.5 * s.first_loss, "loss {} -> {}", s.first_loss, s.last10_loss);
         let val = s.validation.expect("validation");
         assert!(val.accuracy.expect("accuracy") > 0.8, "{val:?}");
-        let trains = host
-            .reports
-            .iter()
-            .filter(|r| matches!(r, Report::Train(_)))
-            .count();
+        let trains = host.reports.iter().filter(|r| matches!(r, Report::Train(_))).count();
         assert_eq!(trains, (6 * 29) / 5 + 1);
-        let evals = host
-            .reports
-            .iter()
-            .filter(|r| matches!(r, Report::Validation(_)))
-            .count();
+        let evals = host.reports.iter().filter(|r| matches!(r, Report::Validation(_))).count();
         assert_eq!(evals, 6, "one validation per epoch end");
     }
 
@@ -519,53 +545,28 @@ mod tests {
             keep_checkpoints: 3,
             warmup_steps: 0,
         };
-        let straight = train(
-            &cfg,
-            data::load(&cfg.dataset).expect("data"),
-            &opts("a", None),
-            &mut Recorder::new(),
-        )
-        .expect("train");
-        let Outcome::Completed(straight) = straight else {
-            panic!("not completed")
-        };
+        let straight =
+            train(&cfg, data::load(&cfg.dataset).expect("data"), &opts("a", None), &mut Recorder::new(), None)
+                .expect("train");
+        let Outcome::Completed(straight) = straight else { panic!("not completed") };
 
         let mut host = Recorder::new();
         host.stop_after = Some((20, Stop::Drain));
-        let first = train(
-            &cfg,
-            data::load(&cfg.dataset).expect("data"),
-            &opts("b", None),
-            &mut host,
-        )
-        .expect("train");
-        let Outcome::Interrupted { step, checkpoint } = first else {
-            panic!("not interrupted: {first:?}")
-        };
+        let first =
+            train(&cfg, data::load(&cfg.dataset).expect("data"), &opts("b", None), &mut host, None).expect("train");
+        let Outcome::Interrupted { step, checkpoint } = first else { panic!("not interrupted: {first:?}") };
         assert_eq!(step, 20);
-        let resumed = train(
-            &cfg,
-            data::load(&cfg.dataset).expect("data"),
-            &opts("b", checkpoint),
-            &mut Recorder::new(),
-        )
-        .expect("resume");
-        let Outcome::Completed(resumed) = resumed else {
-            panic!("not completed")
-        };
+        let resumed =
+            train(&cfg, data::load(&cfg.dataset).expect("data"), &opts("b", checkpoint), &mut Recorder::new(), None)
+                .expect("resume");
+        let Outcome::Completed(resumed) = resumed else { panic!("not completed") };
 
         let a = checkpoint::load(&straight.checkpoint.expect("ckpt")).expect("load");
         let b = checkpoint::load(&resumed.checkpoint.expect("ckpt")).expect("load");
         assert_eq!(a.state.step, 40);
         for (name, t) in &a.model {
-            let u = t
-                .flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .expect("vec");
-            let v = b.model[name]
-                .flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .expect("vec");
+            let u = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("vec");
+            let v = b.model[name].flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("vec");
             assert_eq!(u, v, "{name} differs after resuming");
         }
     }
@@ -578,17 +579,12 @@ mod tests {
         let outcome = train(
             &cfg,
             data::load(&cfg.dataset).expect("data"),
-            &RunOptions {
-                threads: 1,
-                ..Default::default()
-            },
+            &RunOptions { threads: 1, ..Default::default() },
             &mut host,
+            None,
         )
         .expect("train");
-        assert!(
-            matches!(outcome, Outcome::Cancelled { step: 10 }),
-            "{outcome:?}"
-        );
+        assert!(matches!(outcome, Outcome::Cancelled { step: 10 }), "{outcome:?}");
     }
 
     #[test]
@@ -614,16 +610,12 @@ mod tests {
         let outcome = train(
             &cfg,
             data::load(&cfg.dataset).expect("data"),
-            &RunOptions {
-                threads: 1,
-                ..Default::default()
-            },
+            &RunOptions { threads: 1, ..Default::default() },
             &mut Recorder::new(),
+            None,
         )
         .expect("train");
-        let Outcome::Completed(s) = outcome else {
-            panic!("not completed")
-        };
+        let Outcome::Completed(s) = outcome else { panic!("not completed") };
         let val = s.validation.expect("validation");
         assert!(val.accuracy.is_none());
         assert!(val.r2.expect("r2") > 0.9, "{val:?}");

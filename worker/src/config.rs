@@ -75,11 +75,7 @@ impl WorkerConfig {
 
     /// The coordinator address with a scheme (`host:port` alone means http).
     pub fn coordinator_url(&self) -> String {
-        if self.coordinator.contains("://") {
-            self.coordinator.clone()
-        } else {
-            format!("http://{}", self.coordinator)
-        }
+        if self.coordinator.contains("://") { self.coordinator.clone() } else { format!("http://{}", self.coordinator) }
     }
 
     pub fn connect_timeout(&self) -> Duration {

@@ -12,6 +12,8 @@ pub struct Devices {
     pub gpus: Vec<GpuInfo>,
     /// Why there are no GPUs, when there are none.
     pub gpu_note: String,
+    /// NCCL can be loaded.
+    pub nccl: bool,
 }
 
 pub fn hostname() -> String {
@@ -36,7 +38,12 @@ fn memory_bytes() -> u64 {
 
 pub fn detect() -> Devices {
     let (gpus, gpu_note) = gpus();
+    #[cfg(feature = "cuda")]
+    let nccl = !gpus.is_empty() && crate::sync::nccl::available();
+    #[cfg(not(feature = "cuda"))]
+    let nccl = false;
     Devices {
+        nccl,
         hostname: hostname(),
         cpu_cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         memory_bytes: memory_bytes(),
@@ -47,10 +54,7 @@ pub fn detect() -> Devices {
 
 #[cfg(not(feature = "cuda"))]
 fn gpus() -> (Vec<GpuInfo>, String) {
-    (
-        Vec::new(),
-        "this worker was built without the `cuda` feature; training runs on CPU".into(),
-    )
+    (Vec::new(), "this worker was built without the `cuda` feature; training runs on CPU".into())
 }
 
 #[cfg(feature = "cuda")]
@@ -58,24 +62,15 @@ fn gpus() -> (Vec<GpuInfo>, String) {
     use cudarc::driver::result;
     // SAFETY: only checks whether the driver library can be loaded; never calls into it.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return (
-            Vec::new(),
-            "no CUDA driver found (libcuda could not be loaded); training runs on CPU".into(),
-        );
+        return (Vec::new(), "no CUDA driver found (libcuda could not be loaded); training runs on CPU".into());
     }
     if let Err(e) = result::init() {
-        return (
-            Vec::new(),
-            format!("the CUDA driver did not initialise ({e}); training runs on CPU"),
-        );
+        return (Vec::new(), format!("the CUDA driver did not initialise ({e}); training runs on CPU"));
     }
     let count = match result::device::get_count() {
         Ok(n) => n.max(0) as u32,
         Err(e) => {
-            return (
-                Vec::new(),
-                format!("cannot count CUDA devices ({e}); training runs on CPU"),
-            );
+            return (Vec::new(), format!("cannot count CUDA devices ({e}); training runs on CPU"));
         }
     };
     let mut out = Vec::new();
@@ -86,17 +81,10 @@ fn gpus() -> (Vec<GpuInfo>, String) {
         let name = result::device::get_name(dev).unwrap_or_else(|_| "unknown CUDA device".into());
         // SAFETY: `dev` is a valid device handle returned by the initialised driver.
         let memory_bytes = unsafe { result::device::total_mem(dev) }.map_or(0, |m| m as u64);
-        out.push(GpuInfo {
-            index,
-            name,
-            memory_bytes,
-        });
+        out.push(GpuInfo { index, name, memory_bytes });
     }
-    let note = if out.is_empty() {
-        "the CUDA driver reports no devices; training runs on CPU".into()
-    } else {
-        String::new()
-    };
+    let note =
+        if out.is_empty() { "the CUDA driver reports no devices; training runs on CPU".into() } else { String::new() };
     (out, note)
 }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod devices;
 pub mod run;
+pub mod sync;
 
 pub use config::WorkerConfig;
 pub use control::{Worker, WorkerError};

@@ -69,6 +69,30 @@ enum Bench {
         steps: u64,
         #[arg(long, default_value_t = 50)]
         warmup: u64,
+        /// This process's rank, and the number of ranks (data-parallel over the TCP ring). With
+        /// several ranks it prints `addr HOST:PORT` and reads every rank's address from stdin.
+        #[arg(long, default_value_t = 0)]
+        rank: usize,
+        #[arg(long, default_value_t = 1)]
+        world: usize,
+    },
+    /// All-reduce bandwidth over the TCP ring: one rank of a run that `shoal bench allreduce` starts.
+    Allreduce {
+        #[arg(long)]
+        rank: usize,
+        #[arg(long)]
+        world: usize,
+        #[arg(long, default_value = "4K,64K,1M,16M,64M,256M")]
+        sizes: String,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long, default_value_t = 5)]
+        min_iters: usize,
+        #[arg(long, default_value_t = 300)]
+        max_iters: usize,
+        /// Target timed seconds per size.
+        #[arg(long, default_value_t = 2.0)]
+        budget_s: f64,
     },
 }
 
@@ -78,20 +102,14 @@ fn main() -> ExitCode {
         ("coordinator", args.coordinator.clone()),
         ("cpus", args.cpus.map(|v| v.to_string())),
         ("memory_mb", args.memory_mb.map(|v| v.to_string())),
-        (
-            "checkpoint_dir",
-            args.checkpoint_dir
-                .as_ref()
-                .map(|p| p.display().to_string()),
-        ),
+        ("checkpoint_dir", args.checkpoint_dir.as_ref().map(|p| p.display().to_string())),
         ("data_listen", args.data_listen.clone()),
         ("data_advertise", args.data_advertise.clone()),
         ("hostname", args.hostname.clone()),
         ("log_format", args.log_format.clone()),
         ("log", args.log.clone()),
     ];
-    let config: WorkerConfig = match shoal_common::config::load(args.config.as_deref(), &overrides)
-    {
+    let config: WorkerConfig = match shoal_common::config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("shoal-worker: {e}");
@@ -103,37 +121,86 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match args.command {
+        Some(Command::Bench { which: Bench::Train { steps, warmup, rank, world } }) => {
+            bench_train(steps, warmup, rank, world)
+        }
         Some(Command::Bench {
-            which: Bench::Train { steps, warmup },
-        }) => bench_train(steps, warmup),
+            which: Bench::Allreduce { rank, world, sizes, warmup, min_iters, max_iters, budget_s },
+        }) => {
+            let plan = shoal_worker::bench::AllReducePlan {
+                warmup,
+                min_iters: min_iters.max(1),
+                max_iters: max_iters.max(1),
+                budget_s,
+            };
+            bench_allreduce(rank, world, &sizes, &plan)
+        }
         None => serve(config),
     }
 }
 
-fn bench_train(steps: u64, warmup: u64) -> ExitCode {
+/// Deadline of benchmark collectives.
+const BENCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+fn fail(message: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("shoal-worker: {message}");
+    ExitCode::from(code)
+}
+
+fn bench_train(steps: u64, warmup: u64, rank: usize, world: usize) -> ExitCode {
     if steps <= warmup {
-        eprintln!("shoal-worker: --steps must be larger than --warmup");
-        return ExitCode::from(2);
+        return fail("--steps must be larger than --warmup", 2);
     }
-    println!("{}", shoal_worker::bench::meta("shoal_train"));
-    match shoal_worker::bench::train_reference(steps, warmup) {
-        Ok(record) => {
+    if world == 0 || rank >= world {
+        return fail("--rank must be below --world", 2);
+    }
+    let mut ring = None;
+    if world > 1 {
+        match shoal_worker::bench::join_ring(rank, world, BENCH_TIMEOUT) {
+            Ok(r) => ring = Some(r),
+            Err(e) => return fail(e, 1),
+        }
+    }
+    let collective = ring.as_mut().map(|r| r as &mut dyn shoal_train::Collective);
+    match shoal_worker::bench::train_reference(steps, warmup, collective) {
+        Ok(record) if rank == 0 => {
+            println!("{}", shoal_worker::bench::meta("shoal_train"));
             println!("{record}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("shoal-worker: benchmark failed: {e}");
-            ExitCode::FAILURE
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("benchmark failed: {e}"), 1),
+    }
+}
+
+fn bench_allreduce(rank: usize, world: usize, sizes: &str, plan: &shoal_worker::bench::AllReducePlan) -> ExitCode {
+    let sizes = match shoal_worker::bench::parse_sizes(sizes) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("--sizes: {e}"), 2),
+    };
+    if world == 0 || rank >= world {
+        return fail("--rank must be below --world", 2);
+    }
+    let mut ring = match shoal_worker::bench::join_ring(rank, world, BENCH_TIMEOUT) {
+        Ok(r) => r,
+        Err(e) => return fail(e, 1),
+    };
+    if rank == 0 {
+        println!("{}", shoal_worker::bench::meta("shoal_allreduce"));
+    }
+    match shoal_worker::bench::allreduce_sizes(&mut ring, &sizes, plan, "ring") {
+        Ok(records) => {
+            for r in records {
+                println!("{r}");
+            }
+            ExitCode::SUCCESS
         }
+        Err(e) => fail(format!("benchmark failed: {e}"), 1),
     }
 }
 
 fn serve(config: WorkerConfig) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("shoal-worker: cannot start the runtime: {e}");
@@ -163,10 +230,7 @@ fn serve(config: WorkerConfig) -> ExitCode {
 /// First SIGTERM/SIGINT drains; a second one exits at once.
 async fn signals(drain: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return;
     };
     tokio::select! {

@@ -2,9 +2,7 @@
 
 use std::process::ExitCode;
 
-use shoal_common::proto::{
-    CancelJobRequest, GetJobRequest, JobState, ListJobsRequest, ListWorkersRequest,
-};
+use shoal_common::proto::{CancelJobRequest, GetJobRequest, JobState, ListJobsRequest, ListWorkersRequest};
 
 use crate::client::Target;
 use crate::error::CliError;
@@ -42,10 +40,7 @@ fn job_json(j: &shoal_common::proto::Job) -> serde_json::Value {
 
 pub async fn status(target: &Target, job: &str, json: bool) -> Result<ExitCode, CliError> {
     let mut client = target.connect().await?;
-    let j = client
-        .get_job(target.request(GetJobRequest { job_id: job.into() }))
-        .await?
-        .into_inner();
+    let j = client.get_job(target.request(GetJobRequest { job_id: job.into() })).await?.into_inner();
     if json {
         println!("{}", to_json(&job_json(&j)));
     } else {
@@ -54,37 +49,18 @@ pub async fn status(target: &Target, job: &str, json: bool) -> Result<ExitCode, 
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn list(
-    target: &Target,
-    states: &[String],
-    limit: u32,
-    json: bool,
-) -> Result<ExitCode, CliError> {
+pub async fn list(target: &Target, states: &[String], limit: u32, json: bool) -> Result<ExitCode, CliError> {
     let mut wanted = Vec::new();
     for s in states {
         let state = JobState::from_label(s).ok_or_else(|| {
-            CliError::usage(format!(
-                "--state `{s}`: expected queued, running, succeeded, failed or cancelled"
-            ))
+            CliError::usage(format!("--state `{s}`: expected queued, running, succeeded, failed or cancelled"))
         })?;
         wanted.push(state as i32);
     }
     let mut client = target.connect().await?;
-    let jobs = client
-        .list_jobs(target.request(ListJobsRequest {
-            states: wanted,
-            limit,
-        }))
-        .await?
-        .into_inner()
-        .jobs;
+    let jobs = client.list_jobs(target.request(ListJobsRequest { states: wanted, limit })).await?.into_inner().jobs;
     if json {
-        println!(
-            "{}",
-            to_json(&serde_json::Value::Array(
-                jobs.iter().map(job_json).collect()
-            ))
-        );
+        println!("{}", to_json(&serde_json::Value::Array(jobs.iter().map(job_json).collect())));
     } else if jobs.is_empty() {
         println!("no jobs");
     } else {
@@ -96,10 +72,7 @@ pub async fn list(
 pub async fn cancel(target: &Target, job: &str, reason: &str) -> Result<ExitCode, CliError> {
     let mut client = target.connect().await?;
     let j = client
-        .cancel_job(target.request(CancelJobRequest {
-            job_id: job.into(),
-            reason: reason.into(),
-        }))
+        .cancel_job(target.request(CancelJobRequest { job_id: job.into(), reason: reason.into() }))
         .await?
         .into_inner();
     println!("{} {}", j.job_id, render::state_of(&j).label());
@@ -108,11 +81,7 @@ pub async fn cancel(target: &Target, job: &str, reason: &str) -> Result<ExitCode
 
 pub async fn workers(target: &Target, json: bool) -> Result<ExitCode, CliError> {
     let mut client = target.connect().await?;
-    let workers = client
-        .list_workers(target.request(ListWorkersRequest {}))
-        .await?
-        .into_inner()
-        .workers;
+    let workers = client.list_workers(target.request(ListWorkersRequest {})).await?.into_inner().workers;
     if json {
         let rows: Vec<serde_json::Value> = workers
             .iter()

@@ -24,17 +24,14 @@ pub fn worker_binary() -> Result<PathBuf, CliError> {
     if let Some(p) = std::env::var_os("SHOAL_WORKER_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::usage(format!("cannot locate the shoal executable: {e}")))?;
+    let exe =
+        std::env::current_exe().map_err(|e| CliError::usage(format!("cannot locate the shoal executable: {e}")))?;
     let beside = exe.with_file_name("shoal-worker");
     if beside.is_file() {
         return Ok(beside);
     }
     if let Some(path) = std::env::var_os("PATH") {
-        if let Some(found) = std::env::split_paths(&path)
-            .map(|d| d.join("shoal-worker"))
-            .find(|p| p.is_file())
-        {
+        if let Some(found) = std::env::split_paths(&path).map(|d| d.join("shoal-worker")).find(|p| p.is_file()) {
             return Ok(found);
         }
     }
@@ -85,17 +82,11 @@ pub fn prepare_dir(data_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
             .map_err(|e| CliError::unavailable(format!("cannot create a data folder: {e}")))?
             .keep(),
     };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CliError::usage(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::usage(format!("cannot create {}: {e}", dir.display())))?;
     Ok(dir)
 }
 
-pub async fn run(
-    file: Option<&Path>,
-    workers: u32,
-    dir: PathBuf,
-    timeout_s: u64,
-) -> Result<ExitCode, CliError> {
+pub async fn run(file: Option<&Path>, workers: u32, dir: PathBuf, timeout_s: u64) -> Result<ExitCode, CliError> {
     if workers == 0 || workers > 64 {
         return Err(CliError::usage("--workers must be between 1 and 64"));
     }
@@ -128,18 +119,10 @@ pub async fn run(
     let mut children = Vec::new();
     for i in 0..workers {
         let log_path = dir.join(format!("worker-{i}.log"));
-        let log = std::fs::File::create(&log_path).map_err(|e| {
-            CliError::unavailable(format!("cannot create {}: {e}", log_path.display()))
-        })?;
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| CliError::unavailable(format!("cannot create {}: {e}", log_path.display())))?;
         let child = Command::new(&worker_bin)
-            .args([
-                "--coordinator",
-                &url,
-                "--cpus",
-                &cpus.to_string(),
-                "--hostname",
-                &format!("local-{i}"),
-            ])
+            .args(["--coordinator", &url, "--cpus", &cpus.to_string(), "--hostname", &format!("local-{i}")])
             .arg("--checkpoint-dir")
             .arg(dir.join("checkpoints"))
             .env("RAYON_NUM_THREADS", cpus.to_string())
@@ -149,24 +132,15 @@ pub async fn run(
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| {
-                CliError::unavailable(format!("cannot start {}: {e}", worker_bin.display()))
-            })?;
+            .map_err(|e| CliError::unavailable(format!("cannot start {}: {e}", worker_bin.display())))?;
         children.push(child);
     }
-    let mut cluster = Cluster {
-        coordinator,
-        workers: children,
-    };
+    let mut cluster = Cluster { coordinator, workers: children };
 
     let target = Target::new(&url, timeout_s)?;
     let submitted = async {
         let mut client = target.connect().await?;
-        let response = client
-            .submit_job(target.request(SubmitJobRequest {
-                spec: Some(job.spec.clone()),
-            }))
-            .await?;
+        let response = client.submit_job(target.request(SubmitJobRequest { spec: Some(job.spec.clone()) })).await?;
         Ok::<_, CliError>(response.into_inner().job_id)
     }
     .await;
@@ -193,9 +167,6 @@ pub async fn run(
         }
     };
     cluster.stop().await;
-    eprintln!(
-        "shoal local: stopped; logs and checkpoints are in {}",
-        dir.display()
-    );
+    eprintln!("shoal local: stopped; logs and checkpoints are in {}", dir.display());
     outcome
 }

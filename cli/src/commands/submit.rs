@@ -21,12 +21,7 @@ pub async fn run(
         job.spec.priority = p;
     }
     let mut client = target.connect().await?;
-    let response = client
-        .submit_job(target.request(SubmitJobRequest {
-            spec: Some(job.spec),
-        }))
-        .await?
-        .into_inner();
+    let response = client.submit_job(target.request(SubmitJobRequest { spec: Some(job.spec) })).await?.into_inner();
     println!("{}", response.job_id);
     if watch {
         return super::watch::run(target, &response.job_id).await;

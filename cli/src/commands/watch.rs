@@ -6,9 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shoal_common::proto::{
-    JobEvent, JobResult, JobState, MetricPoint, NoticeLevel, Split, WatchJobRequest, job_event,
-};
+use shoal_common::proto::{JobEvent, JobResult, JobState, MetricPoint, NoticeLevel, Split, WatchJobRequest, job_event};
 
 use crate::client::Target;
 use crate::error::CliError;
@@ -35,44 +33,27 @@ pub async fn run(target: &Target, job_id: &str) -> Result<ExitCode, CliError> {
                     view.clear();
                     return Err(e);
                 }
-                view.line(&format!(
-                    "lost the coordinator ({}); reconnecting",
-                    e.message
-                ));
+                view.line(&format!("lost the coordinator ({}); reconnecting", e.message));
             }
             Err(e) => {
                 view.clear();
                 return Err(e);
             }
         }
-        pause = if outage.is_some() {
-            (pause * 2).min(Duration::from_secs(5))
-        } else {
-            Duration::from_millis(250)
-        };
+        pause = if outage.is_some() { (pause * 2).min(Duration::from_secs(5)) } else { Duration::from_millis(250) };
         tokio::time::sleep(pause).await;
     }
 }
 
 /// Follows the stream once. `Some(state)` when the job ended; `None` when the stream closed early.
-async fn follow(
-    target: &Target,
-    job_id: &str,
-    after: &mut u64,
-    view: &mut View,
-) -> Result<Option<JobState>, CliError> {
+async fn follow(target: &Target, job_id: &str, after: &mut u64, view: &mut View) -> Result<Option<JobState>, CliError> {
     let mut client = target.connect().await?;
     // Only the call itself has a deadline: the stream lives as long as the job, and HTTP/2
     // keep-alives detect a dead connection.
-    let call = client.watch_job(WatchJobRequest {
-        job_id: job_id.into(),
-        after_seq: *after,
-    });
+    let call = client.watch_job(WatchJobRequest { job_id: job_id.into(), after_seq: *after });
     let mut stream = tokio::time::timeout(target.timeout, call)
         .await
-        .map_err(|_| {
-            CliError::unavailable("the coordinator did not answer the watch request in time")
-        })??
+        .map_err(|_| CliError::unavailable("the coordinator did not answer the watch request in time"))??
         .into_inner();
     loop {
         match stream.message().await {
@@ -136,11 +117,9 @@ impl View {
         if self.tty {
             let bar = self.bar.get_or_insert_with(|| {
                 let bar = ProgressBar::new(p.total_steps.max(1));
-                let style = ProgressStyle::with_template(
-                    "{spinner} [{bar:30}] step {pos}/{len}  {msg}  eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+                let style = ProgressStyle::with_template("{spinner} [{bar:30}] step {pos}/{len}  {msg}  eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
                 bar.set_style(style);
                 bar.enable_steady_tick(Duration::from_millis(200));
                 bar
@@ -148,14 +127,10 @@ impl View {
             bar.set_length(p.total_steps.max(1));
             bar.set_position(p.step);
             bar.set_message(message);
-        } else if self.last_plain.is_none_or(|t| t.elapsed() >= PLAIN_EVERY)
-            || p.step == p.total_steps
-        {
+        } else if self.last_plain.is_none_or(|t| t.elapsed() >= PLAIN_EVERY) || p.step == p.total_steps {
             self.last_plain = Some(Instant::now());
             let eta = if p.step > 0 && p.elapsed_s > 0.0 {
-                render::duration(
-                    p.elapsed_s / p.step as f64 * (p.total_steps.saturating_sub(p.step)) as f64,
-                )
+                render::duration(p.elapsed_s / p.step as f64 * (p.total_steps.saturating_sub(p.step)) as f64)
             } else {
                 "-".into()
             };
@@ -173,21 +148,13 @@ impl View {
                     self.reason = s.reason.clone();
                     return Some(state);
                 }
-                let detail = if s.reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", s.reason)
-                };
+                let detail = if s.reason.is_empty() { String::new() } else { format!(": {}", s.reason) };
                 self.line(&format!("{} {}{detail}", self.job_id, state.label()));
                 None
             }
             Some(job_event::Kind::Metric(p)) => {
                 if p.split == Split::Validation as i32 {
-                    self.line(&format!(
-                        "validation at step {}: {}",
-                        p.step,
-                        render::metric(p)
-                    ));
+                    self.line(&format!("validation at step {}: {}", p.step, render::metric(p)));
                     self.last_validation = Some(p.clone());
                 } else {
                     self.progress(p);

@@ -12,7 +12,42 @@ pub struct TrainConfig {
     pub dataset: DatasetConfig,
     pub optimizer: OptimizerConfig,
     pub training: TrainingConfig,
+    /// What one rank needs on its worker.
     pub resources: Resources,
+    pub parallel: ParallelConfig,
+}
+
+/// Which all-reduce implementation synchronises data-parallel ranks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// NCCL when every rank has a GPU and NCCL loads, the TCP ring otherwise.
+    Auto,
+    /// Ring all-reduce over TCP between workers (CPU).
+    Ring,
+    /// NCCL (GPU).
+    Nccl,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Ring => "ring",
+            Self::Nccl => "nccl",
+        }
+    }
+}
+
+/// How a job spreads over workers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParallelConfig {
+    /// Data-parallel ranks (1 = a single worker).
+    pub data: usize,
+    pub backend: Backend,
+    /// Gradient bucket size for fused all-reduces.
+    pub bucket_bytes: usize,
+    /// Steps between cross-rank parameter checksums; 0 = never.
+    pub checksum_every: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,15 +68,7 @@ pub enum Activation {
 }
 
 impl Activation {
-    pub const NAMES: &'static [&'static str] = &[
-        "relu",
-        "gelu",
-        "tanh",
-        "sigmoid",
-        "silu",
-        "leaky_relu",
-        "identity",
-    ];
+    pub const NAMES: &'static [&'static str] = &["relu", "gelu", "tanh", "sigmoid", "silu", "leaky_relu", "identity"];
 
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
@@ -78,21 +105,9 @@ pub enum PoolKind {
 /// One hidden layer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerConfig {
-    Linear {
-        width: usize,
-        activation: Activation,
-    },
-    Conv {
-        channels: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-        activation: Activation,
-    },
-    Pool {
-        kind: PoolKind,
-        size: usize,
-    },
+    Linear { width: usize, activation: Activation },
+    Conv { channels: usize, kernel: usize, stride: usize, padding: usize, activation: Activation },
+    Pool { kind: PoolKind, size: usize },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -130,35 +145,15 @@ pub enum Normalize {
 #[derive(Clone, Debug, PartialEq)]
 pub enum DatasetSource {
     /// Gaussian inputs labelled by a random linear teacher (argmax of x·W), as the peer benchmarks.
-    SyntheticClassification {
-        samples: usize,
-        features: usize,
-        classes: usize,
-        noise: f64,
-    },
+    SyntheticClassification { samples: usize, features: usize, classes: usize, noise: f64 },
     /// Gaussian inputs, targets from a random linear map plus Gaussian noise.
-    SyntheticRegression {
-        samples: usize,
-        features: usize,
-        targets: usize,
-        noise: f64,
-    },
+    SyntheticRegression { samples: usize, features: usize, targets: usize, noise: f64 },
     /// The 8x8 handwritten digits that ship inside the smartcore crate (1,797 images, 10 classes).
     Digits,
     /// MNIST-style IDX files.
-    Idx {
-        images: PathBuf,
-        labels: PathBuf,
-        validation: Option<(PathBuf, PathBuf)>,
-    },
+    Idx { images: PathBuf, labels: PathBuf, validation: Option<(PathBuf, PathBuf)> },
     /// A CSV file with one label column; the other columns are numeric features.
-    Csv {
-        path: PathBuf,
-        validation_path: Option<PathBuf>,
-        label_column: ColumnRef,
-        header: bool,
-        task: Task,
-    },
+    Csv { path: PathBuf, validation_path: Option<PathBuf>, label_column: ColumnRef, header: bool, task: Task },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -175,11 +170,7 @@ impl DatasetConfig {
     /// Files the dataset reads, with the spec path of each (for existence checks and messages).
     pub fn files(&self) -> Vec<(&'static str, &PathBuf)> {
         match &self.source {
-            DatasetSource::Idx {
-                images,
-                labels,
-                validation,
-            } => {
+            DatasetSource::Idx { images, labels, validation } => {
                 let mut files = vec![("dataset.images", images), ("dataset.labels", labels)];
                 if let Some((vi, vl)) = validation {
                     files.push(("dataset.validation_images", vi));
@@ -187,11 +178,7 @@ impl DatasetConfig {
                 }
                 files
             }
-            DatasetSource::Csv {
-                path,
-                validation_path,
-                ..
-            } => {
+            DatasetSource::Csv { path, validation_path, .. } => {
                 let mut files = vec![("dataset.path", path)];
                 if let Some(v) = validation_path {
                     files.push(("dataset.validation_path", v));
@@ -246,9 +233,7 @@ impl Schedule {
         }
         match self.kind {
             ScheduleKind::Constant => lr,
-            ScheduleKind::Step { step_size, gamma } => {
-                lr * gamma.powi(((step - self.warmup_steps) / step_size) as i32)
-            }
+            ScheduleKind::Step { step_size, gamma } => lr * gamma.powi(((step - self.warmup_steps) / step_size) as i32),
             ScheduleKind::Cosine { min_lr } => {
                 let span = total_steps.saturating_sub(self.warmup_steps).max(1) as f64;
                 let t = ((step - self.warmup_steps) as f64 / span).min(1.0);
@@ -284,6 +269,10 @@ pub struct TrainingConfig {
     pub checkpoint_every: u64,
     pub log_every: u64,
     pub shuffle: bool,
+    /// Micro-batches accumulated per optimizer step.
+    pub accumulate_steps: usize,
+    /// Longest wait of any collective operation for a peer.
+    pub collective_timeout: std::time::Duration,
 }
 
 /// What a job needs on its worker.
@@ -300,10 +289,7 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine_ends_at_min_lr() {
-        let s = Schedule {
-            kind: ScheduleKind::Cosine { min_lr: 0.001 },
-            warmup_steps: 10,
-        };
+        let s = Schedule { kind: ScheduleKind::Cosine { min_lr: 0.001 }, warmup_steps: 10 };
         assert!((s.lr_at(0.1, 0, 110) - 0.01).abs() < 1e-12);
         assert!((s.lr_at(0.1, 9, 110) - 0.1).abs() < 1e-12);
         assert!((s.lr_at(0.1, 10, 110) - 0.1).abs() < 1e-12);
@@ -314,13 +300,7 @@ mod tests {
 
     #[test]
     fn step_schedule_decays_every_step_size() {
-        let s = Schedule {
-            kind: ScheduleKind::Step {
-                step_size: 5,
-                gamma: 0.5,
-            },
-            warmup_steps: 0,
-        };
+        let s = Schedule { kind: ScheduleKind::Step { step_size: 5, gamma: 0.5 }, warmup_steps: 0 };
         assert_eq!(s.lr_at(1.0, 4, 100), 1.0);
         assert_eq!(s.lr_at(1.0, 5, 100), 0.5);
         assert_eq!(s.lr_at(1.0, 12, 100), 0.25);

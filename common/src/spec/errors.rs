@@ -12,10 +12,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            reason: reason.into(),
-        }
+        Self { path: path.into(), reason: reason.into() }
     }
 }
 
@@ -36,11 +33,7 @@ pub enum SpecError {
 }
 
 fn render(errors: &[FieldError]) -> String {
-    let mut out = format!(
-        "{} invalid field{}:",
-        errors.len(),
-        if errors.len() == 1 { "" } else { "s" }
-    );
+    let mut out = format!("{} invalid field{}:", errors.len(), if errors.len() == 1 { "" } else { "s" });
     for e in errors {
         out.push_str("\n  ");
         out.push_str(&e.to_string());

@@ -6,9 +6,9 @@ mod errors;
 mod validate;
 
 pub use config::{
-    Activation, ColumnRef, DatasetConfig, DatasetSource, Duration, LayerConfig, ModelConfig,
-    ModelKind, Normalize, OptimizerConfig, OptimizerKind, PoolKind, Resources, Schedule,
-    ScheduleKind, Task, TrainConfig, TrainingConfig,
+    Activation, Backend, ColumnRef, DatasetConfig, DatasetSource, Duration, LayerConfig, ModelConfig, ModelKind,
+    Normalize, OptimizerConfig, OptimizerKind, ParallelConfig, PoolKind, Resources, Schedule, ScheduleKind, Task,
+    TrainConfig, TrainingConfig,
 };
 pub use errors::{FieldError, SpecError};
 pub use validate::validate;
@@ -18,9 +18,7 @@ use crate::proto::JobSpec;
 /// Parses a TOML job file into the wire message. Syntax errors, wrong types and unknown keys fail
 /// here (serde stops at the first); everything else is left to [`validate`], which reports all.
 pub fn parse_toml(text: &str) -> Result<JobSpec, SpecError> {
-    toml::from_str(text).map_err(|e| SpecError::Parse {
-        message: e.to_string().trim().to_owned(),
-    })
+    toml::from_str(text).map_err(|e| SpecError::Parse { message: e.to_string().trim().to_owned() })
 }
 
 /// Renders a spec back to TOML (saved next to checkpoints, shown by `shoal status`).

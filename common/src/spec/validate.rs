@@ -15,6 +15,11 @@ const MAX_PARAMS: u128 = 1 << 31;
 const DEFAULT_VALIDATION_SPLIT: f64 = 0.2;
 const DEFAULT_LOG_EVERY: i64 = 10;
 const DEFAULT_MEMORY_MB: i64 = 512;
+const DEFAULT_COLLECTIVE_TIMEOUT_S: f64 = 60.0;
+const DEFAULT_BUCKET_MB: f64 = 25.0;
+const DEFAULT_CHECKSUM_EVERY: i64 = 100;
+/// Most data-parallel ranks one job may ask for.
+pub const MAX_RANKS: i64 = 256;
 
 struct Checker {
     errors: Vec<FieldError>,
@@ -28,14 +33,7 @@ impl Checker {
     /// A required size: > 0 and at most MAX_SIZE.
     fn size(&mut self, path: &str, value: i64) -> usize {
         if value <= 0 {
-            self.fail(
-                path,
-                if value == 0 {
-                    "must be > 0 (required)"
-                } else {
-                    "must be > 0"
-                },
-            );
+            self.fail(path, if value == 0 { "must be > 0 (required)" } else { "must be > 0" });
             1
         } else if value > MAX_SIZE {
             self.fail(path, format!("must be at most {MAX_SIZE}"));
@@ -61,8 +59,7 @@ impl Checker {
 
     /// A finite float in [lo, hi) (or [lo, hi] when `inclusive`).
     fn in_range(&mut self, path: &str, value: f64, lo: f64, hi: f64, inclusive: bool) -> f64 {
-        let ok =
-            value.is_finite() && value >= lo && if inclusive { value <= hi } else { value < hi };
+        let ok = value.is_finite() && value >= lo && if inclusive { value <= hi } else { value < hi };
         if !ok {
             let close = if inclusive { ']' } else { ')' };
             self.fail(path, format!("must be in [{lo}, {hi}{close}, got {value}"));
@@ -100,13 +97,7 @@ impl Checker {
         }
         let parsed = parse(value);
         if parsed.is_none() {
-            self.fail(
-                path,
-                format!(
-                    "unknown value `{value}` (expected one of {})",
-                    names.join(", ")
-                ),
-            );
+            self.fail(path, format!("unknown value `{value}` (expected one of {})", names.join(", ")));
         }
         parsed
     }
@@ -131,17 +122,10 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
     let model = model(&mut c, spec.model.as_ref(), &dataset);
     let optimizer = optimizer(&mut c, spec.optimizer.as_ref());
     let resources = resources(&mut c, spec.resources.as_ref());
+    let parallel = parallel(&mut c, spec, &resources);
 
     if c.errors.is_empty() {
-        Ok(TrainConfig {
-            name,
-            priority: spec.priority,
-            model,
-            dataset,
-            optimizer,
-            training,
-            resources,
-        })
+        Ok(TrainConfig { name, priority: spec.priority, model, dataset, optimizer, training, resources, parallel })
     } else {
         Err(c.errors)
     }
@@ -152,35 +136,22 @@ fn training(c: &mut Checker, t: Option<&proto::TrainingSpec>) -> TrainingConfig 
     let t = match t {
         Some(t) => t,
         None => {
-            c.fail(
-                "training",
-                "required (at least batch_size and epochs or steps)",
-            );
+            c.fail("training", "required (at least batch_size and epochs or steps)");
             &default
         }
     };
-    let batch_size = if t.batch_size == 0 && default == *t {
-        1
-    } else {
-        c.size("training.batch_size", t.batch_size)
-    };
+    let batch_size = if t.batch_size == 0 && default == *t { 1 } else { c.size("training.batch_size", t.batch_size) };
     let duration = match (t.epochs, t.steps) {
         (e, 0) if e > 0 => Duration::Epochs(e as u64),
         (0, s) if s > 0 => Duration::Steps(s as u64),
         (0, 0) => {
             if default != *t {
-                c.fail(
-                    "training.epochs",
-                    "set training.epochs or training.steps (must be > 0)",
-                );
+                c.fail("training.epochs", "set training.epochs or training.steps (must be > 0)");
             }
             Duration::Steps(1)
         }
         (e, s) if e > 0 && s > 0 => {
-            c.fail(
-                "training.steps",
-                "set either training.epochs or training.steps, not both",
-            );
+            c.fail("training.steps", "set either training.epochs or training.steps, not both");
             Duration::Steps(1)
         }
         (e, s) => {
@@ -201,7 +172,21 @@ fn training(c: &mut Checker, t: Option<&proto::TrainingSpec>) -> TrainingConfig 
     let eval_every = c.non_negative("training.eval_every", t.eval_every);
     let checkpoint_every = c.non_negative("training.checkpoint_every", t.checkpoint_every);
     let log_every = c.size_or("training.log_every", t.log_every, DEFAULT_LOG_EVERY) as u64;
+    let accumulate_steps = c.size_or("training.accumulate_steps", t.accumulate_steps, 1);
+    if accumulate_steps > 1024 {
+        c.fail("training.accumulate_steps", "must be at most 1024");
+    }
+    let timeout = t.collective_timeout.unwrap_or(DEFAULT_COLLECTIVE_TIMEOUT_S);
+    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 86_400.0) {
+        c.fail("training.collective_timeout", format!("must be seconds in (0, 86400], got {timeout}"));
+    }
     TrainingConfig {
+        accumulate_steps,
+        collective_timeout: std::time::Duration::from_secs_f64(if timeout.is_finite() && timeout > 0.0 {
+            timeout.min(86_400.0)
+        } else {
+            1.0
+        }),
         batch_size,
         duration,
         seed,
@@ -221,30 +206,12 @@ fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) 
             &default
         }
     };
-    const KINDS: &[&str] = &[
-        "synthetic_classification",
-        "synthetic_regression",
-        "digits",
-        "idx",
-        "csv",
-    ];
-    let kind = c.choice(
-        "dataset.kind",
-        &d.kind,
-        None,
-        |k| KINDS.iter().find(|n| **n == k).copied(),
-        KINDS,
-    );
+    const KINDS: &[&str] = &["synthetic_classification", "synthetic_regression", "digits", "idx", "csv"];
+    let kind = c.choice("dataset.kind", &d.kind, None, |k| KINDS.iter().find(|n| **n == k).copied(), KINDS);
     let context = format!("dataset kind `{}`", kind.unwrap_or("?"));
 
     let validation_split = d.validation_split.unwrap_or(DEFAULT_VALIDATION_SPLIT);
-    c.in_range(
-        "dataset.validation_split",
-        validation_split,
-        0.0,
-        1.0,
-        false,
-    );
+    c.in_range("dataset.validation_split", validation_split, 0.0, 1.0, false);
     let seed = match d.seed {
         Some(s) => c.non_negative("dataset.seed", s),
         None => training_seed,
@@ -265,10 +232,7 @@ fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) 
         )
         .unwrap_or(Normalize::Auto);
 
-    let synthetic = matches!(
-        kind,
-        Some("synthetic_classification" | "synthetic_regression")
-    );
+    let synthetic = matches!(kind, Some("synthetic_classification" | "synthetic_regression"));
     let idx = kind == Some("idx");
     let csv = kind == Some("csv");
     if !synthetic && kind.is_some() {
@@ -285,24 +249,12 @@ fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) 
     if !idx && kind.is_some() {
         c.unused("dataset.images", !d.images.is_empty(), &context);
         c.unused("dataset.labels", !d.labels.is_empty(), &context);
-        c.unused(
-            "dataset.validation_images",
-            !d.validation_images.is_empty(),
-            &context,
-        );
-        c.unused(
-            "dataset.validation_labels",
-            !d.validation_labels.is_empty(),
-            &context,
-        );
+        c.unused("dataset.validation_images", !d.validation_images.is_empty(), &context);
+        c.unused("dataset.validation_labels", !d.validation_labels.is_empty(), &context);
     }
     if !csv && kind.is_some() {
         c.unused("dataset.path", !d.path.is_empty(), &context);
-        c.unused(
-            "dataset.validation_path",
-            !d.validation_path.is_empty(),
-            &context,
-        );
+        c.unused("dataset.validation_path", !d.validation_path.is_empty(), &context);
         c.unused("dataset.label_column", !d.label_column.is_empty(), &context);
         c.unused("dataset.header", d.header.is_some(), &context);
         c.unused("dataset.task", !d.task.is_empty(), &context);
@@ -330,53 +282,34 @@ fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) 
         Some("idx") => {
             let images = path(c, "dataset.images", &d.images, true);
             let labels = path(c, "dataset.labels", &d.labels, true);
-            let validation = match (
-                d.validation_images.is_empty(),
-                d.validation_labels.is_empty(),
-            ) {
+            let validation = match (d.validation_images.is_empty(), d.validation_labels.is_empty()) {
                 (true, true) => None,
                 (false, false) => Some((
                     path(c, "dataset.validation_images", &d.validation_images, true),
                     path(c, "dataset.validation_labels", &d.validation_labels, true),
                 )),
                 (false, true) => {
-                    c.fail(
-                        "dataset.validation_labels",
-                        "required when validation_images is set",
-                    );
+                    c.fail("dataset.validation_labels", "required when validation_images is set");
                     None
                 }
                 (true, false) => {
-                    c.fail(
-                        "dataset.validation_images",
-                        "required when validation_labels is set",
-                    );
+                    c.fail("dataset.validation_images", "required when validation_labels is set");
                     None
                 }
             };
-            DatasetSource::Idx {
-                images,
-                labels,
-                validation,
-            }
+            DatasetSource::Idx { images, labels, validation }
         }
         Some("csv") => {
             let header = d.header.unwrap_or(true);
             let label_column = if d.label_column.trim().is_empty() {
-                c.fail(
-                    "dataset.label_column",
-                    "required for csv (a header name or a 0-based index)",
-                );
+                c.fail("dataset.label_column", "required for csv (a header name or a 0-based index)");
                 ColumnRef::Index(0)
             } else if let Ok(i) = d.label_column.trim().parse::<usize>() {
                 ColumnRef::Index(i)
             } else if header {
                 ColumnRef::Name(d.label_column.trim().to_owned())
             } else {
-                c.fail(
-                    "dataset.label_column",
-                    "must be a 0-based index when header = false",
-                );
+                c.fail("dataset.label_column", "must be a 0-based index when header = false");
                 ColumnRef::Index(0)
             };
             const TASKS: &[&str] = &["classification", "regression"];
@@ -404,12 +337,7 @@ fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) 
         }
         _ => DatasetSource::Digits,
     };
-    DatasetConfig {
-        source,
-        validation_split,
-        seed,
-        normalize,
-    }
+    DatasetConfig { source, validation_split, seed, normalize }
 }
 
 fn path(c: &mut Checker, field: &str, value: &str, required: bool) -> PathBuf {
@@ -465,13 +393,7 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
         )
         .unwrap_or(ModelKind::Mlp);
     let activation = c
-        .choice(
-            "model.activation",
-            &m.activation,
-            Some(Activation::Relu),
-            Activation::parse,
-            Activation::NAMES,
-        )
+        .choice("model.activation", &m.activation, Some(Activation::Relu), Activation::parse, Activation::NAMES)
         .unwrap_or(Activation::Relu);
     let dropout = c.in_range("model.dropout", m.dropout.unwrap_or(0.0), 0.0, 1.0, false);
 
@@ -483,13 +405,7 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
             c.size("model.input_shape[2]", *w),
         ]),
         other => {
-            c.fail(
-                "model.input_shape",
-                format!(
-                    "must be [channels, height, width], got {} values",
-                    other.len()
-                ),
-            );
+            c.fail("model.input_shape", format!("must be [channels, height, width], got {} values", other.len()));
             None
         }
     };
@@ -497,10 +413,7 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
         if ch * h * w != f {
             c.fail(
                 "model.input_shape",
-                format!(
-                    "{ch}x{h}x{w} = {} values but the dataset has {f} features",
-                    ch * h * w
-                ),
+                format!("{ch}x{h}x{w} = {} values but the dataset has {f} features", ch * h * w),
             );
         }
     }
@@ -511,20 +424,10 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
     let mut layers = Vec::with_capacity(m.layers.len());
     for (i, l) in m.layers.iter().enumerate() {
         let p = |f: &str| format!("model.layers[{i}].{f}");
-        let ty = if l.r#type.is_empty() {
-            "linear"
-        } else {
-            l.r#type.as_str()
-        };
+        let ty = if l.r#type.is_empty() { "linear" } else { l.r#type.as_str() };
         let act = |c: &mut Checker| {
-            c.choice(
-                &p("activation"),
-                &l.activation,
-                Some(activation),
-                Activation::parse,
-                Activation::NAMES,
-            )
-            .unwrap_or(activation)
+            c.choice(&p("activation"), &l.activation, Some(activation), Activation::parse, Activation::NAMES)
+                .unwrap_or(activation)
         };
         let layer = match ty {
             "linear" => {
@@ -535,10 +438,7 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
                 c.unused(&p("padding"), l.padding != 0, ctx);
                 c.unused(&p("pool"), !l.pool.is_empty(), ctx);
                 c.unused(&p("size"), l.size.is_some(), ctx);
-                LayerConfig::Linear {
-                    width: c.size(&p("width"), l.width),
-                    activation: act(c),
-                }
+                LayerConfig::Linear { width: c.size(&p("width"), l.width), activation: act(c) }
             }
             "conv" => {
                 let ctx = "a conv layer";
@@ -580,28 +480,17 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
                         &["max", "avg"],
                     )
                     .unwrap_or(PoolKind::Max);
-                LayerConfig::Pool {
-                    kind: pool,
-                    size: c.size_or(&p("size"), l.size, 2),
-                }
+                LayerConfig::Pool { kind: pool, size: c.size_or(&p("size"), l.size, 2) }
             }
             other => {
-                c.fail(
-                    p("type"),
-                    format!("unknown layer type `{other}` (expected linear, conv or pool)"),
-                );
+                c.fail(p("type"), format!("unknown layer type `{other}` (expected linear, conv or pool)"));
                 continue;
             }
         };
         layers.push(layer);
     }
 
-    let config = ModelConfig {
-        kind,
-        layers,
-        dropout,
-        input_shape,
-    };
+    let config = ModelConfig { kind, layers, dropout, input_shape };
     check_shapes(c, &config, dataset);
     config
 }
@@ -614,19 +503,13 @@ fn check_shapes(c: &mut Checker, m: &ModelConfig, dataset: &DatasetConfig) {
         DatasetSource::Digits => Some([1, 8, 8]),
         _ => None,
     };
-    let has_spatial = m
-        .layers
-        .iter()
-        .any(|l| !matches!(l, LayerConfig::Linear { .. }));
+    let has_spatial = m.layers.iter().any(|l| !matches!(l, LayerConfig::Linear { .. }));
     let shape = match (declared, image) {
         (Some(s), _) => Some(s),
         (None, Some(s)) => Some(s),
         (None, None) => {
             if has_spatial && known_input_shape(dataset).is_some() {
-                c.fail(
-                    "model.input_shape",
-                    "required for conv and pool layers on a dataset without an image shape",
-                );
+                c.fail("model.input_shape", "required for conv and pool layers on a dataset without an image shape");
             }
             known_input_shape(dataset)
         }
@@ -638,18 +521,9 @@ fn check_shapes(c: &mut Checker, m: &ModelConfig, dataset: &DatasetConfig) {
     let mut params: u128 = 0;
     for (i, l) in m.layers.iter().enumerate() {
         match *l {
-            LayerConfig::Conv {
-                channels,
-                kernel,
-                stride,
-                padding,
-                ..
-            } => {
+            LayerConfig::Conv { channels, kernel, stride, padding, .. } => {
                 if flat.is_some() {
-                    c.fail(
-                        format!("model.layers[{i}].type"),
-                        "conv layers must come before linear layers",
-                    );
+                    c.fail(format!("model.layers[{i}].type"), "conv layers must come before linear layers");
                     return;
                 }
                 let (hp, wp) = (h + 2 * padding, w + 2 * padding);
@@ -667,10 +541,7 @@ fn check_shapes(c: &mut Checker, m: &ModelConfig, dataset: &DatasetConfig) {
             }
             LayerConfig::Pool { size, .. } => {
                 if flat.is_some() {
-                    c.fail(
-                        format!("model.layers[{i}].type"),
-                        "pool layers must come before linear layers",
-                    );
+                    c.fail(format!("model.layers[{i}].type"), "pool layers must come before linear layers");
                     return;
                 }
                 if size > h || size > w {
@@ -694,18 +565,12 @@ fn check_shapes(c: &mut Checker, m: &ModelConfig, dataset: &DatasetConfig) {
         params += (flat.unwrap_or(ch * h * w) * out + out) as u128;
     }
     if params > MAX_PARAMS {
-        c.fail(
-            "model.layers",
-            format!("the model has {params} parameters, more than the {MAX_PARAMS} allowed"),
-        );
+        c.fail("model.layers", format!("the model has {params} parameters, more than the {MAX_PARAMS} allowed"));
     }
 }
 
 fn optimizer(c: &mut Checker, o: Option<&proto::OptimizerSpec>) -> OptimizerConfig {
-    let default = proto::OptimizerSpec {
-        kind: "sgd".into(),
-        ..Default::default()
-    };
+    let default = proto::OptimizerSpec { kind: "sgd".into(), ..Default::default() };
     let o = o.unwrap_or(&default);
     let kind_name = c
         .choice(
@@ -732,10 +597,7 @@ fn optimizer(c: &mut Checker, o: Option<&proto::OptimizerSpec>) -> OptimizerConf
         if o.nesterov && momentum == 0.0 {
             c.fail("optimizer.nesterov", "needs optimizer.momentum > 0");
         }
-        OptimizerKind::Sgd {
-            momentum,
-            nesterov: o.nesterov,
-        }
+        OptimizerKind::Sgd { momentum, nesterov: o.nesterov }
     };
     let default_lr = if kind_name == "adamw" { 1e-3 } else { 1e-2 };
     let lr = c.positive("optimizer.lr", o.lr.unwrap_or(default_lr));
@@ -743,13 +605,7 @@ fn optimizer(c: &mut Checker, o: Option<&proto::OptimizerSpec>) -> OptimizerConf
         c.fail("optimizer.lr", "must be at most 100");
     }
     let default_wd = if kind_name == "adamw" { 0.01 } else { 0.0 };
-    let weight_decay = c.in_range(
-        "optimizer.weight_decay",
-        o.weight_decay.unwrap_or(default_wd),
-        0.0,
-        1.0,
-        true,
-    );
+    let weight_decay = c.in_range("optimizer.weight_decay", o.weight_decay.unwrap_or(default_wd), 0.0, 1.0, true);
 
     let s = o.schedule.clone().unwrap_or_default();
     let sched_kind = c
@@ -764,67 +620,79 @@ fn optimizer(c: &mut Checker, o: Option<&proto::OptimizerSpec>) -> OptimizerConf
     let warmup_steps = c.non_negative("optimizer.schedule.warmup_steps", s.warmup_steps);
     let kind_s = match sched_kind {
         "step" => {
-            c.unused(
-                "optimizer.schedule.min_lr",
-                s.min_lr != 0.0,
-                "the step schedule",
-            );
+            c.unused("optimizer.schedule.min_lr", s.min_lr != 0.0, "the step schedule");
             ScheduleKind::Step {
                 step_size: c.size("optimizer.schedule.step_size", s.step_size) as u64,
                 gamma: {
                     let g = s.gamma.unwrap_or(0.1);
                     if !(g.is_finite() && g > 0.0 && g <= 1.0) {
-                        c.fail(
-                            "optimizer.schedule.gamma",
-                            format!("must be in (0, 1], got {g}"),
-                        );
+                        c.fail("optimizer.schedule.gamma", format!("must be in (0, 1], got {g}"));
                     }
                     g
                 },
             }
         }
         "cosine" => {
-            c.unused(
-                "optimizer.schedule.step_size",
-                s.step_size != 0,
-                "the cosine schedule",
-            );
-            c.unused(
-                "optimizer.schedule.gamma",
-                s.gamma.is_some(),
-                "the cosine schedule",
-            );
-            ScheduleKind::Cosine {
-                min_lr: c.in_range("optimizer.schedule.min_lr", s.min_lr, 0.0, lr, true),
-            }
+            c.unused("optimizer.schedule.step_size", s.step_size != 0, "the cosine schedule");
+            c.unused("optimizer.schedule.gamma", s.gamma.is_some(), "the cosine schedule");
+            ScheduleKind::Cosine { min_lr: c.in_range("optimizer.schedule.min_lr", s.min_lr, 0.0, lr, true) }
         }
         _ => {
-            c.unused(
-                "optimizer.schedule.step_size",
-                s.step_size != 0,
-                "the constant schedule",
-            );
-            c.unused(
-                "optimizer.schedule.gamma",
-                s.gamma.is_some(),
-                "the constant schedule",
-            );
-            c.unused(
-                "optimizer.schedule.min_lr",
-                s.min_lr != 0.0,
-                "the constant schedule",
-            );
+            c.unused("optimizer.schedule.step_size", s.step_size != 0, "the constant schedule");
+            c.unused("optimizer.schedule.gamma", s.gamma.is_some(), "the constant schedule");
+            c.unused("optimizer.schedule.min_lr", s.min_lr != 0.0, "the constant schedule");
             ScheduleKind::Constant
         }
     };
-    OptimizerConfig {
-        kind,
-        lr,
-        weight_decay,
-        schedule: Schedule {
-            kind: kind_s,
-            warmup_steps,
-        },
+    OptimizerConfig { kind, lr, weight_decay, schedule: Schedule { kind: kind_s, warmup_steps } }
+}
+
+fn parallel(c: &mut Checker, spec: &JobSpec, resources: &Resources) -> ParallelConfig {
+    let p = spec.parallelism.clone().unwrap_or_default();
+    let data = match p.data {
+        None => 1,
+        Some(n) if n < 1 => {
+            c.fail("parallelism.data", "must be >= 1");
+            1
+        }
+        Some(n) if n > MAX_RANKS => {
+            c.fail("parallelism.data", format!("must be at most {MAX_RANKS}"));
+            1
+        }
+        Some(n) => n as usize,
+    };
+    match spec.sync.as_str() {
+        "" | "allreduce" => {}
+        other => c.fail("sync", format!("unknown value `{other}` (expected allreduce)")),
+    }
+    let a = spec.allreduce.clone().unwrap_or_default();
+    let backend = c
+        .choice(
+            "allreduce.backend",
+            &a.backend,
+            Some(Backend::Auto),
+            |b| match b {
+                "auto" => Some(Backend::Auto),
+                "ring" => Some(Backend::Ring),
+                "nccl" => Some(Backend::Nccl),
+                _ => None,
+            },
+            &["auto", "ring", "nccl"],
+        )
+        .unwrap_or(Backend::Auto);
+    if backend == Backend::Nccl && resources.gpus == 0 {
+        c.fail("allreduce.backend", "nccl needs a GPU per rank: set resources.gpus >= 1");
+    }
+    let bucket_mb = a.bucket_mb.unwrap_or(DEFAULT_BUCKET_MB);
+    if !(bucket_mb.is_finite() && bucket_mb > 0.0 && bucket_mb <= 1024.0) {
+        c.fail("allreduce.bucket_mb", format!("must be in (0, 1024], got {bucket_mb}"));
+    }
+    let checksum_every = c.non_negative("allreduce.checksum_every", a.checksum_every.unwrap_or(DEFAULT_CHECKSUM_EVERY));
+    ParallelConfig {
+        data,
+        backend,
+        bucket_bytes: ((bucket_mb.clamp(1.0 / 1024.0, 1024.0)) * 1024.0 * 1024.0) as usize,
+        checksum_every,
     }
 }
 
@@ -839,11 +707,7 @@ fn resources(c: &mut Checker, r: Option<&proto::ResourceSpec>) -> Resources {
     if gpus > 64 {
         c.fail("resources.gpus", "must be at most 64");
     }
-    Resources {
-        cpus: cpus as u32,
-        memory_mb,
-        gpus: gpus as u32,
-    }
+    Resources { cpus: cpus as u32, memory_mb, gpus: gpus as u32 }
 }
 
 #[cfg(test)]
@@ -882,27 +746,44 @@ mod tests {
     fn a_good_spec_gets_its_defaults() {
         let (_, cfg) = load_toml(DIGITS).expect("valid");
         assert_eq!(cfg.model.layers.len(), 2);
-        assert_eq!(
-            cfg.model.layers[1],
-            LayerConfig::Linear {
-                width: 32,
-                activation: Activation::Tanh
-            }
-        );
+        assert_eq!(cfg.model.layers[1], LayerConfig::Linear { width: 32, activation: Activation::Tanh });
         assert_eq!(cfg.dataset.validation_split, 0.2);
         assert_eq!(cfg.dataset.seed, 7);
         assert_eq!(cfg.training.duration, Duration::Epochs(5));
         assert_eq!(cfg.training.log_every, 10);
         assert!(matches!(cfg.optimizer.kind, OptimizerKind::AdamW { beta1, .. } if beta1 == 0.9));
         assert_eq!(cfg.optimizer.weight_decay, 0.01);
-        assert_eq!(
-            cfg.resources,
-            Resources {
-                cpus: 1,
-                memory_mb: 512,
-                gpus: 0
-            }
+        assert_eq!(cfg.resources, Resources { cpus: 1, memory_mb: 512, gpus: 0 });
+        assert_eq!(cfg.parallel.data, 1);
+        assert_eq!(cfg.parallel.backend, Backend::Auto);
+        assert_eq!(cfg.training.accumulate_steps, 1);
+        assert_eq!(cfg.training.collective_timeout, std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn data_parallel_settings_are_checked() {
+        let text = format!(
+            "{DIGITS}\naccumulate_steps = 4\ncollective_timeout = 5\n[parallelism]\ndata = 3\n\
+             [allreduce]\nbackend = \"ring\"\nbucket_mb = 2\n"
         );
+        let (_, cfg) = load_toml(&text).expect("valid");
+        assert_eq!(cfg.parallel.data, 3);
+        assert_eq!(cfg.parallel.backend, Backend::Ring);
+        assert_eq!(cfg.parallel.bucket_bytes, 2 << 20);
+        assert_eq!(cfg.training.accumulate_steps, 4);
+        let bad = format!(
+            "{DIGITS}\naccumulate_steps = 0\ncollective_timeout = -1\n[parallelism]\ndata = 0\n\
+             [allreduce]\nbackend = \"nccl\"\n"
+        );
+        let errors = errors_of(&bad);
+        for expected in [
+            "training.accumulate_steps: must be > 0 (required)",
+            "training.collective_timeout: must be seconds in (0, 86400], got -1",
+            "parallelism.data: must be >= 1",
+            "allreduce.backend: nccl needs a GPU per rank: set resources.gpus >= 1",
+        ] {
+            assert!(errors.iter().any(|e| e == expected), "missing `{expected}` in {errors:#?}");
+        }
     }
 
     #[test]
@@ -937,18 +818,14 @@ mod tests {
             "training.batch_size: must be > 0 (required)",
             "resources.cpus: must be > 0 (required)",
         ] {
-            assert!(
-                errors.iter().any(|e| e == expected),
-                "missing `{expected}` in {errors:#?}"
-            );
+            assert!(errors.iter().any(|e| e == expected), "missing `{expected}` in {errors:#?}");
         }
         assert_eq!(errors.len(), 8, "{errors:#?}");
     }
 
     #[test]
     fn unknown_keys_and_bad_toml_fail_to_parse() {
-        let err = parse_toml("name = \"x\"\n[model]\nkind = \"mlp\"\nwidht = 3\n")
-            .expect_err("unknown key");
+        let err = parse_toml("name = \"x\"\n[model]\nkind = \"mlp\"\nwidht = 3\n").expect_err("unknown key");
         assert!(err.to_string().contains("unknown field `widht`"), "{err}");
         let err = parse_toml("name = \"x\n").expect_err("broken string");
         assert!(matches!(err, SpecError::Parse { .. }));
@@ -958,27 +835,16 @@ mod tests {
 
     #[test]
     fn fields_of_other_kinds_are_rejected() {
-        let errors = errors_of(
-            &DIGITS.replace("kind = \"digits\"", "kind = \"digits\"\nimages = \"a.idx\""),
-        );
-        assert_eq!(
-            errors,
-            vec!["dataset.images: does not apply to dataset kind `digits`"]
-        );
+        let errors = errors_of(&DIGITS.replace("kind = \"digits\"", "kind = \"digits\"\nimages = \"a.idx\""));
+        assert_eq!(errors, vec!["dataset.images: does not apply to dataset kind `digits`"]);
         let errors = errors_of(&DIGITS.replace("{ width = 64 }", "{ width = 64, kernel = 3 }"));
-        assert_eq!(
-            errors,
-            vec!["model.layers[0].kernel: does not apply to a linear layer"]
-        );
+        assert_eq!(errors, vec!["model.layers[0].kernel: does not apply to a linear layer"]);
     }
 
     #[test]
     fn epochs_and_steps_are_exclusive() {
         let errors = errors_of(&DIGITS.replace("epochs = 5", "epochs = 5\nsteps = 100"));
-        assert_eq!(
-            errors,
-            vec!["training.steps: set either training.epochs or training.steps, not both"]
-        );
+        assert_eq!(errors, vec!["training.steps: set either training.epochs or training.steps, not both"]);
         let errors = errors_of(&DIGITS.replace("epochs = 5", "epochs = -5"));
         assert_eq!(errors, vec!["training.epochs: must be > 0"]);
     }
@@ -991,48 +857,23 @@ mod tests {
                 &format!("layers = [{layers}]"),
             )
         };
-        let ok = cnn(
-            r#"{ type = "conv", channels = 8, kernel = 3, padding = 1 }, { type = "pool" }, { width = 32 }"#,
-        );
+        let ok = cnn(r#"{ type = "conv", channels = 8, kernel = 3, padding = 1 }, { type = "pool" }, { width = 32 }"#);
         let (_, cfg) = load_toml(&ok).expect("valid cnn");
         assert_eq!(cfg.model.layers.len(), 3);
         let errors = errors_of(&cnn(r#"{ type = "conv", channels = 8, kernel = 9 }"#));
-        assert_eq!(
-            errors,
-            vec!["model.layers[0].kernel: kernel 9 is larger than its 8x8 (padded) input"]
-        );
-        let errors = errors_of(&cnn(
-            r#"{ type = "pool", size = 4 }, { type = "pool", size = 4 }"#,
-        ));
-        assert_eq!(
-            errors,
-            vec!["model.layers[1].size: window 4 is larger than its 2x2 input"]
-        );
-        let errors = errors_of(&DIGITS.replace(
-            "{ width = 64 }",
-            "{ type = \"conv\", channels = 2, kernel = 3 }",
-        ));
-        assert_eq!(
-            errors,
-            vec!["model.layers[0].type: conv layers need model.kind = \"cnn\""]
-        );
+        assert_eq!(errors, vec!["model.layers[0].kernel: kernel 9 is larger than its 8x8 (padded) input"]);
+        let errors = errors_of(&cnn(r#"{ type = "pool", size = 4 }, { type = "pool", size = 4 }"#));
+        assert_eq!(errors, vec!["model.layers[1].size: window 4 is larger than its 2x2 input"]);
+        let errors = errors_of(&DIGITS.replace("{ width = 64 }", "{ type = \"conv\", channels = 2, kernel = 3 }"));
+        assert_eq!(errors, vec!["model.layers[0].type: conv layers need model.kind = \"cnn\""]);
     }
 
     #[test]
     fn missing_sections_are_named() {
         let errors = errors_of("name = \"empty\"\n");
-        assert!(
-            errors.contains(&"model: required".to_owned()),
-            "{errors:#?}"
-        );
-        assert!(
-            errors.contains(&"dataset: required".to_owned()),
-            "{errors:#?}"
-        );
-        assert!(
-            errors.iter().any(|e| e.starts_with("training: required")),
-            "{errors:#?}"
-        );
+        assert!(errors.contains(&"model: required".to_owned()), "{errors:#?}");
+        assert!(errors.contains(&"dataset: required".to_owned()), "{errors:#?}");
+        assert!(errors.iter().any(|e| e.starts_with("training: required")), "{errors:#?}");
     }
 
     #[test]

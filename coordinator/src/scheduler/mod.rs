@@ -2,10 +2,12 @@
 //! demands; `place` decides which queued jobs start where. No clocks, sockets or database, so
 //! every decision is unit-tested directly.
 //!
-//! Policy: highest priority first, then submission order. A job goes to the worker it fits best
-//! (least CPU left over, then least memory, then worker id). When the head of the queue fits no
-//! worker right now but would fit one once that worker's jobs end, that worker is reserved for it,
-//! so smaller jobs behind it cannot starve it; they may still use other workers (backfill).
+//! Policy: highest priority first, then submission order. A job asks for `ranks` workers (one rank
+//! each) that all fit its per-rank demand; it starts on all of them at once or not at all (gang
+//! scheduling), so two large jobs can never deadlock holding half a cluster each. Each rank goes to
+//! the worker it fits best (least left over). When the head of the queue cannot start now but
+//! would once running jobs end, the workers it will need are reserved for it, so smaller jobs
+//! behind it cannot starve it; they may still use other workers (backfill).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,22 +46,28 @@ impl Resources {
 
 impl std::fmt::Display for Resources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} CPU{}, {} MiB",
-            self.cpus,
-            if self.cpus == 1 { "" } else { "s" },
-            self.memory_mb
-        )?;
+        write!(f, "{} CPU{}, {} MiB", self.cpus, if self.cpus == 1 { "" } else { "s" }, self.memory_mb)?;
         if self.gpus > 0 {
-            write!(
-                f,
-                ", {} GPU{}",
-                self.gpus,
-                if self.gpus == 1 { "" } else { "s" }
-            )?;
+            write!(f, ", {} GPU{}", self.gpus, if self.gpus == 1 { "" } else { "s" })?;
         }
         Ok(())
+    }
+}
+
+/// What a queued job needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Demand {
+    /// Per rank.
+    pub per_rank: Resources,
+    /// Ranks, each on a different worker.
+    pub ranks: u32,
+    /// Every rank's worker must be able to load NCCL.
+    pub needs_nccl: bool,
+}
+
+impl Demand {
+    pub fn single(per_rank: Resources) -> Self {
+        Self { per_rank, ranks: 1, needs_nccl: false }
     }
 }
 
@@ -70,12 +78,17 @@ struct Node {
     free_gpus: BTreeSet<u32>,
     /// False while the worker drains or is disconnected.
     schedulable: bool,
+    nccl: bool,
     jobs: BTreeSet<JobId>,
 }
 
 impl Node {
     fn free(&self) -> Resources {
         self.capacity.minus(&self.used)
+    }
+
+    fn suits(&self, d: &Demand) -> bool {
+        self.schedulable && (!d.needs_nccl || self.nccl)
     }
 }
 
@@ -86,35 +99,41 @@ struct QueueKey {
     job: JobId,
 }
 
-struct Running {
+struct Slot {
     worker: WorkerId,
     demand: Resources,
     gpus: Vec<u32>,
 }
 
-/// A decision: start `job` on `worker`, with these GPU indices.
+/// One rank's place: the worker and the GPU indices reserved there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RankSlot {
+    pub worker: WorkerId,
+    pub gpus: Vec<u32>,
+}
+
+/// A decision: start `job` with rank i on `ranks[i]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placement {
     pub job: JobId,
-    pub worker: WorkerId,
-    pub gpus: Vec<u32>,
+    pub ranks: Vec<RankSlot>,
 }
 
 /// Why a queued job is still waiting.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Wait {
-    /// A worker could take it once some of its jobs end.
+    /// Enough workers could take it once some of their jobs end.
     Busy,
-    /// No schedulable worker is large enough.
-    TooLarge { largest: Option<Resources> },
+    /// Fewer than `ranks` schedulable workers are large enough.
+    TooLarge { fitting: usize, largest: Option<Resources> },
 }
 
 #[derive(Default)]
 pub struct Scheduler {
     nodes: BTreeMap<WorkerId, Node>,
     queue: BTreeSet<QueueKey>,
-    demands: HashMap<JobId, (QueueKey, Resources)>,
-    running: HashMap<JobId, Running>,
+    demands: HashMap<JobId, (QueueKey, Demand)>,
+    running: HashMap<JobId, Vec<Slot>>,
 }
 
 impl Scheduler {
@@ -123,15 +142,17 @@ impl Scheduler {
     }
 
     /// Adds a worker, or updates its capacity (jobs it runs stay).
-    pub fn add_worker(&mut self, id: WorkerId, capacity: Resources, gpu_indices: &[u32]) {
+    pub fn add_worker(&mut self, id: WorkerId, capacity: Resources, gpu_indices: &[u32], nccl: bool) {
         let node = self.nodes.entry(id).or_insert_with(|| Node {
             capacity,
             used: Resources::default(),
             free_gpus: gpu_indices.iter().copied().collect(),
             schedulable: true,
+            nccl,
             jobs: BTreeSet::new(),
         });
         node.capacity = capacity;
+        node.nccl = nccl;
     }
 
     /// Whether new jobs may go to this worker.
@@ -141,24 +162,24 @@ impl Scheduler {
         }
     }
 
-    /// Removes a worker and returns the jobs that were running on it (their resources are gone).
+    /// Removes a worker and returns the jobs that had a rank on it. Those ranks' resources are
+    /// gone; the jobs' other ranks keep theirs until released.
     pub fn remove_worker(&mut self, id: &WorkerId) -> Vec<JobId> {
-        let Some(node) = self.nodes.remove(id) else {
-            return Vec::new();
-        };
+        let Some(node) = self.nodes.remove(id) else { return Vec::new() };
         for job in &node.jobs {
-            self.running.remove(job);
+            if let Some(slots) = self.running.get_mut(job) {
+                slots.retain(|s| &s.worker != id);
+                if slots.is_empty() {
+                    self.running.remove(job);
+                }
+            }
         }
         node.jobs.into_iter().collect()
     }
 
     /// Queues a job. `seq` orders jobs of equal priority.
-    pub fn enqueue(&mut self, job: JobId, priority: i64, seq: u64, demand: Resources) {
-        let key = QueueKey {
-            priority: Reverse(priority),
-            seq,
-            job: job.clone(),
-        };
+    pub fn enqueue(&mut self, job: JobId, priority: i64, seq: u64, demand: Demand) {
+        let key = QueueKey { priority: Reverse(priority), seq, job: job.clone() };
         self.queue.insert(key.clone());
         self.demands.insert(job, (key, demand));
     }
@@ -171,44 +192,48 @@ impl Scheduler {
         }
     }
 
-    /// Records that a job runs on a worker (restored from the database after a restart).
-    pub fn restore_running(
-        &mut self,
-        job: JobId,
-        worker: &WorkerId,
-        demand: Resources,
-        gpus: Vec<u32>,
-    ) {
-        if let Some(node) = self.nodes.get_mut(worker) {
-            node.used = node.used.plus(&demand);
-            for g in &gpus {
-                node.free_gpus.remove(g);
-            }
-            node.jobs.insert(job.clone());
-            self.running.insert(
-                job,
-                Running {
-                    worker: worker.clone(),
-                    demand,
-                    gpus,
-                },
-            );
+    /// Records that a rank of a job runs on a worker (restored after a coordinator restart).
+    pub fn restore_rank(&mut self, job: JobId, worker: &WorkerId, demand: Resources, gpus: Vec<u32>) {
+        let Some(node) = self.nodes.get_mut(worker) else { return };
+        let slots = self.running.entry(job.clone()).or_default();
+        if slots.iter().any(|s| &s.worker == worker) {
+            return;
         }
+        node.used = node.used.plus(&demand);
+        for g in &gpus {
+            node.free_gpus.remove(g);
+        }
+        node.jobs.insert(job);
+        slots.push(Slot { worker: worker.clone(), demand, gpus });
     }
 
-    /// Frees what a running job held. Returns the worker it ran on.
-    pub fn release(&mut self, job: &JobId) -> Option<WorkerId> {
-        let run = self.running.remove(job)?;
-        if let Some(node) = self.nodes.get_mut(&run.worker) {
-            node.used = node.used.minus(&run.demand);
-            node.free_gpus.extend(run.gpus);
+    /// Frees what one rank of a job held on `worker`. True if it held something there.
+    pub fn release_rank(&mut self, job: &JobId, worker: &WorkerId) -> bool {
+        let Some(slots) = self.running.get_mut(job) else { return false };
+        let Some(i) = slots.iter().position(|s| &s.worker == worker) else { return false };
+        let slot = slots.remove(i);
+        if slots.is_empty() {
+            self.running.remove(job);
+        }
+        if let Some(node) = self.nodes.get_mut(&slot.worker) {
+            node.used = node.used.minus(&slot.demand);
+            node.free_gpus.extend(slot.gpus);
             node.jobs.remove(job);
         }
-        Some(run.worker)
+        true
     }
 
-    pub fn is_running(&self, job: &JobId) -> bool {
-        self.running.contains_key(job)
+    /// Frees everything a job holds.
+    pub fn release(&mut self, job: &JobId) {
+        let workers: Vec<WorkerId> =
+            self.running.get(job).map(|s| s.iter().map(|s| s.worker.clone()).collect()).unwrap_or_default();
+        for w in workers {
+            self.release_rank(job, &w);
+        }
+    }
+
+    pub fn holds(&self, job: &JobId, worker: &WorkerId) -> bool {
+        self.running.get(job).is_some_and(|s| s.iter().any(|s| &s.worker == worker))
     }
 
     /// Free resources of a worker.
@@ -225,88 +250,67 @@ impl Scheduler {
     /// Why a queued job waits.
     pub fn wait_reason(&self, job: &JobId) -> Option<Wait> {
         let (_, demand) = self.demands.get(job)?;
-        let fits_somewhere = self
-            .nodes
-            .values()
-            .any(|n| n.schedulable && demand.fits_in(&n.capacity));
-        if fits_somewhere {
+        let fitting = self.nodes.values().filter(|n| n.suits(demand) && demand.per_rank.fits_in(&n.capacity)).count();
+        if fitting >= demand.ranks as usize {
             Some(Wait::Busy)
         } else {
             let largest = self
                 .nodes
                 .values()
-                .filter(|n| n.schedulable)
+                .filter(|n| n.suits(demand))
                 .map(|n| n.capacity)
                 .max_by_key(|c| (c.gpus, c.cpus, c.memory_mb));
-            Some(Wait::TooLarge { largest })
+            Some(Wait::TooLarge { fitting, largest })
         }
     }
 
-    /// Starts every queued job that can start now.
+    /// Starts every queued job that can start now, all ranks at once.
     pub fn place(&mut self) -> Vec<Placement> {
         let mut placements = Vec::new();
         let mut reserved: BTreeSet<WorkerId> = BTreeSet::new();
         let keys: Vec<QueueKey> = self.queue.iter().cloned().collect();
         for key in keys {
-            let Some(&(_, demand)) = self.demands.get(&key.job) else {
-                continue;
-            };
-            let best = self
+            let Some(&(_, demand)) = self.demands.get(&key.job) else { continue };
+            let ranks = demand.ranks as usize;
+            let mut candidates: Vec<(&WorkerId, Resources)> = self
                 .nodes
                 .iter()
-                .filter(|(id, n)| {
-                    n.schedulable && !reserved.contains(*id) && demand.fits_in(&n.free())
-                })
-                .min_by_key(|(id, n)| {
-                    let left = n.free().minus(&demand);
-                    (left.gpus, left.cpus, left.memory_mb, (*id).clone())
-                })
-                .map(|(id, _)| id.clone());
-            match best {
-                Some(worker) => {
+                .filter(|(id, n)| n.suits(&demand) && !reserved.contains(*id) && demand.per_rank.fits_in(&n.free()))
+                .map(|(id, n)| (id, n.free().minus(&demand.per_rank)))
+                .collect();
+            candidates.sort_by_key(|(id, left)| (left.gpus, left.cpus, left.memory_mb, (*id).clone()));
+            if candidates.len() >= ranks {
+                let chosen: Vec<WorkerId> = candidates[..ranks].iter().map(|(id, _)| (*id).clone()).collect();
+                let mut slots = Vec::with_capacity(ranks);
+                let mut placed = Vec::with_capacity(ranks);
+                for worker in chosen {
                     let node = self.nodes.get_mut(&worker).expect("chosen from the map");
-                    let gpus: Vec<u32> = node
-                        .free_gpus
-                        .iter()
-                        .take(demand.gpus as usize)
-                        .copied()
-                        .collect();
+                    let gpus: Vec<u32> = node.free_gpus.iter().take(demand.per_rank.gpus as usize).copied().collect();
                     for g in &gpus {
                         node.free_gpus.remove(g);
                     }
-                    node.used = node.used.plus(&demand);
+                    node.used = node.used.plus(&demand.per_rank);
                     node.jobs.insert(key.job.clone());
-                    self.queue.remove(&key);
-                    self.demands.remove(&key.job);
-                    self.running.insert(
-                        key.job.clone(),
-                        Running {
-                            worker: worker.clone(),
-                            demand,
-                            gpus: gpus.clone(),
-                        },
-                    );
-                    placements.push(Placement {
-                        job: key.job,
-                        worker,
-                        gpus,
-                    });
+                    slots.push(Slot { worker: worker.clone(), demand: demand.per_rank, gpus: gpus.clone() });
+                    placed.push(RankSlot { worker, gpus });
                 }
-                None => {
-                    // Reserve the emptiest worker it will fit on once jobs end, if any.
-                    let target = self
-                        .nodes
-                        .iter()
-                        .filter(|(id, n)| {
-                            n.schedulable && !reserved.contains(*id) && demand.fits_in(&n.capacity)
-                        })
-                        .max_by_key(|(id, n)| {
-                            (n.free().cpus, n.free().memory_mb, Reverse((*id).clone()))
-                        })
-                        .map(|(id, _)| id.clone());
-                    if let Some(t) = target {
-                        reserved.insert(t);
-                    }
+                self.queue.remove(&key);
+                self.demands.remove(&key.job);
+                self.running.insert(key.job.clone(), slots);
+                placements.push(Placement { job: key.job, ranks: placed });
+            } else {
+                // Reserve the emptiest workers it will fit on once jobs end, if there are enough.
+                let mut targets: Vec<(&WorkerId, &Node)> = self
+                    .nodes
+                    .iter()
+                    .filter(|(id, n)| {
+                        n.suits(&demand) && !reserved.contains(*id) && demand.per_rank.fits_in(&n.capacity)
+                    })
+                    .collect();
+                if targets.len() >= ranks {
+                    targets.sort_by_key(|(id, n)| (Reverse(n.free().cpus), Reverse(n.free().memory_mb), (*id).clone()));
+                    let keep: Vec<WorkerId> = targets[..ranks].iter().map(|(id, _)| (*id).clone()).collect();
+                    reserved.extend(keep);
                 }
             }
         }
@@ -319,11 +323,15 @@ mod tests {
     use super::*;
 
     fn r(cpus: u32, memory_mb: u64, gpus: u32) -> Resources {
-        Resources {
-            cpus,
-            memory_mb,
-            gpus,
-        }
+        Resources { cpus, memory_mb, gpus }
+    }
+
+    fn one(res: Resources) -> Demand {
+        Demand::single(res)
+    }
+
+    fn gang(res: Resources, ranks: u32) -> Demand {
+        Demand { per_rank: res, ranks, needs_nccl: false }
     }
 
     fn w(n: &str) -> WorkerId {
@@ -334,16 +342,20 @@ mod tests {
         JobId::new(n)
     }
 
+    fn workers_of(p: &Placement) -> Vec<String> {
+        p.ranks.iter().map(|s| s.worker.to_string()).collect()
+    }
+
     #[test]
     fn priority_then_submission_order() {
         let mut s = Scheduler::new();
-        s.enqueue(j("low"), 0, 1, r(1, 100, 0));
-        s.enqueue(j("high"), 5, 2, r(1, 100, 0));
-        s.enqueue(j("low2"), 0, 3, r(1, 100, 0));
+        s.enqueue(j("low"), 0, 1, one(r(1, 100, 0)));
+        s.enqueue(j("high"), 5, 2, one(r(1, 100, 0)));
+        s.enqueue(j("low2"), 0, 3, one(r(1, 100, 0)));
         assert_eq!(s.queue_position(&j("high")), Some(1));
         assert_eq!(s.queue_position(&j("low2")), Some(3));
         assert!(s.place().is_empty(), "no workers yet");
-        s.add_worker(w("a"), r(2, 1000, 0), &[]);
+        s.add_worker(w("a"), r(2, 1000, 0), &[], false);
         let placed: Vec<String> = s.place().into_iter().map(|p| p.job.to_string()).collect();
         assert_eq!(placed, vec!["high", "low"]);
         assert_eq!(s.queue_position(&j("low2")), Some(1));
@@ -352,64 +364,49 @@ mod tests {
     #[test]
     fn best_fit_and_release() {
         let mut s = Scheduler::new();
-        s.add_worker(w("big"), r(8, 8000, 0), &[]);
-        s.add_worker(w("small"), r(2, 2000, 0), &[]);
-        s.enqueue(j("a"), 0, 1, r(2, 500, 0));
+        s.add_worker(w("big"), r(8, 8000, 0), &[], false);
+        s.add_worker(w("small"), r(2, 2000, 0), &[], false);
+        s.enqueue(j("a"), 0, 1, one(r(2, 500, 0)));
         let p = s.place();
-        assert_eq!(p[0].worker, w("small"), "the tighter fit wins");
+        assert_eq!(workers_of(&p[0]), vec!["small"], "the tighter fit wins");
         assert_eq!(s.free(&w("small")), Some(r(0, 1500, 0)));
-        assert_eq!(s.release(&j("a")), Some(w("small")));
+        assert!(s.release_rank(&j("a"), &w("small")));
         assert_eq!(s.free(&w("small")), Some(r(2, 2000, 0)));
-        assert_eq!(s.release(&j("a")), None, "release is idempotent");
+        assert!(!s.release_rank(&j("a"), &w("small")), "release is idempotent");
     }
 
     #[test]
     fn gpus_are_assigned_by_index() {
         let mut s = Scheduler::new();
-        s.add_worker(w("g"), r(8, 8000, 2), &[0, 1]);
-        s.enqueue(j("a"), 0, 1, r(1, 100, 1));
-        s.enqueue(j("b"), 0, 2, r(1, 100, 1));
-        s.enqueue(j("c"), 0, 3, r(1, 100, 1));
+        s.add_worker(w("g"), r(8, 8000, 2), &[0, 1], false);
+        s.enqueue(j("a"), 0, 1, one(r(1, 100, 1)));
+        s.enqueue(j("b"), 0, 2, one(r(1, 100, 1)));
+        s.enqueue(j("c"), 0, 3, one(r(1, 100, 1)));
         let p = s.place();
-        assert_eq!(
-            p.iter().map(|p| p.gpus.clone()).collect::<Vec<_>>(),
-            vec![vec![0], vec![1]]
-        );
+        assert_eq!(p.iter().map(|p| p.ranks[0].gpus.clone()).collect::<Vec<_>>(), vec![vec![0], vec![1]]);
         assert_eq!(s.wait_reason(&j("c")), Some(Wait::Busy));
         s.release(&j("a"));
-        assert_eq!(
-            s.place(),
-            vec![Placement {
-                job: j("c"),
-                worker: w("g"),
-                gpus: vec![0]
-            }]
-        );
+        assert_eq!(s.place(), vec![Placement { job: j("c"), ranks: vec![RankSlot { worker: w("g"), gpus: vec![0] }] }]);
     }
 
     #[test]
     fn too_large_jobs_wait_with_a_reason_and_do_not_block_others() {
         let mut s = Scheduler::new();
-        s.add_worker(w("a"), r(2, 1000, 0), &[]);
-        s.enqueue(j("huge"), 10, 1, r(16, 100, 0));
-        s.enqueue(j("small"), 0, 2, r(1, 100, 0));
+        s.add_worker(w("a"), r(2, 1000, 0), &[], false);
+        s.enqueue(j("huge"), 10, 1, one(r(16, 100, 0)));
+        s.enqueue(j("small"), 0, 2, one(r(1, 100, 0)));
         assert_eq!(s.place().len(), 1);
-        assert_eq!(
-            s.wait_reason(&j("huge")),
-            Some(Wait::TooLarge {
-                largest: Some(r(2, 1000, 0))
-            })
-        );
+        assert_eq!(s.wait_reason(&j("huge")), Some(Wait::TooLarge { fitting: 0, largest: Some(r(2, 1000, 0)) }));
     }
 
     #[test]
     fn head_of_queue_reserves_its_worker_against_backfill() {
         let mut s = Scheduler::new();
-        s.add_worker(w("a"), r(4, 4000, 0), &[]);
-        s.enqueue(j("first"), 0, 1, r(2, 100, 0));
+        s.add_worker(w("a"), r(4, 4000, 0), &[], false);
+        s.enqueue(j("first"), 0, 1, one(r(2, 100, 0)));
         assert_eq!(s.place().len(), 1);
-        s.enqueue(j("wide"), 5, 2, r(4, 100, 0));
-        s.enqueue(j("filler"), 0, 3, r(2, 100, 0));
+        s.enqueue(j("wide"), 5, 2, one(r(4, 100, 0)));
+        s.enqueue(j("filler"), 0, 3, one(r(2, 100, 0)));
         assert!(s.place().is_empty(), "filler would starve wide");
         s.release(&j("first"));
         let p = s.place();
@@ -420,15 +417,64 @@ mod tests {
     #[test]
     fn draining_workers_take_nothing_and_removal_returns_their_jobs() {
         let mut s = Scheduler::new();
-        s.add_worker(w("a"), r(4, 4000, 0), &[]);
-        s.enqueue(j("x"), 0, 1, r(1, 100, 0));
+        s.add_worker(w("a"), r(4, 4000, 0), &[], false);
+        s.enqueue(j("x"), 0, 1, one(r(1, 100, 0)));
         s.place();
         s.set_schedulable(&w("a"), false);
-        s.enqueue(j("y"), 0, 2, r(1, 100, 0));
+        s.enqueue(j("y"), 0, 2, one(r(1, 100, 0)));
         assert!(s.place().is_empty());
         assert_eq!(s.remove_worker(&w("a")), vec![j("x")]);
-        assert!(!s.is_running(&j("x")));
+        assert!(!s.holds(&j("x"), &w("a")));
         assert!(s.dequeue(&j("y")));
         assert!(!s.dequeue(&j("y")));
+    }
+
+    #[test]
+    fn gangs_start_whole_on_distinct_workers() {
+        let mut s = Scheduler::new();
+        for n in ["a", "b", "c"] {
+            s.add_worker(w(n), r(2, 1000, 0), &[], false);
+        }
+        s.enqueue(j("g3"), 0, 1, gang(r(2, 100, 0), 3));
+        let p = s.place();
+        assert_eq!(p.len(), 1);
+        let mut used = workers_of(&p[0]);
+        used.sort();
+        assert_eq!(used, vec!["a", "b", "c"]);
+        s.enqueue(j("g2"), 0, 2, gang(r(1, 100, 0), 2));
+        assert!(s.place().is_empty(), "no partial start while the cluster is full");
+        s.release_rank(&j("g3"), &w("a"));
+        assert!(s.place().is_empty(), "one free worker is not enough for two ranks");
+        s.release_rank(&j("g3"), &w("b"));
+        assert_eq!(s.place().len(), 1);
+    }
+
+    #[test]
+    fn two_big_gangs_run_one_after_the_other_without_deadlock() {
+        let mut s = Scheduler::new();
+        for n in ["a", "b", "c"] {
+            s.add_worker(w(n), r(1, 1000, 0), &[], false);
+        }
+        s.enqueue(j("first"), 0, 1, gang(r(1, 100, 0), 2));
+        s.enqueue(j("second"), 0, 2, gang(r(1, 100, 0), 2));
+        let p = s.place();
+        assert_eq!(p.iter().map(|p| p.job.to_string()).collect::<Vec<_>>(), vec!["first"], "second waits whole");
+        assert_eq!(s.wait_reason(&j("second")), Some(Wait::Busy));
+        s.release(&j("first"));
+        assert_eq!(s.place()[0].job, j("second"));
+    }
+
+    #[test]
+    fn nccl_jobs_need_nccl_workers_and_gangs_larger_than_the_cluster_say_so() {
+        let mut s = Scheduler::new();
+        s.add_worker(w("cpu"), r(4, 4000, 1), &[0], false);
+        s.add_worker(w("gpu"), r(4, 4000, 1), &[0], true);
+        s.enqueue(j("n"), 0, 1, Demand { per_rank: r(1, 100, 1), ranks: 2, needs_nccl: true });
+        assert!(s.place().is_empty());
+        assert_eq!(s.wait_reason(&j("n")), Some(Wait::TooLarge { fitting: 1, largest: Some(r(4, 4000, 1)) }));
+        s.add_worker(w("gpu2"), r(4, 4000, 1), &[0], true);
+        let mut used = workers_of(&s.place()[0]);
+        used.sort();
+        assert_eq!(used, vec!["gpu", "gpu2"]);
     }
 }

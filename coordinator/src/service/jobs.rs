@@ -4,8 +4,8 @@ use std::pin::Pin;
 
 use shoal_common::proto::job_service_server::JobService;
 use shoal_common::proto::{
-    CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListJobsRequest, ListJobsResponse,
-    ListWorkersRequest, ListWorkersResponse, SubmitJobRequest, SubmitJobResponse, WatchJobRequest,
+    CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListJobsRequest, ListJobsResponse, ListWorkersRequest,
+    ListWorkersResponse, SubmitJobRequest, SubmitJobResponse, WatchJobRequest,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
@@ -26,10 +26,7 @@ pub struct JobApi {
 
 impl JobApi {
     pub fn new(coordinator: Coordinator, shutdown: CancellationToken) -> Self {
-        Self {
-            coordinator,
-            shutdown,
-        }
+        Self { coordinator, shutdown }
     }
 }
 
@@ -44,38 +41,25 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<JobEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl JobService for JobApi {
-    async fn submit_job(
-        &self,
-        req: Request<SubmitJobRequest>,
-    ) -> Result<Response<SubmitJobResponse>, Status> {
+    async fn submit_job(&self, req: Request<SubmitJobRequest>) -> Result<Response<SubmitJobResponse>, Status> {
         let job = self.coordinator.lock().submit(req.into_inner().spec)?;
-        Ok(Response::new(SubmitJobResponse {
-            job_id: job.job_id.clone(),
-            job: Some(job),
-        }))
+        Ok(Response::new(SubmitJobResponse { job_id: job.job_id.clone(), job: Some(job) }))
     }
 
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
         let req = req.into_inner();
-        Ok(Response::new(
-            self.coordinator.lock().get(required_id(&req.job_id)?)?,
-        ))
+        Ok(Response::new(self.coordinator.lock().get(required_id(&req.job_id)?)?))
     }
 
-    async fn list_jobs(
-        &self,
-        req: Request<ListJobsRequest>,
-    ) -> Result<Response<ListJobsResponse>, Status> {
+    async fn list_jobs(&self, req: Request<ListJobsRequest>) -> Result<Response<ListJobsResponse>, Status> {
         let req = req.into_inner();
         let mut states = Vec::with_capacity(req.states.len());
         for (i, s) in req.states.iter().enumerate() {
             match JobState::try_from(*s) {
                 Ok(JobState::Unspecified) | Err(_) => {
-                    return Err(CoordinatorError::invalid(
-                        format!("states[{i}]"),
-                        format!("unknown job state {s}"),
-                    )
-                    .into());
+                    return Err(
+                        CoordinatorError::invalid(format!("states[{i}]"), format!("unknown job state {s}")).into()
+                    );
                 }
                 Ok(state) => states.push(state),
             }
@@ -86,19 +70,12 @@ impl JobService for JobApi {
 
     async fn cancel_job(&self, req: Request<CancelJobRequest>) -> Result<Response<Job>, Status> {
         let req = req.into_inner();
-        Ok(Response::new(
-            self.coordinator
-                .lock()
-                .cancel(required_id(&req.job_id)?, &req.reason)?,
-        ))
+        Ok(Response::new(self.coordinator.lock().cancel(required_id(&req.job_id)?, &req.reason)?))
     }
 
     type WatchJobStream = EventStream;
 
-    async fn watch_job(
-        &self,
-        req: Request<WatchJobRequest>,
-    ) -> Result<Response<Self::WatchJobStream>, Status> {
+    async fn watch_job(&self, req: Request<WatchJobRequest>) -> Result<Response<Self::WatchJobStream>, Status> {
         let req = req.into_inner();
         let job_id = required_id(&req.job_id)?.to_owned();
         let sub = self.coordinator.lock().subscribe(&job_id, req.after_seq)?;
@@ -152,12 +129,7 @@ impl JobService for JobApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn list_workers(
-        &self,
-        _req: Request<ListWorkersRequest>,
-    ) -> Result<Response<ListWorkersResponse>, Status> {
-        Ok(Response::new(ListWorkersResponse {
-            workers: self.coordinator.lock().list_workers(),
-        }))
+    async fn list_workers(&self, _req: Request<ListWorkersRequest>) -> Result<Response<ListWorkersResponse>, Status> {
+        Ok(Response::new(ListWorkersResponse { workers: self.coordinator.lock().list_workers() }))
     }
 }

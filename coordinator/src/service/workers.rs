@@ -4,9 +4,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use shoal_common::proto::worker_service_server::WorkerService;
-use shoal_common::proto::{
-    CoordinatorMessage, RegisterRequest, RegisterResponse, WorkerMessage, worker_message,
-};
+use shoal_common::proto::{CoordinatorMessage, RegisterRequest, RegisterResponse, WorkerMessage, worker_message};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -26,10 +24,7 @@ pub struct WorkerApi {
 
 impl WorkerApi {
     pub fn new(coordinator: Coordinator, shutdown: CancellationToken) -> Self {
-        Self {
-            coordinator,
-            shutdown,
-        }
+        Self { coordinator, shutdown }
     }
 }
 
@@ -37,35 +32,21 @@ type SessionStream = Pin<Box<dyn Stream<Item = Result<CoordinatorMessage, Status
 
 #[tonic::async_trait]
 impl WorkerService for WorkerApi {
-    async fn register(
-        &self,
-        req: Request<RegisterRequest>,
-    ) -> Result<Response<RegisterResponse>, Status> {
-        Ok(Response::new(
-            self.coordinator.lock().register(req.into_inner())?,
-        ))
+    async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<RegisterResponse>, Status> {
+        Ok(Response::new(self.coordinator.lock().register(req.into_inner())?))
     }
 
     type SessionStream = SessionStream;
 
-    async fn session(
-        &self,
-        req: Request<Streaming<WorkerMessage>>,
-    ) -> Result<Response<Self::SessionStream>, Status> {
+    async fn session(&self, req: Request<Streaming<WorkerMessage>>) -> Result<Response<Self::SessionStream>, Status> {
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(HELLO_DEADLINE, inbound.message())
             .await
-            .map_err(|_| {
-                Status::deadline_exceeded("no hello within 10s of opening the session")
-            })??;
+            .map_err(|_| Status::deadline_exceeded("no hello within 10s of opening the session"))??;
         let hello = match first.and_then(|m| m.kind) {
             Some(worker_message::Kind::Hello(h)) => h,
             _ => {
-                return Err(CoordinatorError::invalid(
-                    "kind",
-                    "the first session message must be `hello`",
-                )
-                .into());
+                return Err(CoordinatorError::invalid("kind", "the first session message must be `hello`").into());
             }
         };
         let (tx, rx) = mpsc::unbounded_channel();

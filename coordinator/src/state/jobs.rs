@@ -1,30 +1,33 @@
-//! Job operations: submit, inspect, cancel, watch; placement onto workers; progress and results
-//! reported by workers.
+//! Job operations: submit, inspect, cancel, watch; gang placement onto workers; progress, results
+//! and rendezvous values reported by each rank.
 
 use shoal_common::proto::{
-    Assignment, CancelJob, CoordinatorMessage, Job, JobEvent, JobFinished, JobMetric, JobNotice,
-    JobResult, JobSpec, JobState, Notice, NoticeLevel, Outcome, Split, StateChanged,
-    coordinator_message, job_event,
+    Assignment, CancelJob, CoordinatorMessage, Job, JobCheckpointed, JobEvent, JobFinished, JobMetric, JobNotice,
+    JobResult, JobSpec, JobState, Notice, NoticeLevel, Outcome, Peer, RankStatus, RendezvousPublish, RendezvousValue,
+    Split, StateChanged, coordinator_message, job_event,
 };
+use shoal_common::spec::{Backend, TrainConfig};
 use shoal_common::time::{ms_to_timestamp, now_ms};
 use shoal_common::{JobId, WorkerId, spec};
 use tokio::sync::broadcast;
 
 use super::{JobEntry, State};
 use crate::error::CoordinatorError;
-use crate::scheduler::{Placement, Resources, Wait};
+use crate::scheduler::{Demand, Placement, Resources, Wait};
 use crate::store::JobRow;
 
 /// Live events buffered per watched job before a slow watcher falls back to the database.
 const WATCH_BUFFER: usize = 256;
 /// Most jobs one list returns.
 const MAX_LIST: usize = 1000;
+/// Rank states (`RankStatus.state`).
+const RANK_RUNNING: &str = "running";
 
-fn demand_of(cfg: &spec::TrainConfig) -> Resources {
-    Resources {
-        cpus: cfg.resources.cpus,
-        memory_mb: cfg.resources.memory_mb,
-        gpus: cfg.resources.gpus,
+pub(super) fn demand_of(cfg: &TrainConfig) -> Demand {
+    Demand {
+        per_rank: Resources { cpus: cfg.resources.cpus, memory_mb: cfg.resources.memory_mb, gpus: cfg.resources.gpus },
+        ranks: cfg.parallel.data as u32,
+        needs_nccl: cfg.parallel.backend == Backend::Nccl,
     }
 }
 
@@ -33,10 +36,26 @@ fn state_of(row: &JobRow) -> JobState {
 }
 
 fn notice(level: NoticeLevel, message: impl Into<String>) -> job_event::Kind {
-    job_event::Kind::Notice(Notice {
-        level: level as i32,
-        message: message.into(),
-    })
+    job_event::Kind::Notice(Notice { level: level as i32, message: message.into() })
+}
+
+fn outcome_label(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed | Outcome::Unspecified => "failed",
+        Outcome::Cancelled => "cancelled",
+        Outcome::Interrupted => "interrupted",
+    }
+}
+
+/// Ranks (and their workers) still running.
+fn running_ranks(row: &JobRow) -> Vec<(usize, WorkerId)> {
+    row.job
+        .ranks
+        .iter()
+        .filter(|r| r.state == RANK_RUNNING)
+        .map(|r| (r.rank as usize, WorkerId::new(r.worker_id.clone())))
+        .collect()
 }
 
 /// What a new watcher gets: history, then live events until the job ends.
@@ -55,8 +74,8 @@ impl State {
     /// Re-creates a job loaded from the database.
     pub(super) fn restore_job(&mut self, mut row: JobRow) {
         let id = JobId::new(row.job.job_id.clone());
-        let demand = match row.job.spec.as_ref().map(spec::validate) {
-            Some(Ok(cfg)) => demand_of(&cfg),
+        let (demand, backend) = match row.job.spec.as_ref().map(spec::validate) {
+            Some(Ok(cfg)) => (demand_of(&cfg), cfg.parallel.backend),
             Some(Err(errors)) => {
                 if !state_of(&row).is_terminal() {
                     let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -67,19 +86,14 @@ impl State {
                         None,
                     );
                 }
-                Resources::default()
+                (Demand::single(Resources::default()), Backend::Auto)
             }
-            None => Resources::default(),
+            None => (Demand::single(Resources::default()), Backend::Auto),
         };
         if state_of(&row) == JobState::Queued {
-            self.scheduler.enqueue(
-                id.clone(),
-                row.job.spec.as_ref().map_or(0, |s| s.priority),
-                row.seq,
-                demand,
-            );
+            self.scheduler.enqueue(id.clone(), row.job.spec.as_ref().map_or(0, |s| s.priority), row.seq, demand);
         }
-        self.jobs.insert(id, JobEntry { row, demand });
+        self.jobs.insert(id, JobEntry { row, demand, backend });
     }
 
     pub fn submit(&mut self, spec: Option<JobSpec>) -> Result<Job, CoordinatorError> {
@@ -99,6 +113,7 @@ impl State {
             },
             seq,
             resume_from: String::new(),
+            last_checkpoint: String::new(),
             gpus: Vec::new(),
             next_event: 1,
             holds_worker: false,
@@ -112,47 +127,44 @@ impl State {
             }),
         );
         self.commit(&row, vec![ev])?;
-        tracing::info!(job_id = %id, name = %cfg.name, priority = cfg.priority, "job submitted");
+        tracing::info!(job_id = %id, name = %cfg.name, priority = cfg.priority, ranks = cfg.parallel.data, "job submitted");
         let demand = demand_of(&cfg);
-        self.scheduler
-            .enqueue(id.clone(), cfg.priority, seq, demand);
-        self.jobs.insert(id.clone(), JobEntry { row, demand });
+        self.scheduler.enqueue(id.clone(), cfg.priority, seq, demand);
+        self.jobs.insert(id.clone(), JobEntry { row, demand, backend: cfg.parallel.backend });
         self.schedule();
         self.view(&id)
     }
 
     /// The public record of a job, with its live queue position and wait reason.
     pub fn view(&self, id: &JobId) -> Result<Job, CoordinatorError> {
-        let entry = self
-            .jobs
-            .get(id)
-            .ok_or_else(|| CoordinatorError::JobNotFound {
-                job_id: id.to_string(),
-            })?;
+        let entry = self.jobs.get(id).ok_or_else(|| CoordinatorError::JobNotFound { job_id: id.to_string() })?;
         let mut job = entry.row.job.clone();
         if state_of(&entry.row) == JobState::Queued {
             job.queue_position = self.scheduler.queue_position(id).unwrap_or(0) as u32;
-            let waiting = match self.scheduler.wait_reason(id) {
-                _ if self.workers.values().all(|w| w.session.is_none()) => {
-                    "waiting for a worker to connect".to_owned()
-                }
-                Some(Wait::TooLarge { largest: Some(l) }) => format!(
-                    "no worker is large enough: needs {}, the largest offers {l}",
-                    entry.demand
-                ),
-                Some(Wait::TooLarge { largest: None }) => {
-                    "waiting for a worker to connect".to_owned()
-                }
-                _ => format!(
-                    "waiting for {} to be free (position {} in the queue)",
-                    entry.demand, job.queue_position
-                ),
-            };
-            job.reason = if job.reason.is_empty() {
-                waiting
+            let d = entry.demand;
+            let need = if d.ranks > 1 {
+                format!("{} workers with {} each", d.ranks, d.per_rank)
             } else {
-                format!("{}; {waiting}", job.reason)
+                d.per_rank.to_string()
             };
+            let waiting = match self.scheduler.wait_reason(id) {
+                _ if self.workers.values().all(|w| w.session.is_none()) => "waiting for a worker to connect".to_owned(),
+                Some(Wait::TooLarge { fitting, largest: Some(l) }) if d.ranks > 1 => {
+                    format!(
+                        "not enough large workers: needs {need}{}; {fitting} can fit a rank (the largest offers {l})",
+                        if d.needs_nccl { " and NCCL" } else { "" }
+                    )
+                }
+                Some(Wait::TooLarge { largest: Some(l), .. }) => {
+                    format!("no worker is large enough: needs {need}, the largest offers {l}")
+                }
+                Some(Wait::TooLarge { largest: None, .. }) if d.needs_nccl => {
+                    "waiting for workers that can load NCCL".to_owned()
+                }
+                Some(Wait::TooLarge { largest: None, .. }) => "waiting for a worker to connect".to_owned(),
+                _ => format!("waiting for {need} to be free (position {} in the queue)", job.queue_position),
+            };
+            job.reason = if job.reason.is_empty() { waiting } else { format!("{}; {waiting}", job.reason) };
         }
         Ok(job)
     }
@@ -164,32 +176,18 @@ impl State {
     /// Jobs in the given states (all when empty), newest first.
     pub fn list(&self, states: &[JobState], limit: usize) -> Vec<Job> {
         let limit = if limit == 0 { 100 } else { limit.min(MAX_LIST) };
-        let mut rows: Vec<&JobEntry> = self
-            .jobs
-            .values()
-            .filter(|e| states.is_empty() || states.contains(&state_of(&e.row)))
-            .collect();
+        let mut rows: Vec<&JobEntry> =
+            self.jobs.values().filter(|e| states.is_empty() || states.contains(&state_of(&e.row))).collect();
         rows.sort_by_key(|e| std::cmp::Reverse(e.row.seq));
-        rows.into_iter()
-            .take(limit)
-            .filter_map(|e| self.view(&JobId::new(e.row.job.job_id.clone())).ok())
-            .collect()
+        rows.into_iter().take(limit).filter_map(|e| self.view(&JobId::new(e.row.job.job_id.clone())).ok()).collect()
     }
 
     pub fn cancel(&mut self, job_id: &str, reason: &str) -> Result<Job, CoordinatorError> {
         let id = JobId::new(job_id);
-        let entry = self
-            .jobs
-            .get(&id)
-            .ok_or_else(|| CoordinatorError::JobNotFound {
-                job_id: job_id.into(),
-            })?;
+        let entry = self.jobs.get(&id).ok_or_else(|| CoordinatorError::JobNotFound { job_id: job_id.into() })?;
         let state = state_of(&entry.row);
         if state.is_terminal() {
-            return Err(CoordinatorError::AlreadyFinished {
-                job_id: job_id.into(),
-                state: state.label(),
-            });
+            return Err(CoordinatorError::AlreadyFinished { job_id: job_id.into(), state: state.label() });
         }
         let reason = if reason.trim().is_empty() {
             "cancelled by user".to_owned()
@@ -198,17 +196,8 @@ impl State {
         };
         let mut row = entry.row.clone();
         if state == JobState::Running {
-            // The worker keeps its reservation until it confirms the job stopped.
-            row.holds_worker = true;
-            let worker = WorkerId::new(row.job.worker_id.clone());
-            self.send(
-                &worker,
-                coordinator_message::Kind::Cancel(CancelJob {
-                    job_id: job_id.into(),
-                    attempt: row.job.attempt,
-                    reason: reason.clone(),
-                }),
-            );
+            // The workers keep their reservations until they confirm the ranks stopped.
+            self.stop_ranks(&mut row, None, &reason);
         } else {
             self.scheduler.dequeue(&id);
         }
@@ -218,40 +207,33 @@ impl State {
         self.view(&id)
     }
 
+    /// Sends a cancellation to every running rank except `except`; the job keeps their
+    /// reservations until they confirm.
+    fn stop_ranks(&mut self, row: &mut JobRow, except: Option<usize>, reason: &str) {
+        for (rank, worker) in running_ranks(row) {
+            if Some(rank) == except {
+                continue;
+            }
+            let cancel =
+                CancelJob { job_id: row.job.job_id.clone(), attempt: row.job.attempt, reason: reason.to_owned() };
+            self.send(&worker, coordinator_message::Kind::Cancel(cancel));
+            row.holds_worker = true;
+        }
+    }
+
     /// History after `after` plus a live feed. Subscribing and reading the history happen under
     /// the same lock, so no event falls between them.
-    pub fn subscribe(
-        &mut self,
-        job_id: &str,
-        after: u64,
-    ) -> Result<Subscription, CoordinatorError> {
+    pub fn subscribe(&mut self, job_id: &str, after: u64) -> Result<Subscription, CoordinatorError> {
         let id = JobId::new(job_id);
-        let entry = self
-            .jobs
-            .get(&id)
-            .ok_or_else(|| CoordinatorError::JobNotFound {
-                job_id: job_id.into(),
-            })?;
+        let entry = self.jobs.get(&id).ok_or_else(|| CoordinatorError::JobNotFound { job_id: job_id.into() })?;
         let finished = state_of(&entry.row).is_terminal();
-        let live = self
-            .watchers
-            .entry(id)
-            .or_insert_with(|| broadcast::channel(WATCH_BUFFER).0)
-            .subscribe();
+        let live = self.watchers.entry(id).or_insert_with(|| broadcast::channel(WATCH_BUFFER).0).subscribe();
         let history = self.store.events(job_id, after)?;
-        Ok(Subscription {
-            history,
-            live,
-            finished,
-        })
+        Ok(Subscription { history, live, finished })
     }
 
     /// Stored events after `after` (for a watcher that fell behind the live feed).
-    pub fn events_after(
-        &self,
-        job_id: &str,
-        after: u64,
-    ) -> Result<Vec<JobEvent>, CoordinatorError> {
+    pub fn events_after(&self, job_id: &str, after: u64) -> Result<Vec<JobEvent>, CoordinatorError> {
         Ok(self.store.events(job_id, after)?)
     }
 
@@ -261,13 +243,7 @@ impl State {
     }
 
     /// Changes a job's state, records the event and stores it.
-    pub(super) fn set_state(
-        &mut self,
-        row: &mut JobRow,
-        state: JobState,
-        reason: String,
-        result: Option<JobResult>,
-    ) {
+    pub(super) fn set_state(&mut self, row: &mut JobRow, state: JobState, reason: String, result: Option<JobResult>) {
         let now = ms_to_timestamp(now_ms());
         row.job.state = state as i32;
         row.job.reason = reason.clone();
@@ -312,40 +288,81 @@ impl State {
         }
     }
 
+    fn host_of(&self, worker: &WorkerId) -> String {
+        self.workers.get(worker).map_or_else(|| worker.to_string(), |w| w.describe(worker))
+    }
+
     fn assign(&mut self, p: Placement) {
-        let Some(entry) = self.jobs.get(&p.job) else {
-            return;
-        };
-        let mut row = entry.row.clone();
+        let Some(entry) = self.jobs.get(&p.job) else { return };
+        let (mut row, backend) = (entry.row.clone(), entry.backend);
+        let world = p.ranks.len();
         row.job.attempt += 1;
-        row.job.worker_id = p.worker.to_string();
-        row.gpus = p.gpus.clone();
-        let host = self
-            .workers
-            .get(&p.worker)
-            .map_or_else(|| p.worker.to_string(), |w| w.describe(&p.worker));
-        let resume = (!row.resume_from.is_empty()).then(|| row.resume_from.clone());
-        let message = match &resume {
-            Some(ckpt) => format!("assigned to worker {host}, resuming from {ckpt}"),
-            None => format!("assigned to worker {host}"),
+        row.job.worker_id = p.ranks[0].worker.to_string();
+        row.job.ranks = p
+            .ranks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| RankStatus {
+                rank: i as u32,
+                worker_id: s.worker.to_string(),
+                state: RANK_RUNNING.into(),
+                last_train: None,
+            })
+            .collect();
+        row.gpus = p.ranks.iter().map(|s| s.gpus.clone()).collect();
+        let hosts: Vec<String> = p.ranks.iter().map(|s| self.host_of(&s.worker)).collect();
+        let peers: Vec<Peer> = p
+            .ranks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let info = self.workers.get(&s.worker).map(|w| w.info.clone()).unwrap_or_default();
+                Peer {
+                    rank: i as u32,
+                    worker_id: s.worker.to_string(),
+                    hostname: info.hostname,
+                    data_addr: info.data_addr,
+                }
+            })
+            .collect();
+        let all_nccl =
+            p.ranks.iter().all(|s| !s.gpus.is_empty() && self.workers.get(&s.worker).is_some_and(|w| w.info.nccl));
+        let backend = match (world, backend) {
+            (1, _) => "",
+            (_, Backend::Nccl) => "nccl",
+            (_, Backend::Auto) if all_nccl => "nccl",
+            _ => "ring",
         };
+        let resume = (!row.resume_from.is_empty()).then(|| row.resume_from.clone());
+        let mut message = if world == 1 {
+            format!("assigned to worker {}", hosts[0])
+        } else {
+            let list: Vec<String> = hosts.iter().enumerate().map(|(i, h)| format!("rank {i} on {h}")).collect();
+            format!("assigned {world} ranks ({backend} all-reduce): {}", list.join(", "))
+        };
+        if let Some(ckpt) = &resume {
+            message.push_str(&format!(", resuming from {ckpt}"));
+        }
         let ev = self.event(&mut row, notice(NoticeLevel::Info, message));
         self.store_and_keep(row.clone(), vec![ev]);
-        self.set_state(
-            &mut row,
-            JobState::Running,
-            format!("running on {host}"),
-            None,
-        );
-        tracing::info!(job_id = %p.job, worker_id = %p.worker, attempt = row.job.attempt, "job assigned");
-        let assignment = Assignment {
-            job_id: p.job.to_string(),
-            attempt: row.job.attempt,
-            spec: row.job.spec.clone(),
-            resume_from: row.resume_from.clone(),
-            gpus: p.gpus,
-        };
-        self.send(&p.worker, coordinator_message::Kind::Assign(assignment));
+        let where_ =
+            if world == 1 { format!("running on {}", hosts[0]) } else { format!("running on {world} workers") };
+        self.set_state(&mut row, JobState::Running, where_, None);
+        tracing::info!(job_id = %p.job, ranks = world, backend, attempt = row.job.attempt, "job assigned");
+        for (i, slot) in p.ranks.into_iter().enumerate() {
+            let assignment = Assignment {
+                job_id: p.job.to_string(),
+                attempt: row.job.attempt,
+                spec: row.job.spec.clone(),
+                resume_from: row.resume_from.clone(),
+                gpus: slot.gpus,
+                rank: i as u32,
+                world_size: world as u32,
+                peers: if world > 1 { peers.clone() } else { Vec::new() },
+                backend: backend.into(),
+            };
+            self.send(&slot.worker, coordinator_message::Kind::Assign(assignment));
+        }
     }
 
     /// Sends to a worker's session; a missing session is handled by liveness.
@@ -354,55 +371,53 @@ impl State {
             .workers
             .get(worker)
             .and_then(|w| w.session.as_ref())
-            .is_some_and(|s| {
-                s.tx.send(Ok(CoordinatorMessage { kind: Some(kind) }))
-                    .is_ok()
-            });
+            .is_some_and(|s| s.tx.send(Ok(CoordinatorMessage { kind: Some(kind) })).is_ok());
         if !sent {
             tracing::warn!(worker_id = %worker, "worker has no open session; liveness checks will resolve its jobs");
         }
     }
 
-    /// The job a worker reports about, if the report is current.
-    fn reported_job(&self, worker: &WorkerId, job_id: &str, attempt: u32) -> Option<JobRow> {
+    /// The job a worker reports about and the rank it runs, if the report is current.
+    fn reported_job(&self, worker: &WorkerId, job_id: &str, attempt: u32) -> Option<(JobRow, usize)> {
         let entry = self.jobs.get(&JobId::new(job_id))?;
-        let current =
-            entry.row.job.worker_id == worker.as_str() && entry.row.job.attempt == attempt;
-        if !current {
-            tracing::debug!(job_id, worker_id = %worker, attempt, "ignoring a report about a stale attempt");
-            return None;
+        let rank = entry.row.job.ranks.iter().position(|r| r.worker_id == worker.as_str());
+        match rank.filter(|_| entry.row.job.attempt == attempt) {
+            Some(r) => Some((entry.row.clone(), r)),
+            None => {
+                tracing::debug!(job_id, worker_id = %worker, attempt, "ignoring a report about a stale attempt");
+                None
+            }
         }
-        Some(entry.row.clone())
     }
 
     pub(super) fn on_started(&mut self, worker: &WorkerId, job_id: &str, attempt: u32) {
-        if let Some(mut row) = self
-            .reported_job(worker, job_id, attempt)
-            .filter(|r| state_of(r) == JobState::Running)
+        if let Some((mut row, rank)) =
+            self.reported_job(worker, job_id, attempt).filter(|(r, _)| state_of(r) == JobState::Running)
         {
-            let ev = self.event(
-                &mut row,
-                notice(
-                    NoticeLevel::Info,
-                    format!("training started on {worker} (attempt {attempt})"),
-                ),
-            );
+            let who = if row.job.ranks.len() > 1 {
+                format!("rank {rank} started on {worker}")
+            } else {
+                format!("training started on {worker}")
+            };
+            let ev = self.event(&mut row, notice(NoticeLevel::Info, format!("{who} (attempt {attempt})")));
             self.store_and_keep(row, vec![ev]);
         }
     }
 
     pub(super) fn on_metric(&mut self, worker: &WorkerId, m: JobMetric) {
         let Some(point) = m.point else { return };
-        let Some(mut row) = self
-            .reported_job(worker, &m.job_id, m.attempt)
-            .filter(|r| state_of(r) == JobState::Running)
+        let Some((mut row, rank)) =
+            self.reported_job(worker, &m.job_id, m.attempt).filter(|(r, _)| state_of(r) == JobState::Running)
         else {
             return;
         };
         if point.split == Split::Validation as i32 {
             row.job.last_validation = Some(point.clone());
         } else {
-            row.job.last_train = Some(point.clone());
+            row.job.ranks[rank].last_train = Some(point.clone());
+            if rank == 0 {
+                row.job.last_train = Some(point.clone());
+            }
         }
         let ev = self.event(&mut row, job_event::Kind::Metric(point));
         self.store_and_keep(row, vec![ev]);
@@ -410,9 +425,8 @@ impl State {
 
     pub(super) fn on_notice(&mut self, worker: &WorkerId, n: JobNotice) {
         let Some(notice) = n.notice else { return };
-        let Some(mut row) = self
-            .reported_job(worker, &n.job_id, n.attempt)
-            .filter(|r| state_of(r) == JobState::Running)
+        let Some((mut row, _)) =
+            self.reported_job(worker, &n.job_id, n.attempt).filter(|(r, _)| state_of(r) == JobState::Running)
         else {
             return;
         };
@@ -420,53 +434,87 @@ impl State {
         self.store_and_keep(row, vec![ev]);
     }
 
+    pub(super) fn on_checkpointed(&mut self, worker: &WorkerId, c: JobCheckpointed) {
+        if let Some((mut row, _)) = self.reported_job(worker, &c.job_id, c.attempt) {
+            row.last_checkpoint = c.path;
+            self.store_and_keep(row, Vec::new());
+        }
+    }
+
+    /// Relays a value one rank published to the job's other ranks.
+    pub(super) fn on_publish(&mut self, worker: &WorkerId, p: RendezvousPublish) {
+        let Some((row, from)) = self.reported_job(worker, &p.job_id, p.attempt) else { return };
+        tracing::debug!(job_id = %p.job_id, key = %p.key, from, "relaying a rendezvous value");
+        for (rank, target) in running_ranks(&row) {
+            if rank != from {
+                let value = RendezvousValue {
+                    job_id: p.job_id.clone(),
+                    attempt: p.attempt,
+                    key: p.key.clone(),
+                    value: p.value.clone(),
+                    from_rank: from as u32,
+                };
+                self.send(&target, coordinator_message::Kind::Rendezvous(value));
+            }
+        }
+    }
+
     pub(super) fn on_finished(&mut self, worker: &WorkerId, f: JobFinished) {
-        let Some(mut row) = self.reported_job(worker, &f.job_id, f.attempt) else {
-            return;
-        };
+        let Some((mut row, rank)) = self.reported_job(worker, &f.job_id, f.attempt) else { return };
         let id = JobId::new(f.job_id.clone());
-        self.scheduler.release(&id);
-        if state_of(&row).is_terminal() {
-            // Cancelled while running: the worker confirmed it stopped; free its reservation.
-            row.holds_worker = false;
+        let world = row.job.ranks.len();
+        self.scheduler.release_rank(&id, worker);
+        let outcome = Outcome::try_from(f.outcome).unwrap_or(Outcome::Unspecified);
+        row.job.ranks[rank].state = outcome_label(outcome).into();
+        let still_running = !running_ranks(&row).is_empty();
+        if state_of(&row).is_terminal() || state_of(&row) == JobState::Queued {
+            // The job already ended (or was requeued); this rank confirmed it stopped.
+            row.holds_worker = still_running;
             self.store_and_keep(row, Vec::new());
             self.schedule();
             return;
         }
-        let outcome = Outcome::try_from(f.outcome).unwrap_or(Outcome::Unspecified);
         match outcome {
             Outcome::Succeeded => {
-                tracing::info!(job_id = %id, worker_id = %worker, "job succeeded");
-                self.set_state(&mut row, JobState::Succeeded, "finished".into(), f.result);
-            }
-            Outcome::Cancelled => self.set_state(
-                &mut row,
-                JobState::Cancelled,
-                "cancelled on the worker".into(),
-                None,
-            ),
-            Outcome::Interrupted => {
-                row.resume_from = f.checkpoint.clone();
-                let reason = if f.checkpoint.is_empty() {
-                    format!(
-                        "interrupted at step {} on {worker} (worker draining); restarting",
-                        f.step
-                    )
+                if rank == 0 {
+                    row.job.result = f.result;
+                }
+                if row.job.ranks.iter().all(|r| r.state == "succeeded") {
+                    tracing::info!(job_id = %id, "job succeeded");
+                    let result = row.job.result.clone();
+                    self.set_state(&mut row, JobState::Succeeded, "finished".into(), result);
                 } else {
-                    format!(
-                        "interrupted at step {} on {worker} (worker draining); will resume from its checkpoint",
-                        f.step
-                    )
-                };
-                tracing::info!(job_id = %id, worker_id = %worker, step = f.step, "job interrupted, requeued");
-                self.set_state(&mut row, JobState::Queued, reason, None);
-                let entry = self.jobs.get(&id).map(|e| e.demand).unwrap_or_default();
-                self.scheduler.enqueue(
-                    id,
-                    row.job.spec.as_ref().map_or(0, |s| s.priority),
-                    row.seq,
-                    entry,
-                );
+                    self.store_and_keep(row, Vec::new());
+                }
+            }
+            Outcome::Cancelled => {
+                self.stop_ranks(&mut row, Some(rank), "another rank was cancelled");
+                self.set_state(&mut row, JobState::Cancelled, "cancelled on the worker".into(), None);
+            }
+            Outcome::Interrupted => {
+                if rank == 0 && !f.checkpoint.is_empty() {
+                    row.last_checkpoint = f.checkpoint.clone();
+                }
+                if still_running {
+                    self.store_and_keep(row, Vec::new());
+                } else {
+                    row.resume_from = row.last_checkpoint.clone();
+                    let reason = if row.resume_from.is_empty() {
+                        format!("interrupted at step {} on {worker} (worker draining); restarting", f.step)
+                    } else {
+                        format!(
+                            "interrupted at step {} on {worker} (worker draining); will resume from its checkpoint",
+                            f.step
+                        )
+                    };
+                    tracing::info!(job_id = %id, worker_id = %worker, step = f.step, "job interrupted, requeued");
+                    self.set_state(&mut row, JobState::Queued, reason, None);
+                    let (priority, demand) =
+                        (row.job.spec.as_ref().map_or(0, |s| s.priority), self.jobs.get(&id).map(|e| e.demand));
+                    if let Some(demand) = demand {
+                        self.scheduler.enqueue(id, priority, row.seq, demand);
+                    }
+                }
             }
             Outcome::Failed | Outcome::Unspecified => {
                 let error = if f.error.is_empty() {
@@ -474,67 +522,75 @@ impl State {
                 } else {
                     f.error
                 };
+                let error = if world > 1 { format!("rank {rank} on {}: {error}", self.host_of(worker)) } else { error };
                 tracing::warn!(job_id = %id, worker_id = %worker, error = %error, "job failed");
+                self.stop_ranks(&mut row, Some(rank), "another rank failed");
                 self.set_state(&mut row, JobState::Failed, error, None);
             }
         }
         self.schedule();
     }
 
-    /// Fails (or frees) every job a lost worker held.
+    /// Fails every job that had a rank on a lost worker, and frees what they held.
     pub(super) fn fail_jobs_of(&mut self, worker: &WorkerId, why: &str) {
         self.scheduler.remove_worker(worker);
         let affected: Vec<JobRow> = self
             .jobs
             .values()
-            .filter(|e| {
-                e.row.job.worker_id == worker.as_str()
-                    && (state_of(&e.row) == JobState::Running || e.row.holds_worker)
-            })
+            .filter(|e| e.row.job.ranks.iter().any(|r| r.worker_id == worker.as_str() && r.state == RANK_RUNNING))
             .map(|e| e.row.clone())
             .collect();
         for mut row in affected {
-            row.holds_worker = false;
-            if state_of(&row) == JobState::Running {
-                tracing::warn!(job_id = %row.job.job_id, worker_id = %worker, reason = why, "job failed: worker lost");
-                self.set_state(&mut row, JobState::Failed, why.to_owned(), None);
+            let Some(rank) = row.job.ranks.iter().position(|r| r.worker_id == worker.as_str()) else { continue };
+            row.job.ranks[rank].state = "lost".into();
+            let running = state_of(&row) == JobState::Running;
+            if running {
+                let reason = if row.job.ranks.len() > 1 { format!("rank {rank} on {why}") } else { why.to_owned() };
+                tracing::warn!(job_id = %row.job.job_id, worker_id = %worker, reason, "job failed: worker lost");
+                row.holds_worker = false;
+                self.stop_ranks(&mut row, Some(rank), "another rank's worker was lost");
+                self.set_state(&mut row, JobState::Failed, reason, None);
             } else {
+                row.holds_worker = !running_ranks(&row).is_empty();
                 self.store_and_keep(row, Vec::new());
             }
         }
     }
 
-    /// Whether the job currently runs on this worker in this attempt.
+    /// Whether the job currently runs a rank on this worker in this attempt.
     pub(super) fn runs_on(&self, job_id: &str, attempt: u32, worker: &WorkerId) -> bool {
         self.jobs.get(&JobId::new(job_id)).is_some_and(|e| {
             state_of(&e.row) == JobState::Running
-                && e.row.job.worker_id == worker.as_str()
                 && e.row.job.attempt == attempt
+                && e.row.job.ranks.iter().any(|r| r.worker_id == worker.as_str() && r.state == RANK_RUNNING)
         })
     }
 
-    /// Jobs the coordinator believes run on a worker.
-    pub(super) fn jobs_on(&self, worker: &WorkerId) -> Vec<(JobId, u32, Resources, Vec<u32>)> {
-        self.jobs
-            .iter()
-            .filter(|(_, e)| {
-                e.row.job.worker_id == worker.as_str()
-                    && (state_of(&e.row) == JobState::Running || e.row.holds_worker)
-            })
-            .map(|(id, e)| (id.clone(), e.row.job.attempt, e.demand, e.row.gpus.clone()))
-            .collect()
+    /// Ranks the coordinator believes run on a worker: (job, attempt, rank, per-rank demand, GPUs).
+    pub(super) fn ranks_on(&self, worker: &WorkerId) -> Vec<(JobId, u32, usize, Resources, Vec<u32>)> {
+        let mut out = Vec::new();
+        for (id, e) in &self.jobs {
+            for r in e.row.job.ranks.iter().filter(|r| r.worker_id == worker.as_str() && r.state == RANK_RUNNING) {
+                let gpus = e.row.gpus.get(r.rank as usize).cloned().unwrap_or_default();
+                out.push((id.clone(), e.row.job.attempt, r.rank as usize, e.demand.per_rank, gpus));
+            }
+        }
+        out
     }
 
-    /// Marks a job that a reconnecting worker no longer runs as failed.
-    pub(super) fn forget_on_worker(&mut self, job: &JobId, why: String) {
-        let Some(mut row) = self.jobs.get(job).map(|e| e.row.clone()) else {
-            return;
-        };
-        self.scheduler.release(job);
-        row.holds_worker = false;
+    /// A reconnecting worker no longer runs this rank: the rank is lost.
+    pub(super) fn forget_rank(&mut self, job: &JobId, worker: &WorkerId, why: String) {
+        let Some(mut row) = self.jobs.get(job).map(|e| e.row.clone()) else { return };
+        self.scheduler.release_rank(job, worker);
+        let Some(rank) = row.job.ranks.iter().position(|r| r.worker_id == worker.as_str()) else { return };
+        row.job.ranks[rank].state = "lost".into();
         if state_of(&row) == JobState::Running {
+            row.holds_worker = false;
+            self.stop_ranks(&mut row, Some(rank), "another rank was lost");
+            let why = if row.job.ranks.len() > 1 { format!("rank {rank}: {why}") } else { why };
             self.set_state(&mut row, JobState::Failed, why, None);
         } else {
+            row.holds_worker = !running_ranks(&row).is_empty();
             self.store_and_keep(row, Vec::new());
         }
     }

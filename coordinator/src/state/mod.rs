@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use crate::error::CoordinatorError;
-use crate::scheduler::{Resources, Scheduler};
+use shoal_common::spec::Backend;
+
+use crate::scheduler::{Demand, Resources, Scheduler};
 use crate::store::{JobRow, Store};
 
 /// Timing of worker liveness.
@@ -71,19 +73,17 @@ impl WorkerEntry {
     }
 
     fn describe(&self, id: &WorkerId) -> String {
-        if self.info.hostname.is_empty() {
-            id.to_string()
-        } else {
-            format!("{id} ({})", self.info.hostname)
-        }
+        if self.info.hostname.is_empty() { id.to_string() } else { format!("{id} ({})", self.info.hostname) }
     }
 }
 
 /// A job as the coordinator tracks it.
 struct JobEntry {
     row: JobRow,
-    /// What it needs on a worker (from its validated spec).
-    demand: Resources,
+    /// What it needs (from its validated spec).
+    demand: Demand,
+    /// All-reduce backend it asked for.
+    backend: Backend,
 }
 
 pub(crate) struct State {
@@ -109,10 +109,7 @@ impl Coordinator {
     /// reconnect (or are declared lost after the reconnect grace).
     pub fn new(store: Store, liveness: Liveness) -> Result<Self, CoordinatorError> {
         let state = State::load(store, liveness)?;
-        Ok(Self {
-            state: Arc::new(Mutex::new(state)),
-            liveness,
-        })
+        Ok(Self { state: Arc::new(Mutex::new(state)), liveness })
     }
 
     pub fn liveness(&self) -> Liveness {
@@ -121,17 +118,11 @@ impl Coordinator {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves state that is still consistent on disk; keep going.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs the liveness checks every `period` until `shutdown` fires.
-    pub async fn run_liveness(
-        &self,
-        period: Duration,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) {
+    pub async fn run_liveness(&self, period: Duration, shutdown: tokio_util::sync::CancellationToken) {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

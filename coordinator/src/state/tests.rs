@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use shoal_common::proto::{
-    CoordinatorMessage, Heartbeat, Hello, JobFinished, JobMetric, JobResult, JobSpec, JobState,
-    MetricPoint, Outcome, RegisterRequest, RunningJob, Split, WorkerInfo, WorkerMessage,
-    WorkerState, coordinator_message, job_event, worker_message,
+    CoordinatorMessage, Heartbeat, Hello, JobFinished, JobMetric, JobResult, JobSpec, JobState, MetricPoint, Outcome,
+    RegisterRequest, RunningJob, Split, WorkerInfo, WorkerMessage, WorkerState, coordinator_message, job_event,
+    worker_message,
 };
 use shoal_common::{WorkerId, spec, version};
 use tokio::sync::mpsc;
@@ -46,25 +46,10 @@ type Rx = mpsc::UnboundedReceiver<Result<CoordinatorMessage, tonic::Status>>;
 
 /// Registers a worker and opens its session.
 fn connect(c: &Coordinator, cpus: u32, id: &str, running: Vec<RunningJob>) -> (WorkerId, u64, Rx) {
-    let resp = c
-        .lock()
-        .register(RegisterRequest {
-            info: Some(info(cpus)),
-            worker_id: id.into(),
-        })
-        .expect("register");
+    let resp = c.lock().register(RegisterRequest { info: Some(info(cpus)), worker_id: id.into() }).expect("register");
     let (tx, rx) = mpsc::unbounded_channel();
-    let (w, epoch) = c
-        .lock()
-        .open_session(
-            Hello {
-                worker_id: resp.worker_id,
-                running,
-                draining: false,
-            },
-            tx,
-        )
-        .expect("session");
+    let (w, epoch) =
+        c.lock().open_session(Hello { worker_id: resp.worker_id, running, draining: false }, tx).expect("session");
     (w, epoch, rx)
 }
 
@@ -80,19 +65,10 @@ fn assigned(rx: &mut Rx) -> (String, u32, String) {
 }
 
 fn send(c: &Coordinator, w: &WorkerId, epoch: u64, kind: worker_message::Kind) {
-    c.lock()
-        .on_message(w, epoch, WorkerMessage { kind: Some(kind) });
+    c.lock().on_message(w, epoch, WorkerMessage { kind: Some(kind) });
 }
 
-fn finish(
-    c: &Coordinator,
-    w: &WorkerId,
-    epoch: u64,
-    job: &str,
-    attempt: u32,
-    outcome: Outcome,
-    checkpoint: &str,
-) {
+fn finish(c: &Coordinator, w: &WorkerId, epoch: u64, job: &str, attempt: u32, outcome: Outcome, checkpoint: &str) {
     send(
         c,
         w,
@@ -101,15 +77,8 @@ fn finish(
             job_id: job.into(),
             attempt,
             outcome: outcome as i32,
-            error: if outcome == Outcome::Failed {
-                "boom".into()
-            } else {
-                String::new()
-            },
-            result: Some(JobResult {
-                validation_accuracy: Some(0.95),
-                ..Default::default()
-            }),
+            error: if outcome == Outcome::Failed { "boom".into() } else { String::new() },
+            result: Some(JobResult { validation_accuracy: Some(0.95), ..Default::default() }),
             checkpoint: checkpoint.into(),
             step: 7,
         }),
@@ -127,39 +96,20 @@ fn coordinator() -> Coordinator {
 #[tokio::test(start_paused = true)]
 async fn a_job_runs_to_success_with_its_history() {
     let c = coordinator();
-    let job = c
-        .lock()
-        .submit(Some(job_spec("a", 1)))
-        .expect("submit")
-        .job_id;
+    let job = c.lock().submit(Some(job_spec("a", 1))).expect("submit").job_id;
     assert_eq!(state(&c, &job), JobState::Queued);
-    assert!(
-        c.lock()
-            .get(&job)
-            .expect("job")
-            .reason
-            .contains("waiting for a worker")
-    );
+    assert!(c.lock().get(&job).expect("job").reason.contains("waiting for a worker"));
     let (w, epoch, mut rx) = connect(&c, 4, "", vec![]);
     let (assigned_job, attempt, _) = assigned(&mut rx);
     assert_eq!((assigned_job.as_str(), attempt), (job.as_str(), 1));
     assert_eq!(state(&c, &job), JobState::Running);
 
-    let point = MetricPoint {
-        step: 5,
-        split: Split::Train as i32,
-        loss: 1.5,
-        ..Default::default()
-    };
+    let point = MetricPoint { step: 5, split: Split::Train as i32, loss: 1.5, ..Default::default() };
     send(
         &c,
         &w,
         epoch,
-        worker_message::Kind::Metric(JobMetric {
-            job_id: job.clone(),
-            attempt: 1,
-            point: Some(point),
-        }),
+        worker_message::Kind::Metric(JobMetric { job_id: job.clone(), attempt: 1, point: Some(point) }),
     );
     finish(&c, &w, epoch, &job, 1, Outcome::Succeeded, "/ckpt");
     let view = c.lock().get(&job).expect("job");
@@ -177,25 +127,10 @@ async fn a_job_runs_to_success_with_its_history() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        states,
-        vec![
-            JobState::Queued as i32,
-            JobState::Running as i32,
-            JobState::Succeeded as i32
-        ]
-    );
-    assert!(
-        sub.history
-            .iter()
-            .any(|e| matches!(&e.kind, Some(job_event::Kind::Metric(m)) if m.step == 5))
-    );
+    assert_eq!(states, vec![JobState::Queued as i32, JobState::Running as i32, JobState::Succeeded as i32]);
+    assert!(sub.history.iter().any(|e| matches!(&e.kind, Some(job_event::Kind::Metric(m)) if m.step == 5)));
     let seqs: Vec<u64> = sub.history.iter().map(|e| e.seq).collect();
-    assert_eq!(
-        seqs,
-        (1..=seqs.len() as u64).collect::<Vec<_>>(),
-        "gap-free sequence numbers"
-    );
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gap-free sequence numbers");
 }
 
 #[tokio::test(start_paused = true)]
@@ -211,18 +146,9 @@ async fn invalid_specs_and_unknown_ids_are_refused() {
         }
         other => panic!("expected InvalidSpec, got {other:?}"),
     }
-    assert!(matches!(
-        c.lock().submit(None),
-        Err(CoordinatorError::InvalidRequest { .. })
-    ));
-    assert!(matches!(
-        c.lock().get("job-nope"),
-        Err(CoordinatorError::JobNotFound { .. })
-    ));
-    assert!(matches!(
-        c.lock().cancel("job-nope", ""),
-        Err(CoordinatorError::JobNotFound { .. })
-    ));
+    assert!(matches!(c.lock().submit(None), Err(CoordinatorError::InvalidRequest { .. })));
+    assert!(matches!(c.lock().get("job-nope"), Err(CoordinatorError::JobNotFound { .. })));
+    assert!(matches!(c.lock().cancel("job-nope", ""), Err(CoordinatorError::JobNotFound { .. })));
 }
 
 #[tokio::test(start_paused = true)]
@@ -230,29 +156,13 @@ async fn incompatible_workers_are_refused() {
     let c = coordinator();
     let mut old = info(2);
     old.version = "0.0.1".into();
-    let err = c
-        .lock()
-        .register(RegisterRequest {
-            info: Some(old),
-            worker_id: String::new(),
-        })
-        .expect_err("refused");
+    let err = c.lock().register(RegisterRequest { info: Some(old), worker_id: String::new() }).expect_err("refused");
     assert!(matches!(err, CoordinatorError::Incompatible { .. }));
-    assert!(
-        err.to_string()
-            .contains("version `0.0.1` is not compatible"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("version `0.0.1` is not compatible"), "{err}");
     let (tx, _rx) = mpsc::unbounded_channel();
     let err = c
         .lock()
-        .open_session(
-            Hello {
-                worker_id: "wrk-unknown".into(),
-                ..Default::default()
-            },
-            tx,
-        )
+        .open_session(Hello { worker_id: "wrk-unknown".into(), ..Default::default() }, tx)
         .expect_err("unknown");
     assert!(matches!(err, CoordinatorError::WorkerNotFound { .. }));
 }
@@ -260,34 +170,18 @@ async fn incompatible_workers_are_refused() {
 #[tokio::test(start_paused = true)]
 async fn a_disconnected_worker_is_lost_after_the_grace_and_its_job_fails() {
     let c = coordinator();
-    let job = c
-        .lock()
-        .submit(Some(job_spec("a", 1)))
-        .expect("submit")
-        .job_id;
+    let job = c.lock().submit(Some(job_spec("a", 1))).expect("submit").job_id;
     let (w, epoch, mut rx) = connect(&c, 2, "", vec![]);
     assigned(&mut rx);
     c.lock().close_session(&w, epoch, "the worker closed it");
     c.lock().tick(Instant::now());
-    assert_eq!(
-        state(&c, &job),
-        JobState::Running,
-        "still within the reconnect grace"
-    );
+    assert_eq!(state(&c, &job), JobState::Running, "still within the reconnect grace");
     tokio::time::advance(Duration::from_secs(4)).await;
     c.lock().tick(Instant::now());
     let view = c.lock().get(&job).expect("job");
     assert_eq!(view.state, JobState::Failed as i32);
-    assert!(
-        view.reason.contains(&format!("worker {w} (host-a) lost")),
-        "{}",
-        view.reason
-    );
-    assert!(
-        view.reason.contains("did not reconnect within 3s"),
-        "{}",
-        view.reason
-    );
+    assert!(view.reason.contains(&format!("worker {w} (host-a) lost")), "{}", view.reason);
+    assert!(view.reason.contains("did not reconnect within 3s"), "{}", view.reason);
     let workers = c.lock().list_workers();
     assert_eq!(workers[0].state, WorkerState::Lost as i32);
 }
@@ -295,21 +189,12 @@ async fn a_disconnected_worker_is_lost_after_the_grace_and_its_job_fails() {
 #[tokio::test(start_paused = true)]
 async fn a_silent_worker_is_lost_but_heartbeats_keep_it_alive() {
     let c = coordinator();
-    let job = c
-        .lock()
-        .submit(Some(job_spec("a", 1)))
-        .expect("submit")
-        .job_id;
+    let job = c.lock().submit(Some(job_spec("a", 1))).expect("submit").job_id;
     let (w, epoch, mut rx) = connect(&c, 2, "", vec![]);
     assigned(&mut rx);
     for _ in 0..8 {
         tokio::time::advance(Duration::from_secs(1)).await;
-        send(
-            &c,
-            &w,
-            epoch,
-            worker_message::Kind::Heartbeat(Heartbeat::default()),
-        );
+        send(&c, &w, epoch, worker_message::Kind::Heartbeat(Heartbeat::default()));
         c.lock().tick(Instant::now());
     }
     assert_eq!(state(&c, &job), JobState::Running);
@@ -317,92 +202,43 @@ async fn a_silent_worker_is_lost_but_heartbeats_keep_it_alive() {
     c.lock().tick(Instant::now());
     let view = c.lock().get(&job).expect("job");
     assert_eq!(view.state, JobState::Failed as i32);
-    assert!(
-        view.reason.contains("no heartbeat for 6s"),
-        "{}",
-        view.reason
-    );
-    assert!(
-        rx.try_recv().is_err(),
-        "the lost worker's session is closed"
-    );
+    assert!(view.reason.contains("no heartbeat for 6s"), "{}", view.reason);
+    assert!(rx.try_recv().is_err(), "the lost worker's session is closed");
 }
 
 #[tokio::test(start_paused = true)]
 async fn cancelling_frees_the_worker_once_it_confirms() {
     let c = coordinator();
-    let first = c
-        .lock()
-        .submit(Some(job_spec("a", 2)))
-        .expect("submit")
-        .job_id;
-    let second = c
-        .lock()
-        .submit(Some(job_spec("b", 2)))
-        .expect("submit")
-        .job_id;
-    let queued = c
-        .lock()
-        .submit(Some(job_spec("c", 1)))
-        .expect("submit")
-        .job_id;
+    let first = c.lock().submit(Some(job_spec("a", 2))).expect("submit").job_id;
+    let second = c.lock().submit(Some(job_spec("b", 2))).expect("submit").job_id;
+    let queued = c.lock().submit(Some(job_spec("c", 1))).expect("submit").job_id;
     let (w, epoch, mut rx) = connect(&c, 2, "", vec![]);
     assigned(&mut rx);
     assert_eq!(state(&c, &second), JobState::Queued);
-    assert_eq!(
-        c.lock()
-            .cancel(&queued, "no longer needed")
-            .expect("cancel")
-            .state,
-        JobState::Cancelled as i32
-    );
+    assert_eq!(c.lock().cancel(&queued, "no longer needed").expect("cancel").state, JobState::Cancelled as i32);
     let view = c.lock().cancel(&first, "").expect("cancel");
     assert_eq!(view.state, JobState::Cancelled as i32);
-    assert!(
-        matches!(next_kind(&mut rx), Some(coordinator_message::Kind::Cancel(k)) if k.job_id == first)
-    );
-    assert_eq!(
-        state(&c, &second),
-        JobState::Queued,
-        "the worker still holds the cancelled job"
-    );
+    assert!(matches!(next_kind(&mut rx), Some(coordinator_message::Kind::Cancel(k)) if k.job_id == first));
+    assert_eq!(state(&c, &second), JobState::Queued, "the worker still holds the cancelled job");
     finish(&c, &w, epoch, &first, 1, Outcome::Cancelled, "");
     assert_eq!(state(&c, &first), JobState::Cancelled);
     assert_eq!(assigned(&mut rx).0, second);
-    assert!(matches!(
-        c.lock().cancel(&first, ""),
-        Err(CoordinatorError::AlreadyFinished { .. })
-    ));
+    assert!(matches!(c.lock().cancel(&first, ""), Err(CoordinatorError::AlreadyFinished { .. })));
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_interrupted_job_resumes_from_its_checkpoint() {
     let c = coordinator();
-    let job = c
-        .lock()
-        .submit(Some(job_spec("a", 1)))
-        .expect("submit")
-        .job_id;
+    let job = c.lock().submit(Some(job_spec("a", 1))).expect("submit").job_id;
     let (w, epoch, mut rx) = connect(&c, 1, "", vec![]);
     assigned(&mut rx);
-    send(
-        &c,
-        &w,
-        epoch,
-        worker_message::Kind::Heartbeat(Heartbeat {
-            running: vec![],
-            draining: true,
-        }),
-    );
+    send(&c, &w, epoch, worker_message::Kind::Heartbeat(Heartbeat { running: vec![], draining: true }));
     finish(&c, &w, epoch, &job, 1, Outcome::Interrupted, "/ckpt/step-7");
     assert_eq!(state(&c, &job), JobState::Queued);
     assert!(rx.try_recv().is_err(), "a draining worker gets nothing new");
     let (_, _, mut rx2) = connect(&c, 1, "", vec![]);
     let (id, attempt, resume) = assigned(&mut rx2);
-    assert_eq!(
-        (id.as_str(), attempt, resume.as_str()),
-        (job.as_str(), 2, "/ckpt/step-7")
-    );
+    assert_eq!((id.as_str(), attempt, resume.as_str()), (job.as_str(), 2, "/ckpt/step-7"));
     // A late report from the first attempt is ignored.
     finish(&c, &w, epoch, &job, 1, Outcome::Failed, "");
     assert_eq!(state(&c, &job), JobState::Running);
@@ -411,19 +247,12 @@ async fn an_interrupted_job_resumes_from_its_checkpoint() {
 #[tokio::test(start_paused = true)]
 async fn failures_carry_the_workers_reason() {
     let c = coordinator();
-    let job = c
-        .lock()
-        .submit(Some(job_spec("a", 1)))
-        .expect("submit")
-        .job_id;
+    let job = c.lock().submit(Some(job_spec("a", 1))).expect("submit").job_id;
     let (w, epoch, mut rx) = connect(&c, 1, "", vec![]);
     assigned(&mut rx);
     finish(&c, &w, epoch, &job, 1, Outcome::Failed, "");
     let view = c.lock().get(&job).expect("job");
-    assert_eq!(
-        (view.state, view.reason.as_str()),
-        (JobState::Failed as i32, "boom")
-    );
+    assert_eq!((view.state, view.reason.as_str()), (JobState::Failed as i32, "boom"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -431,97 +260,184 @@ async fn a_restart_keeps_jobs_and_reconnecting_workers_keep_their_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c.db");
     let (running, queued, worker) = {
-        let c =
-            Coordinator::new(Store::open(&path).expect("store"), liveness()).expect("coordinator");
-        let running = c
-            .lock()
-            .submit(Some(job_spec("a", 1)))
-            .expect("submit")
-            .job_id;
+        let c = Coordinator::new(Store::open(&path).expect("store"), liveness()).expect("coordinator");
+        let running = c.lock().submit(Some(job_spec("a", 1))).expect("submit").job_id;
         let (w, epoch, mut rx) = connect(&c, 1, "", vec![]);
         assigned(&mut rx);
-        let point = MetricPoint {
-            step: 3,
-            split: Split::Train as i32,
-            loss: 2.0,
-            ..Default::default()
-        };
+        let point = MetricPoint { step: 3, split: Split::Train as i32, loss: 2.0, ..Default::default() };
         send(
             &c,
             &w,
             epoch,
-            worker_message::Kind::Metric(JobMetric {
-                job_id: running.clone(),
-                attempt: 1,
-                point: Some(point),
-            }),
+            worker_message::Kind::Metric(JobMetric { job_id: running.clone(), attempt: 1, point: Some(point) }),
         );
-        let queued = c
-            .lock()
-            .submit(Some(job_spec("b", 1)))
-            .expect("submit")
-            .job_id;
+        let queued = c.lock().submit(Some(job_spec("b", 1))).expect("submit").job_id;
         (running, queued, w)
     };
     let c = Coordinator::new(Store::open(&path).expect("store"), liveness()).expect("restarted");
     assert_eq!(state(&c, &running), JobState::Running);
     assert_eq!(state(&c, &queued), JobState::Queued);
-    assert_eq!(
-        c.lock()
-            .get(&running)
-            .expect("job")
-            .last_train
-            .expect("metric")
-            .step,
-        3
-    );
-    let (_, epoch, mut rx) = connect(
-        &c,
-        1,
-        worker.as_str(),
-        vec![RunningJob {
-            job_id: running.clone(),
-            attempt: 1,
-        }],
-    );
-    assert!(
-        rx.try_recv().is_err(),
-        "the worker is full with its surviving job"
-    );
+    assert_eq!(c.lock().get(&running).expect("job").last_train.expect("metric").step, 3);
+    let (_, epoch, mut rx) = connect(&c, 1, worker.as_str(), vec![RunningJob { job_id: running.clone(), attempt: 1 }]);
+    assert!(rx.try_recv().is_err(), "the worker is full with its surviving job");
     finish(&c, &worker, epoch, &running, 1, Outcome::Succeeded, "");
     assert_eq!(state(&c, &running), JobState::Succeeded);
-    assert_eq!(
-        assigned(&mut rx).0,
-        queued,
-        "the queued job runs after the restart"
-    );
+    assert_eq!(assigned(&mut rx).0, queued, "the queued job runs after the restart");
     assert_eq!(c.integrity_check().expect("check"), "ok");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_reconnecting_worker_is_fenced_from_jobs_it_lost() {
     let c = coordinator();
-    let job = c
-        .lock()
-        .submit(Some(job_spec("a", 1)))
-        .expect("submit")
-        .job_id;
+    let job = c.lock().submit(Some(job_spec("a", 1))).expect("submit").job_id;
     let (w, epoch, mut rx) = connect(&c, 1, "", vec![]);
     assigned(&mut rx);
     c.lock().close_session(&w, epoch, "network");
     tokio::time::advance(Duration::from_secs(4)).await;
     c.lock().tick(Instant::now());
     assert_eq!(state(&c, &job), JobState::Failed);
-    let (_, _, mut rx) = connect(
+    let (_, _, mut rx) = connect(&c, 1, w.as_str(), vec![RunningJob { job_id: job.clone(), attempt: 1 }]);
+    assert!(matches!(next_kind(&mut rx), Some(coordinator_message::Kind::Cancel(k)) if k.job_id == job));
+}
+
+fn gang_spec(ranks: i64) -> JobSpec {
+    let mut s = job_spec("gang", 1);
+    s.parallelism = Some(shoal_common::proto::ParallelismSpec { data: Some(ranks) });
+    s
+}
+
+fn assignment(rx: &mut Rx) -> shoal_common::proto::Assignment {
+    match next_kind(rx) {
+        Some(coordinator_message::Kind::Assign(a)) => a,
+        other => panic!("expected an assignment, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gang_starts_on_distinct_workers_with_its_peers_and_succeeds_when_every_rank_does() {
+    let c = coordinator();
+    let job = c.lock().submit(Some(gang_spec(2))).expect("submit").job_id;
+    let (w0, e0, mut rx0) = connect(&c, 1, "", vec![]);
+    assert!(rx0.try_recv().is_err(), "one worker is not enough for two ranks");
+    assert!(
+        c.lock().get(&job).expect("job").reason.contains("2 workers"),
+        "{}",
+        c.lock().get(&job).expect("job").reason
+    );
+    let (w1, e1, mut rx1) = connect(&c, 1, "", vec![]);
+    let (a0, a1) = (assignment(&mut rx0), assignment(&mut rx1));
+    let mut ranks = [a0.rank, a1.rank];
+    ranks.sort();
+    assert_eq!(ranks, [0, 1]);
+    assert_eq!((a0.world_size, a0.backend.as_str()), (2, "ring"));
+    assert_eq!(a0.peers.len(), 2);
+    assert_eq!(a0.peers, a1.peers, "every rank sees the same peer list");
+    let (r0, r0e) = if a0.rank == 0 { (&w0, e0) } else { (&w1, e1) };
+    let (r1, r1e) = if a0.rank == 0 { (&w1, e1) } else { (&w0, e0) };
+    finish(&c, r1, r1e, &job, 1, Outcome::Succeeded, "");
+    assert_eq!(state(&c, &job), JobState::Running, "rank 0 has not finished yet");
+    finish(&c, r0, r0e, &job, 1, Outcome::Succeeded, "");
+    let view = c.lock().get(&job).expect("job");
+    assert_eq!(view.state, JobState::Succeeded as i32);
+    assert_eq!(view.ranks.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(), vec!["succeeded", "succeeded"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_failed_rank_fails_the_gang_and_stops_its_siblings() {
+    let c = coordinator();
+    let job = c.lock().submit(Some(gang_spec(2))).expect("submit").job_id;
+    let (w0, e0, mut rx0) = connect(&c, 1, "", vec![]);
+    let (w1, _, mut rx1) = connect(&c, 1, "", vec![]);
+    let (a0, _) = (assignment(&mut rx0), assignment(&mut rx1));
+    finish(&c, &w0, e0, &job, 1, Outcome::Failed, "");
+    let view = c.lock().get(&job).expect("job");
+    assert_eq!(view.state, JobState::Failed as i32);
+    assert!(view.reason.starts_with(&format!("rank {} on {w0}", a0.rank)), "{}", view.reason);
+    assert!(matches!(next_kind(&mut rx1), Some(coordinator_message::Kind::Cancel(k)) if k.job_id == job));
+    // The sibling's reservation holds until it confirms.
+    let next = c.lock().submit(Some(job_spec("after", 1))).expect("submit").job_id;
+    assert_eq!(state(&c, &next), JobState::Running, "w0 is free again");
+    let _ = (w1, next);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rendezvous_values_reach_the_other_ranks() {
+    let c = coordinator();
+    let job = c.lock().submit(Some(gang_spec(3))).expect("submit").job_id;
+    let mut conns: Vec<(WorkerId, u64, Rx)> = (0..3).map(|_| connect(&c, 1, "", vec![])).collect();
+    let ranks: Vec<u32> = conns.iter_mut().map(|(_, _, rx)| assignment(rx).rank).collect();
+    let zero = ranks.iter().position(|r| *r == 0).expect("rank 0");
+    let (w, e) = (conns[zero].0.clone(), conns[zero].1);
+    send(
         &c,
-        1,
-        w.as_str(),
-        vec![RunningJob {
+        &w,
+        e,
+        worker_message::Kind::Publish(shoal_common::proto::RendezvousPublish {
             job_id: job.clone(),
             attempt: 1,
-        }],
+            key: "nccl-unique-id".into(),
+            value: vec![7; 128],
+        }),
     );
-    assert!(
-        matches!(next_kind(&mut rx), Some(coordinator_message::Kind::Cancel(k)) if k.job_id == job)
+    for (i, (_, _, rx)) in conns.iter_mut().enumerate() {
+        let got = next_kind(rx);
+        if i == zero {
+            assert!(got.is_none(), "the publisher gets nothing back");
+        } else {
+            assert!(
+                matches!(got, Some(coordinator_message::Kind::Rendezvous(v)) if v.value == vec![7; 128] && v.from_rank == 0)
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_worker_fails_its_gang_naming_the_rank() {
+    let c = coordinator();
+    let job = c.lock().submit(Some(gang_spec(2))).expect("submit").job_id;
+    let (w0, e0, mut rx0) = connect(&c, 1, "", vec![]);
+    let (_w1, _, mut rx1) = connect(&c, 1, "", vec![]);
+    let a0 = assignment(&mut rx0);
+    assignment(&mut rx1);
+    c.lock().close_session(&w0, e0, "the worker closed it");
+    tokio::time::advance(Duration::from_secs(4)).await;
+    c.lock().tick(Instant::now());
+    let view = c.lock().get(&job).expect("job");
+    assert_eq!(view.state, JobState::Failed as i32);
+    assert!(view.reason.starts_with(&format!("rank {} on worker {w0} (host-a) lost", a0.rank)), "{}", view.reason);
+    assert!(matches!(next_kind(&mut rx1), Some(coordinator_message::Kind::Cancel(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_gang_requeues_from_rank_zeros_checkpoint_once_every_rank_stopped() {
+    let c = coordinator();
+    let job = c.lock().submit(Some(gang_spec(2))).expect("submit").job_id;
+    let (w0, e0, mut rx0) = connect(&c, 1, "", vec![]);
+    let (w1, e1, mut rx1) = connect(&c, 1, "", vec![]);
+    let a0 = assignment(&mut rx0);
+    assignment(&mut rx1);
+    let ((z, ze), (o, oe)) = if a0.rank == 0 { ((w0, e0), (w1, e1)) } else { ((w1, e1), (w0, e0)) };
+    send(
+        &c,
+        &z,
+        ze,
+        worker_message::Kind::Checkpointed(shoal_common::proto::JobCheckpointed {
+            job_id: job.clone(),
+            attempt: 1,
+            step: 50,
+            path: "/ckpt/50".into(),
+        }),
     );
+    for (w, e) in [(&z, ze), (&o, oe)] {
+        send(&c, w, e, worker_message::Kind::Heartbeat(Heartbeat { running: vec![], draining: true }));
+    }
+    finish(&c, &o, oe, &job, 1, Outcome::Interrupted, "");
+    assert_eq!(state(&c, &job), JobState::Running, "rank 0 has not stopped yet");
+    finish(&c, &z, ze, &job, 1, Outcome::Interrupted, "/ckpt/60");
+    assert_eq!(state(&c, &job), JobState::Queued);
+    let (_, _, mut rx2) = connect(&c, 1, "", vec![]);
+    let (_, _, mut rx3) = connect(&c, 1, "", vec![]);
+    let (a2, a3) = (assignment(&mut rx2), assignment(&mut rx3));
+    assert_eq!((a2.attempt, a2.resume_from.as_str()), (2, "/ckpt/60"));
+    assert_eq!(a3.resume_from, "/ckpt/60");
 }

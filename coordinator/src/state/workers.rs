@@ -3,8 +3,8 @@
 //! stalled, partitioned) is lost, and so are the jobs it ran.
 
 use shoal_common::proto::{
-    CancelJob, Hello, RegisterRequest, RegisterResponse, WorkerMessage, WorkerState, WorkerStatus,
-    coordinator_message, worker_message,
+    CancelJob, Hello, RegisterRequest, RegisterResponse, WorkerMessage, WorkerState, WorkerStatus, coordinator_message,
+    worker_message,
 };
 use shoal_common::time::{ms_to_timestamp, now_ms};
 use shoal_common::{WorkerId, version};
@@ -16,14 +16,10 @@ use crate::store::WorkerRow;
 
 impl State {
     pub fn register(&mut self, req: RegisterRequest) -> Result<RegisterResponse, CoordinatorError> {
-        let info = req
-            .info
-            .ok_or_else(|| CoordinatorError::invalid("info", "required"))?;
+        let info = req.info.ok_or_else(|| CoordinatorError::invalid("info", "required"))?;
         if let Some(reason) = version::incompatibility(&info.version, info.protocol) {
             tracing::warn!(hostname = %info.hostname, version = %info.version, "worker refused: {reason}");
-            return Err(CoordinatorError::Incompatible {
-                reason: format!("worker on {}: {reason}", info.hostname),
-            });
+            return Err(CoordinatorError::Incompatible { reason: format!("worker on {}: {reason}", info.hostname) });
         }
         if info.hostname.trim().is_empty() {
             return Err(CoordinatorError::invalid("info.hostname", "required"));
@@ -34,10 +30,7 @@ impl State {
         let id = if req.worker_id.is_empty() {
             WorkerId::generate()
         } else if req.worker_id.len() > 64 || !req.worker_id.starts_with("wrk-") {
-            return Err(CoordinatorError::invalid(
-                "worker_id",
-                "must be an id this coordinator issued (wrk-...)",
-            ));
+            return Err(CoordinatorError::invalid("worker_id", "must be an id this coordinator issued (wrk-...)"));
         } else {
             WorkerId::new(req.worker_id)
         };
@@ -49,19 +42,16 @@ impl State {
             registered_ms,
             last_seen_ms: now,
         })?;
-        let entry = self
-            .workers
-            .entry(id.clone())
-            .or_insert_with(|| WorkerEntry {
-                info: info.clone(),
-                state: WorkerState::Disconnected,
-                reason: "registered; waiting for its session".into(),
-                registered_ms,
-                last_seen_ms: now,
-                last_seen: Instant::now(),
-                session: None,
-                disconnected_since: Some(Instant::now()),
-            });
+        let entry = self.workers.entry(id.clone()).or_insert_with(|| WorkerEntry {
+            info: info.clone(),
+            state: WorkerState::Disconnected,
+            reason: "registered; waiting for its session".into(),
+            registered_ms,
+            last_seen_ms: now,
+            last_seen: Instant::now(),
+            session: None,
+            disconnected_since: Some(Instant::now()),
+        });
         entry.info = info;
         tracing::info!(worker_id = %id, hostname = %entry.info.hostname, cpus = entry.info.cpu_cores, gpus = entry.info.gpus.len(), "worker registered");
         Ok(RegisterResponse {
@@ -74,47 +64,32 @@ impl State {
 
     /// Opens (or replaces) a worker's session and reconciles what it says it runs with what the
     /// coordinator believes. Returns the session epoch that later calls must present.
-    pub fn open_session(
-        &mut self,
-        hello: Hello,
-        tx: SessionSender,
-    ) -> Result<(WorkerId, u64), CoordinatorError> {
+    pub fn open_session(&mut self, hello: Hello, tx: SessionSender) -> Result<(WorkerId, u64), CoordinatorError> {
         let id = WorkerId::new(hello.worker_id.clone());
         let Some(entry) = self.workers.get_mut(&id) else {
-            return Err(CoordinatorError::WorkerNotFound {
-                worker_id: hello.worker_id,
-            });
+            return Err(CoordinatorError::WorkerNotFound { worker_id: hello.worker_id });
         };
         self.session_epoch += 1;
         let epoch = self.session_epoch;
         entry.session = Some(Session { epoch, tx });
-        entry.state = if hello.draining {
-            WorkerState::Draining
-        } else {
-            WorkerState::Ready
-        };
+        entry.state = if hello.draining { WorkerState::Draining } else { WorkerState::Ready };
         entry.reason.clear();
         entry.last_seen = Instant::now();
         entry.last_seen_ms = now_ms();
         entry.disconnected_since = None;
         let capacity = entry.capacity();
         let gpu_indices: Vec<u32> = entry.info.gpus.iter().map(|g| g.index).collect();
+        let nccl = entry.info.nccl;
         tracing::info!(worker_id = %id, epoch, "worker session opened");
-        self.scheduler
-            .add_worker(id.clone(), capacity, &gpu_indices);
+        self.scheduler.add_worker(id.clone(), capacity, &gpu_indices, nccl);
         self.scheduler.set_schedulable(&id, !hello.draining);
 
         // What the worker runs and the coordinator agrees with keeps running; the rest stops.
-        let believed = self.jobs_on(&id);
+        let believed = self.ranks_on(&id);
         for job in &hello.running {
             if self.runs_on(&job.job_id, job.attempt, &id) {
-                if let Some((jid, _, demand, gpus)) =
-                    believed.iter().find(|(j, ..)| j.as_str() == job.job_id)
-                {
-                    if !self.scheduler.is_running(jid) {
-                        self.scheduler
-                            .restore_running(jid.clone(), &id, *demand, gpus.clone());
-                    }
+                if let Some((jid, _, _, demand, gpus)) = believed.iter().find(|(j, ..)| j.as_str() == job.job_id) {
+                    self.scheduler.restore_rank(jid.clone(), &id, *demand, gpus.clone());
                 }
             } else {
                 tracing::info!(worker_id = %id, job_id = %job.job_id, attempt = job.attempt, "fencing a job the worker should no longer run");
@@ -128,17 +103,12 @@ impl State {
                 );
             }
         }
-        for (job, attempt, _, _) in believed {
-            if !hello
-                .running
-                .iter()
-                .any(|r| r.job_id == job.as_str() && r.attempt == attempt)
-            {
-                self.forget_on_worker(
+        for (job, attempt, ..) in believed {
+            if !hello.running.iter().any(|r| r.job_id == job.as_str() && r.attempt == attempt) {
+                self.forget_rank(
                     &job,
-                    format!(
-                        "worker {id} reconnected without the job (it restarted); the run was lost"
-                    ),
+                    &id,
+                    format!("worker {id} reconnected without the job (it restarted); the run was lost"),
                 );
             }
         }
@@ -169,6 +139,8 @@ impl State {
             Some(worker_message::Kind::Metric(m)) => self.on_metric(worker, m),
             Some(worker_message::Kind::Notice(n)) => self.on_notice(worker, n),
             Some(worker_message::Kind::Finished(f)) => self.on_finished(worker, f),
+            Some(worker_message::Kind::Checkpointed(c)) => self.on_checkpointed(worker, c),
+            Some(worker_message::Kind::Publish(p)) => self.on_publish(worker, p),
             Some(worker_message::Kind::Hello(_)) | None => {
                 tracing::debug!(worker_id = %worker, "ignoring an unexpected session message");
             }
@@ -177,7 +149,7 @@ impl State {
 
     /// A worker's session stream ended.
     pub fn close_session(&mut self, worker: &WorkerId, epoch: u64, why: &str) {
-        let idle = self.jobs_on(worker).is_empty();
+        let idle = self.ranks_on(worker).is_empty();
         let Some(entry) = self.workers.get_mut(worker) else {
             return;
         };
@@ -211,11 +183,7 @@ impl State {
                 (WorkerState::Lost | WorkerState::Left, _) => continue,
                 (_, Some(since)) if now.duration_since(since) > live.reconnect_grace => format!(
                     "{}; it did not reconnect within {:.0}s",
-                    if w.reason.is_empty() {
-                        "session closed".to_owned()
-                    } else {
-                        w.reason.clone()
-                    },
+                    if w.reason.is_empty() { "session closed".to_owned() } else { w.reason.clone() },
                     live.reconnect_grace.as_secs_f64()
                 ),
                 (_, None) if now.duration_since(w.last_seen) > live.heartbeat_timeout => {
@@ -253,15 +221,8 @@ impl State {
             .workers
             .iter()
             .map(|(id, w)| {
-                let free = self
-                    .scheduler
-                    .free(id)
-                    .filter(|_| w.state != WorkerState::Lost);
-                let mut job_ids: Vec<String> = self
-                    .jobs_on(id)
-                    .into_iter()
-                    .map(|(j, ..)| j.to_string())
-                    .collect();
+                let free = self.scheduler.free(id).filter(|_| w.state != WorkerState::Lost);
+                let mut job_ids: Vec<String> = self.ranks_on(id).into_iter().map(|(j, ..)| j.to_string()).collect();
                 job_ids.sort();
                 WorkerStatus {
                     worker_id: id.to_string(),

@@ -11,20 +11,12 @@ use shoal_common::proto::{Job, JobEvent, WorkerInfo};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
+    Open { path: String, source: rusqlite::Error },
     #[error("database query failed: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("database holds a corrupt {what} record: {source}")]
-    Decode {
-        what: &'static str,
-        source: prost::DecodeError,
-    },
-    #[error(
-        "database schema version {found} is newer than this coordinator understands ({supported})"
-    )]
+    Decode { what: &'static str, source: prost::DecodeError },
+    #[error("database schema version {found} is newer than this coordinator understands ({supported})")]
     SchemaTooNew { found: i64, supported: i64 },
 }
 
@@ -39,6 +31,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     state          INTEGER NOT NULL,
     body           BLOB NOT NULL,
     resume_from    TEXT NOT NULL DEFAULT '',
+    last_checkpoint TEXT NOT NULL DEFAULT '',
     gpus           TEXT NOT NULL DEFAULT '',
     next_event     INTEGER NOT NULL DEFAULT 1,
     holds_worker   INTEGER NOT NULL DEFAULT 0
@@ -67,8 +60,10 @@ pub struct JobRow {
     pub seq: u64,
     /// Checkpoint the next attempt resumes from.
     pub resume_from: String,
-    /// GPU indices reserved on the worker.
-    pub gpus: Vec<u32>,
+    /// Newest checkpoint reported by rank 0.
+    pub last_checkpoint: String,
+    /// GPU indices reserved for each rank on its worker.
+    pub gpus: Vec<Vec<u32>>,
     /// Sequence number the next event of this job gets.
     pub next_event: u64,
     /// The job still occupies its worker (it was cancelled but the worker has not confirmed).
@@ -88,6 +83,18 @@ pub struct Store {
     conn: Connection,
 }
 
+/// Per-rank GPU lists as text: ranks separated by `;`, indices by `,`.
+fn encode_gpus(gpus: &[Vec<u32>]) -> String {
+    gpus.iter().map(|g| g.iter().map(u32::to_string).collect::<Vec<_>>().join(",")).collect::<Vec<_>>().join(";")
+}
+
+fn decode_gpus(text: &str) -> Vec<Vec<u32>> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    text.split(';').map(|r| r.split(',').filter_map(|g| g.parse().ok()).collect()).collect()
+}
+
 fn decode<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M> {
     M::decode(bytes).map_err(|source| StoreError::Decode { what, source })
 }
@@ -98,10 +105,8 @@ impl Store {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(parent);
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let conn =
+            Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         Self::init(conn)
     }
 
@@ -117,10 +122,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
+            return Err(StoreError::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
         }
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -130,28 +132,25 @@ impl Store {
     /// Inserts or replaces a job and appends events to its history, atomically.
     pub fn save_job(&mut self, row: &JobRow, events: &[JobEvent]) -> Result<()> {
         let tx = self.conn.transaction()?;
-        let gpus: Vec<String> = row.gpus.iter().map(u32::to_string).collect();
         tx.execute(
-            "INSERT INTO jobs (id, seq, state, body, resume_from, gpus, next_event, holds_worker)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT(id) DO UPDATE SET state = ?3, body = ?4, resume_from = ?5, gpus = ?6,
-                 next_event = ?7, holds_worker = ?8",
+            "INSERT INTO jobs (id, seq, state, body, resume_from, last_checkpoint, gpus, next_event, holds_worker)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT(id) DO UPDATE SET state = ?3, body = ?4, resume_from = ?5, last_checkpoint = ?6,
+                 gpus = ?7, next_event = ?8, holds_worker = ?9",
             params![
                 row.job.job_id,
                 row.seq as i64,
                 row.job.state,
                 row.job.encode_to_vec(),
                 row.resume_from,
-                gpus.join(","),
+                row.last_checkpoint,
+                encode_gpus(&row.gpus),
                 row.next_event as i64,
                 row.holds_worker,
             ],
         )?;
         for e in events {
-            let time_ms = e
-                .time
-                .as_ref()
-                .map_or(0, shoal_common::time::timestamp_to_ms);
+            let time_ms = e.time.as_ref().map_or(0, shoal_common::time::timestamp_to_ms);
             tx.execute(
                 "INSERT INTO job_events (job_id, seq, time_ms, body) VALUES (?1, ?2, ?3, ?4)",
                 params![e.job_id, e.seq as i64, time_ms, e.encode_to_vec()],
@@ -164,7 +163,7 @@ impl Store {
     /// Every job, in submission order.
     pub fn load_jobs(&self) -> Result<Vec<JobRow>> {
         let mut stmt = self.conn.prepare(
-            "SELECT body, seq, resume_from, gpus, next_event, holds_worker FROM jobs ORDER BY seq",
+            "SELECT body, seq, resume_from, last_checkpoint, gpus, next_event, holds_worker FROM jobs ORDER BY seq",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -172,18 +171,20 @@ impl Store {
                 r.get::<_, i64>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, bool>(5)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, bool>(6)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (body, seq, resume_from, gpus, next_event, holds_worker) = row?;
+            let (body, seq, resume_from, last_checkpoint, gpus, next_event, holds_worker) = row?;
             out.push(JobRow {
                 job: decode("job", &body)?,
                 seq: seq as u64,
                 resume_from,
-                gpus: gpus.split(',').filter_map(|g| g.parse().ok()).collect(),
+                last_checkpoint,
+                gpus: decode_gpus(&gpus),
                 next_event: next_event as u64,
                 holds_worker,
             });
@@ -193,27 +194,21 @@ impl Store {
 
     /// Highest job sequence number used so far.
     pub fn max_job_seq(&self) -> Result<u64> {
-        let v: Option<i64> = self
-            .conn
-            .query_row("SELECT MAX(seq) FROM jobs", [], |r| r.get(0))?;
+        let v: Option<i64> = self.conn.query_row("SELECT MAX(seq) FROM jobs", [], |r| r.get(0))?;
         Ok(v.unwrap_or(0) as u64)
     }
 
     /// Events of a job with a sequence number above `after`, oldest first.
     pub fn events(&self, job_id: &str, after: u64) -> Result<Vec<JobEvent>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT body FROM job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq",
-        )?;
+        let mut stmt =
+            self.conn.prepare_cached("SELECT body FROM job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq")?;
         let rows = stmt.query_map(params![job_id, after as i64], |r| r.get::<_, Vec<u8>>(0))?;
         rows.map(|b| decode("event", &b?)).collect()
     }
 
     pub fn event_count(&self, job_id: &str) -> Result<u64> {
-        let n: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM job_events WHERE job_id = ?1",
-            params![job_id],
-            |r| r.get(0),
-        )?;
+        let n: i64 =
+            self.conn.query_row("SELECT COUNT(*) FROM job_events WHERE job_id = ?1", params![job_id], |r| r.get(0))?;
         Ok(n as u64)
     }
 
@@ -221,72 +216,40 @@ impl Store {
         self.conn.execute(
             "INSERT INTO workers (id, body, registered_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(id) DO UPDATE SET body = ?2, last_seen_ms = ?4",
-            params![
-                w.id,
-                w.info.encode_to_vec(),
-                w.registered_ms,
-                w.last_seen_ms
-            ],
+            params![w.id, w.info.encode_to_vec(), w.registered_ms, w.last_seen_ms],
         )?;
         Ok(())
     }
 
     pub fn load_workers(&self) -> Result<Vec<WorkerRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, body, registered_ms, last_seen_ms FROM workers ORDER BY registered_ms",
-        )?;
+        let mut stmt =
+            self.conn.prepare("SELECT id, body, registered_ms, last_seen_ms FROM workers ORDER BY registered_ms")?;
         let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (id, body, registered_ms, last_seen_ms) = row?;
-            out.push(WorkerRow {
-                id,
-                info: decode("worker", &body)?,
-                registered_ms,
-                last_seen_ms,
-            });
+            out.push(WorkerRow { id, info: decode("worker", &body)?, registered_ms, last_seen_ms });
         }
         Ok(out)
     }
 
     pub fn worker(&self, id: &str) -> Result<Option<WorkerRow>> {
         self.conn
-            .query_row(
-                "SELECT id, body, registered_ms, last_seen_ms FROM workers WHERE id = ?1",
-                params![id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?,
-                    ))
-                },
-            )
+            .query_row("SELECT id, body, registered_ms, last_seen_ms FROM workers WHERE id = ?1", params![id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            })
             .optional()?
             .map(|(id, body, registered_ms, last_seen_ms)| {
-                Ok(WorkerRow {
-                    id,
-                    info: decode("worker", &body)?,
-                    registered_ms,
-                    last_seen_ms,
-                })
+                Ok(WorkerRow { id, info: decode("worker", &body)?, registered_ms, last_seen_ms })
             })
             .transpose()
     }
 
     /// SQLite's own consistency check; "ok" when healthy.
     pub fn integrity_check(&self) -> Result<String> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+        Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
 }
 
@@ -298,14 +261,11 @@ mod tests {
 
     fn row(id: &str, seq: u64) -> JobRow {
         JobRow {
-            job: Job {
-                job_id: id.into(),
-                state: JobState::Queued as i32,
-                ..Default::default()
-            },
+            job: Job { job_id: id.into(), state: JobState::Queued as i32, ..Default::default() },
             seq,
             resume_from: String::new(),
-            gpus: vec![0, 2],
+            last_checkpoint: "/ckpt".into(),
+            gpus: vec![vec![0, 2], vec![], vec![1]],
             next_event: 1,
             holds_worker: false,
         }
@@ -316,10 +276,7 @@ mod tests {
             job_id: job.into(),
             seq,
             time: shoal_common::time::ms_to_timestamp(1000 + seq as i64),
-            kind: Some(job_event::Kind::Notice(Notice {
-                level: 1,
-                message: format!("n{seq}"),
-            })),
+            kind: Some(job_event::Kind::Notice(Notice { level: 1, message: format!("n{seq}") })),
         }
     }
 
@@ -330,8 +287,7 @@ mod tests {
         {
             let mut s = Store::open(&path).expect("open");
             let mut r = row("job-a", 1);
-            s.save_job(&r, &[notice("job-a", 1), notice("job-a", 2)])
-                .expect("save");
+            s.save_job(&r, &[notice("job-a", 1), notice("job-a", 2)]).expect("save");
             r.job.state = JobState::Running as i32;
             r.next_event = 3;
             s.save_job(&r, &[notice("job-a", 3)]).expect("update");
@@ -341,7 +297,8 @@ mod tests {
         let jobs = s.load_jobs().expect("load");
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].job.state, JobState::Running as i32);
-        assert_eq!(jobs[0].gpus, vec![0, 2]);
+        assert_eq!(jobs[0].gpus, vec![vec![0, 2], vec![], vec![1]]);
+        assert_eq!(jobs[0].last_checkpoint, "/ckpt");
         assert_eq!(s.max_job_seq().expect("seq"), 2);
         let events = s.events("job-a", 1).expect("events");
         assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);

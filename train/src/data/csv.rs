@@ -20,28 +20,18 @@ pub fn load(
 ) -> Result<(Dataset, Option<Vec<String>>)> {
     let raw = read_file(path, field)?;
     let bad = |reason: String| TrainError::dataset(field, format!("{}: {reason}", path.display()));
-    let mut reader = ::csv::ReaderBuilder::new()
-        .has_headers(header)
-        .trim(::csv::Trim::All)
-        .from_reader(raw.as_slice());
+    let mut reader = ::csv::ReaderBuilder::new().has_headers(header).trim(::csv::Trim::All).from_reader(raw.as_slice());
     let names: Vec<String> = if header {
-        reader
-            .headers()
-            .map_err(|e| bad(format!("bad header: {e}")))?
-            .iter()
-            .map(str::to_owned)
-            .collect()
+        reader.headers().map_err(|e| bad(format!("bad header: {e}")))?.iter().map(str::to_owned).collect()
     } else {
         Vec::new()
     };
     let label_index = match label {
         ColumnRef::Index(i) => *i,
-        ColumnRef::Name(n) => names.iter().position(|h| h == n).ok_or_else(|| {
-            bad(format!(
-                "no column named `{n}` (columns: {})",
-                names.join(", ")
-            ))
-        })?,
+        ColumnRef::Name(n) => names
+            .iter()
+            .position(|h| h == n)
+            .ok_or_else(|| bad(format!("no column named `{n}` (columns: {})", names.join(", "))))?,
     };
 
     let mut x = Vec::new();
@@ -55,15 +45,10 @@ pub fn load(
         }
         let cols = record.len();
         if *width.get_or_insert(cols) != cols {
-            return Err(bad(format!(
-                "row {row} has {cols} columns, the first row {}",
-                width.unwrap_or(0)
-            )));
+            return Err(bad(format!("row {row} has {cols} columns, the first row {}", width.unwrap_or(0))));
         }
         if label_index >= cols {
-            return Err(bad(format!(
-                "label column {label_index} does not exist (rows have {cols} columns)"
-            )));
+            return Err(bad(format!("label column {label_index} does not exist (rows have {cols} columns)")));
         }
         for (j, cell) in record.iter().enumerate() {
             if j == label_index {
@@ -71,9 +56,7 @@ pub fn load(
                 continue;
             }
             let v: f32 = cell.parse().map_err(|_| {
-                let col = names
-                    .get(j)
-                    .map_or_else(|| j.to_string(), |n| format!("`{n}`"));
+                let col = names.get(j).map_or_else(|| j.to_string(), |n| format!("`{n}`"));
                 bad(format!("row {row}, column {col}: `{cell}` is not a number"))
             })?;
             x.push(v);
@@ -94,24 +77,11 @@ pub fn load(
                 .iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    v.parse::<f32>().map_err(|_| {
-                        bad(format!(
-                            "row {}: label `{v}` is not a number",
-                            i + 1 + usize::from(header)
-                        ))
-                    })
+                    v.parse::<f32>()
+                        .map_err(|_| bad(format!("row {}: label `{v}` is not a number", i + 1 + usize::from(header))))
                 })
                 .collect::<Result<Vec<f32>>>()?;
-            Ok((
-                Dataset {
-                    x,
-                    targets: TargetData::Values { values, width: 1 },
-                    rows,
-                    features,
-                    image: None,
-                },
-                None,
-            ))
+            Ok((Dataset { x, targets: TargetData::Values { values, width: 1 }, rows, features, image: None }, None))
         }
         Task::Classification => {
             let names = match classes {
@@ -136,20 +106,12 @@ pub fn load(
                         .iter()
                         .position(|n| n == l)
                         .map(|p| p as u32)
-                        .ok_or_else(|| {
-                            bad(format!("label `{l}` does not occur in the training file"))
-                        })
+                        .ok_or_else(|| bad(format!("label `{l}` does not occur in the training file")))
                 })
                 .collect::<Result<Vec<u32>>>()?;
             let classes = names.len();
             Ok((
-                Dataset {
-                    x,
-                    targets: TargetData::Classes { labels, classes },
-                    rows,
-                    features,
-                    image: None,
-                },
+                Dataset { x, targets: TargetData::Classes { labels, classes }, rows, features, image: None },
                 Some(names),
             ))
         }
@@ -165,24 +127,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("d.csv");
         std::fs::write(&p, "a,species,b\n1.0,cat,2\n3,dog,4\n5,cat,6\n").expect("write");
-        let (d, names) = load(
-            &p,
-            "dataset.path",
-            &ColumnRef::Name("species".into()),
-            true,
-            Task::Classification,
-            None,
-        )
-        .expect("load");
+        let (d, names) = load(&p, "dataset.path", &ColumnRef::Name("species".into()), true, Task::Classification, None)
+            .expect("load");
         assert_eq!(names.expect("names"), vec!["cat", "dog"]);
         assert_eq!(d.x, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-        assert_eq!(
-            d.targets,
-            TargetData::Classes {
-                labels: vec![0, 1, 0],
-                classes: 2
-            }
-        );
+        assert_eq!(d.targets, TargetData::Classes { labels: vec![0, 1, 0], classes: 2 });
     }
 
     #[test]
@@ -190,29 +139,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("d.csv");
         std::fs::write(&p, "x,y\n1,2\nabc,3\n").expect("write");
-        let err = load(
-            &p,
-            "dataset.path",
-            &ColumnRef::Name("y".into()),
-            true,
-            Task::Regression,
-            None,
-        )
-        .expect_err("bad cell");
-        assert!(
-            err.to_string()
-                .contains("row 3, column `x`: `abc` is not a number"),
-            "{err}"
-        );
-        let err = load(
-            &p,
-            "dataset.path",
-            &ColumnRef::Name("z".into()),
-            true,
-            Task::Regression,
-            None,
-        )
-        .expect_err("no column");
+        let err =
+            load(&p, "dataset.path", &ColumnRef::Name("y".into()), true, Task::Regression, None).expect_err("bad cell");
+        assert!(err.to_string().contains("row 3, column `x`: `abc` is not a number"), "{err}");
+        let err = load(&p, "dataset.path", &ColumnRef::Name("z".into()), true, Task::Regression, None)
+            .expect_err("no column");
         assert!(err.to_string().contains("no column named `z`"), "{err}");
     }
 }

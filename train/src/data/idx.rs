@@ -28,19 +28,10 @@ fn parse(raw: &[u8], field: &str, path: &Path) -> Result<IdxArray> {
         return Err(bad("truncated header".into()));
     }
     let dims: Vec<usize> = (0..rank)
-        .map(|i| {
-            u32::from_be_bytes([
-                raw[4 + 4 * i],
-                raw[5 + 4 * i],
-                raw[6 + 4 * i],
-                raw[7 + 4 * i],
-            ]) as usize
-        })
+        .map(|i| u32::from_be_bytes([raw[4 + 4 * i], raw[5 + 4 * i], raw[6 + 4 * i], raw[7 + 4 * i]]) as usize)
         .collect();
-    let count = dims
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| bad("dimensions overflow".into()))?;
+    let count =
+        dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| bad("dimensions overflow".into()))?;
     let width = match kind {
         0x08 | 0x09 => 1,
         0x0B => 2,
@@ -59,28 +50,12 @@ fn parse(raw: &[u8], field: &str, path: &Path) -> Result<IdxArray> {
     let values: Vec<f32> = match kind {
         0x08 => body.iter().map(|&b| f32::from(b)).collect(),
         0x09 => body.iter().map(|&b| f32::from(b as i8)).collect(),
-        0x0B => body
-            .chunks_exact(2)
-            .map(|c| f32::from(i16::from_be_bytes([c[0], c[1]])))
-            .collect(),
-        0x0C => body
-            .chunks_exact(4)
-            .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]) as f32)
-            .collect(),
-        0x0D => body
-            .chunks_exact(4)
-            .map(|c| f32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        _ => body
-            .chunks_exact(8)
-            .map(|c| f64::from_be_bytes(c.try_into().unwrap_or([0; 8])) as f32)
-            .collect(),
+        0x0B => body.chunks_exact(2).map(|c| f32::from(i16::from_be_bytes([c[0], c[1]]))).collect(),
+        0x0C => body.chunks_exact(4).map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+        0x0D => body.chunks_exact(4).map(|c| f32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        _ => body.chunks_exact(8).map(|c| f64::from_be_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
     };
-    Ok(IdxArray {
-        dims,
-        values,
-        bytes: kind == 0x08,
-    })
+    Ok(IdxArray { dims, values, bytes: kind == 0x08 })
 }
 
 fn read(path: &Path, field: &str) -> Result<IdxArray> {
@@ -89,9 +64,7 @@ fn read(path: &Path, field: &str) -> Result<IdxArray> {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(raw.as_slice())
             .read_to_end(&mut out)
-            .map_err(|e| {
-                TrainError::dataset(field, format!("{}: bad gzip data: {e}", path.display()))
-            })?;
+            .map_err(|e| TrainError::dataset(field, format!("{}: bad gzip data: {e}", path.display())))?;
         out
     } else {
         raw
@@ -107,10 +80,7 @@ pub fn load(images: &Path, labels: &Path, fields: (&str, &str)) -> Result<Datase
     if lab.dims.len() != 1 || lab.dims[0] != rows {
         return Err(TrainError::dataset(
             fields.1,
-            format!(
-                "{} labels for {rows} images",
-                lab.dims.iter().product::<usize>()
-            ),
+            format!("{} labels for {rows} images", lab.dims.iter().product::<usize>()),
         ));
     }
     let image = match img.dims.as_slice() {
@@ -119,28 +89,18 @@ pub fn load(images: &Path, labels: &Path, fields: (&str, &str)) -> Result<Datase
         _ => None,
     };
     let features = img.dims[1..].iter().product::<usize>().max(1);
-    let x = if img.bytes {
-        img.values.iter().map(|v| v / 255.0).collect()
-    } else {
-        img.values
-    };
+    let x = if img.bytes { img.values.iter().map(|v| v / 255.0).collect() } else { img.values };
     let mut labels_u32 = Vec::with_capacity(rows);
     for (i, &v) in lab.values.iter().enumerate() {
         if v < 0.0 || v.fract() != 0.0 || v > 1e6 {
-            return Err(TrainError::dataset(
-                fields.1,
-                format!("label {i} is {v}, not a class index"),
-            ));
+            return Err(TrainError::dataset(fields.1, format!("label {i} is {v}, not a class index")));
         }
         labels_u32.push(v as u32);
     }
     let classes = labels_u32.iter().max().map_or(0, |m| m + 1) as usize;
     Ok(Dataset {
         x,
-        targets: TargetData::Classes {
-            labels: labels_u32,
-            classes: classes.max(2),
-        },
+        targets: TargetData::Classes { labels: labels_u32, classes: classes.max(2) },
         rows,
         features,
         image,
@@ -163,52 +123,28 @@ mod tests {
     #[test]
     fn reads_images_and_labels_plain_and_gzipped() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let images = idx_bytes(
-            0x08,
-            &[3, 2, 2],
-            &[0, 255, 51, 102, 0, 0, 0, 0, 255, 255, 255, 255],
-        );
+        let images = idx_bytes(0x08, &[3, 2, 2], &[0, 255, 51, 102, 0, 0, 0, 0, 255, 255, 255, 255]);
         let labels = idx_bytes(0x08, &[3], &[2, 0, 1]);
         std::fs::write(dir.path().join("img"), &images).expect("write");
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &labels).expect("gzip");
         std::fs::write(dir.path().join("lab.gz"), gz.finish().expect("gzip")).expect("write");
-        let d = load(
-            &dir.path().join("img"),
-            &dir.path().join("lab.gz"),
-            ("i", "l"),
-        )
-        .expect("load");
+        let d = load(&dir.path().join("img"), &dir.path().join("lab.gz"), ("i", "l")).expect("load");
         assert_eq!((d.rows, d.features, d.image), (3, 4, Some([1, 2, 2])));
         assert_eq!(&d.x[..4], &[0.0, 1.0, 0.2, 0.4]);
-        assert_eq!(
-            d.targets,
-            TargetData::Classes {
-                labels: vec![2, 0, 1],
-                classes: 3
-            }
-        );
+        assert_eq!(d.targets, TargetData::Classes { labels: vec![2, 0, 1], classes: 3 });
     }
 
     #[test]
     fn rejects_truncated_and_mismatched_files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("img"), idx_bytes(0x08, &[3, 2, 2], &[0; 5]))
-            .expect("write");
+        std::fs::write(dir.path().join("img"), idx_bytes(0x08, &[3, 2, 2], &[0; 5])).expect("write");
         std::fs::write(dir.path().join("lab"), idx_bytes(0x08, &[2], &[0, 1])).expect("write");
-        let err = load(
-            &dir.path().join("img"),
-            &dir.path().join("lab"),
-            ("dataset.images", "dataset.labels"),
-        )
-        .expect_err("truncated");
+        let err = load(&dir.path().join("img"), &dir.path().join("lab"), ("dataset.images", "dataset.labels"))
+            .expect_err("truncated");
         assert!(err.to_string().starts_with("dataset.images: "), "{err}");
-        let err = load(
-            &dir.path().join("missing"),
-            &dir.path().join("lab"),
-            ("dataset.images", "dataset.labels"),
-        )
-        .expect_err("missing");
+        let err = load(&dir.path().join("missing"), &dir.path().join("lab"), ("dataset.images", "dataset.labels"))
+            .expect_err("missing");
         assert!(err.to_string().contains("cannot read"), "{err}");
     }
 }

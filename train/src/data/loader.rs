@@ -30,6 +30,16 @@ pub struct BatchPlan {
     pub total_steps: u64,
     /// Batches prepared ahead.
     pub depth: usize,
+    /// This loader's shard: rank and number of ranks (0 and 1 for the whole dataset).
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl BatchPlan {
+    /// Samples in this rank's shard of one epoch.
+    pub fn shard_len(&self, rows: usize) -> usize {
+        rows.div_ceil(self.world.max(1))
+    }
 }
 
 /// One batch.
@@ -56,6 +66,17 @@ pub fn epoch_order(rows: usize, shuffle: bool, seed: u64, epoch: u64) -> Vec<usi
     order
 }
 
+/// This rank's shard of an epoch's order, as PyTorch's `DistributedSampler` cuts it: the order is
+/// padded by wrapping around to a multiple of `world`, and rank r takes positions r, r + world, ...
+pub fn shard_order(rows: usize, shuffle: bool, seed: u64, epoch: u64, rank: usize, world: usize) -> Vec<usize> {
+    let order = epoch_order(rows, shuffle, seed, epoch);
+    if world <= 1 || rows == 0 {
+        return order;
+    }
+    let per = rows.div_ceil(world);
+    (0..per).map(|i| order[(rank + i * world) % rows]).collect()
+}
+
 /// Handle on the loader thread; dropping it stops the thread.
 pub struct Loader {
     rx: Receiver<Result<Batch>>,
@@ -69,17 +90,12 @@ impl Loader {
             .name("shoal-loader".into())
             .spawn(move || produce(&data, plan, &tx))
             .map_err(|e| TrainError::Loader(format!("cannot start the loader thread: {e}")))?;
-        Ok(Self {
-            rx,
-            thread: Some(thread),
-        })
+        Ok(Self { rx, thread: Some(thread) })
     }
 
     /// The next batch, blocking until it is ready.
     pub fn next(&self) -> Result<Batch> {
-        self.rx
-            .recv()
-            .map_err(|_| TrainError::Loader("the loader thread stopped early".into()))?
+        self.rx.recv().map_err(|_| TrainError::Loader("the loader thread stopped early".into()))?
     }
 }
 
@@ -95,25 +111,22 @@ impl Drop for Loader {
 }
 
 fn produce(data: &Dataset, plan: BatchPlan, tx: &SyncSender<Result<Batch>>) {
-    let per_epoch = steps_per_epoch(data.rows, plan.batch);
+    let shard = plan.shard_len(data.rows);
+    let per_epoch = steps_per_epoch(shard, plan.batch);
+    let order_of = |epoch| shard_order(data.rows, plan.shuffle, plan.seed, epoch, plan.rank, plan.world);
     let mut epoch = plan.start_step / per_epoch;
-    let mut order = epoch_order(data.rows, plan.shuffle, plan.seed, epoch);
+    let mut order = order_of(epoch);
     for step in plan.start_step..plan.total_steps {
         let e = step / per_epoch;
         if e != epoch {
             epoch = e;
-            order = epoch_order(data.rows, plan.shuffle, plan.seed, epoch);
+            order = order_of(epoch);
         }
         let i = (step % per_epoch) as usize * plan.batch;
-        let rows = &order[i..(i + plan.batch).min(data.rows)];
+        let rows = &order[i..(i + plan.batch).min(shard)];
         let (x, targets) = data.gather(rows);
         let batch = Tensor::from_vec(x, (rows.len(), data.features), &Device::Cpu)
-            .map(|x| Batch {
-                x,
-                targets,
-                step,
-                epoch,
-            })
+            .map(|x| Batch { x, targets, step, epoch })
             .map_err(TrainError::from);
         if tx.send(batch).is_err() {
             return;
@@ -129,41 +142,43 @@ mod tests {
     #[test]
     fn batches_cover_each_epoch_once_and_resume_identically() {
         let data = Arc::new(synthetic::classification(10, 2, 2, 0.0, 1));
-        let plan = BatchPlan {
-            batch: 4,
-            shuffle: true,
-            seed: 3,
-            start_step: 0,
-            total_steps: 6,
-            depth: 2,
-        };
+        let plan =
+            BatchPlan { batch: 4, shuffle: true, seed: 3, start_step: 0, total_steps: 6, depth: 2, rank: 0, world: 1 };
         let loader = Loader::spawn(data.clone(), plan).expect("spawn");
         let batches: Vec<Batch> = (0..6).map(|_| loader.next().expect("batch")).collect();
-        assert_eq!(
-            batches.iter().map(Batch::rows).collect::<Vec<_>>(),
-            vec![4, 4, 2, 4, 4, 2]
-        );
-        assert_eq!(
-            batches.iter().map(|b| b.epoch).collect::<Vec<_>>(),
-            vec![0, 0, 0, 1, 1, 1]
-        );
+        assert_eq!(batches.iter().map(Batch::rows).collect::<Vec<_>>(), vec![4, 4, 2, 4, 4, 2]);
+        assert_eq!(batches.iter().map(|b| b.epoch).collect::<Vec<_>>(), vec![0, 0, 0, 1, 1, 1]);
         assert!(loader.next().is_err(), "no batch after the last step");
 
-        let resumed = Loader::spawn(
-            data,
-            BatchPlan {
-                start_step: 4,
-                ..plan
-            },
-        )
-        .expect("spawn");
+        let resumed = Loader::spawn(data, BatchPlan { start_step: 4, ..plan }).expect("spawn");
         let b = resumed.next().expect("batch");
         assert_eq!(b.step, 4);
         assert_eq!(b.targets, batches[4].targets);
-        assert_eq!(
-            b.x.to_vec2::<f32>().expect("x"),
-            batches[4].x.to_vec2::<f32>().expect("x")
-        );
+        assert_eq!(b.x.to_vec2::<f32>().expect("x"), batches[4].x.to_vec2::<f32>().expect("x"));
+    }
+
+    #[test]
+    fn shards_are_disjoint_padded_and_cover_the_epoch() {
+        for (rows, world) in [(10, 3), (12, 4), (2, 3)] {
+            let shards: Vec<Vec<usize>> = (0..world).map(|r| shard_order(rows, true, 7, 2, r, world)).collect();
+            let per = rows.div_ceil(world);
+            assert!(shards.iter().all(|s| s.len() == per));
+            let mut all: Vec<usize> = shards.concat();
+            all.sort_unstable();
+            all.dedup();
+            assert_eq!(all, (0..rows).collect::<Vec<_>>(), "every sample in some shard");
+            if rows % world == 0 {
+                assert_eq!(shards.concat().len(), rows, "no padding when it divides");
+            }
+        }
+        // Union of the ranks' step-s batches equals the single worker's step-s batch of world×B.
+        let order = epoch_order(12, true, 7, 0);
+        let (r0, r1) = (shard_order(12, true, 7, 0, 0, 2), shard_order(12, true, 7, 0, 1, 2));
+        let mut union: Vec<usize> = r0[..3].iter().chain(&r1[..3]).copied().collect();
+        let mut single = order[..6].to_vec();
+        union.sort_unstable();
+        single.sort_unstable();
+        assert_eq!(union, single);
     }
 
     #[test]
@@ -178,6 +193,8 @@ mod tests {
                 start_step: 0,
                 total_steps: 1000,
                 depth: 2,
+                rank: 0,
+                world: 1,
             },
         )
         .expect("spawn");

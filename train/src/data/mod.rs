@@ -10,7 +10,7 @@ use std::path::Path;
 
 use shoal_common::spec::{DatasetConfig, DatasetSource, Normalize};
 
-pub use loader::{Batch, BatchPlan, Loader, steps_per_epoch};
+pub use loader::{Batch, BatchPlan, Loader, shard_order, steps_per_epoch};
 
 use crate::error::{Result, TrainError};
 use crate::model::DataShape;
@@ -42,11 +42,7 @@ impl Dataset {
             TargetData::Classes { classes, .. } => *classes,
             TargetData::Values { width, .. } => *width,
         };
-        DataShape {
-            features: self.features,
-            image: self.image,
-            outputs,
-        }
+        DataShape { features: self.features, image: self.image, outputs }
     }
 
     pub fn is_classification(&self) -> bool {
@@ -61,18 +57,13 @@ impl Dataset {
             x.extend_from_slice(&self.x[r * f..(r + 1) * f]);
         }
         let targets = match &self.targets {
-            TargetData::Classes { labels, .. } => {
-                Targets::Classes(rows.iter().map(|&r| labels[r]).collect())
-            }
+            TargetData::Classes { labels, .. } => Targets::Classes(rows.iter().map(|&r| labels[r]).collect()),
             TargetData::Values { values, width } => {
                 let mut v = Vec::with_capacity(rows.len() * width);
                 for &r in rows {
                     v.extend_from_slice(&values[r * width..(r + 1) * width]);
                 }
-                Targets::Values {
-                    values: v,
-                    width: *width,
-                }
+                Targets::Values { values: v, width: *width }
             }
         };
         (x, targets)
@@ -83,23 +74,14 @@ impl Dataset {
         let (x, targets) = self.gather(rows);
         let targets = match (targets, &self.targets) {
             (Targets::Classes(labels), TargetData::Classes { classes, .. }) => {
-                TargetData::Classes {
-                    labels,
-                    classes: *classes,
-                }
+                TargetData::Classes { labels, classes: *classes }
             }
             (Targets::Values { values, width }, _) => TargetData::Values { values, width },
             (Targets::Classes(_), TargetData::Values { .. }) => {
                 unreachable!("gather keeps the target kind")
             }
         };
-        Dataset {
-            x,
-            targets,
-            rows: rows.len(),
-            features: self.features,
-            image: self.image,
-        }
+        Dataset { x, targets, rows: rows.len(), features: self.features, image: self.image }
     }
 }
 
@@ -114,48 +96,22 @@ pub struct Splits {
 /// Loads a dataset as the spec describes, splits it and scales its features.
 pub fn load(cfg: &DatasetConfig) -> Result<Splits> {
     let (full, explicit_validation) = match &cfg.source {
-        DatasetSource::SyntheticClassification {
-            samples,
-            features,
-            classes,
-            noise,
-        } => (
-            synthetic::classification(*samples, *features, *classes, *noise, cfg.seed),
-            None,
-        ),
-        DatasetSource::SyntheticRegression {
-            samples,
-            features,
-            targets,
-            noise,
-        } => (
-            synthetic::regression(*samples, *features, *targets, *noise, cfg.seed),
-            None,
-        ),
+        DatasetSource::SyntheticClassification { samples, features, classes, noise } => {
+            (synthetic::classification(*samples, *features, *classes, *noise, cfg.seed), None)
+        }
+        DatasetSource::SyntheticRegression { samples, features, targets, noise } => {
+            (synthetic::regression(*samples, *features, *targets, *noise, cfg.seed), None)
+        }
         DatasetSource::Digits => (digits(), None),
-        DatasetSource::Idx {
-            images,
-            labels,
-            validation,
-        } => {
+        DatasetSource::Idx { images, labels, validation } => {
             let train = idx::load(images, labels, ("dataset.images", "dataset.labels"))?;
             let val = match validation {
-                Some((vi, vl)) => Some(idx::load(
-                    vi,
-                    vl,
-                    ("dataset.validation_images", "dataset.validation_labels"),
-                )?),
+                Some((vi, vl)) => Some(idx::load(vi, vl, ("dataset.validation_images", "dataset.validation_labels"))?),
                 None => None,
             };
             (train, val)
         }
-        DatasetSource::Csv {
-            path,
-            validation_path,
-            label_column,
-            header,
-            task,
-        } => {
+        DatasetSource::Csv { path, validation_path, label_column, header, task } => {
             let train = csv::load(path, "dataset.path", label_column, *header, *task, None)?;
             let val = match validation_path {
                 Some(p) => {
@@ -163,17 +119,7 @@ pub fn load(cfg: &DatasetConfig) -> Result<Splits> {
                         Some(names) => Some(names.as_slice()),
                         None => None,
                     };
-                    Some(
-                        csv::load(
-                            p,
-                            "dataset.validation_path",
-                            label_column,
-                            *header,
-                            *task,
-                            classes,
-                        )?
-                        .0,
-                    )
+                    Some(csv::load(p, "dataset.validation_path", label_column, *header, *task, classes)?.0)
                 }
                 None => None,
             };
@@ -188,10 +134,7 @@ pub fn load(cfg: &DatasetConfig) -> Result<Splits> {
             if v.features != full.features {
                 return Err(TrainError::dataset(
                     "dataset",
-                    format!(
-                        "validation samples have {} features, training samples {}",
-                        v.features, full.features
-                    ),
+                    format!("validation samples have {} features, training samples {}", v.features, full.features),
                 ));
             }
             (full, Some(v))
@@ -199,10 +142,7 @@ pub fn load(cfg: &DatasetConfig) -> Result<Splits> {
         None => split(full, cfg.validation_split, cfg.seed),
     };
     if train.rows == 0 {
-        return Err(TrainError::dataset(
-            "dataset.validation_split",
-            "leaves no training samples",
-        ));
+        return Err(TrainError::dataset("dataset.validation_split", "leaves no training samples"));
     }
     if cfg.normalize == Normalize::Standard {
         standardize(&mut train, validation.as_mut());
@@ -266,10 +206,7 @@ fn digits() -> Dataset {
     let d = smartcore::dataset::digits::load_dataset();
     Dataset {
         x: d.data.iter().map(|v| v / 16.0).collect(),
-        targets: TargetData::Classes {
-            labels: d.target.iter().map(|&t| t as u32).collect(),
-            classes: 10,
-        },
+        targets: TargetData::Classes { labels: d.target.iter().map(|&t| t as u32).collect(), classes: 10 },
         rows: d.num_samples,
         features: d.num_features,
         image: Some([1, 8, 8]),
@@ -278,8 +215,7 @@ fn digits() -> Dataset {
 
 /// Reads a whole file, naming the spec field in the error.
 fn read_file(path: &Path, field: &str) -> Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|e| TrainError::dataset(field, format!("cannot read {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| TrainError::dataset(field, format!("cannot read {}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -291,9 +227,7 @@ mod tests {
         let d = digits();
         assert_eq!((d.rows, d.features), (1797, 64));
         assert!(d.x.iter().all(|v| (0.0..=1.0).contains(v)));
-        let TargetData::Classes { labels, .. } = &d.targets else {
-            panic!("digits are classes")
-        };
+        let TargetData::Classes { labels, .. } = &d.targets else { panic!("digits are classes") };
         for class in 0..10 {
             assert!(labels.iter().filter(|&&l| l == class).count() > 150);
         }

@@ -9,13 +9,7 @@ fn gaussian(rng: &mut Rng, n: usize) -> Vec<f32> {
 }
 
 /// `samples` rows of `features` N(0, 1) values; label = argmax(x·W + noise·ε), W ~ N(0, 1).
-pub fn classification(
-    samples: usize,
-    features: usize,
-    classes: usize,
-    noise: f64,
-    seed: u64,
-) -> Dataset {
+pub fn classification(samples: usize, features: usize, classes: usize, noise: f64, seed: u64) -> Dataset {
     let mut rng = Rng::derive(seed, "synthetic-classification", 0);
     let teacher = gaussian(&mut rng, features * classes);
     let x = gaussian(&mut rng, samples * features);
@@ -37,23 +31,11 @@ pub fn classification(
             best.0 as u32
         })
         .collect();
-    Dataset {
-        x,
-        targets: TargetData::Classes { labels, classes },
-        rows: samples,
-        features,
-        image: None,
-    }
+    Dataset { x, targets: TargetData::Classes { labels, classes }, rows: samples, features, image: None }
 }
 
 /// `samples` rows of N(0, 1) inputs; targets = x·W/√features + noise·ε.
-pub fn regression(
-    samples: usize,
-    features: usize,
-    targets: usize,
-    noise: f64,
-    seed: u64,
-) -> Dataset {
+pub fn regression(samples: usize, features: usize, targets: usize, noise: f64, seed: u64) -> Dataset {
     let mut rng = Rng::derive(seed, "synthetic-regression", 0);
     let w = gaussian(&mut rng, features * targets);
     let x = gaussian(&mut rng, samples * features);
@@ -61,24 +43,11 @@ pub fn regression(
     let mut values = Vec::with_capacity(samples * targets);
     for row in x.chunks_exact(features) {
         for t in 0..targets {
-            let s: f64 = row
-                .iter()
-                .enumerate()
-                .map(|(j, &v)| f64::from(v) * f64::from(w[j * targets + t]))
-                .sum();
+            let s: f64 = row.iter().enumerate().map(|(j, &v)| f64::from(v) * f64::from(w[j * targets + t])).sum();
             values.push((s * inv + noise * rng.normal()) as f32);
         }
     }
-    Dataset {
-        x,
-        targets: TargetData::Values {
-            values,
-            width: targets,
-        },
-        rows: samples,
-        features,
-        image: None,
-    }
+    Dataset { x, targets: TargetData::Values { values, width: targets }, rows: samples, features, image: None }
 }
 
 #[cfg(test)]
@@ -90,14 +59,9 @@ mod tests {
         let a = classification(2000, 16, 4, 0.0, 9);
         assert_eq!(a, classification(2000, 16, 4, 0.0, 9));
         assert_ne!(a, classification(2000, 16, 4, 0.0, 10));
-        let TargetData::Classes { labels, .. } = &a.targets else {
-            panic!("classes")
-        };
+        let TargetData::Classes { labels, .. } = &a.targets else { panic!("classes") };
         for c in 0..4 {
-            assert!(
-                labels.iter().filter(|&&l| l == c).count() > 200,
-                "class {c} is rare"
-            );
+            assert!(labels.iter().filter(|&&l| l == c).count() > 200, "class {c} is rare");
         }
     }
 }

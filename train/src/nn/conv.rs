@@ -44,23 +44,12 @@ impl Conv2d {
     ) -> Result<Self> {
         let fan_in = in_channels * kernel * kernel;
         let bound = 1.0 / (fan_in as f64).sqrt();
-        let mut draw = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| rng.uniform_range(-bound, bound) as f32)
-                .collect()
-        };
+        let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_range(-bound, bound) as f32).collect() };
         let dev = candle_core::Device::Cpu;
-        let w = Tensor::from_vec(
-            draw(out_channels * fan_in),
-            (out_channels, in_channels, kernel, kernel),
-            &dev,
-        )?;
+        let w = Tensor::from_vec(draw(out_channels * fan_in), (out_channels, in_channels, kernel, kernel), &dev)?;
         let b = Tensor::from_vec(draw(out_channels), out_channels, &dev)?;
         Ok(Self {
-            params: [
-                Param::new(format!("{name}.weight"), w)?,
-                Param::new(format!("{name}.bias"), b)?,
-            ],
+            params: [Param::new(format!("{name}.weight"), w)?, Param::new(format!("{name}.bias"), b)?],
             activation,
             in_channels,
             out_channels,
@@ -89,18 +78,11 @@ impl Layer for Conv2d {
             let z = input.conv2d(w.as_tensor(), self.padding, self.stride, 1, 1)?;
             let z = z.broadcast_add(&b.as_tensor().reshape((1, self.out_channels, 1, 1))?)?;
             let y = activation::forward(self.activation, &z)?;
-            Ok((
-                y.detach(),
-                Saved::new(vec![input.as_tensor().clone(), y], &input_dims),
-            ))
+            Ok((y.detach(), Saved::new(vec![input.as_tensor().clone(), y], &input_dims)))
         } else {
             let w = w.as_detached_tensor();
-            let b = b
-                .as_detached_tensor()
-                .reshape((1, self.out_channels, 1, 1))?;
-            let z = x
-                .conv2d(&w, self.padding, self.stride, 1, 1)?
-                .broadcast_add(&b)?;
+            let b = b.as_detached_tensor().reshape((1, self.out_channels, 1, 1))?;
+            let z = x.conv2d(&w, self.padding, self.stride, 1, 1)?.broadcast_add(&b)?;
             Ok((activation::forward(self.activation, &z)?, Saved::default()))
         }
     }
@@ -113,25 +95,14 @@ impl Layer for Conv2d {
         _threads: usize,
     ) -> Result<Option<Tensor>> {
         let (input, output) = (saved.get(0)?, saved.get(1)?);
-        let grads = autograd(
-            output,
-            &grad_out,
-            &[
-                input,
-                self.params[0].value.as_tensor(),
-                self.params[1].value.as_tensor(),
-            ],
-        )?;
+        let grads =
+            autograd(output, &grad_out, &[input, self.params[0].value.as_tensor(), self.params[1].value.as_tensor()])?;
         for (param, grad) in self.params.iter_mut().zip(&grads[1..]) {
             if let Some(g) = grad {
                 param.accumulate(g)?;
             }
         }
-        Ok(if need_input_grad {
-            grads[0].clone()
-        } else {
-            None
-        })
+        Ok(if need_input_grad { grads[0].clone() } else { None })
     }
 
     fn params(&self) -> &[Param] {
@@ -182,10 +153,7 @@ impl Layer for Pool2d {
         if ctx.train() {
             let input = Var::from_tensor(x)?;
             let y = self.apply(input.as_tensor())?;
-            Ok((
-                y.detach(),
-                Saved::new(vec![input.as_tensor().clone(), y], &input_dims),
-            ))
+            Ok((y.detach(), Saved::new(vec![input.as_tensor().clone(), y], &input_dims)))
         } else {
             Ok((self.apply(x)?, Saved::default()))
         }

@@ -6,8 +6,7 @@ use std::cell::RefCell;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, DType, Device, InplaceOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, Storage,
-    Tensor, bail,
+    CpuStorage, DType, Device, InplaceOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, Storage, Tensor, bail,
 };
 
 /// Whether the fused slice kernels can run on this tensor.
@@ -53,10 +52,7 @@ pub fn read2<R>(a: &Tensor, b: &Tensor, f: impl FnOnce(&[f32], &[f32]) -> Result
 }
 
 /// A new CPU tensor of `shape` whose data `fill` writes (the buffer starts zeroed).
-pub fn build(
-    shape: impl Into<Shape>,
-    fill: impl FnOnce(&mut [f32]) -> Result<()>,
-) -> Result<Tensor> {
+pub fn build(shape: impl Into<Shape>, fill: impl FnOnce(&mut [f32]) -> Result<()>) -> Result<Tensor> {
     let shape = shape.into();
     let mut data = vec![0f32; shape.elem_count()];
     fill(&mut data)?;
@@ -84,13 +80,7 @@ impl<F: FnMut(&mut [f32], &[f32]) -> Result<()>> InplaceOp2 for Update2<F> {
         "shoal-inplace2"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<()> {
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
         (self.0.borrow_mut())(slice_of_mut(s1, l1)?, slice_of(s2, l2)?)
     }
 }
@@ -121,11 +111,7 @@ pub fn update(t: &Tensor, f: impl FnMut(&mut [f32]) -> Result<()>) -> Result<()>
 }
 
 /// Updates `t` in place, reading `a` (both contiguous, distinct storage).
-pub fn update_with(
-    t: &Tensor,
-    a: &Tensor,
-    f: impl FnMut(&mut [f32], &[f32]) -> Result<()>,
-) -> Result<()> {
+pub fn update_with(t: &Tensor, a: &Tensor, f: impl FnMut(&mut [f32], &[f32]) -> Result<()>) -> Result<()> {
     t.inplace_op2(a, &Update2(RefCell::new(f)))
 }
 
@@ -164,14 +150,8 @@ mod tests {
 
     #[test]
     fn narrowed_views_read_only_their_part() {
-        let t = Tensor::arange(0f32, 12.0, &Device::Cpu)
-            .expect("t")
-            .reshape((3, 4))
-            .expect("r");
+        let t = Tensor::arange(0f32, 12.0, &Device::Cpu).expect("t").reshape((3, 4)).expect("r");
         let row = t.narrow(0, 1, 1).expect("narrow");
-        assert_eq!(
-            read(&row, |d| Ok(d.to_vec())).expect("read"),
-            vec![4.0, 5.0, 6.0, 7.0]
-        );
+        assert_eq!(read(&row, |d| Ok(d.to_vec())).expect("read"), vec![4.0, 5.0, 6.0, 7.0]);
     }
 }

@@ -29,8 +29,7 @@ impl Layer for Dropout {
         let scale = (1.0 / keep) as f32;
         let rng = &mut ctx.rng;
         let mask = cpu::build(x.shape(), |m| {
-            m.iter_mut()
-                .for_each(|v| *v = if rng.uniform() < keep { scale } else { 0.0 });
+            m.iter_mut().for_each(|v| *v = if rng.uniform() < keep { scale } else { 0.0 });
             Ok(())
         })?
         .to_device(x.device())?;

@@ -8,11 +8,7 @@ use gemm::{Parallelism, gemm};
 use shoal_common::spec::Activation;
 
 fn parallelism(threads: usize) -> Parallelism {
-    if threads > 1 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    }
+    if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None }
 }
 
 /// Shape of a row-major matrix product.
@@ -32,14 +28,7 @@ fn check(name: &str, len: usize, want: usize) -> Result<()> {
 
 /// `z = x · wᵀ + b`, where x is rows×inputs, w is outputs×inputs (PyTorch layout), b has
 /// `outputs` values and z is rows×outputs.
-pub fn linear_forward(
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    z: &mut [f32],
-    d: Dims,
-    threads: usize,
-) -> Result<()> {
+pub fn linear_forward(x: &[f32], w: &[f32], b: &[f32], z: &mut [f32], d: Dims, threads: usize) -> Result<()> {
     check("linear input", x.len(), d.rows * d.inputs)?;
     check("linear weight", w.len(), d.outputs * d.inputs)?;
     check("linear bias", b.len(), d.outputs)?;
@@ -129,11 +118,7 @@ pub fn linear_weight_grad(
 /// Bias gradient: `gb (+)= Σ_rows dz`.
 pub fn bias_grad(dz: &[f32], gb: &mut [f32], accumulate: bool) -> Result<()> {
     if gb.is_empty() || dz.len() % gb.len() != 0 {
-        bail!(
-            "bias gradient: {} values do not divide into rows of {}",
-            dz.len(),
-            gb.len()
-        );
+        bail!("bias gradient: {} values do not divide into rows of {}", dz.len(), gb.len());
     }
     if !accumulate {
         gb.fill(0.0);
@@ -145,13 +130,7 @@ pub fn bias_grad(dz: &[f32], gb: &mut [f32], accumulate: bool) -> Result<()> {
 }
 
 /// Input gradient of a linear layer: `dx = dz · w`.
-pub fn linear_input_grad(
-    dz: &[f32],
-    w: &[f32],
-    dx: &mut [f32],
-    d: Dims,
-    threads: usize,
-) -> Result<()> {
+pub fn linear_input_grad(dz: &[f32], w: &[f32], dx: &mut [f32], d: Dims, threads: usize) -> Result<()> {
     check("linear output gradient", dz.len(), d.rows * d.outputs)?;
     check("linear weight", w.len(), d.outputs * d.inputs)?;
     check("linear input gradient", dx.len(), d.rows * d.inputs)?;
@@ -200,9 +179,7 @@ fn sigmoid(z: f32) -> f32 {
 /// erf with |error| < 1.5e-7 (Abramowitz and Stegun 7.1.26), enough for f32 GELU.
 fn erf(x: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
-    let poly = t
-        * (0.254_829_6
-            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
     let r = 1.0 - poly * (-x * x).exp();
     if x >= 0.0 { r } else { -r }
 }
@@ -237,9 +214,7 @@ pub fn activation_backward(act: Activation, saved: &[f32], dy: &mut [f32]) -> Re
         Activation::Identity => {}
         // Branch-free selects, so the loops vectorise.
         Activation::Relu => pairs.for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 }),
-        Activation::LeakyRelu => {
-            pairs.for_each(|(g, &y)| *g *= if y < 0.0 { LEAKY_SLOPE } else { 1.0 })
-        }
+        Activation::LeakyRelu => pairs.for_each(|(g, &y)| *g *= if y < 0.0 { LEAKY_SLOPE } else { 1.0 }),
         Activation::Tanh => pairs.for_each(|(g, &y)| *g *= 1.0 - y * y),
         Activation::Sigmoid => pairs.for_each(|(g, &y)| *g *= y * (1.0 - y)),
         Activation::Silu => pairs.for_each(|(g, &z)| {
@@ -268,11 +243,7 @@ pub fn softmax_cross_entropy(
     check("logit gradient", grad.len(), logits.len())?;
     let mut loss = 0.0f64;
     let mut correct = 0;
-    for ((row, g), &label) in logits
-        .chunks_exact(classes)
-        .zip(grad.chunks_exact_mut(classes))
-        .zip(labels)
-    {
+    for ((row, g), &label) in logits.chunks_exact(classes).zip(grad.chunks_exact_mut(classes)).zip(labels) {
         let label = label as usize;
         if label >= classes {
             bail!("label {label} out of range for {classes} classes");
@@ -337,45 +308,24 @@ mod tests {
     }
 
     fn seq(n: usize, k: f32) -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i as f32 * k).sin() * 0.5) as f32)
-            .collect()
+        (0..n).map(|i| ((i as f32 * k).sin() * 0.5) as f32).collect()
     }
 
     fn close(a: &[f32], b: &[f32], tol: f32) {
         assert_eq!(a.len(), b.len());
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= tol * (1.0 + y.abs()),
-                "index {i}: {x} vs {y}"
-            );
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "index {i}: {x} vs {y}");
         }
     }
 
     #[test]
     fn linear_matches_the_naive_product_including_odd_shapes() {
         for d in [
-            Dims {
-                rows: 5,
-                inputs: 7,
-                outputs: 3,
-            },
-            Dims {
-                rows: 1,
-                inputs: 33,
-                outputs: 17,
-            },
-            Dims {
-                rows: 64,
-                inputs: 20,
-                outputs: 9,
-            },
+            Dims { rows: 5, inputs: 7, outputs: 3 },
+            Dims { rows: 1, inputs: 33, outputs: 17 },
+            Dims { rows: 64, inputs: 20, outputs: 9 },
         ] {
-            let (x, w, b) = (
-                seq(d.rows * d.inputs, 0.37),
-                seq(d.outputs * d.inputs, 0.11),
-                seq(d.outputs, 1.3),
-            );
+            let (x, w, b) = (seq(d.rows * d.inputs, 0.37), seq(d.outputs * d.inputs, 0.11), seq(d.outputs, 1.3));
             let mut z = vec![0f32; d.rows * d.outputs];
             linear_forward(&x, &w, &b, &mut z, d, 1).expect("forward");
             close(&z, &naive_linear(&x, &w, &b, d), 1e-5);
@@ -384,11 +334,7 @@ mod tests {
 
     #[test]
     fn linear_backward_matches_reference_and_accumulates() {
-        let d = Dims {
-            rows: 6,
-            inputs: 5,
-            outputs: 4,
-        };
+        let d = Dims { rows: 6, inputs: 5, outputs: 4 };
         let (x, w, dz) = (seq(30, 0.7), seq(20, 0.3), seq(24, 0.9));
         let mut gw = vec![0f32; 20];
         let mut gb = vec![0f32; 4];
@@ -408,16 +354,8 @@ mod tests {
         close(&gb, &want_gb, 1e-5);
         linear_weight_grad(&x, &dz, &mut gw, d, true, 1).expect("grads again");
         bias_grad(&dz, &mut gb, true).expect("bias again");
-        close(
-            &gw,
-            &want_gw.iter().map(|v| 2.0 * v).collect::<Vec<_>>(),
-            1e-5,
-        );
-        close(
-            &gb,
-            &want_gb.iter().map(|v| 2.0 * v).collect::<Vec<_>>(),
-            1e-5,
-        );
+        close(&gw, &want_gw.iter().map(|v| 2.0 * v).collect::<Vec<_>>(), 1e-5);
+        close(&gb, &want_gb.iter().map(|v| 2.0 * v).collect::<Vec<_>>(), 1e-5);
 
         let mut dx = vec![0f32; 30];
         linear_input_grad(&dz, &w, &mut dx, d, 1).expect("dx");
@@ -446,11 +384,7 @@ mod tests {
         ] {
             let mut y = zs.clone();
             activate(act, &mut y);
-            let saved = if needs_preactivation(act) {
-                zs.clone()
-            } else {
-                y.clone()
-            };
+            let saved = if needs_preactivation(act) { zs.clone() } else { y.clone() };
             let mut g = vec![1f32; zs.len()];
             activation_backward(act, &saved, &mut g).expect("backward");
             for (k, &z) in zs.iter().enumerate() {
@@ -459,11 +393,7 @@ mod tests {
                 activate(act, &mut a);
                 activate(act, &mut b);
                 let fd = (a[0] - b[0]) / (2.0 * h);
-                assert!(
-                    (fd - g[k]).abs() < 2e-3,
-                    "{act:?} at {z}: fd {fd} vs {}",
-                    g[k]
-                );
+                assert!((fd - g[k]).abs() < 2e-3, "{act:?} at {z}: fd {fd} vs {}", g[k]);
             }
         }
     }
@@ -473,8 +403,7 @@ mod tests {
         let logits = [1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0];
         let labels = [1u32, 0];
         let mut grad = [0f32; 6];
-        let (loss, correct) =
-            softmax_cross_entropy(&logits, &labels, 3, 0.5, &mut grad).expect("ce");
+        let (loss, correct) = softmax_cross_entropy(&logits, &labels, 3, 0.5, &mut grad).expect("ce");
         let row_loss = |r: &[f32], l: usize| {
             let s: f64 = r.iter().map(|v| f64::from(*v).exp()).sum();
             s.ln() - f64::from(r[l])

@@ -30,12 +30,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(mode: Mode, threads: usize, rng: Rng) -> Self {
-        Self {
-            mode,
-            threads: threads.max(1),
-            rng,
-            fused: true,
-        }
+        Self { mode, threads: threads.max(1), rng, fused: true }
     }
 
     pub fn train(&self) -> bool {
@@ -53,25 +48,17 @@ pub struct Saved {
 
 impl Saved {
     pub fn new(tensors: Vec<Tensor>, input_dims: &[usize]) -> Self {
-        Self {
-            tensors,
-            input_dims: input_dims.to_vec(),
-        }
+        Self { tensors, input_dims: input_dims.to_vec() }
     }
 
     /// Bytes of activation memory held.
     pub fn bytes(&self) -> usize {
-        self.tensors
-            .iter()
-            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
-            .sum()
+        self.tensors.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
     }
 
     pub(crate) fn get(&self, i: usize) -> Result<&Tensor> {
         self.tensors.get(i).ok_or_else(|| {
-            candle_core::Error::Msg(
-                "backward called without the activations of a training forward".into(),
-            )
+            candle_core::Error::Msg("backward called without the activations of a training forward".into())
         })
     }
 }
@@ -89,12 +76,7 @@ pub struct Param {
 impl Param {
     pub fn new(name: String, value: Tensor) -> Result<Self> {
         let grad = value.zeros_like()?;
-        Ok(Self {
-            name,
-            value: Var::from_tensor(&value)?,
-            grad,
-            grad_valid: false,
-        })
+        Ok(Self { name, value: Var::from_tensor(&value)?, grad, grad_valid: false })
     }
 
     pub fn elem_count(&self) -> usize {

@@ -18,30 +18,13 @@ pub struct Linear {
 
 impl Linear {
     /// PyTorch's default initialisation: weights and bias uniform in ±1/√inputs.
-    pub fn new(
-        name: &str,
-        inputs: usize,
-        outputs: usize,
-        activation: Activation,
-        rng: &mut Rng,
-    ) -> Result<Self> {
+    pub fn new(name: &str, inputs: usize, outputs: usize, activation: Activation, rng: &mut Rng) -> Result<Self> {
         let bound = 1.0 / (inputs as f64).sqrt();
-        let mut draw = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| rng.uniform_range(-bound, bound) as f32)
-                .collect()
-        };
-        let w = Tensor::from_vec(
-            draw(outputs * inputs),
-            (outputs, inputs),
-            &candle_core::Device::Cpu,
-        )?;
+        let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_range(-bound, bound) as f32).collect() };
+        let w = Tensor::from_vec(draw(outputs * inputs), (outputs, inputs), &candle_core::Device::Cpu)?;
         let b = Tensor::from_vec(draw(outputs), outputs, &candle_core::Device::Cpu)?;
         Ok(Self {
-            params: [
-                Param::new(format!("{name}.weight"), w)?,
-                Param::new(format!("{name}.bias"), b)?,
-            ],
+            params: [Param::new(format!("{name}.weight"), w)?, Param::new(format!("{name}.bias"), b)?],
             activation,
             inputs,
             outputs,
@@ -68,24 +51,14 @@ impl Layer for Linear {
 
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Saved)> {
         let input_dims = x.dims().to_vec();
-        let x = if x.rank() == 2 {
-            x.clone()
-        } else {
-            x.flatten_from(1)?
-        };
+        let x = if x.rank() == 2 { x.clone() } else { x.flatten_from(1)? };
         let rows = x.dim(0)?;
-        let d = Dims {
-            rows,
-            inputs: self.inputs,
-            outputs: self.outputs,
-        };
+        let d = Dims { rows, inputs: self.inputs, outputs: self.outputs };
         if self.fused(&x, ctx) {
             let x = x.contiguous()?;
             let z = cpu::build((rows, self.outputs), |z| {
                 cpu::read2(&x, self.weight(), |xs, w| {
-                    cpu::read(self.bias(), |b| {
-                        kernels::linear_forward(xs, w, b, z, d, ctx.threads)
-                    })
+                    cpu::read(self.bias(), |b| kernels::linear_forward(xs, w, b, z, d, ctx.threads))
                 })
             })?;
             if kernels::needs_preactivation(self.activation) {
@@ -94,32 +67,20 @@ impl Layer for Linear {
                     kernels::activate(self.activation, v);
                     Ok(())
                 })?;
-                let saved = if ctx.train() {
-                    Saved::new(vec![x, z], &input_dims)
-                } else {
-                    Saved::default()
-                };
+                let saved = if ctx.train() { Saved::new(vec![x, z], &input_dims) } else { Saved::default() };
                 Ok((y, saved))
             } else {
                 cpu::update(&z, |v| {
                     kernels::activate(self.activation, v);
                     Ok(())
                 })?;
-                let saved = if ctx.train() {
-                    Saved::new(vec![x, z.clone()], &input_dims)
-                } else {
-                    Saved::default()
-                };
+                let saved = if ctx.train() { Saved::new(vec![x, z.clone()], &input_dims) } else { Saved::default() };
                 Ok((z, saved))
             }
         } else {
             let z = x.matmul(&self.weight().t()?)?.broadcast_add(self.bias())?;
             let y = activation::forward(self.activation, &z)?;
-            let saved = if ctx.train() {
-                Saved::new(vec![x, z, y.clone()], &input_dims)
-            } else {
-                Saved::default()
-            };
+            let saved = if ctx.train() { Saved::new(vec![x, z, y.clone()], &input_dims) } else { Saved::default() };
             Ok((y, saved))
         }
     }
@@ -133,11 +94,7 @@ impl Layer for Linear {
     ) -> Result<Option<Tensor>> {
         let x = saved.get(0)?;
         let rows = x.dim(0)?;
-        let d = Dims {
-            rows,
-            inputs: self.inputs,
-            outputs: self.outputs,
-        };
+        let d = Dims { rows, inputs: self.inputs, outputs: self.outputs };
         let dy = grad_out.reshape((rows, self.outputs))?;
         let fused = saved.tensors.len() == 2 && cpu::is_cpu_f32(&dy);
         let dz = if fused {
@@ -145,9 +102,7 @@ impl Layer for Linear {
             let dz = dy.contiguous()?;
             let act = self.activation;
             if act != Activation::Identity {
-                cpu::update_with(&dz, saved.get(1)?, |g, s| {
-                    kernels::activation_backward(act, s, g)
-                })?;
+                cpu::update_with(&dz, saved.get(1)?, |g, s| kernels::activation_backward(act, s, g))?;
             }
             let [w, b] = &mut self.params;
             for p in [&mut *w, &mut *b] {
@@ -177,9 +132,7 @@ impl Layer for Linear {
         }
         let dx = if fused {
             cpu::build((rows, self.inputs), |dx| {
-                cpu::read2(&dz, self.weight(), |dzs, w| {
-                    kernels::linear_input_grad(dzs, w, dx, d, threads)
-                })
+                cpu::read2(&dz, self.weight(), |dzs, w| kernels::linear_input_grad(dzs, w, dx, d, threads))
             })?
         } else {
             dz.matmul(self.weight())?

@@ -53,25 +53,18 @@ pub fn loss_and_grad(output: &Tensor, targets: &Targets, scale: f32) -> Result<L
         cpu::read(&output, |o| {
             match targets {
                 Targets::Classes(labels) => {
-                    (loss_sum, correct) =
-                        kernels::softmax_cross_entropy(o, labels, width, scale, g)?;
+                    (loss_sum, correct) = kernels::softmax_cross_entropy(o, labels, width, scale, g)?;
                 }
                 Targets::Values { values, width: tw } => {
                     if *tw != width {
                         bail!("model has {width} outputs but targets have {tw} columns");
                     }
                     // Per-row loss is the mean over columns, so the gradient scales by 1/width.
-                    loss_sum =
-                        kernels::squared_error(o, values, scale / width as f32, g)? / width as f64;
+                    loss_sum = kernels::squared_error(o, values, scale / width as f32, g)? / width as f64;
                 }
             }
             Ok(())
         })
     })?;
-    Ok(LossOutput {
-        loss_sum,
-        correct,
-        rows,
-        grad: grad.to_device(&device)?,
-    })
+    Ok(LossOutput { loss_sum, correct, rows, grad: grad.to_device(&device)? })
 }

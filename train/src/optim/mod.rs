@@ -28,34 +28,19 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    pub fn new<'a>(
-        config: OptimizerConfig,
-        total_steps: u64,
-        params: impl Iterator<Item = &'a Param>,
-    ) -> Self {
+    pub fn new<'a>(config: OptimizerConfig, total_steps: u64, params: impl Iterator<Item = &'a Param>) -> Self {
         let slots = params
             .map(|p| {
                 let n = p.elem_count();
                 let (first, second) = match config.kind {
-                    OptimizerKind::Sgd { momentum, .. } if momentum > 0.0 => {
-                        (vec![0.0; n], Vec::new())
-                    }
+                    OptimizerKind::Sgd { momentum, .. } if momentum > 0.0 => (vec![0.0; n], Vec::new()),
                     OptimizerKind::Sgd { .. } => (Vec::new(), Vec::new()),
                     OptimizerKind::AdamW { .. } => (vec![0.0; n], vec![0.0; n]),
                 };
-                Slot {
-                    name: p.name.clone(),
-                    first,
-                    second,
-                }
+                Slot { name: p.name.clone(), first, second }
             })
             .collect();
-        Self {
-            config,
-            total_steps,
-            steps_done: 0,
-            slots,
-        }
+        Self { config, total_steps, steps_done: 0, slots }
     }
 
     /// Optimizer steps applied so far.
@@ -65,9 +50,7 @@ impl Optimizer {
 
     /// Learning rate of the next step.
     pub fn lr(&self) -> f64 {
-        self.config
-            .schedule
-            .lr_at(self.config.lr, self.steps_done, self.total_steps)
+        self.config.schedule.lr_at(self.config.lr, self.steps_done, self.total_steps)
     }
 
     /// Applies one update from the parameters' gradients and returns the learning rate used.
@@ -90,16 +73,9 @@ impl Optimizer {
             let kind = self.config.kind;
             let mut apply = |w: &mut [f32], g: &[f32]| -> candle_core::Result<()> {
                 match kind {
-                    OptimizerKind::Sgd { momentum, nesterov } => rules::sgd(
-                        w,
-                        g,
-                        &mut slot.first,
-                        lr as f32,
-                        momentum as f32,
-                        nesterov,
-                        wd,
-                        first_step,
-                    ),
+                    OptimizerKind::Sgd { momentum, nesterov } => {
+                        rules::sgd(w, g, &mut slot.first, lr as f32, momentum as f32, nesterov, wd, first_step)
+                    }
                     OptimizerKind::AdamW { beta1, beta2, eps } => {
                         let s = rules::AdamStep {
                             lr: lr as f32,
@@ -122,9 +98,7 @@ impl Optimizer {
                 let mut w = cpu::to_vec(value)?;
                 let g = cpu::to_vec(&p.grad)?;
                 apply(&mut w, &g)?;
-                p.value.set(
-                    &Tensor::from_vec(w, value.shape(), &Device::Cpu)?.to_device(value.device())?,
-                )?;
+                p.value.set(&Tensor::from_vec(w, value.shape(), &Device::Cpu)?.to_device(value.device())?)?;
             }
         }
         self.steps_done += 1;
@@ -159,26 +133,19 @@ impl Optimizer {
         origin: &std::path::Path,
     ) -> Result<()> {
         for slot in &mut self.slots {
-            for (suffix, buf) in [
-                ("first_moment", &mut slot.first),
-                ("second_moment", &mut slot.second),
-            ] {
+            for (suffix, buf) in [("first_moment", &mut slot.first), ("second_moment", &mut slot.second)] {
                 if buf.is_empty() {
                     continue;
                 }
                 let key = format!("{}.{suffix}", slot.name);
-                let t = state.get(&key).ok_or_else(|| {
-                    TrainError::checkpoint(origin, format!("optimizer state `{key}` is missing"))
-                })?;
+                let t = state
+                    .get(&key)
+                    .ok_or_else(|| TrainError::checkpoint(origin, format!("optimizer state `{key}` is missing")))?;
                 let values = cpu::to_vec(t)?;
                 if values.len() != buf.len() {
                     return Err(TrainError::checkpoint(
                         origin,
-                        format!(
-                            "optimizer state `{key}` has {} values, expected {}",
-                            values.len(),
-                            buf.len()
-                        ),
+                        format!("optimizer state `{key}` has {} values, expected {}", values.len(), buf.len()),
                     ));
                 }
                 buf.copy_from_slice(&values);

@@ -77,14 +77,7 @@ mod tests {
         // With bias correction the first update is lr · g/|g| (plus decay), whatever the scale of g.
         let mut w = [1.0f32, -2.0];
         let (mut m, mut v) = ([0.0f32; 2], [0.0f32; 2]);
-        let s = AdamStep {
-            lr: 0.01,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-12,
-            weight_decay: 0.0,
-            t: 1,
-        };
+        let s = AdamStep { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-12, weight_decay: 0.0, t: 1 };
         adamw(&mut w, &[1000.0, -0.001], &mut m, &mut v, &s);
         assert!((w[0] - 0.99).abs() < 1e-6, "{}", w[0]);
         assert!((w[1] - -1.99).abs() < 1e-6, "{}", w[1]);

@@ -13,11 +13,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max: max.max(base),
-            current: base,
-        }
+        Self { base, max: max.max(base), current: base }
     }
 
     pub fn next(&mut self) -> Duration {
@@ -42,10 +38,7 @@ mod tests {
         let waits: Vec<Duration> = (0..8).map(|_| b.next()).collect();
         assert!(waits[0] <= Duration::from_millis(100) && waits[0] >= Duration::from_millis(50));
         assert!(waits.iter().all(|w| *w <= Duration::from_millis(1000)));
-        assert!(
-            waits[7] >= Duration::from_millis(500),
-            "capped step is 1000ms, wait at least half"
-        );
+        assert!(waits[7] >= Duration::from_millis(500), "capped step is 1000ms, wait at least half");
         b.reset();
         assert!(b.next() <= Duration::from_millis(100));
     }

@@ -5,13 +5,12 @@
 mod backoff;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use shoal_common::proto::worker_service_client::WorkerServiceClient;
 use shoal_common::proto::{
-    Heartbeat, Hello, RegisterRequest, RunningJob, WorkerInfo, WorkerMessage, coordinator_message,
-    worker_message,
+    Heartbeat, Hello, RegisterRequest, RunningJob, WorkerInfo, WorkerMessage, coordinator_message, worker_message,
 };
 use shoal_common::{JobId, WorkerId, version};
 use tokio::sync::mpsc;
@@ -23,6 +22,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::WorkerConfig;
 use crate::devices::Devices;
 use crate::run::{self, JobContext, JobHandle};
+use crate::sync::DataPlane;
 use backoff::Backoff;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +30,7 @@ pub enum WorkerError {
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot listen for peers on {addr}: {source}")]
-    DataPlane {
-        addr: String,
-        source: std::io::Error,
-    },
+    DataPlane { addr: String, source: std::io::Error },
     #[error("the coordinator refused this worker: {0}")]
     Refused(String),
 }
@@ -50,7 +47,7 @@ pub struct Worker {
     config: WorkerConfig,
     devices: Devices,
     data_addr: SocketAddr,
-    _data_listener: TcpListener,
+    plane: DataPlane,
     worker_id: Option<WorkerId>,
     jobs: HashMap<JobId, JobHandle>,
     updates_tx: mpsc::UnboundedSender<WorkerMessage>,
@@ -63,11 +60,7 @@ pub struct Worker {
 
 impl Worker {
     /// Binds the data plane and prepares to connect. `drain` asks the worker to finish up and exit.
-    pub fn new(
-        config: WorkerConfig,
-        mut devices: Devices,
-        drain: CancellationToken,
-    ) -> Result<Self, WorkerError> {
+    pub fn new(config: WorkerConfig, mut devices: Devices, drain: CancellationToken) -> Result<Self, WorkerError> {
         config.validate().map_err(WorkerError::Config)?;
         if config.cpus > 0 {
             devices.cpu_cores = config.cpus;
@@ -78,31 +71,19 @@ impl Worker {
         if !config.hostname.is_empty() {
             devices.hostname = config.hostname.clone();
         }
-        let listener =
-            TcpListener::bind(&config.data_listen).map_err(|source| WorkerError::DataPlane {
-                addr: config.data_listen.clone(),
-                source,
-            })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| WorkerError::DataPlane {
-                addr: config.data_listen.clone(),
-                source,
-            })?;
+        let plane = DataPlane::bind(&config.data_listen)
+            .map_err(|source| WorkerError::DataPlane { addr: config.data_listen.clone(), source })?;
         let data_addr = if config.data_advertise.is_empty() {
-            bound
+            plane.addr()
         } else {
-            config
-                .data_advertise
-                .parse()
-                .map_err(|e| WorkerError::Config(format!("data_advertise: {e}")))?
+            config.data_advertise.parse().map_err(|e| WorkerError::Config(format!("data_advertise: {e}")))?
         };
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
         Ok(Self {
             config,
             devices,
             data_addr,
-            _data_listener: listener,
+            plane,
             worker_id: None,
             jobs: HashMap::new(),
             updates_tx,
@@ -123,17 +104,12 @@ impl Worker {
             version: version::VERSION.into(),
             protocol: version::PROTOCOL,
             gpu_note: self.devices.gpu_note.clone(),
+            nccl: self.devices.nccl,
         }
     }
 
     fn running(&self) -> Vec<RunningJob> {
-        self.jobs
-            .iter()
-            .map(|(id, h)| RunningJob {
-                job_id: id.to_string(),
-                attempt: h.attempt,
-            })
-            .collect()
+        self.jobs.iter().map(|(id, h)| RunningJob { job_id: id.to_string(), attempt: h.attempt }).collect()
     }
 
     fn draining(&self) -> bool {
@@ -142,10 +118,7 @@ impl Worker {
 
     /// Runs until drained. Returns an error only when the coordinator refuses this worker.
     pub async fn run(mut self) -> Result<(), WorkerError> {
-        let mut backoff = Backoff::new(
-            Duration::from_millis(200),
-            Duration::from_millis(self.config.max_backoff_ms),
-        );
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(self.config.max_backoff_ms));
         loop {
             if let Some(deadline) = self.drain_deadline {
                 if self.jobs.is_empty() && self.unsent.is_none() && self.updates_rx.is_empty() {
@@ -153,9 +126,7 @@ impl Worker {
                     return Ok(());
                 }
                 if Instant::now() >= deadline {
-                    tracing::warn!(
-                        "drain deadline passed before every report reached the coordinator; exiting"
-                    );
+                    tracing::warn!("drain deadline passed before every report reached the coordinator; exiting");
                     return Ok(());
                 }
             }
@@ -212,29 +183,18 @@ impl Worker {
         let mut client = WorkerServiceClient::new(channel);
         let request = RegisterRequest {
             info: Some(self.info()),
-            worker_id: self
-                .worker_id
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
+            worker_id: self.worker_id.as_ref().map(ToString::to_string).unwrap_or_default(),
         };
-        let response = timeout(t, client.register(request)).await.map_err(|_| {
-            ConnectError::Unavailable(format!("no answer to register within {t:?}"))
-        })?;
+        let response = timeout(t, client.register(request))
+            .await
+            .map_err(|_| ConnectError::Unavailable(format!("no answer to register within {t:?}")))?;
         let response = match response {
             Ok(r) => r.into_inner(),
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
-                ) =>
-            {
+            Err(status) if matches!(status.code(), tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument) => {
                 return Err(ConnectError::Refused(status.message().to_owned()));
             }
             Err(status) => {
-                return Err(ConnectError::Unavailable(shoal_common::status::describe(
-                    &status,
-                )));
+                return Err(ConnectError::Unavailable(shoal_common::status::describe(&status)));
             }
         };
         let id = WorkerId::new(response.worker_id);
@@ -251,18 +211,8 @@ impl Worker {
         };
         let t = self.config.connect_timeout();
         let (out, out_rx) = mpsc::channel::<WorkerMessage>(1024);
-        let hello = Hello {
-            worker_id: worker_id.to_string(),
-            running: self.running(),
-            draining: self.draining(),
-        };
-        if out
-            .send(WorkerMessage {
-                kind: Some(worker_message::Kind::Hello(hello)),
-            })
-            .await
-            .is_err()
-        {
+        let hello = Hello { worker_id: worker_id.to_string(), running: self.running(), draining: self.draining() };
+        if out.send(WorkerMessage { kind: Some(worker_message::Kind::Hello(hello)) }).await.is_err() {
             return SessionEnd::Lost("session closed before hello".into());
         }
         let mut inbound = match timeout(t, client.session(ReceiverStream::new(out_rx))).await {
@@ -276,6 +226,7 @@ impl Worker {
             checkpoint_root: self.config.checkpoint_dir.clone(),
             keep_checkpoints: self.config.keep_checkpoints,
             max_threads: self.devices.cpu_cores as usize,
+            plane: self.plane.clone(),
         };
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -335,15 +286,13 @@ impl Worker {
                 if self.draining() {
                     tracing::warn!(job_id = %id, "assignment while draining; refusing it");
                     let _ = self.updates_tx.send(WorkerMessage {
-                        kind: Some(worker_message::Kind::Finished(
-                            shoal_common::proto::JobFinished {
-                                job_id: a.job_id.clone(),
-                                attempt: a.attempt,
-                                outcome: shoal_common::proto::Outcome::Interrupted as i32,
-                                checkpoint: a.resume_from.clone(),
-                                ..Default::default()
-                            },
-                        )),
+                        kind: Some(worker_message::Kind::Finished(shoal_common::proto::JobFinished {
+                            job_id: a.job_id.clone(),
+                            attempt: a.attempt,
+                            outcome: shoal_common::proto::Outcome::Interrupted as i32,
+                            checkpoint: a.resume_from.clone(),
+                            ..Default::default()
+                        })),
                     });
                     return;
                 }
@@ -363,6 +312,13 @@ impl Worker {
                     Err(e) => {
                         tracing::error!(job_id = %id, error = %e, "cannot start a job thread")
                     }
+                }
+            }
+            Some(coordinator_message::Kind::Rendezvous(v)) => {
+                let id = JobId::new(v.job_id.clone());
+                match self.jobs.get(&id).filter(|h| h.attempt == v.attempt) {
+                    Some(h) => h.rendezvous(v.key, v.value),
+                    None => tracing::debug!(job_id = %id, "rendezvous value for a job not running here"),
                 }
             }
             Some(coordinator_message::Kind::Cancel(c)) => {
@@ -398,10 +354,7 @@ impl Worker {
     }
 
     fn abandon_jobs(&mut self) {
-        tracing::warn!(
-            jobs = self.jobs.len(),
-            "drain timed out; stopping the remaining jobs"
-        );
+        tracing::warn!(jobs = self.jobs.len(), "drain timed out; stopping the remaining jobs");
         for h in self.jobs.values() {
             h.cancel();
         }

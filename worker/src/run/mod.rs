@@ -1,6 +1,7 @@
 //! Running one assigned job: a dedicated thread validates the spec, loads the data, trains with
 //! candle (the loader prefetches on its own thread) and streams reports to the session task.
 
+mod group;
 mod report;
 
 use std::panic::AssertUnwindSafe;
@@ -9,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::thread::JoinHandle;
 
-use shoal_common::proto::{
-    Assignment, JobFinished, JobStarted, Outcome, WorkerMessage, worker_message,
-};
+use shoal_common::proto::{Assignment, JobFinished, JobStarted, Outcome, WorkerMessage, worker_message};
 use shoal_common::{JobId, WorkerId, spec};
-use shoal_train::{RunOptions, Stop, data, train};
+use shoal_train::{Collective, RunOptions, Stop, data, train};
 use tokio::sync::mpsc::UnboundedSender;
+
+use crate::sync::DataPlane;
 
 use report::ReportHost;
 pub use report::result_of;
@@ -24,14 +25,19 @@ const CANCEL: u8 = 1;
 const DRAIN: u8 = 2;
 
 /// Where and how jobs run on this worker.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct JobContext {
     pub worker_id: WorkerId,
     pub checkpoint_root: PathBuf,
     pub keep_checkpoints: usize,
     /// Matmul threads are capped at the cores this worker offers.
     pub max_threads: usize,
+    /// Links to the other ranks of data-parallel jobs.
+    pub plane: DataPlane,
 }
+
+/// Values other ranks published through the coordinator (the NCCL unique id).
+pub type RendezvousRx = std::sync::mpsc::Receiver<(String, Vec<u8>)>;
 
 /// A job running on its own thread.
 pub struct JobHandle {
@@ -39,6 +45,7 @@ pub struct JobHandle {
     pub attempt: u32,
     stop: Arc<AtomicU8>,
     thread: Option<JoinHandle<()>>,
+    rendezvous: std::sync::mpsc::Sender<(String, Vec<u8>)>,
 }
 
 impl JobHandle {
@@ -49,9 +56,12 @@ impl JobHandle {
 
     /// Finish the step, checkpoint and stop; the job ends interrupted, to resume elsewhere.
     pub fn drain(&self) {
-        let _ = self
-            .stop
-            .compare_exchange(RUN, DRAIN, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self.stop.compare_exchange(RUN, DRAIN, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Hands a value published by another rank to the job.
+    pub fn rendezvous(&self, key: String, value: Vec<u8>) {
+        let _ = self.rendezvous.send((key, value));
     }
 
     pub fn is_finished(&self) -> bool {
@@ -85,6 +95,7 @@ pub fn start(
     let attempt = assignment.attempt;
     let stop = Arc::new(AtomicU8::new(RUN));
     let flag = stop.clone();
+    let (rendezvous, rendezvous_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new().name(format!("job-{}", job_id)).spawn(move || {
         let span = tracing::info_span!("job", job_id = %assignment.job_id, worker_id = %ctx.worker_id, attempt, step = tracing::field::Empty);
         let _entered = span.enter();
@@ -92,7 +103,7 @@ pub fn start(
             kind: Some(worker_message::Kind::Started(JobStarted { job_id: assignment.job_id.clone(), attempt })),
         });
         let job = assignment.job_id.clone();
-        let finished = std::panic::catch_unwind(AssertUnwindSafe(|| run(assignment, &ctx, &flag, &updates))).unwrap_or_else(|panic| {
+        let finished = std::panic::catch_unwind(AssertUnwindSafe(|| run(assignment, &ctx, &flag, &updates, &rendezvous_rx))).unwrap_or_else(|panic| {
             let what = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
             failed(&job, attempt, format!("the training thread panicked: {what}"))
         });
@@ -103,22 +114,11 @@ pub fn start(
         }
         let _ = updates.send(WorkerMessage { kind: Some(worker_message::Kind::Finished(finished)) });
     })?;
-    Ok(JobHandle {
-        job_id,
-        attempt,
-        stop,
-        thread: Some(thread),
-    })
+    Ok(JobHandle { job_id, attempt, stop, thread: Some(thread), rendezvous })
 }
 
 fn failed(job_id: &str, attempt: u32, error: String) -> JobFinished {
-    JobFinished {
-        job_id: job_id.into(),
-        attempt,
-        outcome: Outcome::Failed as i32,
-        error,
-        ..Default::default()
-    }
+    JobFinished { job_id: job_id.into(), attempt, outcome: Outcome::Failed as i32, error, ..Default::default() }
 }
 
 fn run(
@@ -126,24 +126,17 @@ fn run(
     ctx: &JobContext,
     stop: &AtomicU8,
     updates: &UnboundedSender<WorkerMessage>,
+    rendezvous: &RendezvousRx,
 ) -> JobFinished {
     let (job_id, attempt) = (assignment.job_id.clone(), assignment.attempt);
-    let Some(job_spec) = assignment.spec else {
-        return failed(
-            &job_id,
-            attempt,
-            "the assignment carried no job spec".into(),
-        );
+    let Some(job_spec) = assignment.spec.clone() else {
+        return failed(&job_id, attempt, "the assignment carried no job spec".into());
     };
     let cfg = match spec::validate(&job_spec) {
         Ok(c) => c,
         Err(errors) => {
             let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return failed(
-                &job_id,
-                attempt,
-                format!("invalid job spec: {}", lines.join("; ")),
-            );
+            return failed(&job_id, attempt, format!("invalid job spec: {}", lines.join("; ")));
         }
     };
     tracing::info!(dataset = ?cfg.dataset.source, "loading dataset");
@@ -157,23 +150,28 @@ fn run(
         features = splits.train.features,
         "dataset loaded"
     );
-    let resume_from =
-        (!assignment.resume_from.is_empty()).then(|| PathBuf::from(&assignment.resume_from));
+    let rank = assignment.rank as usize;
+    let mut collective = match group::join(&assignment, &cfg, ctx, updates, rendezvous) {
+        Ok(c) => c,
+        Err(e) => return failed(&job_id, attempt, e),
+    };
+    let resume_from = (!assignment.resume_from.is_empty()).then(|| PathBuf::from(&assignment.resume_from));
     let opts = RunOptions {
-        checkpoint_dir: Some(ctx.checkpoint_root.join(&job_id)),
+        // Ranks hold identical parameters; rank 0 writes the checkpoints.
+        checkpoint_dir: (rank == 0).then(|| ctx.checkpoint_root.join(&job_id)),
         resume_from,
         threads: (cfg.resources.cpus as usize).clamp(1, ctx.max_threads.max(1)),
         spec_toml: spec::to_toml(&job_spec),
         keep_checkpoints: ctx.keep_checkpoints,
         warmup_steps: 0,
     };
-    let mut host = ReportHost::new(job_id.clone(), attempt, updates.clone(), stop);
+    let mut host = ReportHost::new(job_id.clone(), attempt, rank, updates.clone(), stop);
     if !assignment.gpus.is_empty() {
         host.warn(format!(
             "GPUs {:?} were reserved, but this worker's candle build has no CUDA kernels; training runs on CPU",
             assignment.gpus
         ));
     }
-    let outcome = train(&cfg, splits, &opts, &mut host);
+    let outcome = train(&cfg, splits, &opts, &mut host, collective.as_mut().map(|c| &mut **c as &mut dyn Collective));
     report::finished(&job_id, attempt, outcome)
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU8;
 
 use shoal_common::proto::{
-    JobFinished, JobMetric, JobNotice, JobResult, MetricPoint, Notice, NoticeLevel, Outcome, Split,
+    JobCheckpointed, JobFinished, JobMetric, JobNotice, JobResult, MetricPoint, Notice, NoticeLevel, Outcome, Split,
     WorkerMessage, worker_message,
 };
 use shoal_train::{Host, Outcome as TrainOutcome, Report, Stop, Summary, TrainError};
@@ -13,6 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 pub struct ReportHost<'a> {
     job_id: String,
     attempt: u32,
+    rank: usize,
     updates: UnboundedSender<WorkerMessage>,
     stop: &'a AtomicU8,
 }
@@ -21,15 +22,11 @@ impl<'a> ReportHost<'a> {
     pub fn new(
         job_id: String,
         attempt: u32,
+        rank: usize,
         updates: UnboundedSender<WorkerMessage>,
         stop: &'a AtomicU8,
     ) -> Self {
-        Self {
-            job_id,
-            attempt,
-            updates,
-            stop,
-        }
+        Self { job_id, attempt, rank, updates, stop }
     }
 
     fn send(&self, kind: worker_message::Kind) {
@@ -41,10 +38,7 @@ impl<'a> ReportHost<'a> {
         self.send(worker_message::Kind::Notice(JobNotice {
             job_id: self.job_id.clone(),
             attempt: self.attempt,
-            notice: Some(Notice {
-                level: level as i32,
-                message,
-            }),
+            notice: Some(Notice { level: level as i32, message }),
         }));
     }
 
@@ -66,13 +60,7 @@ impl<'a> ReportHost<'a> {
 impl Host for ReportHost<'_> {
     fn report(&mut self, report: Report) {
         match report {
-            Report::Started {
-                total_steps,
-                steps_per_epoch,
-                params,
-                model,
-                resumed_at,
-            } => {
+            Report::Started { total_steps, steps_per_epoch, params, model, resumed_at } => {
                 tracing::info!(total_steps, steps_per_epoch, params, model = %model, "training started");
                 let mut msg = format!(
                     "training {params} parameters ({model}) for {total_steps} steps, {steps_per_epoch} per epoch"
@@ -91,6 +79,8 @@ impl Host for ReportHost<'_> {
                     accuracy = p.accuracy,
                     samples_per_s = p.samples_per_s.round(),
                     lr = p.lr,
+                    rank = p.rank,
+                    comm_share = (p.comm_share * 1000.0).round() / 1000.0,
                     "progress"
                 );
                 self.metric(MetricPoint {
@@ -104,7 +94,11 @@ impl Host for ReportHost<'_> {
                     samples_per_s: p.samples_per_s,
                     lr: p.lr,
                     elapsed_s: p.elapsed_s,
-                    extra: HashMap::from([("data_wait_share".to_owned(), p.data_wait_share)]),
+                    extra: HashMap::from([
+                        ("data_wait_share".to_owned(), p.data_wait_share),
+                        ("comm_share".to_owned(), p.comm_share),
+                    ]),
+                    rank: p.rank as u32,
                 });
             }
             Report::Validation(p) => {
@@ -123,19 +117,20 @@ impl Host for ReportHost<'_> {
                     loss: p.loss,
                     accuracy: p.accuracy,
                     elapsed_s: p.elapsed_s,
-                    extra: p
-                        .r2
-                        .map(|r| HashMap::from([("r2".to_owned(), r)]))
-                        .unwrap_or_default(),
+                    extra: p.r2.map(|r| HashMap::from([("r2".to_owned(), r)])).unwrap_or_default(),
+                    rank: self.rank as u32,
                     ..Default::default()
                 });
             }
             Report::Checkpoint { step, path } => {
                 tracing::info!(step, path = %path.display(), "checkpoint written");
-                self.notice(
-                    NoticeLevel::Info,
-                    format!("checkpoint at step {step}: {}", path.display()),
-                );
+                self.notice(NoticeLevel::Info, format!("checkpoint at step {step}: {}", path.display()));
+                self.send(worker_message::Kind::Checkpointed(JobCheckpointed {
+                    job_id: self.job_id.clone(),
+                    attempt: self.attempt,
+                    step,
+                    path: path.display().to_string(),
+                }));
             }
         }
     }
@@ -160,56 +155,30 @@ pub fn result_of(s: &Summary) -> JobResult {
         validation_accuracy: val.and_then(|v| v.accuracy),
         samples_per_s: s.samples_per_s,
         elapsed_s: s.elapsed_s,
-        checkpoint: s
-            .checkpoint
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
+        checkpoint: s.checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         first_train_loss: s.first_loss,
         extra,
     }
 }
 
 /// The message that ends a job.
-pub fn finished(
-    job_id: &str,
-    attempt: u32,
-    outcome: Result<TrainOutcome, TrainError>,
-) -> JobFinished {
-    let base = JobFinished {
-        job_id: job_id.into(),
-        attempt,
-        ..Default::default()
-    };
+pub fn finished(job_id: &str, attempt: u32, outcome: Result<TrainOutcome, TrainError>) -> JobFinished {
+    let base = JobFinished { job_id: job_id.into(), attempt, ..Default::default() };
     match outcome {
         Ok(TrainOutcome::Completed(s)) => JobFinished {
             outcome: Outcome::Succeeded as i32,
             step: s.steps,
-            checkpoint: s
-                .checkpoint
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            checkpoint: s.checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             result: Some(result_of(&s)),
             ..base
         },
-        Ok(TrainOutcome::Cancelled { step }) => JobFinished {
-            outcome: Outcome::Cancelled as i32,
-            step,
-            ..base
-        },
+        Ok(TrainOutcome::Cancelled { step }) => JobFinished { outcome: Outcome::Cancelled as i32, step, ..base },
         Ok(TrainOutcome::Interrupted { step, checkpoint }) => JobFinished {
             outcome: Outcome::Interrupted as i32,
             step,
-            checkpoint: checkpoint
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            checkpoint: checkpoint.map(|p| p.display().to_string()).unwrap_or_default(),
             ..base
         },
-        Err(e) => JobFinished {
-            outcome: Outcome::Failed as i32,
-            error: e.to_string(),
-            ..base
-        },
+        Err(e) => JobFinished { outcome: Outcome::Failed as i32, error: e.to_string(), ..base },
     }
 }
