@@ -102,17 +102,17 @@ impl Coordinator {
     /// printed its address. Short liveness timings keep failure tests fast.
     pub fn start(dir: &Path, db: &Path, extra: &[&str]) -> Result<Self> {
         let log = dir.join(format!("coordinator-{}.log", unique()));
+        // Short liveness timings keep failure tests fast; `extra` may override them.
+        let defaults =
+            [("--heartbeat-interval-ms", "500"), ("--heartbeat-timeout-ms", "3000"), ("--reconnect-grace-ms", "1500")];
+        let mut args: Vec<&str> = vec!["--listen", "127.0.0.1:0"];
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                args.extend([flag, value]);
+            }
+        }
         let mut child = Command::new(bin("shoal-coordinator"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--heartbeat-interval-ms",
-                "500",
-                "--heartbeat-timeout-ms",
-                "3000",
-                "--reconnect-grace-ms",
-                "1500",
-            ])
+            .args(args)
             .arg("--database")
             .arg(db)
             .args(extra)
