@@ -107,6 +107,15 @@ pub fn job(j: &Job) -> String {
     if let Some(p) = &j.last_validation {
         out.push_str(&format!("\n  validation at step {}: {}", p.step, metric(p)));
     }
+    if j.ranks.len() > 1 {
+        for r in &j.ranks {
+            let progress = r.last_train.as_ref().map_or_else(String::new, |p| {
+                let comm = p.extra.get("comm_share").copied().unwrap_or(0.0);
+                format!(", step {}, {} samples/s, {:.0}% communicating", p.step, si(p.samples_per_s), comm * 100.0)
+            });
+            out.push_str(&format!("\n  rank {:<3} {} ({}{progress})", r.rank, r.worker_id, r.state));
+        }
+    }
     if let Some(r) = &j.result {
         out.push_str(&format!("\n  result    {}", result(r)));
         if !r.checkpoint.is_empty() {

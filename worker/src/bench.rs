@@ -44,11 +44,19 @@ impl CpuSnapshot {
         Self { machine_busy_s, own_s }
     }
 
-    /// Share of the machine used by other processes since `self`, over `wall` seconds.
-    pub fn foreign_share(&self, wall: f64) -> f64 {
+    /// Share of the machine used by other processes since `self`, over `wall` seconds. With
+    /// several ranks on this machine, their CPU time is summed first so that ranks do not count
+    /// each other as foreign load.
+    pub fn foreign_share(&self, wall: f64, collective: Option<&mut dyn Collective>) -> f64 {
         let now = Self::take();
+        let mut own = [(now.own_s - self.own_s) as f32];
+        if let Some(c) = collective {
+            if c.all_reduce(&mut own, ReduceOp::Sum).is_err() {
+                return f64::NAN;
+            }
+        }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let foreign = ((now.machine_busy_s - self.machine_busy_s) - (now.own_s - self.own_s)).max(0.0);
+        let foreign = ((now.machine_busy_s - self.machine_busy_s) - f64::from(own[0])).max(0.0);
         (foreign / (wall.max(1e-9) * cores) * 1000.0).round() / 1000.0
     }
 }
@@ -67,6 +75,10 @@ impl Host for Silent {
 /// comma-separated addresses of all ranks (in rank order) from stdin, and connects.
 pub fn join_ring(rank: usize, world: usize, timeout: Duration) -> Result<Ring, String> {
     let plane = DataPlane::bind("127.0.0.1:0").map_err(|e| format!("cannot bind the data plane: {e}"))?;
+    if world == 1 {
+        let me = vec![PeerInfo::local(0, plane.addr().to_string())];
+        return Ring::connect(&plane, "bench", 1, 0, me, timeout).map_err(|e| e.to_string());
+    }
     println!("addr {}", plane.addr());
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("cannot read the peer list: {e}"))?;
@@ -76,6 +88,35 @@ pub fn join_ring(rank: usize, world: usize, timeout: Duration) -> Result<Ring, S
     }
     let peers = addrs.into_iter().enumerate().map(|(r, a)| PeerInfo::local(r, a)).collect();
     Ring::connect(&plane, "bench", 1, rank, peers, timeout).map_err(|e| e.to_string())
+}
+
+/// Joins a benchmark NCCL communicator on GPU 0: rank 0 prints `addr HEX-UNIQUE-ID`, the others
+/// `addr -`; every rank then reads the list from stdin and takes the id from its first entry.
+#[cfg(feature = "cuda")]
+pub fn join_nccl(rank: usize, world: usize, timeout: Duration) -> Result<Box<dyn Collective>, String> {
+    use crate::sync::nccl::{Nccl, UniqueId};
+    let id = if rank == 0 { Some(UniqueId::new()?) } else { None };
+    let hex: String =
+        id.as_ref().map_or_else(|| "-".into(), |id| id.to_bytes().iter().map(|b| format!("{b:02x}")).collect());
+    let id = if world == 1 {
+        id.ok_or("rank 0 has no id")?
+    } else {
+        println!("addr {hex}");
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("cannot read the peer list: {e}"))?;
+        let first = line.trim().split(',').next().unwrap_or_default().to_owned();
+        let bytes: Vec<u8> =
+            (0..first.len() / 2).filter_map(|i| u8::from_str_radix(&first[2 * i..2 * i + 2], 16).ok()).collect();
+        UniqueId::from_bytes(&bytes)?
+    };
+    let mut comm = Nccl::new(0, rank, world, id)?;
+    comm.set_timeout(timeout);
+    Ok(Box::new(comm))
+}
+
+#[cfg(not(feature = "cuda"))]
+pub fn join_nccl(_: usize, _: usize, _: Duration) -> Result<Box<dyn Collective>, String> {
+    Err("this shoal-worker was built without the `cuda` feature".into())
 }
 
 /// Runs the reference MLP for `steps` steps (data-parallel when `collective` has several ranks,
@@ -97,14 +138,8 @@ pub fn train_reference(
     let wall = std::time::Instant::now();
     let outcome =
         train(&cfg, splits, &opts, &mut Silent, collective.as_mut().map(|c| &mut **c as &mut dyn Collective))?;
-    let mut foreign = [snapshot.foreign_share(wall.elapsed().as_secs_f64()) as f32];
-    if let Some(c) = collective.as_mut() {
-        // Each rank counts the others as foreign load: keep the smallest estimate.
-        let mut neg = [-foreign[0]];
-        c.all_reduce(&mut neg, ReduceOp::Max)?;
-        foreign[0] = -neg[0];
-    }
-    let foreign = f64::from(foreign[0]);
+    let foreign = snapshot
+        .foreign_share(wall.elapsed().as_secs_f64(), collective.as_mut().map(|c| &mut **c as &mut dyn Collective));
     let Outcome::Completed(s) = outcome else {
         return Err(shoal_train::TrainError::Loader("the benchmark run stopped early".into()));
     };
@@ -213,10 +248,12 @@ pub fn allreduce_sizes(
     let mut out = Vec::new();
     for &bytes in sizes {
         let numel = bytes / 4;
-        let mut buf = vec![(c.rank() + 1) as f32; numel];
+        // Correctness over the whole buffer: element i of rank r holds (i mod 1021) + r, so the sum
+        // is n·(i mod 1021) + n(n-1)/2, exact in f32 at these magnitudes.
+        let r = c.rank();
+        let mut buf: Vec<f32> = (0..numel).map(|i| (i % 1021 + r) as f32).collect();
         c.all_reduce(&mut buf, ReduceOp::Sum).map_err(err)?;
-        let expect = (n * (n + 1) / 2) as f32;
-        let correct = buf.first().is_none_or(|v| *v == expect) && buf.last().is_none_or(|v| *v == expect);
+        let correct = buf.iter().enumerate().all(|(i, v)| *v == (n * (i % 1021) + n * (n - 1) / 2) as f32);
         buf.iter_mut().for_each(|v| *v = 0.0);
         for _ in 0..plan.warmup {
             c.all_reduce(&mut buf, ReduceOp::Sum).map_err(err)?;
@@ -237,7 +274,7 @@ pub fn allreduce_sizes(
             c.all_reduce(&mut buf, ReduceOp::Sum).map_err(err)?;
             *t = t0.elapsed().as_secs_f32();
         }
-        let foreign = snapshot.foreign_share(wall.elapsed().as_secs_f64());
+        let foreign = snapshot.foreign_share(wall.elapsed().as_secs_f64(), Some(&mut *c));
         c.all_reduce(&mut times, ReduceOp::Max).map_err(err)?;
         if c.rank() == 0 {
             let ts: Vec<f64> = times.iter().map(|t| f64::from(*t)).collect();

@@ -16,6 +16,20 @@ pub struct Devices {
     pub nccl: bool,
 }
 
+impl Devices {
+    /// The devices as one JSON object (for `shoal-worker devices`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "hostname": self.hostname,
+            "cpu_cores": self.cpu_cores,
+            "memory_bytes": self.memory_bytes,
+            "gpus": self.gpus.iter().map(|g| serde_json::json!({"index": g.index, "name": g.name, "memory_bytes": g.memory_bytes})).collect::<Vec<_>>(),
+            "gpu_note": self.gpu_note,
+            "nccl": self.nccl,
+        })
+    }
+}
+
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()

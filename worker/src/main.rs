@@ -54,6 +54,8 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Print the devices this worker would register (CPUs, memory, GPUs, NCCL) as JSON.
+    Devices,
     /// Benchmarks that run inside this process and print JSON lines.
     Bench {
         #[command(subcommand)]
@@ -93,6 +95,9 @@ enum Bench {
         /// Target timed seconds per size.
         #[arg(long, default_value_t = 2.0)]
         budget_s: f64,
+        /// ring (TCP) or nccl (GPU 0 of each rank; needs the `cuda` feature).
+        #[arg(long, default_value = "ring")]
+        backend: String,
     },
 }
 
@@ -125,7 +130,7 @@ fn main() -> ExitCode {
             bench_train(steps, warmup, rank, world)
         }
         Some(Command::Bench {
-            which: Bench::Allreduce { rank, world, sizes, warmup, min_iters, max_iters, budget_s },
+            which: Bench::Allreduce { rank, world, sizes, warmup, min_iters, max_iters, budget_s, backend },
         }) => {
             let plan = shoal_worker::bench::AllReducePlan {
                 warmup,
@@ -133,7 +138,11 @@ fn main() -> ExitCode {
                 max_iters: max_iters.max(1),
                 budget_s,
             };
-            bench_allreduce(rank, world, &sizes, &plan)
+            bench_allreduce(rank, world, &sizes, &backend, &plan)
+        }
+        Some(Command::Devices) => {
+            println!("{}", shoal_worker::devices::detect().to_json());
+            ExitCode::SUCCESS
         }
         None => serve(config),
     }
@@ -173,7 +182,13 @@ fn bench_train(steps: u64, warmup: u64, rank: usize, world: usize) -> ExitCode {
     }
 }
 
-fn bench_allreduce(rank: usize, world: usize, sizes: &str, plan: &shoal_worker::bench::AllReducePlan) -> ExitCode {
+fn bench_allreduce(
+    rank: usize,
+    world: usize,
+    sizes: &str,
+    backend: &str,
+    plan: &shoal_worker::bench::AllReducePlan,
+) -> ExitCode {
     let sizes = match shoal_worker::bench::parse_sizes(sizes) {
         Ok(s) => s,
         Err(e) => return fail(format!("--sizes: {e}"), 2),
@@ -181,14 +196,20 @@ fn bench_allreduce(rank: usize, world: usize, sizes: &str, plan: &shoal_worker::
     if world == 0 || rank >= world {
         return fail("--rank must be below --world", 2);
     }
-    let mut ring = match shoal_worker::bench::join_ring(rank, world, BENCH_TIMEOUT) {
-        Ok(r) => r,
+    let joined = match backend {
+        "ring" => shoal_worker::bench::join_ring(rank, world, BENCH_TIMEOUT)
+            .map(|r| Box::new(r) as Box<dyn shoal_train::Collective>),
+        "nccl" => shoal_worker::bench::join_nccl(rank, world, BENCH_TIMEOUT),
+        other => return fail(format!("--backend `{other}`: expected ring or nccl"), 2),
+    };
+    let mut collective = match joined {
+        Ok(c) => c,
         Err(e) => return fail(e, 1),
     };
     if rank == 0 {
         println!("{}", shoal_worker::bench::meta("shoal_allreduce"));
     }
-    match shoal_worker::bench::allreduce_sizes(&mut ring, &sizes, plan, "ring") {
+    match shoal_worker::bench::allreduce_sizes(collective.as_mut(), &sizes, plan, backend) {
         Ok(records) => {
             for r in records {
                 println!("{r}");

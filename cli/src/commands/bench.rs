@@ -51,6 +51,10 @@ pub enum Which {
         /// Target timed seconds per (ranks, size).
         #[arg(long, default_value_t = 2.0)]
         budget_s: f64,
+        /// ring (TCP between the rank processes) or nccl (GPU 0 of each rank; needs a worker built
+        /// with the `cuda` feature).
+        #[arg(long, default_value = "ring")]
+        backend: String,
     },
 }
 
@@ -75,7 +79,10 @@ pub async fn run(which: Which) -> Result<ExitCode, CliError> {
             };
             run_ranks(ranks, threads, args).await
         }
-        Which::Allreduce { ranks, sizes, warmup, min_iters, max_iters, budget_s } => {
+        Which::Allreduce { ranks, sizes, warmup, min_iters, max_iters, budget_s, backend } => {
+            if backend != "ring" && backend != "nccl" {
+                return Err(CliError::usage(format!("--backend `{backend}`: expected ring or nccl")));
+            }
             if ranks.iter().any(|&n| n == 0 || n > 64) {
                 return Err(CliError::usage("--ranks: world sizes must be between 1 and 64"));
             }
@@ -94,6 +101,7 @@ pub async fn run(which: Which) -> Result<ExitCode, CliError> {
                         format!("--min-iters={min_iters}"),
                         format!("--max-iters={max_iters}"),
                         format!("--budget-s={budget_s}"),
+                        format!("--backend={backend}"),
                     ]
                 };
                 let code = run_ranks(n, 1, args).await?;

@@ -29,6 +29,9 @@ fn job_json(j: &shoal_common::proto::Job) -> serde_json::Value {
         "started_at_ms": j.started_at.as_ref().map(shoal_common::time::timestamp_to_ms),
         "finished_at_ms": j.finished_at.as_ref().map(shoal_common::time::timestamp_to_ms),
         "last_train": point(&j.last_train),
+        "ranks": j.ranks.iter().map(|r| serde_json::json!({
+            "rank": r.rank, "worker_id": r.worker_id, "state": r.state, "last_train": point(&r.last_train),
+        })).collect::<Vec<_>>(),
         "last_validation": point(&j.last_validation),
         "result": j.result.as_ref().map(|r| serde_json::json!({
             "steps": r.steps, "epochs": r.epochs, "first_train_loss": r.first_train_loss, "train_loss": r.train_loss,

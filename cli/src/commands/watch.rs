@@ -69,8 +69,16 @@ async fn follow(target: &Target, job_id: &str, after: &mut u64, view: &mut View)
     }
 }
 
+/// Newest progress of one rank.
+#[derive(Clone, Copy, Default)]
+struct RankProgress {
+    samples_per_s: f64,
+    comm_share: f64,
+}
+
 struct View {
     job_id: String,
+    ranks: std::collections::BTreeMap<u32, RankProgress>,
     bar: Option<ProgressBar>,
     tty: bool,
     last_plain: Option<Instant>,
@@ -84,6 +92,7 @@ impl View {
         let tty = !ProgressDrawTarget::stderr().is_hidden();
         Self {
             job_id: job_id.into(),
+            ranks: Default::default(),
             bar: None,
             tty,
             last_plain: None,
@@ -107,13 +116,26 @@ impl View {
     }
 
     fn progress(&mut self, p: &MetricPoint) {
-        let message = format!(
+        let comm = p.extra.get("comm_share").copied().unwrap_or(0.0);
+        self.ranks.insert(p.rank, RankProgress { samples_per_s: p.samples_per_s, comm_share: comm });
+        if p.rank != 0 {
+            // Rank 0 drives the bar; the others add their throughput and communication share.
+            return;
+        }
+        let throughput: f64 = self.ranks.values().map(|r| r.samples_per_s).sum();
+        let mut message = format!(
             "epoch {}/{}  {}  {} samples/s",
             p.epoch,
             p.total_epochs,
             render::metric(p),
-            render::si(p.samples_per_s)
+            render::si(throughput)
         );
+        if self.ranks.len() > 1 {
+            let worst = self.ranks.values().map(|r| r.comm_share).fold(0.0, f64::max);
+            message.push_str(&format!(" over {} ranks, comm up to {:.0}%", self.ranks.len(), worst * 100.0));
+        } else if comm > 0.0 {
+            message.push_str(&format!(", comm {:.0}%", comm * 100.0));
+        }
         if self.tty {
             let bar = self.bar.get_or_insert_with(|| {
                 let bar = ProgressBar::new(p.total_steps.max(1));

@@ -173,5 +173,5 @@ fn run(
         ));
     }
     let outcome = train(&cfg, splits, &opts, &mut host, collective.as_mut().map(|c| &mut **c as &mut dyn Collective));
-    report::finished(&job_id, attempt, outcome)
+    report::finished(&job_id, attempt, assignment.world_size.max(1) as usize, outcome)
 }

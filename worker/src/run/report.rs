@@ -161,15 +161,16 @@ pub fn result_of(s: &Summary) -> JobResult {
     }
 }
 
-/// The message that ends a job.
-pub fn finished(job_id: &str, attempt: u32, outcome: Result<TrainOutcome, TrainError>) -> JobFinished {
+/// The message that ends a job's rank; `world` ranks trained at the same pace, so the job's
+/// throughput is `world` times this rank's.
+pub fn finished(job_id: &str, attempt: u32, world: usize, outcome: Result<TrainOutcome, TrainError>) -> JobFinished {
     let base = JobFinished { job_id: job_id.into(), attempt, ..Default::default() };
     match outcome {
         Ok(TrainOutcome::Completed(s)) => JobFinished {
             outcome: Outcome::Succeeded as i32,
             step: s.steps,
             checkpoint: s.checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-            result: Some(result_of(&s)),
+            result: Some(JobResult { samples_per_s: s.samples_per_s * world as f64, ..result_of(&s) }),
             ..base
         },
         Ok(TrainOutcome::Cancelled { step }) => JobFinished { outcome: Outcome::Cancelled as i32, step, ..base },

@@ -26,8 +26,8 @@ use super::frame::{self, Kind};
 /// Largest streamed chunk (1 MiB of f32): large chunks cost fewer system calls...
 pub const MAX_CHUNK_ELEMS: usize = 256 * 1024;
 /// ...small ones start the pipeline sooner; segments are cut into at least this many chunks.
-const MIN_CHUNKS_PER_SEGMENT: usize = 32;
-const MIN_CHUNK_ELEMS: usize = 32 * 1024;
+const MIN_CHUNKS_PER_SEGMENT: usize = 16;
+const MIN_CHUNK_ELEMS: usize = 64 * 1024;
 
 /// A ring over the data plane for one job attempt.
 pub struct Ring {
