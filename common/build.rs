@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use prost::Message;
 
-const FILES: &[&str] = &["spec.proto", "job.proto", "worker.proto"];
+const FILES: &[&str] = &["spec.proto", "job.proto", "worker.proto", "param_server.proto"];
 
 /// Spec messages are also read from TOML job files, so they derive serde: every field optional
 /// (missing = proto default) and unknown keys rejected.
@@ -20,6 +20,7 @@ const SERDE_MESSAGES: &[&str] = &[
     "shoal.v1.ResourceSpec",
     "shoal.v1.ParallelismSpec",
     "shoal.v1.AllReduceSpec",
+    "shoal.v1.PsSpec",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -30,3 +30,51 @@ pub trait Collective {
     /// Every rank's `value`, in rank order.
     fn all_gather_u64(&mut self, value: u64) -> Result<Vec<u64>, CollectiveError>;
 }
+
+/// Parameters held by parameter servers: the step loop pushes gradients and pulls parameters;
+/// the servers apply the optimizer. Every method fails with a message naming the server.
+pub trait ParamStore {
+    fn rank(&self) -> usize;
+
+    fn world_size(&self) -> usize;
+
+    /// Whether one step's exchange may overlap the next step's compute (async and ssp modes).
+    fn overlaps(&self) -> bool;
+
+    /// Rank 0 seeds the servers with `params`, or makes them load the state saved in `resume`.
+    fn init(
+        &mut self,
+        params: &[f32],
+        total_steps: u64,
+        resume: Option<&std::path::Path>,
+    ) -> Result<(), CollectiveError>;
+
+    /// Fills `params` with the parameters for taking `step` (waiting as the mode requires).
+    fn pull(&mut self, step: u64, params: &mut [f32]) -> Result<(), CollectiveError>;
+
+    /// Pushes the gradient of `step`, computed on the parameters pulled last.
+    fn push(&mut self, step: u64, grads: &[f32]) -> Result<(), CollectiveError>;
+
+    /// Starts pushing `step`'s gradient and pulling the parameters for `step + 1` in the background.
+    fn start_exchange(&mut self, step: u64, grads: Vec<f32>) -> Result<(), CollectiveError>;
+
+    /// Waits for background exchanges until at most `keep` are still in flight; writes the
+    /// parameters of the newest finished one into `params`. False when none finished.
+    fn finish_exchange(&mut self, params: &mut [f32], keep: usize) -> Result<bool, CollectiveError>;
+
+    /// Saves every shard's state (values, optimizer moments, clocks) into a checkpoint directory.
+    fn save(&mut self, dir: &std::path::Path) -> Result<(), CollectiveError>;
+
+    /// Counters since the previous call, as (name, value): pushes/s, bytes/s, staleness.
+    fn take_metrics(&mut self) -> Vec<(String, f64)>;
+}
+
+/// Who else takes part in training, if anyone.
+pub enum Peers<'a> {
+    /// A single worker.
+    Alone,
+    /// Data-parallel ranks that sum gradients every step.
+    AllReduce(&'a mut dyn Collective),
+    /// Data-parallel ranks synchronised through parameter servers.
+    ParamServer(&'a mut dyn ParamStore),
+}

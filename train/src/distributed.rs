@@ -92,27 +92,60 @@ impl Buckets {
     }
 }
 
-/// All parameters as one flat vector, and back.
-fn flat_params(model: &Model) -> Result<Vec<f32>> {
+/// All parameters as one flat vector, in model order.
+pub fn flat_params(model: &Model) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(model.param_count());
     for p in model.params() {
-        out.extend(cpu::to_vec(p.value.as_tensor())?);
+        cpu::read(p.value.as_tensor(), |v| {
+            out.extend_from_slice(v);
+            Ok(())
+        })?;
     }
     Ok(out)
+}
+
+/// All gradients as one flat vector (zeros where a parameter got none).
+pub fn flat_grads(model: &Model) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(model.param_count());
+    for p in model.params() {
+        if p.grad_valid {
+            cpu::read(&p.grad, |g| {
+                out.extend_from_slice(g);
+                Ok(())
+            })?;
+        } else {
+            out.resize(out.len() + p.elem_count(), 0.0);
+        }
+    }
+    Ok(out)
+}
+
+/// Sets every parameter from a flat vector laid out as [`flat_params`] makes it.
+pub fn set_flat_params(model: &mut Model, flat: &[f32]) -> Result<()> {
+    let mut offset = 0;
+    for p in model.params_mut() {
+        let n = p.elem_count();
+        let part =
+            flat.get(offset..offset + n).ok_or_else(|| TrainError::Loader("parameter vector too short".into()))?;
+        if cpu::is_cpu_f32(p.value.as_tensor()) && p.value.as_tensor().is_contiguous() {
+            cpu::update(p.value.as_tensor(), |v| {
+                v.copy_from_slice(part);
+                Ok(())
+            })?;
+        } else {
+            let t = candle_core::Tensor::from_slice(part, p.value.shape(), &candle_core::Device::Cpu)?;
+            p.value.set(&t)?;
+        }
+        offset += n;
+    }
+    Ok(())
 }
 
 /// Makes every rank's parameters equal to rank 0's.
 pub fn broadcast_params(model: &mut Model, collective: &mut dyn Collective) -> Result<()> {
     let mut flat = flat_params(model)?;
     collective.broadcast(&mut flat, 0)?;
-    let mut offset = 0;
-    for p in model.params_mut() {
-        let n = p.elem_count();
-        let t = candle_core::Tensor::from_slice(&flat[offset..offset + n], p.value.shape(), &candle_core::Device::Cpu)?;
-        p.value.set(&t)?;
-        offset += n;
-    }
-    Ok(())
+    set_flat_params(model, &flat)
 }
 
 /// FNV-1a over the bits of every parameter: equal on all ranks iff their parameters are equal

@@ -14,7 +14,7 @@ pub mod optim;
 pub mod rng;
 pub mod trainer;
 
-pub use collective::{Collective, CollectiveError, ReduceOp};
+pub use collective::{Collective, CollectiveError, ParamStore, Peers, ReduceOp};
 pub use error::{Result, TrainError};
 pub use model::{DataShape, Model};
 pub use trainer::{EvalPoint, Host, Outcome, Report, RunOptions, Stop, Summary, TrainPoint, train};

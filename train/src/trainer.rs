@@ -9,7 +9,7 @@ use std::time::Instant;
 use shoal_common::spec::{Duration, TrainConfig};
 
 use crate::checkpoint::{self, CheckpointState};
-use crate::collective::Collective;
+use crate::collective::{Collective, ParamStore, Peers};
 use crate::data::{BatchPlan, Dataset, Loader, Splits, TargetData, steps_per_epoch};
 use crate::distributed::{self, Buckets};
 use crate::error::{Result, TrainError};
@@ -53,6 +53,8 @@ pub struct TrainPoint {
     pub comm_share: f64,
     /// The data-parallel rank reporting.
     pub rank: usize,
+    /// Further measurements (parameter-server pushes/s, staleness, ...).
+    pub extra: Vec<(String, f64)>,
 }
 
 /// A validation result.
@@ -181,8 +183,8 @@ impl Plan {
     }
 }
 
-/// A shorter-lived handle on the optional collective (a plain `as_deref_mut` would keep it borrowed
-/// for the whole loop: `&mut dyn Trait` is invariant in the trait object's lifetime).
+/// A shorter-lived handle on an optional trait object (a plain `as_deref_mut` would keep it
+/// borrowed for the whole loop: `&mut dyn Trait` is invariant in the trait object's lifetime).
 fn reborrow<'a>(c: &'a mut Option<&mut dyn Collective>) -> Option<&'a mut dyn Collective> {
     match c {
         Some(c) => Some(&mut **c),
@@ -190,18 +192,65 @@ fn reborrow<'a>(c: &'a mut Option<&mut dyn Collective>) -> Option<&'a mut dyn Co
     }
 }
 
-/// Trains `cfg` on already loaded data. With a collective of more than one rank this runs one
-/// data-parallel rank: it trains on its shard, and gradients are summed across ranks every step.
+fn reborrow_store<'a>(s: &'a mut Option<&mut dyn ParamStore>) -> Option<&'a mut dyn ParamStore> {
+    match s {
+        Some(s) => Some(&mut **s),
+        None => None,
+    }
+}
+
+/// Writes a checkpoint (rank 0 only: the others have no checkpoint directory). With parameter
+/// servers, every shard saves its state into the same directory.
+#[allow(clippy::too_many_arguments)]
+fn save_checkpoint(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    plan: &Plan,
+    model: &Model,
+    opt: &Optimizer,
+    step: u64,
+    host: &mut dyn Host,
+    store: Option<&mut dyn ParamStore>,
+) -> Result<Option<PathBuf>> {
+    let Some(root) = &opts.checkpoint_dir else { return Ok(None) };
+    let state = CheckpointState::new(step, plan.epoch_after(step.max(1)), &cfg.name);
+    let path = checkpoint::save(
+        root,
+        &state,
+        &model.named_tensors(),
+        &opt.named_state()?,
+        &opts.spec_toml,
+        opts.keep_checkpoints.max(1),
+    )?;
+    if let Some(s) = store {
+        s.save(&path)?;
+    }
+    host.report(Report::Checkpoint { step, path: path.clone() });
+    Ok(Some(path))
+}
+
+/// Trains `cfg` on already loaded data. With peers this runs one data-parallel rank on its shard
+/// of the data: gradients are summed across ranks every step (all-reduce), or pushed to parameter
+/// servers that apply the optimizer and serve the parameters back.
 pub fn train(
     cfg: &TrainConfig,
     data: Splits,
     opts: &RunOptions,
     host: &mut dyn Host,
-    mut collective: Option<&mut dyn Collective>,
+    peers: Peers<'_>,
 ) -> Result<Outcome> {
     let threads = opts.threads.max(1);
     let t = &cfg.training;
-    let (rank, world) = collective.as_ref().map_or((0, 1), |c| (c.rank(), c.world_size()));
+    let (mut collective, mut store): (Option<&mut dyn Collective>, Option<&mut dyn ParamStore>) = match peers {
+        Peers::Alone => (None, None),
+        Peers::AllReduce(c) => (Some(c), None),
+        Peers::ParamServer(s) => (None, Some(s)),
+    };
+    let (rank, world) = match (&collective, &store) {
+        (Some(c), _) => (c.rank(), c.world_size()),
+        (_, Some(s)) => (s.rank(), s.world_size()),
+        _ => (0, 1),
+    };
     let plan = Plan::new(cfg, data.train.rows, world);
     let classification = data.train.is_classification();
     let total_steps = plan.total_steps;
@@ -219,6 +268,16 @@ pub fn train(
     if let Some(c) = reborrow(&mut collective).filter(|c| c.world_size() > 1) {
         distributed::broadcast_params(&mut model, c)?;
         buckets = Some(Buckets::new(&model, cfg.parallel.bucket_bytes));
+    }
+    // With parameter servers the servers own the parameters: rank 0 seeds them, everyone pulls.
+    let mut flat = Vec::new();
+    if let Some(s) = reborrow_store(&mut store) {
+        flat = distributed::flat_params(&model)?;
+        if rank == 0 {
+            s.init(&flat, total_steps, opts.resume_from.as_deref())?;
+        }
+        s.pull(start_step, &mut flat)?;
+        distributed::set_flat_params(&mut model, &flat)?;
     }
     host.report(Report::Started {
         total_steps,
@@ -251,31 +310,16 @@ pub fn train(
     let mut last_checkpoint: Option<PathBuf> = None;
     let mut samples: u64 = 0;
 
-    let save = |model: &Model, opt: &Optimizer, step: u64, host: &mut dyn Host| -> Result<Option<PathBuf>> {
-        let Some(root) = &opts.checkpoint_dir else { return Ok(None) };
-        let state = CheckpointState::new(step, plan.epoch_after(step.max(1)), &cfg.name);
-        let path = checkpoint::save(
-            root,
-            &state,
-            &model.named_tensors(),
-            &opt.named_state()?,
-            &opts.spec_toml,
-            opts.keep_checkpoints.max(1),
-        )?;
-        host.report(Report::Checkpoint { step, path: path.clone() });
-        Ok(Some(path))
-    };
-
     for step in start_step..total_steps {
-        // Alone, stop between steps. With peers, the request rides along with this step's
-        // gradients so that every rank stops after the same step.
+        // Alone (or with parameter servers), stop between steps. With all-reduce peers the request
+        // rides along with this step's gradients so that every rank stops after the same step.
         let requested = host.stop();
         let mut flag = 0.0;
         match (requested, &buckets) {
             (Some(Stop::Cancel), None) => return Ok(Outcome::Cancelled { step }),
             (Some(Stop::Drain), None) => {
                 let checkpoint = if step > start_step || opts.resume_from.is_none() {
-                    save(&model, &opt, step, host)?
+                    save_checkpoint(cfg, opts, &plan, &model, &opt, step, host, reborrow_store(&mut store))?
                 } else {
                     opts.resume_from.clone()
                 };
@@ -289,7 +333,10 @@ pub fn train(
             steady_start = Some((Instant::now(), samples));
         }
         let micro = distributed::micro_range(step, plan.accumulate, plan.total_micro);
-        let scale_div = (micro.end - micro.start) as f32 * world as f32;
+        // All-reduce sums the ranks' gradients, so each rank scales its share by 1/world;
+        // parameter servers average (sync) or apply each push (async) themselves.
+        let ranks_summed = if buckets.is_some() { world as f32 } else { 1.0 };
+        let scale_div = (micro.end - micro.start) as f32 * ranks_summed;
         let mut step_loss = 0.0;
         let mut step_rows = 0;
         for _ in micro {
@@ -314,13 +361,34 @@ pub fn train(
             window.correct += loss.correct;
         }
         let mut global_flag = 0.0;
-        if let (Some(b), Some(c)) = (buckets.as_mut(), reborrow(&mut collective)) {
+        let lr = if let Some(s) = reborrow_store(&mut store) {
             let t0 = Instant::now();
-            global_flag = b.all_reduce(&mut model, c, flag)?;
+            let grads = distributed::flat_grads(&model)?;
+            if s.overlaps() {
+                // Push this step and pull the next parameters in the background while the next
+                // step computes on the parameters of the previous exchange.
+                s.start_exchange(step, grads)?;
+                if s.finish_exchange(&mut flat, 1)? {
+                    distributed::set_flat_params(&mut model, &flat)?;
+                }
+            } else {
+                s.push(step, &grads)?;
+                s.pull(step + 1, &mut flat)?;
+                distributed::set_flat_params(&mut model, &flat)?;
+            }
             window.comm_s += t0.elapsed().as_secs_f64();
-        }
-        let lr = opt.step(model.params_mut())?;
-        model.zero_grad();
+            model.zero_grad();
+            opt.skip()
+        } else {
+            if let (Some(b), Some(c)) = (buckets.as_mut(), reborrow(&mut collective)) {
+                let t0 = Instant::now();
+                global_flag = b.all_reduce(&mut model, c, flag)?;
+                window.comm_s += t0.elapsed().as_secs_f64();
+            }
+            let lr = opt.step(model.params_mut())?;
+            model.zero_grad();
+            lr
+        };
 
         let mean = step_loss / step_rows.max(1) as f64;
         samples += step_rows as u64;
@@ -341,6 +409,7 @@ pub fn train(
         }
         if done % t.log_every == 0 || done == total_steps {
             let span = window.started.map_or(0.0, |s| s.elapsed().as_secs_f64()).max(1e-9);
+            let extra = reborrow_store(&mut store).map(|s| s.take_metrics()).unwrap_or_default();
             host.report(Report::Train(TrainPoint {
                 step: done,
                 total_steps,
@@ -354,6 +423,7 @@ pub fn train(
                 data_wait_share: (window.wait_s / span).min(1.0),
                 comm_share: (window.comm_s / span).min(1.0),
                 rank,
+                extra,
             }));
             window = Window::default();
         }
@@ -361,11 +431,13 @@ pub fn train(
             return Ok(Outcome::Cancelled { step: done });
         }
         if global_flag >= distributed::FLAG_DRAIN {
-            let checkpoint = save(&model, &opt, done, host)?;
+            let checkpoint = save_checkpoint(cfg, opts, &plan, &model, &opt, done, host, None)?;
             return Ok(Outcome::Interrupted { step: done, checkpoint });
         }
+        // With parameter servers only rank 0 evaluates (there is no collective to combine shards).
+        let evaluates = store.is_none() || rank == 0;
         let eval_due = if t.eval_every > 0 { done % t.eval_every == 0 } else { plan.ends_epoch(done) };
-        if let Some(val) = data.validation.as_ref().filter(|_| eval_due && done < total_steps) {
+        if let Some(val) = data.validation.as_ref().filter(|_| eval_due && done < total_steps && evaluates) {
             let point = evaluate(&model, val, threads, done, epoch, started, reborrow(&mut collective))?;
             if rank == 0 {
                 host.report(Report::Validation(point.clone()));
@@ -373,12 +445,21 @@ pub fn train(
             last_eval = Some(point);
         }
         if t.checkpoint_every > 0 && done % t.checkpoint_every == 0 && done < total_steps {
-            last_checkpoint = save(&model, &opt, done, host)?.or(last_checkpoint);
+            last_checkpoint = save_checkpoint(cfg, opts, &plan, &model, &opt, done, host, reborrow_store(&mut store))?
+                .or(last_checkpoint);
         }
     }
 
+    if let Some(s) = reborrow_store(&mut store) {
+        // Land the exchanges still in flight, then take the servers' final parameters.
+        if s.overlaps() {
+            s.finish_exchange(&mut flat, 0)?;
+        }
+        s.pull(total_steps, &mut flat)?;
+        distributed::set_flat_params(&mut model, &flat)?;
+    }
     let epochs = plan.total_epochs;
-    if let Some(val) = &data.validation {
+    if let Some(val) = data.validation.as_ref().filter(|_| store.is_none() || rank == 0) {
         let point = evaluate(&model, val, threads, total_steps, epochs, started, reborrow(&mut collective))?;
         if rank == 0 {
             host.report(Report::Validation(point.clone()));
@@ -386,7 +467,9 @@ pub fn train(
         last_eval = Some(point);
     }
     if total_steps > start_step || last_checkpoint.is_none() {
-        last_checkpoint = save(&model, &opt, total_steps, host)?.or(last_checkpoint);
+        last_checkpoint =
+            save_checkpoint(cfg, opts, &plan, &model, &opt, total_steps, host, reborrow_store(&mut store))?
+                .or(last_checkpoint);
     }
     let elapsed_s = started.elapsed().as_secs_f64();
     let (steady_samples_per_s, steady_elapsed_s) = match steady_start {
@@ -520,8 +603,8 @@ mod tests {
         let cfg = config("epochs = 6");
         let splits = data::load(&cfg.dataset).expect("data");
         let mut host = Recorder::new();
-        let outcome =
-            train(&cfg, splits, &RunOptions { threads: 1, ..Default::default() }, &mut host, None).expect("train");
+        let outcome = train(&cfg, splits, &RunOptions { threads: 1, ..Default::default() }, &mut host, Peers::Alone)
+            .expect("train");
         let Outcome::Completed(s) = outcome else { panic!("not completed: {outcome:?}") };
         assert_eq!(s.steps, 6 * 29);
         assert!(s.last10_loss < 0.5 * s.first_loss, "loss {} -> {}", s.first_loss, s.last10_loss);
@@ -546,19 +629,24 @@ mod tests {
             warmup_steps: 0,
         };
         let straight =
-            train(&cfg, data::load(&cfg.dataset).expect("data"), &opts("a", None), &mut Recorder::new(), None)
+            train(&cfg, data::load(&cfg.dataset).expect("data"), &opts("a", None), &mut Recorder::new(), Peers::Alone)
                 .expect("train");
         let Outcome::Completed(straight) = straight else { panic!("not completed") };
 
         let mut host = Recorder::new();
         host.stop_after = Some((20, Stop::Drain));
-        let first =
-            train(&cfg, data::load(&cfg.dataset).expect("data"), &opts("b", None), &mut host, None).expect("train");
+        let first = train(&cfg, data::load(&cfg.dataset).expect("data"), &opts("b", None), &mut host, Peers::Alone)
+            .expect("train");
         let Outcome::Interrupted { step, checkpoint } = first else { panic!("not interrupted: {first:?}") };
         assert_eq!(step, 20);
-        let resumed =
-            train(&cfg, data::load(&cfg.dataset).expect("data"), &opts("b", checkpoint), &mut Recorder::new(), None)
-                .expect("resume");
+        let resumed = train(
+            &cfg,
+            data::load(&cfg.dataset).expect("data"),
+            &opts("b", checkpoint),
+            &mut Recorder::new(),
+            Peers::Alone,
+        )
+        .expect("resume");
         let Outcome::Completed(resumed) = resumed else { panic!("not completed") };
 
         let a = checkpoint::load(&straight.checkpoint.expect("ckpt")).expect("load");
@@ -581,7 +669,7 @@ mod tests {
             data::load(&cfg.dataset).expect("data"),
             &RunOptions { threads: 1, ..Default::default() },
             &mut host,
-            None,
+            Peers::Alone,
         )
         .expect("train");
         assert!(matches!(outcome, Outcome::Cancelled { step: 10 }), "{outcome:?}");
@@ -612,7 +700,7 @@ mod tests {
             data::load(&cfg.dataset).expect("data"),
             &RunOptions { threads: 1, ..Default::default() },
             &mut Recorder::new(),
-            None,
+            Peers::Alone,
         )
         .expect("train");
         let Outcome::Completed(s) = outcome else { panic!("not completed") };

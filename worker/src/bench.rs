@@ -136,8 +136,11 @@ pub fn train_reference(
     }
     let snapshot = CpuSnapshot::take();
     let wall = std::time::Instant::now();
-    let outcome =
-        train(&cfg, splits, &opts, &mut Silent, collective.as_mut().map(|c| &mut **c as &mut dyn Collective))?;
+    let peers = match collective.as_mut() {
+        Some(c) => shoal_train::Peers::AllReduce(&mut **c),
+        None => shoal_train::Peers::Alone,
+    };
+    let outcome = train(&cfg, splits, &opts, &mut Silent, peers)?;
     let foreign = snapshot
         .foreign_share(wall.elapsed().as_secs_f64(), collective.as_mut().map(|c| &mut **c as &mut dyn Collective));
     let Outcome::Completed(s) = outcome else {

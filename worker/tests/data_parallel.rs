@@ -53,7 +53,11 @@ fn config(batch: usize, accumulate: usize, ranks: usize) -> TrainConfig {
 fn run(cfg: &TrainConfig, dir: &Path, collective: Option<&mut dyn Collective>) -> Outcome {
     let opts =
         RunOptions { checkpoint_dir: Some(dir.to_path_buf()), threads: 1, keep_checkpoints: 1, ..Default::default() };
-    train(cfg, data::load(&cfg.dataset).expect("data"), &opts, &mut Quiet, collective).expect("train")
+    let peers = match collective {
+        Some(c) => shoal_train::Peers::AllReduce(c),
+        None => shoal_train::Peers::Alone,
+    };
+    train(cfg, data::load(&cfg.dataset).expect("data"), &opts, &mut Quiet, peers).expect("train")
 }
 
 fn params(outcome: &Outcome) -> Vec<(String, Vec<f32>)> {

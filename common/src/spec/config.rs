@@ -38,11 +38,42 @@ impl Backend {
     }
 }
 
+/// How parameter servers apply pushes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PsMode {
+    /// Each push is applied when it arrives; a pull returns the newest version.
+    Async,
+    /// Like async, but a worker more than `staleness` steps ahead of the slowest waits.
+    Ssp { staleness: u64 },
+    /// All workers' gradients of a step are averaged and applied once.
+    Sync,
+}
+
+impl PsMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Async => "async",
+            Self::Ssp { .. } => "ssp",
+            Self::Sync => "sync",
+        }
+    }
+}
+
+/// How ranks keep their parameters in step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncKind {
+    /// Gradients summed across ranks every step (ring or NCCL).
+    AllReduce,
+    /// Gradients pushed to, parameters pulled from, `shards` parameter-server shards.
+    ParamServer { shards: usize, mode: PsMode },
+}
+
 /// How a job spreads over workers.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ParallelConfig {
     /// Data-parallel ranks (1 = a single worker).
     pub data: usize,
+    pub sync: SyncKind,
     pub backend: Backend,
     /// Gradient bucket size for fused all-reduces.
     pub bucket_bytes: usize,

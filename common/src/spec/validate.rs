@@ -20,6 +20,8 @@ const DEFAULT_BUCKET_MB: f64 = 25.0;
 const DEFAULT_CHECKSUM_EVERY: i64 = 100;
 /// Most data-parallel ranks one job may ask for.
 pub const MAX_RANKS: i64 = 256;
+/// Most parameter-server shards one job may ask for.
+pub const MAX_SHARDS: i64 = 64;
 
 struct Checker {
     errors: Vec<FieldError>,
@@ -661,10 +663,45 @@ fn parallel(c: &mut Checker, spec: &JobSpec, resources: &Resources) -> ParallelC
         }
         Some(n) => n as usize,
     };
-    match spec.sync.as_str() {
-        "" | "allreduce" => {}
-        other => c.fail("sync", format!("unknown value `{other}` (expected allreduce)")),
-    }
+    let ps = spec.ps.clone().unwrap_or_default();
+    let sync = match spec.sync.as_str() {
+        "" | "allreduce" => {
+            if spec.ps.is_some() {
+                c.fail("ps", "applies only with sync = \"ps\"");
+            }
+            SyncKind::AllReduce
+        }
+        "ps" => {
+            let shards = match ps.shards {
+                None => 1,
+                Some(n) if !(1..=MAX_SHARDS).contains(&n) => {
+                    c.fail("ps.shards", format!("must be between 1 and {MAX_SHARDS}"));
+                    1
+                }
+                Some(n) => n as usize,
+            };
+            let mode = match ps.mode.as_str() {
+                "" | "async" => PsMode::Async,
+                "sync" => PsMode::Sync,
+                "ssp" => PsMode::Ssp { staleness: c.non_negative("ps.staleness", ps.staleness.unwrap_or(2)) },
+                other => {
+                    c.fail("ps.mode", format!("unknown value `{other}` (expected async, ssp or sync)"));
+                    PsMode::Async
+                }
+            };
+            if !matches!(mode, PsMode::Ssp { .. }) && ps.staleness.is_some() {
+                c.fail("ps.staleness", "applies only with ps.mode = \"ssp\"");
+            }
+            if spec.allreduce.is_some() {
+                c.fail("allreduce", "does not apply with sync = \"ps\"");
+            }
+            SyncKind::ParamServer { shards, mode }
+        }
+        other => {
+            c.fail("sync", format!("unknown value `{other}` (expected allreduce or ps)"));
+            SyncKind::AllReduce
+        }
+    };
     let a = spec.allreduce.clone().unwrap_or_default();
     let backend = c
         .choice(
@@ -690,6 +727,7 @@ fn parallel(c: &mut Checker, spec: &JobSpec, resources: &Resources) -> ParallelC
     let checksum_every = c.non_negative("allreduce.checksum_every", a.checksum_every.unwrap_or(DEFAULT_CHECKSUM_EVERY));
     ParallelConfig {
         data,
+        sync,
         backend,
         bucket_bytes: ((bucket_mb.clamp(1.0 / 1024.0, 1024.0)) * 1024.0 * 1024.0) as usize,
         checksum_every,
@@ -758,6 +796,24 @@ mod tests {
         assert_eq!(cfg.parallel.backend, Backend::Auto);
         assert_eq!(cfg.training.accumulate_steps, 1);
         assert_eq!(cfg.training.collective_timeout, std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn parameter_server_settings_are_checked() {
+        let ps = |extra: &str| format!("sync = \"ps\"\n{DIGITS}\n[parallelism]\ndata = 3\n[ps]\n{extra}\n");
+        let (_, cfg) = load_toml(&ps("shards = 2\nmode = \"ssp\"\nstaleness = 3")).expect("valid");
+        assert_eq!(cfg.parallel.sync, SyncKind::ParamServer { shards: 2, mode: PsMode::Ssp { staleness: 3 } });
+        let (_, cfg) = load_toml(&ps("")).expect("valid");
+        assert_eq!(cfg.parallel.sync, SyncKind::ParamServer { shards: 1, mode: PsMode::Async });
+        assert_eq!(errors_of(&ps("shards = 0")), vec!["ps.shards: must be between 1 and 64"]);
+        assert_eq!(
+            errors_of(&ps("mode = \"eventual\"")),
+            vec!["ps.mode: unknown value `eventual` (expected async, ssp or sync)"]
+        );
+        assert_eq!(
+            errors_of(&ps("mode = \"sync\"\nstaleness = 1")),
+            vec!["ps.staleness: applies only with ps.mode = \"ssp\""]
+        );
     }
 
     #[test]

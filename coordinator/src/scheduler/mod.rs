@@ -63,11 +63,13 @@ pub struct Demand {
     pub ranks: u32,
     /// Every rank's worker must be able to load NCCL.
     pub needs_nccl: bool,
+    /// Parameter-server shards, placed on parameter-server nodes.
+    pub ps_shards: u32,
 }
 
 impl Demand {
     pub fn single(per_rank: Resources) -> Self {
-        Self { per_rank, ranks: 1, needs_nccl: false }
+        Self { per_rank, ranks: 1, needs_nccl: false, ps_shards: 0 }
     }
 }
 
@@ -79,6 +81,10 @@ struct Node {
     /// False while the worker drains or is disconnected.
     schedulable: bool,
     nccl: bool,
+    /// A parameter-server node: holds shards, never ranks.
+    param_server: bool,
+    /// Shards held (parameter-server nodes).
+    shards: usize,
     jobs: BTreeSet<JobId>,
 }
 
@@ -88,7 +94,7 @@ impl Node {
     }
 
     fn suits(&self, d: &Demand) -> bool {
-        self.schedulable && (!d.needs_nccl || self.nccl)
+        self.schedulable && !self.param_server && (!d.needs_nccl || self.nccl)
     }
 }
 
@@ -112,11 +118,12 @@ pub struct RankSlot {
     pub gpus: Vec<u32>,
 }
 
-/// A decision: start `job` with rank i on `ranks[i]`.
+/// A decision: start `job` with rank i on `ranks[i]` and shard k on `shards[k]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placement {
     pub job: JobId,
     pub ranks: Vec<RankSlot>,
+    pub shards: Vec<WorkerId>,
 }
 
 /// Why a queued job is still waiting.
@@ -126,6 +133,8 @@ pub enum Wait {
     Busy,
     /// Fewer than `ranks` schedulable workers are large enough.
     TooLarge { fitting: usize, largest: Option<Resources> },
+    /// The job needs parameter servers and none is registered.
+    NoParamServers,
 }
 
 #[derive(Default)]
@@ -134,6 +143,8 @@ pub struct Scheduler {
     queue: BTreeSet<QueueKey>,
     demands: HashMap<JobId, (QueueKey, Demand)>,
     running: HashMap<JobId, Vec<Slot>>,
+    /// Parameter-server nodes holding each job's shards (one entry per shard).
+    shards: HashMap<JobId, Vec<WorkerId>>,
 }
 
 impl Scheduler {
@@ -143,16 +154,38 @@ impl Scheduler {
 
     /// Adds a worker, or updates its capacity (jobs it runs stay).
     pub fn add_worker(&mut self, id: WorkerId, capacity: Resources, gpu_indices: &[u32], nccl: bool) {
+        self.add_node(id, capacity, gpu_indices, nccl, false);
+    }
+
+    /// Adds a parameter-server node.
+    pub fn add_param_server(&mut self, id: WorkerId, capacity: Resources) {
+        self.add_node(id, capacity, &[], false, true);
+    }
+
+    fn add_node(&mut self, id: WorkerId, capacity: Resources, gpu_indices: &[u32], nccl: bool, param_server: bool) {
         let node = self.nodes.entry(id).or_insert_with(|| Node {
             capacity,
             used: Resources::default(),
             free_gpus: gpu_indices.iter().copied().collect(),
             schedulable: true,
             nccl,
+            param_server,
+            shards: 0,
             jobs: BTreeSet::new(),
         });
         node.capacity = capacity;
         node.nccl = nccl;
+        node.param_server = param_server;
+    }
+
+    /// Frees the shard slots a job held on parameter-server nodes.
+    pub fn release_shards(&mut self, job: &JobId) {
+        for node_id in self.shards.remove(job).unwrap_or_default() {
+            if let Some(n) = self.nodes.get_mut(&node_id) {
+                n.shards = n.shards.saturating_sub(1);
+                n.jobs.remove(job);
+            }
+        }
     }
 
     /// Whether new jobs may go to this worker.
@@ -167,6 +200,9 @@ impl Scheduler {
     pub fn remove_worker(&mut self, id: &WorkerId) -> Vec<JobId> {
         let Some(node) = self.nodes.remove(id) else { return Vec::new() };
         for job in &node.jobs {
+            if let Some(held) = self.shards.get_mut(job) {
+                held.retain(|w| w != id);
+            }
             if let Some(slots) = self.running.get_mut(job) {
                 slots.retain(|s| &s.worker != id);
                 if slots.is_empty() {
@@ -250,6 +286,9 @@ impl Scheduler {
     /// Why a queued job waits.
     pub fn wait_reason(&self, job: &JobId) -> Option<Wait> {
         let (_, demand) = self.demands.get(job)?;
+        if demand.ps_shards > 0 && !self.nodes.values().any(|n| n.param_server && n.schedulable) {
+            return Some(Wait::NoParamServers);
+        }
         let fitting = self.nodes.values().filter(|n| n.suits(demand) && demand.per_rank.fits_in(&n.capacity)).count();
         if fitting >= demand.ranks as usize {
             Some(Wait::Busy)
@@ -279,7 +318,10 @@ impl Scheduler {
                 .map(|(id, n)| (id, n.free().minus(&demand.per_rank)))
                 .collect();
             candidates.sort_by_key(|(id, left)| (left.gpus, left.cpus, left.memory_mb, (*id).clone()));
-            if candidates.len() >= ranks {
+            let servers: Vec<WorkerId> =
+                self.nodes.iter().filter(|(_, n)| n.param_server && n.schedulable).map(|(id, _)| id.clone()).collect();
+            let shards_placeable = demand.ps_shards == 0 || !servers.is_empty();
+            if candidates.len() >= ranks && shards_placeable {
                 let chosen: Vec<WorkerId> = candidates[..ranks].iter().map(|(id, _)| (*id).clone()).collect();
                 let mut slots = Vec::with_capacity(ranks);
                 let mut placed = Vec::with_capacity(ranks);
@@ -294,10 +336,25 @@ impl Scheduler {
                     slots.push(Slot { worker: worker.clone(), demand: demand.per_rank, gpus: gpus.clone() });
                     placed.push(RankSlot { worker, gpus });
                 }
+                // Shards go to the parameter servers holding the fewest, one at a time.
+                let mut shards = Vec::with_capacity(demand.ps_shards as usize);
+                for _ in 0..demand.ps_shards {
+                    let Some(id) = servers.iter().min_by_key(|id| (self.nodes[*id].shards, (*id).clone())).cloned()
+                    else {
+                        break;
+                    };
+                    let node = self.nodes.get_mut(&id).expect("listed above");
+                    node.shards += 1;
+                    node.jobs.insert(key.job.clone());
+                    shards.push(id);
+                }
+                if !shards.is_empty() {
+                    self.shards.insert(key.job.clone(), shards.clone());
+                }
                 self.queue.remove(&key);
                 self.demands.remove(&key.job);
                 self.running.insert(key.job.clone(), slots);
-                placements.push(Placement { job: key.job, ranks: placed });
+                placements.push(Placement { job: key.job, ranks: placed, shards });
             } else {
                 // Reserve the emptiest workers it will fit on once jobs end, if there are enough.
                 let mut targets: Vec<(&WorkerId, &Node)> = self
@@ -331,7 +388,7 @@ mod tests {
     }
 
     fn gang(res: Resources, ranks: u32) -> Demand {
-        Demand { per_rank: res, ranks, needs_nccl: false }
+        Demand { per_rank: res, ranks, needs_nccl: false, ps_shards: 0 }
     }
 
     fn w(n: &str) -> WorkerId {
@@ -386,7 +443,10 @@ mod tests {
         assert_eq!(p.iter().map(|p| p.ranks[0].gpus.clone()).collect::<Vec<_>>(), vec![vec![0], vec![1]]);
         assert_eq!(s.wait_reason(&j("c")), Some(Wait::Busy));
         s.release(&j("a"));
-        assert_eq!(s.place(), vec![Placement { job: j("c"), ranks: vec![RankSlot { worker: w("g"), gpus: vec![0] }] }]);
+        assert_eq!(
+            s.place(),
+            vec![Placement { job: j("c"), ranks: vec![RankSlot { worker: w("g"), gpus: vec![0] }], shards: vec![] }]
+        );
     }
 
     #[test]
@@ -465,11 +525,35 @@ mod tests {
     }
 
     #[test]
+    fn parameter_server_jobs_spread_shards_and_never_run_ranks_on_servers() {
+        let mut s = Scheduler::new();
+        s.add_worker(w("a"), r(2, 1000, 0), &[], false);
+        s.add_worker(w("b"), r(2, 1000, 0), &[], false);
+        s.enqueue(j("ps"), 0, 1, Demand { per_rank: r(1, 100, 0), ranks: 2, needs_nccl: false, ps_shards: 3 });
+        assert!(s.place().is_empty(), "no parameter servers yet");
+        assert_eq!(s.wait_reason(&j("ps")), Some(Wait::NoParamServers));
+        s.add_param_server(w("p1"), r(8, 8000, 0));
+        s.add_param_server(w("p2"), r(8, 8000, 0));
+        let p = s.place();
+        assert_eq!(p.len(), 1);
+        let mut ranks = workers_of(&p[0]);
+        ranks.sort();
+        assert_eq!(ranks, vec!["a", "b"], "ranks only on workers");
+        let mut shards: Vec<String> = p[0].shards.iter().map(ToString::to_string).collect();
+        shards.sort();
+        assert_eq!(shards, vec!["p1", "p1", "p2"], "shards spread over the servers");
+        s.release(&j("ps"));
+        s.release_shards(&j("ps"));
+        s.enqueue(j("next"), 0, 2, Demand { per_rank: r(1, 100, 0), ranks: 1, needs_nccl: false, ps_shards: 1 });
+        assert_eq!(s.place()[0].shards.len(), 1);
+    }
+
+    #[test]
     fn nccl_jobs_need_nccl_workers_and_gangs_larger_than_the_cluster_say_so() {
         let mut s = Scheduler::new();
         s.add_worker(w("cpu"), r(4, 4000, 1), &[0], false);
         s.add_worker(w("gpu"), r(4, 4000, 1), &[0], true);
-        s.enqueue(j("n"), 0, 1, Demand { per_rank: r(1, 100, 1), ranks: 2, needs_nccl: true });
+        s.enqueue(j("n"), 0, 1, Demand { per_rank: r(1, 100, 1), ranks: 2, needs_nccl: true, ps_shards: 0 });
         assert!(s.place().is_empty());
         assert_eq!(s.wait_reason(&j("n")), Some(Wait::TooLarge { fitting: 1, largest: Some(r(4, 4000, 1)) }));
         s.add_worker(w("gpu2"), r(4, 4000, 1), &[0], true);

@@ -2,11 +2,11 @@
 //! and rendezvous values reported by each rank.
 
 use shoal_common::proto::{
-    Assignment, CancelJob, CoordinatorMessage, Job, JobCheckpointed, JobEvent, JobFinished, JobMetric, JobNotice,
-    JobResult, JobSpec, JobState, Notice, NoticeLevel, Outcome, Peer, RankStatus, RendezvousPublish, RendezvousValue,
-    Split, StateChanged, coordinator_message, job_event,
+    Assignment, CancelJob, CoordinatorMessage, Job, JobCheckpointed, JobEnded, JobEvent, JobFinished, JobMetric,
+    JobNotice, JobResult, JobSpec, JobState, Notice, NoticeLevel, Outcome, Peer, PsShard, RankStatus,
+    RendezvousPublish, RendezvousValue, ShardAssignment, Split, StateChanged, coordinator_message, job_event,
 };
-use shoal_common::spec::{Backend, TrainConfig};
+use shoal_common::spec::{Backend, SyncKind, TrainConfig};
 use shoal_common::time::{ms_to_timestamp, now_ms};
 use shoal_common::{JobId, WorkerId, spec};
 use tokio::sync::broadcast;
@@ -24,10 +24,15 @@ const MAX_LIST: usize = 1000;
 const RANK_RUNNING: &str = "running";
 
 pub(super) fn demand_of(cfg: &TrainConfig) -> Demand {
+    let ps_shards = match cfg.parallel.sync {
+        SyncKind::ParamServer { shards, .. } => shards as u32,
+        SyncKind::AllReduce => 0,
+    };
     Demand {
         per_rank: Resources { cpus: cfg.resources.cpus, memory_mb: cfg.resources.memory_mb, gpus: cfg.resources.gpus },
         ranks: cfg.parallel.data as u32,
-        needs_nccl: cfg.parallel.backend == Backend::Nccl,
+        needs_nccl: ps_shards == 0 && cfg.parallel.backend == Backend::Nccl,
+        ps_shards,
     }
 }
 
@@ -162,6 +167,9 @@ impl State {
                     "waiting for workers that can load NCCL".to_owned()
                 }
                 Some(Wait::TooLarge { largest: None, .. }) => "waiting for a worker to connect".to_owned(),
+                Some(Wait::NoParamServers) => {
+                    format!("waiting for a parameter server to register ({} shards)", d.ps_shards)
+                }
                 _ => format!("waiting for {need} to be free (position {} in the queue)", job.queue_position),
             };
             job.reason = if job.reason.is_empty() { waiting } else { format!("{}; {waiting}", job.reason) };
@@ -256,6 +264,9 @@ impl State {
         if result.is_some() {
             row.job.result = result.clone();
         }
+        if (state.is_terminal() || state == JobState::Queued) && !row.job.ps_shards.is_empty() {
+            self.end_shards(row, state);
+        }
         let ev = self.event(
             row,
             job_event::Kind::State(StateChanged {
@@ -267,6 +278,20 @@ impl State {
             }),
         );
         self.store_and_keep(row.clone(), vec![ev]);
+    }
+
+    /// Tells a job attempt's parameter servers that it is over, and frees their shard slots.
+    fn end_shards(&mut self, row: &JobRow, state: JobState) {
+        let id = JobId::new(row.job.job_id.clone());
+        self.scheduler.release_shards(&id);
+        let mut told = std::collections::BTreeSet::new();
+        for s in &row.job.ps_shards {
+            if told.insert(s.node_id.clone()) {
+                let ended =
+                    JobEnded { job_id: row.job.job_id.clone(), attempt: row.job.attempt, reason: state.label().into() };
+                self.send(&WorkerId::new(s.node_id.clone()), coordinator_message::Kind::Ended(ended));
+            }
+        }
     }
 
     /// Stores the row (logging failures: callers are reacting to workers, not serving a request)
@@ -310,6 +335,26 @@ impl State {
             })
             .collect();
         row.gpus = p.ranks.iter().map(|s| s.gpus.clone()).collect();
+        row.job.ps_shards = p
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(k, node)| {
+                let info = self.workers.get(node).map(|w| w.info.clone()).unwrap_or_default();
+                PsShard { shard: k as u32, node_id: node.to_string(), hostname: info.hostname, addr: info.data_addr }
+            })
+            .collect();
+        for s in &row.job.ps_shards {
+            let shard = ShardAssignment {
+                job_id: row.job.job_id.clone(),
+                attempt: row.job.attempt,
+                shard: s.shard,
+                shards: p.shards.len() as u32,
+                spec: row.job.spec.clone(),
+                workers: world as u32,
+            };
+            self.send(&WorkerId::new(s.node_id.clone()), coordinator_message::Kind::Shard(shard));
+        }
         let hosts: Vec<String> = p.ranks.iter().map(|s| self.host_of(&s.worker)).collect();
         let peers: Vec<Peer> = p
             .ranks
@@ -328,6 +373,7 @@ impl State {
         let all_nccl =
             p.ranks.iter().all(|s| !s.gpus.is_empty() && self.workers.get(&s.worker).is_some_and(|w| w.info.nccl));
         let backend = match (world, backend) {
+            _ if !p.shards.is_empty() => "ps",
             (1, _) => "",
             (_, Backend::Nccl) => "nccl",
             (_, Backend::Auto) if all_nccl => "nccl",
@@ -336,6 +382,20 @@ impl State {
         let resume = (!row.resume_from.is_empty()).then(|| row.resume_from.clone());
         let mut message = if world == 1 {
             format!("assigned to worker {}", hosts[0])
+        } else if !p.shards.is_empty() {
+            let list: Vec<String> = hosts.iter().enumerate().map(|(i, h)| format!("rank {i} on {h}")).collect();
+            let servers: Vec<String> = row
+                .job
+                .ps_shards
+                .iter()
+                .map(|s| format!("shard {} on {}", s.shard, self.host_of(&WorkerId::new(s.node_id.clone()))))
+                .collect();
+            format!(
+                "assigned {world} ranks ({}) and {} parameter shards ({})",
+                list.join(", "),
+                servers.len(),
+                servers.join(", ")
+            )
         } else {
             let list: Vec<String> = hosts.iter().enumerate().map(|(i, h)| format!("rank {i} on {h}")).collect();
             format!("assigned {world} ranks ({backend} all-reduce): {}", list.join(", "))
@@ -360,6 +420,7 @@ impl State {
                 world_size: world as u32,
                 peers: if world > 1 { peers.clone() } else { Vec::new() },
                 backend: backend.into(),
+                ps_shards: row.job.ps_shards.clone(),
             };
             self.send(&slot.worker, coordinator_message::Kind::Assign(assignment));
         }
@@ -487,15 +548,18 @@ impl State {
                     self.store_and_keep(row, Vec::new());
                 }
             }
-            Outcome::Cancelled => {
+            Outcome::Cancelled if !row.job.ranks.iter().any(|r| r.state == "interrupted") => {
                 self.stop_ranks(&mut row, Some(rank), "another rank was cancelled");
                 self.set_state(&mut row, JobState::Cancelled, "cancelled on the worker".into(), None);
             }
-            Outcome::Interrupted => {
+            Outcome::Interrupted | Outcome::Cancelled => {
+                // A draining rank stops; its siblings are stopped too (ranks of all-reduce jobs
+                // stop together by themselves), and once none runs the job is requeued.
                 if rank == 0 && !f.checkpoint.is_empty() {
                     row.last_checkpoint = f.checkpoint.clone();
                 }
                 if still_running {
+                    self.stop_ranks(&mut row, Some(rank), "another rank is draining");
                     self.store_and_keep(row, Vec::new());
                 } else {
                     row.resume_from = row.last_checkpoint.clone();
@@ -534,6 +598,18 @@ impl State {
     /// Fails every job that had a rank on a lost worker, and frees what they held.
     pub(super) fn fail_jobs_of(&mut self, worker: &WorkerId, why: &str) {
         self.scheduler.remove_worker(worker);
+        let holds_shard = |row: &JobRow| {
+            state_of(row) == JobState::Running && row.job.ps_shards.iter().any(|s| s.node_id == worker.as_str())
+        };
+        let shard_jobs: Vec<JobRow> =
+            self.jobs.values().filter(|e| holds_shard(&e.row)).map(|e| e.row.clone()).collect();
+        for mut row in shard_jobs {
+            let shard = row.job.ps_shards.iter().find(|s| s.node_id == worker.as_str()).map_or(0, |s| s.shard);
+            let reason = format!("parameter server shard {shard} on {why}");
+            tracing::warn!(job_id = %row.job.job_id, node_id = %worker, reason, "job failed: parameter server lost");
+            self.stop_ranks(&mut row, None, "a parameter server was lost");
+            self.set_state(&mut row, JobState::Failed, reason, None);
+        }
         let affected: Vec<JobRow> = self
             .jobs
             .values()

@@ -81,7 +81,11 @@ impl State {
         let gpu_indices: Vec<u32> = entry.info.gpus.iter().map(|g| g.index).collect();
         let nccl = entry.info.nccl;
         tracing::info!(worker_id = %id, epoch, "worker session opened");
-        self.scheduler.add_worker(id.clone(), capacity, &gpu_indices, nccl);
+        if entry.info.role == "param-server" {
+            self.scheduler.add_param_server(id.clone(), capacity);
+        } else {
+            self.scheduler.add_worker(id.clone(), capacity, &gpu_indices, nccl);
+        }
         self.scheduler.set_schedulable(&id, !hello.draining);
 
         // What the worker runs and the coordinator agrees with keeps running; the rest stops.

@@ -105,6 +105,13 @@ impl Optimizer {
         Ok(lr)
     }
 
+    /// Counts a step applied elsewhere (by parameter servers); returns its learning rate.
+    pub fn skip(&mut self) -> f64 {
+        let lr = self.lr();
+        self.steps_done += 1;
+        lr
+    }
+
     /// Optimizer state by name, for checkpoints.
     pub fn named_state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();

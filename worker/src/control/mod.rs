@@ -105,6 +105,7 @@ impl Worker {
             protocol: version::PROTOCOL,
             gpu_note: self.devices.gpu_note.clone(),
             nccl: self.devices.nccl,
+            role: "worker".into(),
         }
     }
 
@@ -331,7 +332,7 @@ impl Worker {
                     _ => tracing::debug!(job_id = %id, "cancel for a job not running here"),
                 }
             }
-            None => {}
+            Some(coordinator_message::Kind::Shard(_) | coordinator_message::Kind::Ended(_)) | None => {}
         }
     }
 

@@ -2,26 +2,75 @@
 //! (with the `cuda` feature), whose unique id rank 0 creates and the coordinator relays.
 
 use shoal_common::proto::{Assignment, WorkerMessage};
-use shoal_common::spec::TrainConfig;
-use shoal_train::Collective;
+use shoal_common::spec::{SyncKind, TrainConfig};
+use shoal_train::{Collective, Peers};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{JobContext, RendezvousRx};
-use crate::sync::{PeerInfo, Ring};
+use crate::sync::{PeerInfo, PsClient, Ring, ShardInfo};
 
-/// Connects this rank to its peers; `None` for single-worker jobs.
+/// How this rank is connected to the others.
+pub enum Joined {
+    Alone,
+    AllReduce(Box<dyn Collective>),
+    ParamServer(Box<PsClient>),
+}
+
+impl Joined {
+    pub fn peers(&mut self) -> Peers<'_> {
+        match self {
+            Joined::Alone => Peers::Alone,
+            Joined::AllReduce(c) => Peers::AllReduce(c.as_mut()),
+            Joined::ParamServer(p) => Peers::ParamServer(p.as_mut()),
+        }
+    }
+}
+
+/// Connects this rank to its peers (or its parameter servers).
 pub fn join(
     assignment: &Assignment,
     cfg: &TrainConfig,
     ctx: &JobContext,
     updates: &UnboundedSender<WorkerMessage>,
     rendezvous: &RendezvousRx,
-) -> Result<Option<Box<dyn Collective>>, String> {
+) -> Result<Joined, String> {
     let world = assignment.world_size.max(1) as usize;
-    if world == 1 {
-        return Ok(None);
-    }
     let rank = assignment.rank as usize;
+    if let SyncKind::ParamServer { mode, .. } = cfg.parallel.sync {
+        let shards: Vec<ShardInfo> = assignment
+            .ps_shards
+            .iter()
+            .map(|s| ShardInfo {
+                shard: s.shard,
+                node_id: s.node_id.clone(),
+                hostname: s.hostname.clone(),
+                addr: s.addr.clone(),
+            })
+            .collect();
+        let spec = assignment.spec.clone().unwrap_or_default();
+        let client = PsClient::connect(
+            &assignment.job_id,
+            assignment.attempt,
+            rank,
+            world,
+            mode,
+            spec,
+            shards,
+            cfg.training.collective_timeout,
+        )
+        .map_err(|e| format!("cannot reach the parameter servers: {e}"))?;
+        tracing::info!(
+            rank,
+            world,
+            shards = assignment.ps_shards.len(),
+            mode = mode.name(),
+            "connected to the parameter servers"
+        );
+        return Ok(Joined::ParamServer(Box::new(client)));
+    }
+    if world == 1 {
+        return Ok(Joined::Alone);
+    }
     if assignment.peers.len() != world || rank >= world {
         return Err(format!(
             "the assignment lists {} peers for world size {world} (rank {rank})",
@@ -47,7 +96,7 @@ pub fn join(
             let _ = (updates, rendezvous);
             let ring = Ring::connect(&ctx.plane, &assignment.job_id, assignment.attempt, rank, peers, timeout)
                 .map_err(|e| format!("cannot join the all-reduce ring: {e}"))?;
-            Ok(Some(Box::new(ring)))
+            Ok(Joined::AllReduce(Box::new(ring)))
         }
     }
 }
@@ -60,7 +109,7 @@ fn nccl(
     _: std::time::Duration,
     _: &UnboundedSender<WorkerMessage>,
     _: &RendezvousRx,
-) -> Result<Option<Box<dyn Collective>>, String> {
+) -> Result<Joined, String> {
     Err("this worker was built without the `cuda` feature, so it cannot use the NCCL backend".into())
 }
 
@@ -72,7 +121,7 @@ fn nccl(
     timeout: std::time::Duration,
     updates: &UnboundedSender<WorkerMessage>,
     rendezvous: &RendezvousRx,
-) -> Result<Option<Box<dyn Collective>>, String> {
+) -> Result<Joined, String> {
     use shoal_common::proto::{RendezvousPublish, worker_message};
 
     use crate::sync::nccl::{Nccl, UniqueId};
@@ -105,5 +154,5 @@ fn nccl(
     let mut comm =
         Nccl::new(gpu as usize, rank, world, id).map_err(|e| format!("cannot join NCCL on GPU {gpu}: {e}"))?;
     comm.set_timeout(timeout);
-    Ok(Some(Box::new(comm)))
+    Ok(Joined::AllReduce(Box::new(comm)))
 }

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use shoal_common::proto::{Assignment, JobFinished, JobStarted, Outcome, WorkerMessage, worker_message};
 use shoal_common::{JobId, WorkerId, spec};
-use shoal_train::{Collective, RunOptions, Stop, data, train};
+use shoal_train::{RunOptions, Stop, data, train};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::sync::DataPlane;
@@ -151,7 +151,7 @@ fn run(
         "dataset loaded"
     );
     let rank = assignment.rank as usize;
-    let mut collective = match group::join(&assignment, &cfg, ctx, updates, rendezvous) {
+    let mut joined = match group::join(&assignment, &cfg, ctx, updates, rendezvous) {
         Ok(c) => c,
         Err(e) => return failed(&job_id, attempt, e),
     };
@@ -172,6 +172,6 @@ fn run(
             assignment.gpus
         ));
     }
-    let outcome = train(&cfg, splits, &opts, &mut host, collective.as_mut().map(|c| &mut **c as &mut dyn Collective));
+    let outcome = train(&cfg, splits, &opts, &mut host, joined.peers());
     report::finished(&job_id, attempt, assignment.world_size.max(1) as usize, outcome)
 }

@@ -94,10 +94,10 @@ impl Host for ReportHost<'_> {
                     samples_per_s: p.samples_per_s,
                     lr: p.lr,
                     elapsed_s: p.elapsed_s,
-                    extra: HashMap::from([
-                        ("data_wait_share".to_owned(), p.data_wait_share),
-                        ("comm_share".to_owned(), p.comm_share),
-                    ]),
+                    extra: [("data_wait_share".to_owned(), p.data_wait_share), ("comm_share".to_owned(), p.comm_share)]
+                        .into_iter()
+                        .chain(p.extra.iter().cloned())
+                        .collect(),
                     rank: p.rank as u32,
                 });
             }

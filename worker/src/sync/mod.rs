@@ -6,11 +6,13 @@ mod engine;
 mod frame;
 #[cfg(feature = "cuda")]
 pub mod nccl;
+pub mod ps;
 pub mod ring;
 
 use std::fmt;
 
 pub use dataplane::{DataPlane, LinkKey};
+pub use ps::{PsClient, ShardInfo};
 pub use ring::Ring;
 
 /// One rank of a job, as the others name it in errors.

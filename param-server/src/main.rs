@@ -1,0 +1,106 @@
+//! `shoal-param-server`: a parameter-server node.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use shoal_param_server::ParamServerConfig;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Shoal parameter server: holds parameter shards of `sync = "ps"` jobs, applies their optimizer
+/// to pushed gradients and serves the newest parameters.
+///
+/// Settings come from built-in defaults, then --config FILE, then SHOAL_* environment variables,
+/// then these flags. It prints `listening on ADDR` once it serves.
+#[derive(Parser, Debug)]
+#[command(name = "shoal-param-server", version)]
+struct Args {
+    #[arg(long, env = "SHOAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Coordinator URL to register with.
+    #[arg(long)]
+    coordinator: Option<String>,
+    /// Serve push/pull without registering with a coordinator (benchmarks, tests).
+    #[arg(long)]
+    standalone: bool,
+    /// Address to listen on.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address workers use to reach this server.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Name reported to the coordinator.
+    #[arg(long)]
+    hostname: Option<String>,
+    #[arg(long)]
+    log_format: Option<String>,
+    #[arg(long)]
+    log: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let overrides = [
+        ("coordinator", if args.standalone { Some(String::new()) } else { args.coordinator.clone() }),
+        ("listen", args.listen.clone()),
+        ("advertise", args.advertise.clone()),
+        ("hostname", args.hostname.clone()),
+        ("log_format", args.log_format.clone()),
+        ("log", args.log.clone()),
+    ];
+    let config: ParamServerConfig = match shoal_common::config::load(args.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shoal-param-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = shoal_common::telemetry::init(config.log_format, &config.log) {
+        eprintln!("shoal-param-server: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shoal-param-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let serving = match shoal_param_server::serve(&config.listen).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(listen = %config.listen, error = %e, "cannot listen");
+                return ExitCode::from(2);
+            }
+        };
+        println!("listening on {}", serving.addr);
+        let advertise = if config.advertise.is_empty() { serving.addr.to_string() } else { config.advertise.clone() };
+        let stop = serving.stop.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            tracing::info!("shutting down");
+            stop.cancel();
+        });
+        let mut code = ExitCode::SUCCESS;
+        if !config.coordinator.is_empty() {
+            if let Err(e) =
+                shoal_param_server::node::run(config, advertise, serving.registry.clone(), serving.stop.clone()).await
+            {
+                tracing::error!(error = %e, "the coordinator refused this parameter server");
+                serving.stop.cancel();
+                code = ExitCode::from(2);
+            }
+        }
+        let _ = serving.task.await;
+        code
+    })
+}
