@@ -24,6 +24,9 @@ use crate::shard::{Shard, ShardConfig, ShardError, ShardState};
 
 type Key = (String, u32, u32);
 
+/// How long a pull waits for its shard to be created (by rank 0's init).
+const CREATION_WAIT: Duration = Duration::from_secs(60);
+
 fn key_of(k: &ShardKey) -> Key {
     (k.job_id.clone(), k.attempt, k.shard)
 }
@@ -43,6 +46,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Registry {
     shards: Mutex<HashMap<Key, Arc<Entry>>>,
+    /// Signalled whenever a shard is created (pulls may arrive before rank 0 seeds a shard).
+    created: Notify,
     /// Job attempts that ended: their pushes are refused with the reason.
     ended: Mutex<HashMap<(String, u32), String>>,
 }
@@ -66,6 +71,25 @@ impl Registry {
             .get(k)
             .cloned()
             .ok_or_else(|| Status::not_found(format!("this parameter server holds no {}", describe(k))))
+    }
+
+    /// Like `get`, but waits up to `limit` for the shard to be created: non-zero ranks may pull
+    /// before rank 0 has seeded it.
+    async fn wait_for(&self, k: &Key, limit: Duration) -> Result<Arc<Entry>, Status> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let created = self.created.notified();
+            tokio::pin!(created);
+            created.as_mut().enable();
+            match self.get(k) {
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    if tokio::time::timeout_at(deadline, created).await.is_err() {
+                        return Err(Status::not_found(format!("no {} was created within {limit:?}", describe(k))));
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Drops the shards of a finished job attempt; later pushes get `reason`.
@@ -192,6 +216,7 @@ impl ParamServerService for ParamServerApi {
                 })
                 .clone()
         };
+        self.registry.created.notify_waiters();
         if entry.shard.lock().unwrap_or_else(|e| e.into_inner()).is_initialised() {
             let version = entry.shard.lock().unwrap_or_else(|e| e.into_inner()).version();
             return Ok(Response::new(InitReply { initialised: false, version }));
@@ -255,7 +280,7 @@ impl ParamServerService for ParamServerApi {
     async fn pull(&self, req: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
         let req = req.into_inner();
         let key = req.key.as_ref().map(key_of).ok_or_else(|| Status::invalid_argument("key: required"))?;
-        let entry = self.registry.get(&key)?;
+        let entry = self.registry.wait_for(&key, CREATION_WAIT).await?;
         let deadline = tokio::time::Instant::now() + entry.timeout;
         let (version, values) = loop {
             let notified = entry.changed.notified();

@@ -61,8 +61,10 @@ pub struct Shard {
     version: u64,
     /// Optimizer updates applied (sync: steps; async/ssp: pushes).
     updates: u64,
-    /// Steps each worker has pushed (its next step).
+    /// Per worker: every step below this has been pushed (the worker's clock).
     clocks: Vec<u64>,
+    /// Per worker: steps at or above its clock already pushed (pushes may arrive out of order).
+    ahead: Vec<std::collections::BTreeSet<u64>>,
     /// Sync: gradient sums of steps not every worker has pushed yet, and who pushed them.
     pending: BTreeMap<u64, (Vec<f32>, Vec<bool>)>,
     finished: Option<String>,
@@ -85,6 +87,7 @@ impl Shard {
             version: 0,
             updates: 0,
             clocks: vec![0; cfg.workers],
+            ahead: vec![std::collections::BTreeSet::new(); cfg.workers],
             pending: BTreeMap::new(),
             finished: None,
             stats: ShardStats::default(),
@@ -156,6 +159,7 @@ impl Shard {
         self.version = state.version;
         self.updates = state.updates;
         self.clocks = state.clocks;
+        self.ahead = vec![std::collections::BTreeSet::new(); self.clocks.len()];
         self.pending.clear();
         self.initialised = true;
         Ok(())
@@ -229,7 +233,7 @@ impl Shard {
         }
         let already = match self.cfg.mode {
             PsMode::Sync => step < self.version || self.pending.get(&step).is_some_and(|(_, from)| from[worker]),
-            _ => step < self.clocks[worker],
+            _ => step < self.clocks[worker] || self.ahead[worker].contains(&step),
         };
         if already {
             self.stats.duplicates += 1;
@@ -238,7 +242,10 @@ impl Shard {
         self.stats.pushes += 1;
         self.stats.bytes_in += (grads.len() * 4) as u64;
         let staleness = self.version.saturating_sub(based_on);
-        self.clocks[worker] = self.clocks[worker].max(step + 1);
+        self.ahead[worker].insert(step);
+        while self.ahead[worker].remove(&self.clocks[worker]) {
+            self.clocks[worker] += 1;
+        }
         match self.cfg.mode {
             PsMode::Sync => {
                 let workers = self.cfg.workers;
@@ -271,9 +278,14 @@ impl Shard {
         self.clocks.iter().enumerate().map(|(w, c)| (w, *c)).min_by_key(|(_, c)| *c).unwrap_or((0, 0))
     }
 
-    /// Whether `worker` may take `step` now.
+    /// Whether `worker` may take `step` now (never before the shard is initialised).
     pub fn may_pull(&self, worker: usize, step: u64) -> Result<bool, ShardError> {
-        self.check_open()?;
+        if let Some(reason) = &self.finished {
+            return Err(ShardError::Finished { reason: reason.clone() });
+        }
+        if !self.initialised {
+            return Ok(false);
+        }
         if worker >= self.cfg.workers {
             return Err(ShardError::UnknownWorker { worker, workers: self.cfg.workers });
         }
@@ -337,12 +349,18 @@ mod tests {
         let p = s.push(0, 0, 0, &[1.0, 2.0]).expect("push");
         assert_eq!((p.duplicate, p.version), (false, 1));
         assert_eq!(s.values(), &[0.5, 0.0]);
+        // Out of order: step 2 before step 1; both count once, the clock waits for the gap.
+        s.push(0, 2, 1, &[0.0, 0.0]).expect("push step 2");
+        assert_eq!(s.clocks()[0], 1);
+        s.push(0, 1, 1, &[0.0, 0.0]).expect("push step 1");
+        assert_eq!(s.clocks()[0], 3);
+        assert!(s.push(0, 2, 1, &[0.0, 0.0]).expect("retry").duplicate);
         let again = s.push(0, 0, 0, &[1.0, 2.0]).expect("retry");
         assert!(again.duplicate);
         assert_eq!(s.values(), &[0.5, 0.0], "a retried push is applied once");
         let p = s.push(1, 0, 0, &[1.0, 0.0]).expect("push");
-        assert_eq!((p.version, p.staleness), (2, 1), "worker 1 computed on version 0, one update ago");
-        assert_eq!(s.stats.duplicates, 1);
+        assert_eq!((p.version, p.staleness), (4, 3), "worker 1 computed on version 0, three updates ago");
+        assert_eq!(s.stats.duplicates, 2);
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub fn bin(name: &str) -> PathBuf {
         let profile = if bin_dir().ends_with("release") { vec!["--release"] } else { vec![] };
         let status = Command::new(cargo)
             .args(["build", "--quiet", "--bins", "-p", "shoal-coordinator", "-p", "shoal-worker", "-p", "shoal-cli"])
+            .args(["-p", "shoal-param-server"])
             .args(profile)
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
@@ -155,6 +156,19 @@ pub fn start_worker(dir: &Path, coordinator_url: &str, cpus: u32, name: &str) ->
         .stderr(Stdio::from(std::fs::File::create(&log)?))
         .spawn()
         .context("start shoal-worker")?;
+    Ok(Proc { child, log })
+}
+
+/// Starts a parameter-server process registered with `coordinator_url`.
+pub fn start_param_server(dir: &Path, coordinator_url: &str, name: &str) -> Result<Proc> {
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(bin("shoal-param-server"))
+        .args(["--coordinator", coordinator_url, "--hostname", name])
+        .env_remove("SHOAL_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log)?))
+        .spawn()
+        .context("start shoal-param-server")?;
     Ok(Proc { child, log })
 }
 

@@ -19,26 +19,36 @@ const BUNDLED_JOB: &str = include_str!("../../../examples/digits-mlp.toml");
 /// How long workers get to drain when the run ends.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Finds the `shoal-worker` binary: $SHOAL_WORKER_BIN, next to this executable, or on PATH.
-pub fn worker_binary() -> Result<PathBuf, CliError> {
-    if let Some(p) = std::env::var_os("SHOAL_WORKER_BIN") {
+/// Finds a Shoal binary: `$env`, next to this executable, or on PATH.
+fn sibling_binary(name: &str, env: &str) -> Result<PathBuf, CliError> {
+    if let Some(p) = std::env::var_os(env) {
         return Ok(PathBuf::from(p));
     }
     let exe =
         std::env::current_exe().map_err(|e| CliError::usage(format!("cannot locate the shoal executable: {e}")))?;
-    let beside = exe.with_file_name("shoal-worker");
+    let beside = exe.with_file_name(name);
     if beside.is_file() {
         return Ok(beside);
     }
     if let Some(path) = std::env::var_os("PATH") {
-        if let Some(found) = std::env::split_paths(&path).map(|d| d.join("shoal-worker")).find(|p| p.is_file()) {
+        if let Some(found) = std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()) {
             return Ok(found);
         }
     }
     Err(CliError::usage(format!(
-        "shoal-worker not found next to {} or on PATH; build it with `cargo build --release` or set SHOAL_WORKER_BIN",
+        "{name} not found next to {} or on PATH; build it with `cargo build --release` or set {env}",
         exe.display()
     )))
+}
+
+/// The `shoal-worker` binary ($SHOAL_WORKER_BIN, next to this executable, or on PATH).
+pub fn worker_binary() -> Result<PathBuf, CliError> {
+    sibling_binary("shoal-worker", "SHOAL_WORKER_BIN")
+}
+
+/// The `shoal-param-server` binary ($SHOAL_PARAM_SERVER_BIN, next to this executable, or on PATH).
+pub fn param_server_binary() -> Result<PathBuf, CliError> {
+    sibling_binary("shoal-param-server", "SHOAL_PARAM_SERVER_BIN")
 }
 
 struct Cluster {
@@ -134,6 +144,26 @@ pub async fn run(file: Option<&Path>, workers: u32, dir: PathBuf, timeout_s: u64
             .spawn()
             .map_err(|e| CliError::unavailable(format!("cannot start {}: {e}", worker_bin.display())))?;
         children.push(child);
+    }
+    // Jobs that synchronise through parameter servers get one server process per shard.
+    if let shoal_common::spec::SyncKind::ParamServer { shards, .. } = job.config.parallel.sync {
+        let bin = param_server_binary()?;
+        for i in 0..shards {
+            let log_path = dir.join(format!("param-server-{i}.log"));
+            let log = std::fs::File::create(&log_path)
+                .map_err(|e| CliError::unavailable(format!("cannot create {}: {e}", log_path.display())))?;
+            let child = Command::new(&bin)
+                .args(["--coordinator", &url, "--hostname", &format!("local-ps-{i}")])
+                .env_remove("SHOAL_CONFIG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| CliError::unavailable(format!("cannot start {}: {e}", bin.display())))?;
+            children.push(child);
+        }
+        eprintln!("shoal local: started {shards} parameter server(s)");
     }
     let mut cluster = Cluster { coordinator, workers: children };
 
