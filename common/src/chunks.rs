@@ -4,10 +4,24 @@
 /// Bytes of tensor data per message.
 pub const CHUNK_BYTES: usize = 1 << 20;
 
+/// HTTP/2 flow-control windows for tensor streams: the 64 KiB default would throttle a stream of
+/// 1 MiB chunks to a trickle.
+pub const STREAM_WINDOW: u32 = 8 << 20;
+pub const CONNECTION_WINDOW: u32 = 32 << 20;
+
+/// Little-endian bytes of f32 values (a plain copy on little-endian machines).
+fn to_le(values: &[f32]) -> Vec<u8> {
+    if cfg!(target_endian = "little") {
+        bytemuck::cast_slice(values).to_vec()
+    } else {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+}
+
 /// The values as little-endian bytes, cut into chunks: (offset in elements, bytes).
 pub fn split(values: &[f32]) -> impl Iterator<Item = (usize, Vec<u8>)> + '_ {
     let per = CHUNK_BYTES / 4;
-    values.chunks(per).enumerate().map(move |(i, c)| (i * per, c.iter().flat_map(|v| v.to_le_bytes()).collect()))
+    values.chunks(per).enumerate().map(move |(i, c)| (i * per, to_le(c)))
 }
 
 /// Writes a chunk's bytes into `dst` at element `offset`; errors name what does not fit.
@@ -20,8 +34,13 @@ pub fn place(dst: &mut [f32], offset: usize, bytes: &[u8]) -> Result<(), String>
         .checked_add(n)
         .filter(|&e| e <= dst.len())
         .ok_or_else(|| format!("chunk at offset {offset} with {n} values overruns a tensor of {} values", dst.len()))?;
-    for (d, b) in dst[offset..end].iter_mut().zip(bytes.chunks_exact(4)) {
-        *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let dst = &mut dst[offset..end];
+    if cfg!(target_endian = "little") {
+        bytemuck::cast_slice_mut::<f32, u8>(dst).copy_from_slice(bytes);
+    } else {
+        for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(4)) {
+            *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
     }
     Ok(())
 }

@@ -35,6 +35,8 @@ pub async fn serve(listen: &str) -> std::io::Result<Serving> {
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        .initial_stream_window_size(Some(shoal_common::chunks::STREAM_WINDOW))
+        .initial_connection_window_size(Some(shoal_common::chunks::CONNECTION_WINDOW))
         .add_service(ParamServerServiceServer::new(ParamServerApi::new(registry.clone())));
     let stopped = stop.clone();
     let task = tokio::spawn(async move {

@@ -39,3 +39,17 @@ pub fn reference_mlp_spec(steps: u64) -> JobSpec {
 pub fn reference_mlp(steps: u64) -> TrainConfig {
     spec::validate(&reference_mlp_spec(steps)).expect("the reference spec is valid")
 }
+
+/// The reference workload on `ranks` data-parallel workers synchronised by `shards` parameter
+/// servers in `mode` (async, ssp with staleness 2, or sync).
+pub fn reference_mlp_ps_spec(steps: u64, ranks: usize, shards: usize, mode: &str) -> JobSpec {
+    let mut spec = reference_mlp_spec(steps);
+    spec.sync = "ps".into();
+    spec.parallelism = Some(shoal_common::proto::ParallelismSpec { data: Some(ranks as i64) });
+    spec.ps = Some(shoal_common::proto::PsSpec {
+        shards: Some(shards as i64),
+        mode: mode.into(),
+        staleness: (mode == "ssp").then_some(2),
+    });
+    spec
+}

@@ -310,3 +310,106 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
     }
 }
+
+fn shard_infos(servers: &[String]) -> Vec<crate::sync::ShardInfo> {
+    servers
+        .iter()
+        .enumerate()
+        .map(|(k, addr)| crate::sync::ShardInfo {
+            shard: k as u32,
+            node_id: format!("bench-ps-{k}"),
+            hostname: "localhost".into(),
+            addr: addr.clone(),
+        })
+        .collect()
+}
+
+/// One rank of the reference MLP trained through parameter servers at `servers` (one shard each)
+/// in `mode`. Rank 0 returns the record (with the fields of `ddp_mlp.py`, plus `sync`).
+pub fn train_reference_ps(
+    steps: u64,
+    warmup: u64,
+    rank: usize,
+    world: usize,
+    servers: &[String],
+    mode: &str,
+) -> Result<Option<Value>, String> {
+    use shoal_common::spec::SyncKind;
+    use shoal_train::ParamStore;
+    let spec = shoal_train::bench::reference_mlp_ps_spec(steps, world, servers.len(), mode);
+    let cfg = shoal_common::spec::validate(&spec).map_err(|e| format!("{e:?}"))?;
+    let SyncKind::ParamServer { mode: ps_mode, .. } = cfg.parallel.sync else { return Err("not a ps spec".into()) };
+    let splits = data::load(&cfg.dataset).map_err(|e| e.to_string())?;
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(1);
+    let opts = RunOptions { threads, warmup_steps: warmup, ..Default::default() };
+    let job = format!("bench-train-{mode}");
+    let mut client = crate::sync::PsClient::connect(
+        &job,
+        1,
+        rank,
+        world,
+        ps_mode,
+        spec,
+        shard_infos(servers),
+        Duration::from_secs(120),
+    )
+    .map_err(|e| e.to_string())?;
+    let store: &mut dyn ParamStore = &mut client;
+    let outcome =
+        train(&cfg, splits, &opts, &mut Silent, shoal_train::Peers::ParamServer(store)).map_err(|e| e.to_string())?;
+    let Outcome::Completed(s) = outcome else { return Err("the benchmark run stopped early".into()) };
+    if rank != 0 {
+        return Ok(None);
+    }
+    let batch = cfg.training.batch_size;
+    let measured = steps.saturating_sub(warmup).max(1);
+    let val = s.validation.as_ref();
+    Ok(Some(json!({
+        "bench": "shoal_train", "sync": format!("ps-{mode}"), "ps_shards": servers.len(), "world_size": world,
+        "threads_per_rank": threads, "threads_arg": threads, "batch_per_rank": batch, "global_batch": batch * world,
+        "steps": steps, "warmup": warmup, "lr": cfg.optimizer.lr, "elapsed_s": s.steady_elapsed_s,
+        "step_time_ms": 1e3 * s.steady_elapsed_s / measured as f64, "samples_per_s": s.steady_samples_per_s * world as f64,
+        "samples_seen": steps * (batch * world) as u64, "loss_first": s.first_loss, "loss_final": s.last_loss,
+        "loss_final_avg10": s.last10_loss, "eval_loss": val.map(|v| v.loss), "eval_acc": val.and_then(|v| v.accuracy),
+        "foreign_cpu_frac": null,
+    })))
+}
+
+/// Push-and-pull throughput of one worker against parameter servers holding a model of
+/// `model_bytes`: `iters` rounds of pushing a full gradient and pulling the full parameters.
+/// Returns (bytes moved, seconds).
+pub fn ps_load(
+    rank: usize,
+    world: usize,
+    servers: &[String],
+    model_bytes: usize,
+    iters: usize,
+    job: &str,
+) -> Result<(u64, f64), String> {
+    use shoal_train::ParamStore;
+    let spec = shoal_train::bench::reference_mlp_ps_spec(1, world, servers.len(), "async");
+    let mut client = crate::sync::PsClient::connect(
+        job,
+        1,
+        rank,
+        world,
+        shoal_common::spec::PsMode::Async,
+        spec,
+        shard_infos(servers),
+        Duration::from_secs(120),
+    )
+    .map_err(|e| e.to_string())?;
+    let n = model_bytes / 4;
+    let mut params = vec![0.001f32; n];
+    if rank == 0 {
+        client.init(&params, 1_000_000, None).map_err(|e| e.to_string())?;
+    }
+    client.pull(0, &mut params).map_err(|e| e.to_string())?;
+    let grads = vec![0.0f32; n];
+    let started = Instant::now();
+    for step in 0..iters as u64 {
+        client.push(step, &grads).map_err(|e| e.to_string())?;
+        client.pull(step + 1, &mut params).map_err(|e| e.to_string())?;
+    }
+    Ok((2 * (n as u64) * 4 * iters as u64, started.elapsed().as_secs_f64()))
+}

@@ -77,6 +77,29 @@ enum Bench {
         rank: usize,
         #[arg(long, default_value_t = 1)]
         world: usize,
+        /// Synchronise through these parameter servers (comma-separated addresses, one shard
+        /// each) instead of the ring.
+        #[arg(long, value_delimiter = ',')]
+        ps_servers: Vec<String>,
+        /// Parameter-server mode: async, ssp or sync.
+        #[arg(long, default_value = "async")]
+        ps_mode: String,
+    },
+    /// Push-and-pull throughput against parameter servers: one rank of `shoal bench ps`.
+    PsLoad {
+        #[arg(long)]
+        rank: usize,
+        #[arg(long)]
+        world: usize,
+        #[arg(long, value_delimiter = ',', required = true)]
+        servers: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        model_mb: usize,
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Job id on the servers (each run needs its own).
+        #[arg(long)]
+        job: String,
     },
     /// All-reduce bandwidth over the TCP ring: one rank of a run that `shoal bench allreduce` starts.
     Allreduce {
@@ -126,8 +149,29 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match args.command {
-        Some(Command::Bench { which: Bench::Train { steps, warmup, rank, world } }) => {
-            bench_train(steps, warmup, rank, world)
+        Some(Command::Bench { which: Bench::Train { steps, warmup, rank, world, ps_servers, ps_mode } }) => {
+            if ps_servers.is_empty() {
+                bench_train(steps, warmup, rank, world)
+            } else {
+                match shoal_worker::bench::train_reference_ps(steps, warmup, rank, world, &ps_servers, &ps_mode) {
+                    Ok(Some(record)) => {
+                        println!("{}", shoal_worker::bench::meta("shoal_train"));
+                        println!("{record}");
+                        ExitCode::SUCCESS
+                    }
+                    Ok(None) => ExitCode::SUCCESS,
+                    Err(e) => fail(format!("benchmark failed: {e}"), 1),
+                }
+            }
+        }
+        Some(Command::Bench { which: Bench::PsLoad { rank, world, servers, model_mb, iters, job } }) => {
+            match shoal_worker::bench::ps_load(rank, world, &servers, model_mb << 20, iters.max(1), &job) {
+                Ok((bytes, seconds)) => {
+                    println!("{}", serde_json::json!({"rank": rank, "bytes": bytes, "seconds": seconds}));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("benchmark failed: {e}"), 1),
+            }
         }
         Some(Command::Bench {
             which: Bench::Allreduce { rank, world, sizes, warmup, min_iters, max_iters, budget_s, backend },

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::local::worker_binary;
+use super::local::{param_server_binary, worker_binary};
 use crate::error::CliError;
 
 /// How long a rank may take to report its address.
@@ -56,10 +56,38 @@ pub enum Which {
         #[arg(long, default_value = "ring")]
         backend: String,
     },
+    /// Parameter servers: push+pull throughput of a model against 1 and 2 shards with 1, 2 and 4
+    /// workers, then the reference MLP at 2 workers under async, ssp, sync and the ring
+    /// all-reduce, with the loss each reaches after the same number of samples.
+    Ps {
+        #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+        workers: Vec<usize>,
+        #[arg(long, default_value = "1,2", value_delimiter = ',')]
+        shards: Vec<usize>,
+        /// Size of the model whose gradient is pushed and parameters pulled.
+        #[arg(long, default_value_t = 100)]
+        model_mb: usize,
+        /// Push+pull rounds per worker.
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Training steps per mode (0 skips the training comparison).
+        #[arg(long, default_value_t = 400)]
+        train_steps: u64,
+        #[arg(long, default_value_t = 50)]
+        warmup: u64,
+    },
 }
 
 pub async fn run(which: Which) -> Result<ExitCode, CliError> {
     match which {
+        Which::Ps { workers, shards, model_mb, iters, train_steps, warmup } => {
+            if workers.iter().chain(&shards).any(|&n| n == 0 || n > 16) || model_mb == 0 || iters == 0 {
+                return Err(CliError::usage(
+                    "--workers and --shards must be between 1 and 16; --model-mb and --iters > 0",
+                ));
+            }
+            bench_ps(&workers, &shards, model_mb, iters, train_steps, warmup).await
+        }
         Which::Train { steps, warmup, ranks, threads } => {
             if steps <= warmup {
                 return Err(CliError::usage("--steps must be larger than --warmup"));
@@ -176,4 +204,147 @@ async fn run_ranks(world: usize, threads: u32, args: impl Fn(usize) -> Vec<Strin
         failed |= !child.wait().await.map_err(|e| CliError::unavailable(e.to_string()))?.success();
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Parameter-server processes for a benchmark; killed when dropped.
+struct Servers {
+    _children: Vec<Child>,
+    addrs: Vec<String>,
+}
+
+async fn start_servers(n: usize) -> Result<Servers, CliError> {
+    let bin = param_server_binary()?;
+    let mut children = Vec::with_capacity(n);
+    let mut addrs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut child = Command::new(&bin)
+            .args(["--standalone", "--listen", "127.0.0.1:0", "--log", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| CliError::unavailable(format!("cannot start {}: {e}", bin.display())))?;
+        let stdout = child.stdout.take().ok_or_else(|| CliError::unavailable("no stdout from a parameter server"))?;
+        let line = tokio::time::timeout(START_TIMEOUT, BufReader::new(stdout).lines().next_line())
+            .await
+            .map_err(|_| CliError::unavailable("a parameter server did not start in time"))?
+            .map_err(|e| CliError::unavailable(e.to_string()))?
+            .unwrap_or_default();
+        let addr = line
+            .strip_prefix("listening on ")
+            .ok_or_else(|| CliError::unavailable(format!("parameter server printed `{line}`")))?;
+        addrs.push(addr.to_owned());
+        children.push(child);
+    }
+    Ok(Servers { _children: children, addrs })
+}
+
+/// Runs `args(rank)` for every rank with no introductions, returning each rank's stdout.
+async fn run_plain(world: usize, args: impl Fn(usize) -> Vec<String>) -> Result<Vec<String>, CliError> {
+    let bin = worker_binary()?;
+    let mut waits = Vec::with_capacity(world);
+    for rank in 0..world {
+        let child = Command::new(&bin)
+            .args(args(rank))
+            .env("RAYON_NUM_THREADS", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| CliError::unavailable(format!("cannot start {}: {e}", bin.display())))?;
+        waits.push(child.wait_with_output());
+    }
+    let mut outs = Vec::with_capacity(world);
+    for w in waits {
+        let out = w.await.map_err(|e| CliError::unavailable(e.to_string()))?;
+        if !out.status.success() {
+            return Err(CliError::unavailable("a benchmark rank failed (see its error above)"));
+        }
+        outs.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    Ok(outs)
+}
+
+async fn bench_ps(
+    workers: &[usize],
+    shards: &[usize],
+    model_mb: usize,
+    iters: usize,
+    train_steps: u64,
+    warmup: u64,
+) -> Result<ExitCode, CliError> {
+    for &s in shards {
+        let servers = start_servers(s).await?;
+        let list = servers.addrs.join(",");
+        for &w in workers {
+            let job = format!("bench-load-s{s}-w{w}");
+            let outs = run_plain(w, |rank| {
+                vec![
+                    "bench".into(),
+                    "ps-load".into(),
+                    format!("--rank={rank}"),
+                    format!("--world={w}"),
+                    format!("--servers={list}"),
+                    format!("--model-mb={model_mb}"),
+                    format!("--iters={iters}"),
+                    format!("--job={job}"),
+                ]
+            })
+            .await?;
+            let mut bytes = 0.0;
+            let mut slowest: f64 = 0.0;
+            for out in &outs {
+                let v: serde_json::Value = serde_json::from_str(out.trim())
+                    .map_err(|e| CliError::unavailable(format!("bad rank output: {e}")))?;
+                bytes += v["bytes"].as_f64().unwrap_or(0.0);
+                slowest = slowest.max(v["seconds"].as_f64().unwrap_or(0.0));
+            }
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bench": "shoal_ps", "kind": "push_pull", "workers": w, "shards": s, "model_bytes": model_mb << 20,
+                    "iters": iters, "bytes_moved": bytes, "seconds": slowest, "GBps": bytes / slowest.max(1e-9) / 1e9,
+                    "per_worker_GBps": bytes / w as f64 / slowest.max(1e-9) / 1e9,
+                })
+            );
+        }
+        drop(servers);
+    }
+    if train_steps == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for mode in ["async", "ssp", "sync"] {
+        let servers = start_servers(1).await?;
+        let list = servers.addrs.join(",");
+        let outs = run_plain(2, |rank| {
+            vec![
+                "bench".into(),
+                "train".into(),
+                format!("--steps={train_steps}"),
+                format!("--warmup={warmup}"),
+                format!("--rank={rank}"),
+                "--world=2".into(),
+                format!("--ps-servers={list}"),
+                format!("--ps-mode={mode}"),
+            ]
+        })
+        .await?;
+        for line in outs[0].lines().filter(|l| !l.contains("\"kind\":\"meta\"")) {
+            println!("{line}");
+        }
+    }
+    // The ring all-reduce baseline on the same workload and machine.
+    let args = |rank: usize| {
+        vec![
+            "bench".into(),
+            "train".into(),
+            format!("--steps={train_steps}"),
+            format!("--warmup={warmup}"),
+            format!("--rank={rank}"),
+            "--world=2".into(),
+        ]
+    };
+    run_ranks(2, 1, args).await
 }

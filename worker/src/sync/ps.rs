@@ -119,7 +119,9 @@ impl PsClient {
                 .map_err(|e| CollectiveError(format!("{info}: bad address: {e}")))?
                 .connect_timeout(timeout)
                 .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(20));
+                .keep_alive_timeout(Duration::from_secs(20))
+                .initial_stream_window_size(Some(chunks::STREAM_WINDOW))
+                .initial_connection_window_size(Some(chunks::CONNECTION_WINDOW));
             let channel = runtime
                 .block_on(async { tokio::time::timeout(timeout, endpoint.connect()).await })
                 .map_err(|_| CollectiveError(format!("{info} did not accept a connection within {timeout:?}")))?
