@@ -21,6 +21,7 @@ const SERDE_MESSAGES: &[&str] = &[
     "shoal.v1.ParallelismSpec",
     "shoal.v1.AllReduceSpec",
     "shoal.v1.PsSpec",
+    "shoal.v1.PipelineSpec",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -93,9 +93,9 @@ enum Command {
     Local {
         /// TOML job file (default: the bundled digits MLP).
         file: Option<PathBuf>,
-        /// Worker processes to start.
-        #[arg(long, default_value_t = 2)]
-        workers: u32,
+        /// Worker processes to start (default: what the job needs, at least 2).
+        #[arg(long)]
+        workers: Option<u32>,
         /// Folder for the database, checkpoints and logs (default: a new temporary folder).
         #[arg(long)]
         data_dir: Option<PathBuf>,

@@ -77,4 +77,6 @@ pub enum Peers<'a> {
     AllReduce(&'a mut dyn Collective),
     /// Data-parallel ranks synchronised through parameter servers.
     ParamServer(&'a mut dyn ParamStore),
+    /// One stage of a pipeline (and its replicas).
+    Pipeline(crate::pipeline::PipePeers<'a>),
 }

@@ -11,6 +11,7 @@ mod error;
 pub mod model;
 pub mod nn;
 pub mod optim;
+pub mod pipeline;
 pub mod rng;
 pub mod trainer;
 

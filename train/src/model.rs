@@ -2,12 +2,13 @@
 //! and backward passes and named parameters for checkpoints.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use candle_core::{Device, Tensor};
 use shoal_common::spec::{Activation, LayerConfig, ModelConfig};
 
 use crate::error::{Result, TrainError};
-use crate::nn::{Conv2d, Ctx, Dropout, Layer, Linear, Param, Pool2d, Saved};
+use crate::nn::{Conv2d, Ctx, Deferred, Dropout, Layer, Linear, Param, Pool2d, Saved};
 use crate::rng::Rng;
 
 /// What the model must consume and produce.
@@ -21,15 +22,41 @@ pub struct DataShape {
     pub outputs: usize,
 }
 
+/// Parameter-gradient work left by [`Model::backward_input_first`]: (layer index, what it needs).
+pub type DeferredGrads = Vec<(usize, Deferred)>;
+
+/// A whole network, or one pipeline stage of it: the layers of a contiguous range of units. A unit
+/// is one `model.layers` entry (with its dropout) or the output layer.
 pub struct Model {
     layers: Vec<Box<dyn Layer>>,
     /// Per-sample input dims of every layer; the last entry is the output dims.
     dims: Vec<Vec<usize>>,
+    /// The units held, out of `total_units`.
+    units: Range<usize>,
+    total_units: usize,
 }
 
 impl Model {
     /// Builds the network with PyTorch-style initialisation drawn from `seed`.
     pub fn build(cfg: &ModelConfig, data: &DataShape, seed: u64) -> Result<Self> {
+        Self::build_stage(cfg, data, seed, 0..Self::unit_count(cfg))
+    }
+
+    /// Units of a network: its layers plus the output layer.
+    pub fn unit_count(cfg: &ModelConfig) -> usize {
+        cfg.layers.len() + 1
+    }
+
+    /// Builds only the units in `units`. Each unit draws its initial weights from its own stream,
+    /// so a stage holds exactly the values the whole network would.
+    pub fn build_stage(cfg: &ModelConfig, data: &DataShape, seed: u64, units: Range<usize>) -> Result<Self> {
+        let total_units = Self::unit_count(cfg);
+        if units.is_empty() || units.end > total_units {
+            return Err(TrainError::Shape {
+                field: "pipeline".into(),
+                reason: format!("units {units:?} are not a non-empty range of the model's {total_units}"),
+            });
+        }
         let spatial = cfg.layers.iter().any(|l| !matches!(l, LayerConfig::Linear { .. }));
         let input: Vec<usize> = if spatial {
             let shape = cfg.input_shape.or(data.image).ok_or_else(|| TrainError::Shape {
@@ -55,23 +82,42 @@ impl Model {
             vec![data.features]
         };
 
-        let mut rng = Rng::derive(seed, "init", 0);
         let mut layers: Vec<Box<dyn Layer>> = Vec::new();
-        let mut dims = vec![input.clone()];
+        let mut dims = Vec::new();
         let mut current = input;
-        let mut push = |layer: Box<dyn Layer>, layers: &mut Vec<Box<dyn Layer>>, current: &mut Vec<usize>| {
-            *current = layer.output_dims(current);
-            dims.push(current.clone());
-            layers.push(layer);
-        };
+        // Units before the range only move `current` along; units in it keep their layers.
+        let mut push =
+            |unit: usize, layer: Box<dyn Layer>, layers: &mut Vec<Box<dyn Layer>>, current: &mut Vec<usize>| {
+                if units.contains(&unit) {
+                    if dims.is_empty() {
+                        dims.push(current.clone());
+                    }
+                    *current = layer.output_dims(current);
+                    dims.push(current.clone());
+                    layers.push(layer);
+                } else {
+                    *current = layer.output_dims(current);
+                }
+            };
         for (i, l) in cfg.layers.iter().enumerate() {
             let name = format!("layers.{i}");
+            let mut rng = Rng::derive(seed, "init", i as u64);
             match *l {
+                LayerConfig::Linear { width, activation } if !units.contains(&i) => {
+                    // Skipped without allocating its weights.
+                    current = vec![width];
+                    let _ = activation;
+                }
                 LayerConfig::Linear { width, activation } => {
                     let inputs = current.iter().product();
-                    push(Box::new(Linear::new(&name, inputs, width, activation, &mut rng)?), &mut layers, &mut current);
+                    push(
+                        i,
+                        Box::new(Linear::new(&name, inputs, width, activation, &mut rng)?),
+                        &mut layers,
+                        &mut current,
+                    );
                     if cfg.dropout > 0.0 {
-                        push(Box::new(Dropout::new(cfg.dropout)), &mut layers, &mut current);
+                        push(i, Box::new(Dropout::new(cfg.dropout)), &mut layers, &mut current);
                     }
                 }
                 LayerConfig::Conv { channels, kernel, stride, padding, activation } => {
@@ -82,7 +128,7 @@ impl Model {
                         });
                     }
                     let conv = Conv2d::new(&name, current[0], channels, kernel, stride, padding, activation, &mut rng)?;
-                    push(Box::new(conv), &mut layers, &mut current);
+                    push(i, Box::new(conv), &mut layers, &mut current);
                 }
                 LayerConfig::Pool { kind, size } => {
                     if current.len() != 3 {
@@ -91,7 +137,7 @@ impl Model {
                             reason: "pool layers must come before linear layers".into(),
                         });
                     }
-                    push(Box::new(Pool2d::new(kind, size)), &mut layers, &mut current);
+                    push(i, Box::new(Pool2d::new(kind, size)), &mut layers, &mut current);
                 }
             }
             if current.contains(&0) {
@@ -101,18 +147,43 @@ impl Model {
                 });
             }
         }
-        let inputs = current.iter().product();
-        push(
-            Box::new(Linear::new("output", inputs, data.outputs, Activation::Identity, &mut rng)?),
-            &mut layers,
-            &mut current,
-        );
-        Ok(Self { layers, dims })
+        let out_unit = total_units - 1;
+        if units.contains(&out_unit) {
+            let inputs = current.iter().product();
+            let mut rng = Rng::derive(seed, "init", out_unit as u64);
+            push(
+                out_unit,
+                Box::new(Linear::new("output", inputs, data.outputs, Activation::Identity, &mut rng)?),
+                &mut layers,
+                &mut current,
+            );
+        }
+        Ok(Self { layers, dims, units, total_units })
     }
 
     /// Per-sample input dims.
     pub fn input_dims(&self) -> &[usize] {
         &self.dims[0]
+    }
+
+    /// Per-sample output dims.
+    pub fn output_dims(&self) -> &[usize] {
+        self.dims.last().map_or(&[], Vec::as_slice)
+    }
+
+    /// The units this model holds.
+    pub fn units(&self) -> Range<usize> {
+        self.units.clone()
+    }
+
+    /// Whether this is the first stage (its input is the data, which needs no gradient).
+    pub fn takes_data(&self) -> bool {
+        self.units.start == 0
+    }
+
+    /// Whether this stage ends with the output layer.
+    pub fn produces_output(&self) -> bool {
+        self.units.end == self.total_units
     }
 
     fn shape_input(&self, x: &Tensor) -> Result<Tensor> {
@@ -134,15 +205,50 @@ impl Model {
         Ok((h, saved))
     }
 
-    /// Backward through every layer, accumulating parameter gradients. The data needs no gradient,
-    /// so the first layer skips its input gradient.
-    pub fn backward(&mut self, saved: Vec<Saved>, grad: Tensor, threads: usize) -> Result<()> {
+    /// Backward through every layer, accumulating parameter gradients. Returns the gradient of the
+    /// input for a later pipeline stage; the data needs none, so the first stage skips it.
+    pub fn backward(&mut self, saved: Vec<Saved>, grad: Tensor, threads: usize) -> Result<Option<Tensor>> {
         let mut grad = grad;
+        let input_grad = !self.takes_data();
         for (i, (layer, s)) in self.layers.iter_mut().zip(saved).enumerate().rev() {
-            match layer.backward(s, grad, i > 0, threads)? {
+            match layer.backward(s, grad, i > 0 || input_grad, threads)? {
                 Some(g) => grad = g,
-                None => break,
+                None => return Ok(None),
             }
+        }
+        Ok(Some(grad))
+    }
+
+    /// Backward that computes the input gradient first (for a later pipeline stage, which is
+    /// waiting for it) and leaves the parameter gradients it can for [`Self::finish_backward`].
+    pub fn backward_input_first(
+        &mut self,
+        saved: Vec<Saved>,
+        grad: Tensor,
+        threads: usize,
+    ) -> Result<(Option<Tensor>, DeferredGrads)> {
+        if self.takes_data() {
+            return Ok((self.backward(saved, grad, threads)?, Vec::new()));
+        }
+        let mut grad = grad;
+        let mut deferred = Vec::new();
+        for (i, (layer, s)) in self.layers.iter_mut().zip(saved).enumerate().rev() {
+            let (g, later) = layer.backward_input_first(s, grad, threads)?;
+            if let Some(d) = later {
+                deferred.push((i, d));
+            }
+            match g {
+                Some(g) => grad = g,
+                None => return Ok((None, deferred)),
+            }
+        }
+        Ok((Some(grad), deferred))
+    }
+
+    /// Accumulates the parameter gradients [`Self::backward_input_first`] left.
+    pub fn finish_backward(&mut self, deferred: DeferredGrads, threads: usize) -> Result<()> {
+        for (i, d) in deferred {
+            self.layers[i].finish_backward(d, threads)?;
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ use crate::optim::Optimizer;
 use crate::rng::Rng;
 
 /// Rows per forward pass during validation.
-const EVAL_BATCH: usize = 1024;
+pub(crate) const EVAL_BATCH: usize = 1024;
 /// Batches the loader prepares ahead of the step loop.
 const PREFETCH: usize = 4;
 
@@ -119,6 +119,8 @@ pub struct Summary {
     pub steady_elapsed_s: f64,
     pub elapsed_s: f64,
     pub checkpoint: Option<PathBuf>,
+    /// How a pipeline stage spent the steps after `warmup_steps`.
+    pub pipeline: Option<crate::pipeline::StageStats>,
 }
 
 #[derive(Clone, Debug)]
@@ -141,17 +143,17 @@ struct Window {
 
 /// Step counts of a run, in micro-batches and optimizer steps.
 #[derive(Clone, Copy, Debug)]
-struct Plan {
-    batch: usize,
-    accumulate: u64,
-    micro_per_epoch: u64,
-    total_micro: u64,
-    total_steps: u64,
-    total_epochs: u64,
+pub(crate) struct Plan {
+    pub batch: usize,
+    pub accumulate: u64,
+    pub micro_per_epoch: u64,
+    pub total_micro: u64,
+    pub total_steps: u64,
+    pub total_epochs: u64,
 }
 
 impl Plan {
-    fn new(cfg: &TrainConfig, train_rows: usize, world: usize) -> Self {
+    pub(crate) fn new(cfg: &TrainConfig, train_rows: usize, world: usize) -> Self {
         let t = &cfg.training;
         let shard = train_rows.div_ceil(world.max(1));
         let batch = t.batch_size.min(shard).max(1);
@@ -172,11 +174,11 @@ impl Plan {
     }
 
     /// 1-based epoch of the last micro-batch of optimizer step `done` (1-based).
-    fn epoch_after(&self, done: u64) -> u64 {
+    pub(crate) fn epoch_after(&self, done: u64) -> u64 {
         ((done * self.accumulate).min(self.total_micro) - 1) / self.micro_per_epoch + 1
     }
 
-    fn ends_epoch(&self, done: u64) -> bool {
+    pub(crate) fn ends_epoch(&self, done: u64) -> bool {
         let micro = (done * self.accumulate).min(self.total_micro);
         let before = ((done - 1) * self.accumulate).min(self.total_micro);
         micro / self.micro_per_epoch != before / self.micro_per_epoch || micro == self.total_micro
@@ -185,7 +187,7 @@ impl Plan {
 
 /// A shorter-lived handle on an optional trait object (a plain `as_deref_mut` would keep it
 /// borrowed for the whole loop: `&mut dyn Trait` is invariant in the trait object's lifetime).
-fn reborrow<'a>(c: &'a mut Option<&mut dyn Collective>) -> Option<&'a mut dyn Collective> {
+pub(crate) fn reborrow<'a>(c: &'a mut Option<&mut dyn Collective>) -> Option<&'a mut dyn Collective> {
     match c {
         Some(c) => Some(&mut **c),
         None => None,
@@ -202,7 +204,7 @@ fn reborrow_store<'a>(s: &'a mut Option<&mut dyn ParamStore>) -> Option<&'a mut 
 /// Writes a checkpoint (rank 0 only: the others have no checkpoint directory). With parameter
 /// servers, every shard saves its state into the same directory.
 #[allow(clippy::too_many_arguments)]
-fn save_checkpoint(
+pub(crate) fn save_checkpoint(
     cfg: &TrainConfig,
     opts: &RunOptions,
     plan: &Plan,
@@ -242,6 +244,7 @@ pub fn train(
     let threads = opts.threads.max(1);
     let t = &cfg.training;
     let (mut collective, mut store): (Option<&mut dyn Collective>, Option<&mut dyn ParamStore>) = match peers {
+        Peers::Pipeline(p) => return crate::pipeline::train(cfg, data, opts, host, p),
         Peers::Alone => (None, None),
         Peers::AllReduce(c) => (Some(c), None),
         Peers::ParamServer(s) => (None, Some(s)),
@@ -491,6 +494,7 @@ pub fn train(
         steady_elapsed_s,
         elapsed_s,
         checkpoint: last_checkpoint,
+        pipeline: None,
     }))
 }
 
@@ -514,19 +518,30 @@ pub fn evaluate(
         let (x, targets) = data.gather(chunk);
         let x = candle_core::Tensor::from_vec(x, (chunk.len(), data.features), &candle_core::Device::Cpu)?;
         let (out, _) = model.forward(&x, &mut ctx)?;
-        let l = loss_and_grad(&out, &targets, 1.0)?;
-        sums[0] += l.loss_sum;
-        sums[1] += l.correct as f64;
-        sums[2] += chunk.len() as f64;
-        if let Targets::Values { values, width } = &targets {
-            sums[3] += l.loss_sum * *width as f64;
-            sums[4] += values.iter().map(|&v| f64::from(v)).sum::<f64>();
-            sums[5] += values.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
-        }
+        eval_sums(&mut sums, &out, &targets)?;
     }
     if let Some(c) = collective.filter(|c| c.world_size() > 1) {
         distributed::reduce_sums(&mut sums, c)?;
     }
+    Ok(eval_point(&sums, data, step, epoch, started))
+}
+
+/// Evaluation sums of one chunk of rows: [loss, correct, rows, squared error, Σ targets, Σ targets²].
+pub(crate) fn eval_sums(sums: &mut [f64; 6], out: &candle_core::Tensor, targets: &Targets) -> Result<()> {
+    let l = loss_and_grad(out, targets, 1.0)?;
+    sums[0] += l.loss_sum;
+    sums[1] += l.correct as f64;
+    sums[2] += targets.rows() as f64;
+    if let Targets::Values { values, width } = targets {
+        sums[3] += l.loss_sum * *width as f64;
+        sums[4] += values.iter().map(|&v| f64::from(v)).sum::<f64>();
+        sums[5] += values.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
+    }
+    Ok(())
+}
+
+/// The validation result from summed [`eval_sums`].
+pub(crate) fn eval_point(sums: &[f64; 6], data: &Dataset, step: u64, epoch: u64, started: Instant) -> EvalPoint {
     let n = sums[2].max(1.0);
     let (accuracy, r2) = match &data.targets {
         TargetData::Classes { .. } => (Some(sums[1] / n), None),
@@ -536,7 +551,7 @@ pub fn evaluate(
             (None, Some(if total > 0.0 { 1.0 - sums[3] / total } else { 0.0 }))
         }
     };
-    Ok(EvalPoint { step, epoch, loss: sums[0] / n, accuracy, r2, elapsed_s: started.elapsed().as_secs_f64() })
+    EvalPoint { step, epoch, loss: sums[0] / n, accuracy, r2, elapsed_s: started.elapsed().as_secs_f64() }
 }
 
 #[cfg(test)]

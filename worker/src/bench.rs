@@ -61,7 +61,7 @@ impl CpuSnapshot {
     }
 }
 
-struct Silent;
+pub struct Silent;
 
 impl Host for Silent {
     fn report(&mut self, _report: Report) {}

@@ -2,6 +2,7 @@
 //! jobs on dedicated threads and streams their progress back.
 
 pub mod bench;
+pub mod bench_pipeline;
 pub mod config;
 pub mod control;
 pub mod devices;

@@ -101,6 +101,26 @@ enum Bench {
         #[arg(long)]
         job: String,
     },
+    /// Pipeline training of the peers' MLP: one stage of a run that `shoal bench pipeline` starts
+    /// (it prints `addr HOST:PORT` and reads every stage's address from stdin).
+    Pipeline {
+        #[arg(long, default_value_t = 0)]
+        rank: usize,
+        #[arg(long, default_value_t = 2)]
+        stages: usize,
+        #[arg(long, default_value = "784,512,512,10", value_delimiter = ',')]
+        dims: Vec<usize>,
+        #[arg(long, default_value = "gpipe,1f1b", value_delimiter = ',')]
+        schedules: Vec<String>,
+        #[arg(long, default_value = "1,4,8,16", value_delimiter = ',')]
+        microbatches: Vec<usize>,
+        #[arg(long, default_value = "false,true", value_delimiter = ',')]
+        recompute: Vec<bool>,
+        #[arg(long, default_value_t = 100)]
+        steps: u64,
+        #[arg(long, default_value_t = 10)]
+        warmup: u64,
+    },
     /// All-reduce bandwidth over the TCP ring: one rank of a run that `shoal bench allreduce` starts.
     Allreduce {
         #[arg(long)]
@@ -184,6 +204,20 @@ fn main() -> ExitCode {
             };
             bench_allreduce(rank, world, &sizes, &backend, &plan)
         }
+        Some(Command::Bench {
+            which: Bench::Pipeline { rank, stages, dims, schedules, microbatches, recompute, steps, warmup },
+        }) => {
+            let plan = shoal_worker::bench_pipeline::PipelinePlan {
+                dims,
+                schedules,
+                microbatches,
+                recompute,
+                steps,
+                warmup,
+                timeout: BENCH_TIMEOUT,
+            };
+            bench_pipeline(rank, stages, &plan)
+        }
         Some(Command::Devices) => {
             println!("{}", shoal_worker::devices::detect().to_json());
             ExitCode::SUCCESS
@@ -222,6 +256,33 @@ fn bench_train(steps: u64, warmup: u64, rank: usize, world: usize) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("benchmark failed: {e}"), 1),
+    }
+}
+
+fn bench_pipeline(rank: usize, stages: usize, plan: &shoal_worker::bench_pipeline::PipelinePlan) -> ExitCode {
+    if stages == 0 || rank >= stages {
+        return fail("--rank must be below --stages", 2);
+    }
+    if plan.dims.len() < stages + 1 || plan.dims.contains(&0) {
+        return fail(format!("--dims: {stages} stages need at least {} positive widths", stages + 1), 2);
+    }
+    if plan.steps <= plan.warmup {
+        return fail("--steps must be larger than --warmup", 2);
+    }
+    if let Some(m) = plan.microbatches.iter().find(|&&m| m == 0 || m > 512) {
+        return fail(format!("--microbatches: {m} is not between 1 and the batch (512)"), 2);
+    }
+    if let Some(s) = plan.schedules.iter().find(|s| !matches!(s.as_str(), "gpipe" | "1f1b")) {
+        return fail(format!("--schedules: `{s}` is not gpipe or 1f1b"), 2);
+    }
+    match shoal_worker::bench_pipeline::pipeline(rank, stages, plan) {
+        Ok(records) => {
+            for r in records {
+                println!("{r}");
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => fail(format!("benchmark failed: {e}"), 1),
     }
 }

@@ -56,6 +56,29 @@ pub enum Which {
         #[arg(long, default_value = "ring")]
         backend: String,
     },
+    /// Pipeline training of the peers' reference MLP (`pipeline_gpipe.py`): batch 512 cut into
+    /// micro-batches, one process and one thread per stage linked over loopback TCP. Prints
+    /// samples/s, the idle share (bubble) of every stage next to (K-1)/(M+K-1), and peak
+    /// activation memory per stage, for each schedule with and without recomputation. Stage
+    /// count 1 runs the non-pipelined baseline.
+    Pipeline {
+        #[arg(long, default_value = "2,4", value_delimiter = ',')]
+        stages: Vec<usize>,
+        #[arg(long, default_value = "1,4,8,16", value_delimiter = ',')]
+        microbatches: Vec<usize>,
+        #[arg(long, default_value = "gpipe,1f1b", value_delimiter = ',')]
+        schedule: Vec<String>,
+        /// Recomputation settings to measure.
+        #[arg(long, default_value = "false,true", value_delimiter = ',')]
+        recompute: Vec<bool>,
+        /// Layer widths; default 784,512,512,10, and 784,512,512,512,10 for more than 3 stages.
+        #[arg(long, value_delimiter = ',')]
+        dims: Vec<usize>,
+        #[arg(long, default_value_t = 100)]
+        steps: u64,
+        #[arg(long, default_value_t = 10)]
+        warmup: u64,
+    },
     /// Parameter servers: push+pull throughput of a model against 1 and 2 shards with 1, 2 and 4
     /// workers, then the reference MLP at 2 workers under async, ssp, sync and the ring
     /// all-reduce, with the loss each reaches after the same number of samples.
@@ -80,6 +103,54 @@ pub enum Which {
 
 pub async fn run(which: Which) -> Result<ExitCode, CliError> {
     match which {
+        Which::Pipeline { stages, microbatches, schedule, recompute, dims, steps, warmup } => {
+            if stages.iter().any(|&k| k == 0 || k > 16) {
+                return Err(CliError::usage("--stages: stage counts must be between 1 and 16"));
+            }
+            if microbatches.iter().any(|&m| m == 0 || m > 512) {
+                return Err(CliError::usage("--microbatches: must be between 1 and the batch (512)"));
+            }
+            if let Some(s) = schedule.iter().find(|s| !matches!(s.as_str(), "gpipe" | "1f1b")) {
+                return Err(CliError::usage(format!("--schedule `{s}`: expected gpipe or 1f1b")));
+            }
+            if steps <= warmup {
+                return Err(CliError::usage("--steps must be larger than --warmup"));
+            }
+            let join = |v: &[String]| v.join(",");
+            let list = |v: &[usize]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+            for k in stages {
+                let dims = if !dims.is_empty() {
+                    dims.clone()
+                } else if k > 3 {
+                    vec![784, 512, 512, 512, 10]
+                } else {
+                    vec![784, 512, 512, 10]
+                };
+                if dims.len() < k + 1 {
+                    return Err(CliError::usage(format!("--dims: {k} stages need at least {} widths", k + 1)));
+                }
+                let recompute: Vec<String> = recompute.iter().map(ToString::to_string).collect();
+                let args = |rank: usize| {
+                    vec![
+                        "bench".into(),
+                        "pipeline".into(),
+                        format!("--rank={rank}"),
+                        format!("--stages={k}"),
+                        format!("--dims={}", list(&dims)),
+                        format!("--schedules={}", join(&schedule)),
+                        format!("--microbatches={}", list(&microbatches)),
+                        format!("--recompute={}", join(&recompute)),
+                        format!("--steps={steps}"),
+                        format!("--warmup={warmup}"),
+                    ]
+                };
+                let code = run_ranks(k, 1, args).await?;
+                if code != ExitCode::SUCCESS {
+                    return Ok(code);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Which::Ps { workers, shards, model_mb, iters, train_steps, warmup } => {
             if workers.iter().chain(&shards).any(|&n| n == 0 || n > 16) || model_mb == 0 || iters == 0 {
                 return Err(CliError::usage(

@@ -96,14 +96,27 @@ pub fn prepare_dir(data_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
     Ok(dir)
 }
 
-pub async fn run(file: Option<&Path>, workers: u32, dir: PathBuf, timeout_s: u64) -> Result<ExitCode, CliError> {
-    if workers == 0 || workers > 64 {
-        return Err(CliError::usage("--workers must be between 1 and 64"));
-    }
+pub async fn run(
+    file: Option<&Path>,
+    workers: Option<u32>,
+    dir: PathBuf,
+    timeout_s: u64,
+) -> Result<ExitCode, CliError> {
     let job = match file {
         Some(f) => jobfile::load(f, true)?,
         None => jobfile::load_text(BUNDLED_JOB, Path::new("examples/digits-mlp.toml"), false)?,
     };
+    let parallel = &job.config.parallel;
+    let needed = (parallel.data * parallel.pipeline.stages) as u32;
+    let workers = workers.unwrap_or(needed.max(2));
+    if workers == 0 || workers > 64 {
+        return Err(CliError::usage("--workers must be between 1 and 64"));
+    }
+    if workers < needed {
+        return Err(CliError::usage(format!(
+            "--workers {workers}: the job needs {needed} workers (parallelism.data x parallelism.pipeline)"
+        )));
+    }
     let worker_bin = worker_binary()?;
 
     let config = CoordinatorConfig {

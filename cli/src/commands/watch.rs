@@ -74,6 +74,9 @@ async fn follow(target: &Target, job_id: &str, after: &mut u64, view: &mut View)
 struct RankProgress {
     samples_per_s: f64,
     comm_share: f64,
+    /// Pipeline stage and its idle share (pipeline jobs only).
+    stage: Option<u32>,
+    bubble: f64,
 }
 
 struct View {
@@ -117,12 +120,16 @@ impl View {
 
     fn progress(&mut self, p: &MetricPoint) {
         let comm = p.extra.get("comm_share").copied().unwrap_or(0.0);
-        self.ranks.insert(p.rank, RankProgress { samples_per_s: p.samples_per_s, comm_share: comm });
+        let stage = p.extra.get("stage").map(|s| *s as u32);
+        let bubble = p.extra.get("bubble").copied().unwrap_or(0.0);
+        self.ranks.insert(p.rank, RankProgress { samples_per_s: p.samples_per_s, comm_share: comm, stage, bubble });
         if p.rank != 0 {
             // Rank 0 drives the bar; the others add their throughput and communication share.
             return;
         }
-        let throughput: f64 = self.ranks.values().map(|r| r.samples_per_s).sum();
+        // Every stage of a pipeline sees the same samples: count each replica once.
+        let throughput: f64 = self.ranks.values().filter(|r| r.stage.unwrap_or(0) == 0).map(|r| r.samples_per_s).sum();
+        let stages = self.ranks.values().filter_map(|r| r.stage).max().map(|s| s + 1);
         let mut message = format!(
             "epoch {}/{}  {}  {} samples/s",
             p.epoch,
@@ -130,7 +137,14 @@ impl View {
             render::metric(p),
             render::si(throughput)
         );
-        if self.ranks.len() > 1 {
+        if let Some(stages) = stages {
+            let replicas = self.ranks.len().div_ceil(stages as usize);
+            let idle = self.ranks.values().map(|r| r.bubble).fold(1.0, f64::min);
+            message.push_str(&format!(
+                " over {replicas} replica(s) x {stages} stages, busiest stage idle {:.0}%",
+                idle * 100.0
+            ));
+        } else if self.ranks.len() > 1 {
             let worst = self.ranks.values().map(|r| r.comm_share).fold(0.0, f64::max);
             message.push_str(&format!(" over {} ranks, comm up to {:.0}%", self.ranks.len(), worst * 100.0));
         } else if comm > 0.0 {

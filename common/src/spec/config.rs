@@ -68,11 +68,43 @@ pub enum SyncKind {
     ParamServer { shards: usize, mode: PsMode },
 }
 
+/// Order of micro-batch work in a pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PipeSchedule {
+    /// All forwards, then all backwards.
+    GPipe,
+    /// After warm-up, one forward then one backward (PipeDream-flush).
+    OneFOneB,
+}
+
+/// How layers are cut into stages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Partition {
+    /// Balanced by measured per-layer time.
+    MeasuredTime,
+    /// Balanced by parameter count.
+    Params,
+    /// Stage i runs layers [cuts[i-1], cuts[i]).
+    Cuts(Vec<usize>),
+}
+
+/// Pipeline parallelism.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineConfig {
+    /// Stages per replica (1 = no pipeline).
+    pub stages: usize,
+    pub micro_batches: usize,
+    pub schedule: PipeSchedule,
+    pub recompute: bool,
+    pub partition: Partition,
+}
+
 /// How a job spreads over workers.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ParallelConfig {
-    /// Data-parallel ranks (1 = a single worker).
+    /// Data-parallel ranks, or pipeline replicas (1 = a single worker or one pipeline).
     pub data: usize,
+    pub pipeline: PipelineConfig,
     pub sync: SyncKind,
     pub backend: Backend,
     /// Gradient bucket size for fused all-reduces.

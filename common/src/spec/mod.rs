@@ -7,8 +7,8 @@ mod validate;
 
 pub use config::{
     Activation, Backend, ColumnRef, DatasetConfig, DatasetSource, Duration, LayerConfig, ModelConfig, ModelKind,
-    Normalize, OptimizerConfig, OptimizerKind, ParallelConfig, PoolKind, PsMode, Resources, Schedule, ScheduleKind,
-    SyncKind, Task, TrainConfig, TrainingConfig,
+    Normalize, OptimizerConfig, OptimizerKind, ParallelConfig, Partition, PipeSchedule, PipelineConfig, PoolKind,
+    PsMode, Resources, Schedule, ScheduleKind, SyncKind, Task, TrainConfig, TrainingConfig,
 };
 pub use errors::{FieldError, SpecError};
 pub use validate::validate;

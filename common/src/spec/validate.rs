@@ -124,7 +124,7 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
     let model = model(&mut c, spec.model.as_ref(), &dataset);
     let optimizer = optimizer(&mut c, spec.optimizer.as_ref());
     let resources = resources(&mut c, spec.resources.as_ref());
-    let parallel = parallel(&mut c, spec, &resources);
+    let parallel = parallel(&mut c, spec, &resources, &model, &training);
 
     if c.errors.is_empty() {
         Ok(TrainConfig { name, priority: spec.priority, model, dataset, optimizer, training, resources, parallel })
@@ -649,8 +649,14 @@ fn optimizer(c: &mut Checker, o: Option<&proto::OptimizerSpec>) -> OptimizerConf
     OptimizerConfig { kind, lr, weight_decay, schedule: Schedule { kind: kind_s, warmup_steps } }
 }
 
-fn parallel(c: &mut Checker, spec: &JobSpec, resources: &Resources) -> ParallelConfig {
-    let p = spec.parallelism.clone().unwrap_or_default();
+fn parallel(
+    c: &mut Checker,
+    spec: &JobSpec,
+    resources: &Resources,
+    model: &ModelConfig,
+    training: &TrainingConfig,
+) -> ParallelConfig {
+    let p = spec.parallelism.unwrap_or_default();
     let data = match p.data {
         None => 1,
         Some(n) if n < 1 => {
@@ -725,13 +731,144 @@ fn parallel(c: &mut Checker, spec: &JobSpec, resources: &Resources) -> ParallelC
         c.fail("allreduce.bucket_mb", format!("must be in (0, 1024], got {bucket_mb}"));
     }
     let checksum_every = c.non_negative("allreduce.checksum_every", a.checksum_every.unwrap_or(DEFAULT_CHECKSUM_EVERY));
+    let pipeline = pipeline(c, spec, model, training, data, &sync, backend);
     ParallelConfig {
         data,
+        pipeline,
         sync,
         backend,
         bucket_bytes: ((bucket_mb.clamp(1.0 / 1024.0, 1024.0)) * 1024.0 * 1024.0) as usize,
         checksum_every,
     }
+}
+
+/// Pipeline stages and their partition. A model has one unit per `model.layers` entry plus the
+/// output layer; each stage runs a contiguous, non-empty range of units.
+fn pipeline(
+    c: &mut Checker,
+    spec: &JobSpec,
+    model: &ModelConfig,
+    training: &TrainingConfig,
+    data: usize,
+    sync: &SyncKind,
+    backend: Backend,
+) -> PipelineConfig {
+    let p = spec.parallelism.unwrap_or_default();
+    let units = model.layers.len() + 1;
+    let single = PipelineConfig {
+        stages: 1,
+        micro_batches: 1,
+        schedule: PipeSchedule::GPipe,
+        recompute: false,
+        partition: Partition::MeasuredTime,
+    };
+    let stages = match p.pipeline {
+        None => 1,
+        Some(n) if n < 1 => {
+            c.fail("parallelism.pipeline", "must be >= 1");
+            return single;
+        }
+        Some(n) if n as u128 > units as u128 => {
+            c.fail(
+                "parallelism.pipeline",
+                format!(
+                    "{n} stages need at least {n} layers, but the model has {units} ({} in model.layers plus the \
+                     output layer)",
+                    units - 1
+                ),
+            );
+            return single;
+        }
+        Some(n) => n as usize,
+    };
+    if stages as u128 * data as u128 > MAX_RANKS as u128 {
+        c.fail("parallelism", format!("data x pipeline = {} workers; at most {MAX_RANKS}", stages * data));
+    }
+    let s = spec.pipeline.clone().unwrap_or_default();
+    if stages == 1 {
+        if spec.pipeline.is_some() {
+            c.fail("pipeline", "applies only with parallelism.pipeline >= 2");
+        }
+        return single;
+    }
+    if matches!(sync, SyncKind::ParamServer { .. }) {
+        c.fail("sync", "pipeline jobs synchronise their replicas with allreduce; \"ps\" is not supported with them");
+    }
+    if backend == Backend::Nccl {
+        c.fail("allreduce.backend", "pipeline stages exchange activations over TCP; use \"ring\" or \"auto\"");
+    }
+    if training.accumulate_steps > 1 {
+        c.fail(
+            "training.accumulate_steps",
+            "does not apply to pipeline jobs: set pipeline.micro_batches to accumulate over micro-batches",
+        );
+    }
+    let micro_batches = match s.micro_batches {
+        None => stages,
+        Some(m) if m < 1 => {
+            c.fail("pipeline.micro_batches", "must be >= 1");
+            1
+        }
+        Some(m) if m as u128 > training.batch_size as u128 => {
+            c.fail(
+                "pipeline.micro_batches",
+                format!(
+                    "must be at most training.batch_size ({}): every micro-batch needs a sample",
+                    training.batch_size
+                ),
+            );
+            1
+        }
+        Some(m) => m as usize,
+    };
+    let schedule = c
+        .choice(
+            "pipeline.schedule",
+            &s.schedule,
+            Some(PipeSchedule::GPipe),
+            |v| match v {
+                "gpipe" => Some(PipeSchedule::GPipe),
+                "1f1b" => Some(PipeSchedule::OneFOneB),
+                _ => None,
+            },
+            &["gpipe", "1f1b"],
+        )
+        .unwrap_or(PipeSchedule::GPipe);
+    let partition = if s.cuts.is_empty() {
+        c.choice(
+            "pipeline.balance",
+            &s.balance,
+            Some(Partition::MeasuredTime),
+            |v| match v {
+                "time" => Some(Partition::MeasuredTime),
+                "params" => Some(Partition::Params),
+                _ => None,
+            },
+            &["time", "params"],
+        )
+        .unwrap_or(Partition::MeasuredTime)
+    } else {
+        if !s.balance.is_empty() {
+            c.fail("pipeline.balance", "does not apply with explicit pipeline.cuts");
+        }
+        if s.cuts.len() != stages - 1 {
+            c.fail("pipeline.cuts", format!("{stages} stages need {} cut points, got {}", stages - 1, s.cuts.len()));
+        }
+        let mut prev = 0;
+        for (i, &cut) in s.cuts.iter().enumerate() {
+            if cut < 1 || cut as u128 >= units as u128 {
+                c.fail(
+                    format!("pipeline.cuts[{i}]"),
+                    format!("{cut} is out of range: cut points lie between layers, in 1..={}", units - 1),
+                );
+            } else if cut <= prev {
+                c.fail(format!("pipeline.cuts[{i}]"), format!("{cut} must be greater than the previous cut ({prev})"));
+            }
+            prev = prev.max(cut);
+        }
+        Partition::Cuts(s.cuts.iter().map(|&v| v.max(0) as usize).collect())
+    };
+    PipelineConfig { stages, micro_batches, schedule, recompute: s.recompute, partition }
 }
 
 fn resources(c: &mut Checker, r: Option<&proto::ResourceSpec>) -> Resources {
@@ -840,6 +977,51 @@ mod tests {
         ] {
             assert!(errors.iter().any(|e| e == expected), "missing `{expected}` in {errors:#?}");
         }
+    }
+
+    #[test]
+    fn pipeline_settings_are_checked() {
+        // DIGITS has two layers: three units with the output layer.
+        let pipe =
+            |parallelism: &str, body: &str| format!("{DIGITS}\n[parallelism]\n{parallelism}\n[pipeline]\n{body}\n");
+        let (_, cfg) =
+            load_toml(&pipe("pipeline = 3\ndata = 2", "micro_batches = 8\nschedule = \"1f1b\"\nrecompute = true"))
+                .expect("valid");
+        let p = &cfg.parallel.pipeline;
+        assert_eq!((cfg.parallel.data, p.stages, p.micro_batches), (2, 3, 8));
+        assert_eq!((p.schedule, p.recompute, &p.partition), (PipeSchedule::OneFOneB, true, &Partition::MeasuredTime));
+        let (_, cfg) = load_toml(&pipe("pipeline = 2", "cuts = [2]")).expect("valid");
+        assert_eq!(cfg.parallel.pipeline.partition, Partition::Cuts(vec![2]));
+        assert_eq!(cfg.parallel.pipeline.micro_batches, 2, "defaults to the stage count");
+        let (_, cfg) = load_toml(&pipe("pipeline = 2", "balance = \"params\"")).expect("valid");
+        assert_eq!(cfg.parallel.pipeline.partition, Partition::Params);
+
+        assert_eq!(
+            errors_of(&pipe("pipeline = 4", "")),
+            vec![
+                "parallelism.pipeline: 4 stages need at least 4 layers, but the model has 3 (2 in model.layers plus the output layer)"
+            ]
+        );
+        assert_eq!(
+            errors_of(&pipe("pipeline = 3", "cuts = [0, 3]\nmicro_batches = 100\nschedule = \"zigzag\"")),
+            vec![
+                "pipeline.micro_batches: must be at most training.batch_size (32): every micro-batch needs a sample",
+                "pipeline.schedule: unknown value `zigzag` (expected one of gpipe, 1f1b)",
+                "pipeline.cuts[0]: 0 is out of range: cut points lie between layers, in 1..=2",
+                "pipeline.cuts[1]: 3 is out of range: cut points lie between layers, in 1..=2",
+            ]
+        );
+        assert_eq!(
+            errors_of(&pipe("pipeline = 3", "cuts = [2, 2]\nbalance = \"time\"")),
+            vec![
+                "pipeline.balance: does not apply with explicit pipeline.cuts",
+                "pipeline.cuts[1]: 2 must be greater than the previous cut (2)",
+            ]
+        );
+        assert_eq!(
+            errors_of(&pipe("pipeline = 1", "micro_batches = 2")),
+            vec!["pipeline: applies only with parallelism.pipeline >= 2"]
+        );
     }
 
     #[test]

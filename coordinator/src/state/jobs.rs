@@ -30,7 +30,7 @@ pub(super) fn demand_of(cfg: &TrainConfig) -> Demand {
     };
     Demand {
         per_rank: Resources { cpus: cfg.resources.cpus, memory_mb: cfg.resources.memory_mb, gpus: cfg.resources.gpus },
-        ranks: cfg.parallel.data as u32,
+        ranks: (cfg.parallel.data * cfg.parallel.pipeline.stages) as u32,
         needs_nccl: ps_shards == 0 && cfg.parallel.backend == Backend::Nccl,
         ps_shards,
     }

@@ -302,7 +302,7 @@ async fn a_reconnecting_worker_is_fenced_from_jobs_it_lost() {
 
 fn gang_spec(ranks: i64) -> JobSpec {
     let mut s = job_spec("gang", 1);
-    s.parallelism = Some(shoal_common::proto::ParallelismSpec { data: Some(ranks) });
+    s.parallelism = Some(shoal_common::proto::ParallelismSpec { data: Some(ranks), ..Default::default() });
     s
 }
 

@@ -63,6 +63,12 @@ impl Saved {
     }
 }
 
+/// What a layer needs to finish a backward pass later (its input and the pre-activation
+/// gradient, for a linear layer).
+pub struct Deferred {
+    pub tensors: Vec<Tensor>,
+}
+
 /// A trainable tensor and its gradient.
 pub struct Param {
     /// Stable name (`layers.0.weight`), used in checkpoints.
@@ -126,6 +132,24 @@ pub trait Layer: Send {
         need_input_grad: bool,
         threads: usize,
     ) -> Result<Option<Tensor>>;
+
+    /// Backward with the input gradient first: returns it at once and, where the layer can, leaves
+    /// the parameter gradients for [`Layer::finish_backward`]. A pipeline stage sends the input
+    /// gradient to its neighbour in between, taking the parameter gradients off the critical path.
+    fn backward_input_first(
+        &mut self,
+        saved: Saved,
+        grad_out: Tensor,
+        threads: usize,
+    ) -> Result<(Option<Tensor>, Option<Deferred>)> {
+        Ok((self.backward(saved, grad_out, true, threads)?, None))
+    }
+
+    /// Accumulates the parameter gradients left by [`Layer::backward_input_first`].
+    fn finish_backward(&mut self, deferred: Deferred, threads: usize) -> Result<()> {
+        let _ = (deferred, threads);
+        Ok(())
+    }
 
     fn params(&self) -> &[Param];
 

@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor};
 use shoal_common::spec::Activation;
 
 use super::kernels::{self, Dims};
-use super::layer::{Ctx, Layer, Param, Saved};
+use super::layer::{Ctx, Deferred, Layer, Param, Saved};
 use super::{activation, cpu};
 use crate::rng::Rng;
 
@@ -37,6 +37,22 @@ impl Linear {
 
     fn bias(&self) -> &Tensor {
         self.params[1].value.as_tensor()
+    }
+
+    /// Adds `xᵀ·dz` and the column sums of `dz` to the weight and bias gradients (fused kernels).
+    fn accumulate_param_grads(&mut self, x: &Tensor, dz: &Tensor, d: Dims, threads: usize) -> Result<()> {
+        let [w, b] = &mut self.params;
+        for p in [&mut *w, &mut *b] {
+            if !p.grad_valid {
+                p.grad = p.grad.contiguous()?;
+            }
+        }
+        let (acc_w, acc_b) = (w.grad_valid, b.grad_valid);
+        cpu::update_with2(&w.grad, x, dz, |gw, xs, dzs| kernels::linear_weight_grad(xs, dzs, gw, d, acc_w, threads))?;
+        cpu::update_with(&b.grad, dz, |gb, dzs| kernels::bias_grad(dzs, gb, acc_b))?;
+        w.grad_valid = true;
+        b.grad_valid = true;
+        Ok(())
     }
 
     fn fused(&self, x: &Tensor, ctx: &Ctx) -> bool {
@@ -85,6 +101,38 @@ impl Layer for Linear {
         }
     }
 
+    fn backward_input_first(
+        &mut self,
+        saved: Saved,
+        grad_out: Tensor,
+        threads: usize,
+    ) -> Result<(Option<Tensor>, Option<Deferred>)> {
+        let x = saved.get(0)?.clone();
+        let rows = x.dim(0)?;
+        let dy = grad_out.reshape((rows, self.outputs))?;
+        if saved.tensors.len() != 2 || !cpu::is_cpu_f32(&dy) {
+            return Ok((self.backward(saved, dy, true, threads)?, None));
+        }
+        let d = Dims { rows, inputs: self.inputs, outputs: self.outputs };
+        let dz = dy.contiguous()?;
+        let act = self.activation;
+        if act != Activation::Identity {
+            cpu::update_with(&dz, saved.get(1)?, |g, s| kernels::activation_backward(act, s, g))?;
+        }
+        let dx = cpu::build((rows, self.inputs), |dx| {
+            cpu::read2(&dz, self.weight(), |dzs, w| kernels::linear_input_grad(dzs, w, dx, d, threads))
+        })?;
+        Ok((Some(dx.reshape(saved.input_dims.as_slice())?), Some(Deferred { tensors: vec![x, dz] })))
+    }
+
+    fn finish_backward(&mut self, deferred: Deferred, threads: usize) -> Result<()> {
+        let [x, dz] = deferred.tensors.as_slice() else {
+            candle_core::bail!("a deferred linear backward needs its input and pre-activation gradient")
+        };
+        let d = Dims { rows: x.dim(0)?, inputs: self.inputs, outputs: self.outputs };
+        self.accumulate_param_grads(x, dz, d, threads)
+    }
+
     fn backward(
         &mut self,
         saved: Saved,
@@ -104,19 +152,7 @@ impl Layer for Linear {
             if act != Activation::Identity {
                 cpu::update_with(&dz, saved.get(1)?, |g, s| kernels::activation_backward(act, s, g))?;
             }
-            let [w, b] = &mut self.params;
-            for p in [&mut *w, &mut *b] {
-                if !p.grad_valid {
-                    p.grad = p.grad.contiguous()?;
-                }
-            }
-            let (acc_w, acc_b) = (w.grad_valid, b.grad_valid);
-            cpu::update_with2(&w.grad, x, &dz, |gw, xs, dzs| {
-                kernels::linear_weight_grad(xs, dzs, gw, d, acc_w, threads)
-            })?;
-            cpu::update_with(&b.grad, &dz, |gb, dzs| kernels::bias_grad(dzs, gb, acc_b))?;
-            w.grad_valid = true;
-            b.grad_valid = true;
+            self.accumulate_param_grads(x, &dz, d, threads)?;
             dz
         } else {
             let (z, y) = (saved.get(1)?, saved.get(2)?);

@@ -11,5 +11,5 @@ pub mod loss;
 
 pub use conv::{Conv2d, Pool2d};
 pub use dropout::Dropout;
-pub use layer::{Ctx, Layer, Mode, Param, Saved};
+pub use layer::{Ctx, Deferred, Layer, Mode, Param, Saved};
 pub use linear::Linear;

@@ -3,17 +3,27 @@
 
 use shoal_common::proto::{Assignment, WorkerMessage};
 use shoal_common::spec::{SyncKind, TrainConfig};
+use shoal_train::pipeline::PipePeers;
 use shoal_train::{Collective, Peers};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{JobContext, RendezvousRx};
-use crate::sync::{PeerInfo, PsClient, Ring, ShardInfo};
+use crate::sync::{PeerInfo, PipeLink, PsClient, Ring, ShardInfo};
+
+/// Data-plane channels of the rings between the same stage of pipeline replicas: this plus the
+/// stage index (0 is the data-parallel ring, 1 the pipeline links).
+const STAGE_RING_CHANNEL: u32 = 16;
 
 /// How this rank is connected to the others.
 pub enum Joined {
     Alone,
     AllReduce(Box<dyn Collective>),
     ParamServer(Box<PsClient>),
+    /// One pipeline stage: its neighbours, and the same stage of the other replicas.
+    Pipeline {
+        link: Box<PipeLink>,
+        replicas: Option<Box<Ring>>,
+    },
 }
 
 impl Joined {
@@ -22,6 +32,10 @@ impl Joined {
             Joined::Alone => Peers::Alone,
             Joined::AllReduce(c) => Peers::AllReduce(c.as_mut()),
             Joined::ParamServer(p) => Peers::ParamServer(p.as_mut()),
+            Joined::Pipeline { link, replicas } => Peers::Pipeline(PipePeers {
+                link: link.as_mut(),
+                replicas: replicas.as_deref_mut().map(|r| r as &mut dyn Collective),
+            }),
         }
     }
 }
@@ -89,6 +103,10 @@ pub fn join(
         })
         .collect();
     let timeout = cfg.training.collective_timeout;
+    let stages = cfg.parallel.pipeline.stages;
+    if stages > 1 {
+        return pipeline(assignment, ctx, rank, stages, peers, timeout);
+    }
     tracing::info!(rank, world, backend = %assignment.backend, "joining the other ranks");
     match assignment.backend.as_str() {
         "nccl" => nccl(assignment, rank, world, timeout, updates, rendezvous),
@@ -99,6 +117,40 @@ pub fn join(
             Ok(Joined::AllReduce(Box::new(ring)))
         }
     }
+}
+
+/// Rank r is stage r % K of replica r / K: it links to ranks r - 1 and r + 1 of its replica, and
+/// (with several replicas) joins a ring with the same stage of the others.
+fn pipeline(
+    assignment: &Assignment,
+    ctx: &JobContext,
+    rank: usize,
+    stages: usize,
+    peers: Vec<PeerInfo>,
+    timeout: std::time::Duration,
+) -> Result<Joined, String> {
+    let world = peers.len();
+    if world % stages != 0 {
+        return Err(format!("{world} ranks do not divide into pipelines of {stages} stages"));
+    }
+    let (replica, stage, replicas) = (rank / stages, rank % stages, world / stages);
+    tracing::info!(rank, stage, replica, stages, replicas, "joining the pipeline");
+    let prev = (stage > 0).then(|| peers[rank - 1].clone());
+    let next = (stage + 1 < stages).then(|| peers[rank + 1].clone());
+    let link =
+        PipeLink::connect(&ctx.plane, &assignment.job_id, assignment.attempt, rank, stage, stages, prev, next, timeout)
+            .map_err(|e| format!("cannot join the pipeline: {e}"))?;
+    let ring = if replicas > 1 {
+        let same_stage: Vec<PeerInfo> = (0..replicas).map(|d| peers[d * stages + stage].clone()).collect();
+        let channel = STAGE_RING_CHANNEL + stage as u32;
+        let ring =
+            Ring::connect_on(&ctx.plane, &assignment.job_id, assignment.attempt, replica, same_stage, timeout, channel)
+                .map_err(|e| format!("cannot join the ring of stage {stage}: {e}"))?;
+        Some(Box::new(ring))
+    } else {
+        None
+    };
+    Ok(Joined::Pipeline { link: Box::new(link), replicas: ring })
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -155,10 +155,16 @@ fn run(
         Ok(c) => c,
         Err(e) => return failed(&job_id, attempt, e),
     };
-    let resume_from = (!assignment.resume_from.is_empty()).then(|| PathBuf::from(&assignment.resume_from));
+    let stages = cfg.parallel.pipeline.stages;
+    let resume_from = (!assignment.resume_from.is_empty())
+        .then(|| stage_checkpoint(PathBuf::from(&assignment.resume_from), rank % stages, stages));
     let opts = RunOptions {
-        // Ranks hold identical parameters; rank 0 writes the checkpoints.
-        checkpoint_dir: (rank == 0).then(|| ctx.checkpoint_root.join(&job_id)),
+        // Data-parallel ranks hold identical parameters, so rank 0 writes the checkpoints; each
+        // stage of the first pipeline replica writes its own part.
+        checkpoint_dir: (rank < stages).then(|| match stages {
+            1 => ctx.checkpoint_root.join(&job_id),
+            _ => ctx.checkpoint_root.join(&job_id).join(format!("stage-{rank}")),
+        }),
         resume_from,
         threads: (cfg.resources.cpus as usize).clamp(1, ctx.max_threads.max(1)),
         spec_toml: spec::to_toml(&job_spec),
@@ -173,5 +179,22 @@ fn run(
         ));
     }
     let outcome = train(&cfg, splits, &opts, &mut host, joined.peers());
-    report::finished(&job_id, attempt, assignment.world_size.max(1) as usize, outcome)
+    // Every stage of a pipeline sees all of its replica's samples.
+    let replicas = (assignment.world_size.max(1) as usize / stages).max(1);
+    report::finished(&job_id, attempt, replicas, outcome)
+}
+
+/// The checkpoint of stage `stage` that belongs with `path`, the first stage's checkpoint
+/// (`.../stage-0/step-N` becomes `.../stage-S/step-N`).
+fn stage_checkpoint(path: PathBuf, stage: usize, stages: usize) -> PathBuf {
+    if stages == 1 {
+        return path;
+    }
+    let (Some(step), Some(stage_dir)) = (path.file_name(), path.parent()) else { return path };
+    match stage_dir.parent() {
+        Some(root) if stage_dir.file_name().is_some_and(|n| n == "stage-0") => {
+            root.join(format!("stage-{stage}")).join(step)
+        }
+        _ => path,
+    }
 }

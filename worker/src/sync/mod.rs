@@ -6,12 +6,14 @@ mod engine;
 mod frame;
 #[cfg(feature = "cuda")]
 pub mod nccl;
+pub mod pipe;
 pub mod ps;
 pub mod ring;
 
 use std::fmt;
 
 pub use dataplane::{DataPlane, LinkKey};
+pub use pipe::PipeLink;
 pub use ps::{PsClient, ShardInfo};
 pub use ring::Ring;
 

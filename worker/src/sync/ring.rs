@@ -69,6 +69,20 @@ impl Ring {
         peers: Vec<PeerInfo>,
         timeout: Duration,
     ) -> Result<Self, CollectiveError> {
+        Self::connect_on(plane, job, attempt, me, peers, timeout, 0)
+    }
+
+    /// [`Self::connect`] on data-plane channel `channel`, for several rings within one job (the
+    /// stages of pipeline replicas). `me` indexes `peers`; errors name the peers' own ranks.
+    pub fn connect_on(
+        plane: &DataPlane,
+        job: &str,
+        attempt: u32,
+        me: usize,
+        peers: Vec<PeerInfo>,
+        timeout: Duration,
+        channel: u32,
+    ) -> Result<Self, CollectiveError> {
         let n = peers.len();
         let mut ring = Self {
             me,
@@ -90,7 +104,7 @@ impl Ring {
         let deadline = Instant::now() + timeout;
         let (next, prev) = ((me + 1) % n, (me + n - 1) % n);
         let key =
-            |from: usize, to: usize| LinkKey { job: job.into(), attempt, from: from as u32, to: to as u32, channel: 0 };
+            |from: usize, to: usize| LinkKey { job: job.into(), attempt, from: from as u32, to: to as u32, channel };
         let out = dataplane::connect(&ring.peers[next].data_addr, &key(me, next), deadline).map_err(|e| {
             CollectiveError(format!("cannot connect to {} at {}: {e}", ring.peers[next], ring.peers[next].data_addr))
         })?;
