@@ -106,7 +106,8 @@ impl Coordinator {
         // Short liveness timings keep failure tests fast; `extra` may override them.
         let defaults =
             [("--heartbeat-interval-ms", "500"), ("--heartbeat-timeout-ms", "3000"), ("--reconnect-grace-ms", "1500")];
-        let mut args: Vec<&str> = vec!["--listen", "127.0.0.1:0"];
+        let mut args: Vec<&str> =
+            if extra.contains(&"--listen") { Vec::new() } else { vec!["--listen", "127.0.0.1:0"] };
         for (flag, value) in defaults {
             if !extra.contains(&flag) {
                 args.extend([flag, value]);
@@ -299,4 +300,35 @@ pub fn train_step(e: &JobEvent) -> Option<u64> {
 pub async fn wait_terminal(client: &mut JobServiceClient<Channel>, job_id: &str, limit: Duration) -> Result<Job> {
     watch_until(client, job_id, limit, |e| state_change(e).is_some_and(JobState::is_terminal)).await?;
     get(client, job_id).await
+}
+
+/// Waits until `workers` workers and `servers` parameter servers are registered and connected, so
+/// placement sees the whole cluster.
+pub async fn wait_registered(
+    client: &mut JobServiceClient<Channel>,
+    workers: usize,
+    servers: usize,
+    limit: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let list = client.list_workers(shoal_common::proto::ListWorkersRequest {}).await?.into_inner().workers;
+        let ready = |role: &str| {
+            list.iter()
+                .filter(|w| w.state == shoal_common::proto::WorkerState::Ready as i32)
+                .filter(|w| w.info.as_ref().is_some_and(|i| i.role == role || (role == "worker" && i.role.is_empty())))
+                .count()
+        };
+        if ready("worker") >= workers && ready("param-server") >= servers {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "only {} workers and {} parameter servers registered within {limit:?}",
+                ready("worker"),
+                ready("param-server")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

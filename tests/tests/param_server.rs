@@ -16,6 +16,8 @@ async fn async_training_with_three_workers_and_two_shards_learns_digits() -> any
     let _servers: Vec<_> = (0..2)
         .map(|i| start_param_server(dir.path(), &coordinator.url(), &format!("ps{i}")))
         .collect::<Result<_, _>>()?;
+    // Both servers must be there before placement, or both shards could land on the first.
+    shoal_tests::wait_registered(&mut client, 3, 2, Duration::from_secs(30)).await?;
     // Asynchrony already acts like momentum: plain SGD (lr 0.1) is the stable choice here.
     let job = DIGITS_JOB.replace("lr = 0.05\nmomentum = 0.9", "lr = 0.1");
     assert_ne!(job, DIGITS_JOB);
