@@ -22,7 +22,19 @@ const SERDE_MESSAGES: &[&str] = &[
     "shoal.v1.AllReduceSpec",
     "shoal.v1.PsSpec",
     "shoal.v1.PipelineSpec",
+    "shoal.v1.InheritSpec",
+    "shoal.v1.CommandSpec",
+    "shoal.v1.SearchSpec",
+    "shoal.v1.SearchParam",
+    "shoal.v1.SearchCondition",
+    "shoal.v1.SearchArch",
+    "shoal.v1.AshaSpec",
+    "shoal.v1.CurveStopSpec",
+    "shoal.v1.FidelitySpec",
 ];
+
+/// Fields holding JSON literals on the wire that TOML files write as plain values.
+const JSON_VALUE_FIELDS: &[&str] = &["shoal.v1.SearchParam.values", "shoal.v1.SearchCondition.values"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
@@ -39,6 +51,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             message,
             "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
         );
+    }
+    for field in JSON_VALUE_FIELDS {
+        builder = builder.field_attribute(field, "#[serde(with = \"crate::spec::json_values\")]");
     }
     builder.compile_fds(fds)?;
     Ok(())

@@ -12,6 +12,8 @@ use crate::error::CliError;
 pub struct JobFile {
     pub spec: JobSpec,
     pub config: spec::TrainConfig,
+    /// Set for search jobs.
+    pub search: Option<shoal_search::spec::SearchJob>,
 }
 
 fn render_errors(path: &Path, errors: &[FieldError]) -> String {
@@ -56,7 +58,19 @@ pub fn load_text(text: &str, origin: &Path, check_paths: bool) -> Result<JobFile
             }
         }
     }
+    // External trials run relative to the job file's folder unless told otherwise.
+    if let Some(c) = spec.command.as_mut()
+        && c.workdir.trim().is_empty()
+    {
+        c.workdir = std::path::absolute(&base).unwrap_or(base.clone()).display().to_string();
+    }
     let config = spec::validate(&spec).map_err(|errors| CliError::usage(render_errors(origin, &errors)))?;
+    let search = match spec.search {
+        Some(_) => Some(
+            shoal_search::spec::validate(&spec).map_err(|errors| CliError::usage(render_errors(origin, &errors)))?,
+        ),
+        None => None,
+    };
     if check_paths {
         let missing: Vec<FieldError> = config
             .dataset
@@ -74,7 +88,7 @@ pub fn load_text(text: &str, origin: &Path, check_paths: bool) -> Result<JobFile
             return Err(CliError::usage(render_errors(origin, &missing)));
         }
     }
-    Ok(JobFile { spec, config })
+    Ok(JobFile { spec, config, search })
 }
 
 /// Reads a job file from disk.

@@ -84,6 +84,20 @@ enum Command {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// The trials of a search job, best first: parameters, metric, budget used, state and why
+    /// each stopped.
+    Trials {
+        job: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The best configuration of a search job as a job file (at full fidelity), and its checkpoint.
+    Best {
+        job: String,
+        /// Write the job file here instead of printing it.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// List registered workers.
     Workers {
         #[arg(long)]
@@ -159,6 +173,8 @@ async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError>
         Command::Watch { job } => commands::watch::run(&target, &job).await,
         Command::Cancel { job, reason } => commands::inspect::cancel(&target, &job, &reason).await,
         Command::Workers { json } => commands::inspect::workers(&target, json).await,
+        Command::Trials { job, json } => commands::search::trials(&target, &job, json).await,
+        Command::Best { job, output } => commands::search::best(&target, &job, output.as_deref()).await,
         Command::Local { file, workers, .. } => {
             let dir = local_dir.ok_or_else(|| CliError::usage("no data folder"))?;
             commands::local::run(file.as_deref(), workers, dir, cli.timeout).await

@@ -9,6 +9,7 @@ pub mod data;
 pub mod distributed;
 mod error;
 pub mod model;
+pub mod morph;
 pub mod nn;
 pub mod optim;
 pub mod pipeline;

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use shoal_common::spec::{Activation, LayerConfig, ModelConfig};
 
 use crate::error::{Result, TrainError};
-use crate::nn::{Conv2d, Ctx, Deferred, Dropout, Layer, Linear, Param, Pool2d, Saved};
+use crate::nn::{Cell, Conv2d, Ctx, Deferred, Dropout, Layer, Linear, Param, Pool2d, Residual, Saved};
 use crate::rng::Rng;
 
 /// What the model must consume and produce.
@@ -20,6 +20,17 @@ pub struct DataShape {
     pub image: Option<[usize; 3]>,
     /// Classes (classification) or target columns (regression).
     pub outputs: usize,
+}
+
+/// A skip connection adds a layer's input to its output, so their widths must match.
+fn check_skip(i: usize, inputs: usize, width: usize) -> Result<()> {
+    if inputs == width {
+        return Ok(());
+    }
+    Err(TrainError::Shape {
+        field: format!("layers[{i}]"),
+        reason: format!("a skip connection needs equal input and output widths, got {inputs} -> {width}"),
+    })
 }
 
 /// Parameter-gradient work left by [`Model::backward_input_first`]: (layer index, what it needs).
@@ -57,7 +68,7 @@ impl Model {
                 reason: format!("units {units:?} are not a non-empty range of the model's {total_units}"),
             });
         }
-        let spatial = cfg.layers.iter().any(|l| !matches!(l, LayerConfig::Linear { .. }));
+        let spatial = cfg.layers.iter().any(|l| matches!(l, LayerConfig::Conv { .. } | LayerConfig::Pool { .. }));
         let input: Vec<usize> = if spatial {
             let shape = cfg.input_shape.or(data.image).ok_or_else(|| TrainError::Shape {
                 field: "input_shape".into(),
@@ -102,20 +113,44 @@ impl Model {
         for (i, l) in cfg.layers.iter().enumerate() {
             let name = format!("layers.{i}");
             let mut rng = Rng::derive(seed, "init", i as u64);
-            match *l {
-                LayerConfig::Linear { width, activation } if !units.contains(&i) => {
-                    // Skipped without allocating its weights.
-                    current = vec![width];
-                    let _ = activation;
+            let flat_input = |what: &str, current: &[usize]| -> Result<usize> {
+                match current {
+                    &[n] => Ok(n),
+                    _ => Err(TrainError::Shape {
+                        field: format!("layers[{i}]"),
+                        reason: format!(
+                            "{what} needs flat features, not the {current:?} output of a conv or pool layer"
+                        ),
+                    }),
                 }
-                LayerConfig::Linear { width, activation } => {
+            };
+            match *l {
+                LayerConfig::Linear { width, skip, .. } if !units.contains(&i) => {
+                    // Skipped without allocating its weights.
+                    if skip {
+                        check_skip(i, flat_input("a skip connection", &current)?, width)?;
+                    }
+                    current = vec![width];
+                }
+                LayerConfig::Linear { width, activation, skip } => {
+                    if skip {
+                        check_skip(i, flat_input("a skip connection", &current)?, width)?;
+                    }
                     let inputs = current.iter().product();
-                    push(
-                        i,
-                        Box::new(Linear::new(&name, inputs, width, activation, &mut rng)?),
-                        &mut layers,
-                        &mut current,
-                    );
+                    let linear = Linear::new(&name, inputs, width, activation, &mut rng)?;
+                    let layer: Box<dyn Layer> = if skip { Box::new(Residual::new(linear)) } else { Box::new(linear) };
+                    push(i, layer, &mut layers, &mut current);
+                    if cfg.dropout > 0.0 {
+                        push(i, Box::new(Dropout::new(cfg.dropout)), &mut layers, &mut current);
+                    }
+                }
+                LayerConfig::Cell { .. } if !units.contains(&i) => {
+                    flat_input("a cell", &current)?;
+                }
+                LayerConfig::Cell { ref ops, activation } => {
+                    let width = flat_input("a cell", &current)?;
+                    let cell = Cell::new(&name, width, ops, activation, &mut rng)?;
+                    push(i, Box::new(cell), &mut layers, &mut current);
                     if cfg.dropout > 0.0 {
                         push(i, Box::new(Dropout::new(cfg.dropout)), &mut layers, &mut current);
                     }
@@ -124,7 +159,7 @@ impl Model {
                     if current.len() != 3 {
                         return Err(TrainError::Shape {
                             field: format!("layers[{i}]"),
-                            reason: "conv layers must come before linear layers".into(),
+                            reason: "conv layers must come before linear layers and cells".into(),
                         });
                     }
                     let conv = Conv2d::new(&name, current[0], channels, kernel, stride, padding, activation, &mut rng)?;
@@ -134,7 +169,7 @@ impl Model {
                     if current.len() != 3 {
                         return Err(TrainError::Shape {
                             field: format!("layers[{i}]"),
-                            reason: "pool layers must come before linear layers".into(),
+                            reason: "pool layers must come before linear layers and cells".into(),
                         });
                     }
                     push(i, Box::new(Pool2d::new(kind, size)), &mut layers, &mut current);
@@ -312,7 +347,7 @@ mod tests {
     fn mlp(widths: &[usize], act: Activation, dropout: f64) -> ModelConfig {
         ModelConfig {
             kind: ModelKind::Mlp,
-            layers: widths.iter().map(|&w| LayerConfig::Linear { width: w, activation: act }).collect(),
+            layers: widths.iter().map(|&w| LayerConfig::Linear { width: w, activation: act, skip: false }).collect(),
             dropout,
             input_shape: None,
         }
@@ -389,7 +424,7 @@ mod tests {
             layers: vec![
                 LayerConfig::Conv { channels: 3, kernel: 3, stride: 1, padding: 1, activation: Activation::Tanh },
                 LayerConfig::Pool { kind: PoolKind::Avg, size: 2 },
-                LayerConfig::Linear { width: 5, activation: Activation::Tanh },
+                LayerConfig::Linear { width: 5, activation: Activation::Tanh, skip: false },
             ],
             dropout: 0.0,
             input_shape: None,
@@ -438,6 +473,118 @@ mod tests {
         assert_eq!(run(Mode::Train, 1), run(Mode::Train, 1));
         assert_ne!(run(Mode::Train, 1), run(Mode::Train, 2));
         assert_ne!(run(Mode::Train, 1), run(Mode::Eval, 1));
+    }
+
+    /// A stem linear layer, two cells (the second a single linear edge) and a skip layer.
+    fn searched(stem: usize, dropout: f64) -> ModelConfig {
+        use shoal_common::spec::CellOp::{Identity, Linear as Lin, Zero};
+        ModelConfig {
+            kind: ModelKind::Mlp,
+            layers: vec![
+                LayerConfig::Linear { width: stem, activation: Activation::Tanh, skip: false },
+                LayerConfig::Cell { ops: vec![Lin, Identity, Lin, Zero, Lin, Identity], activation: Activation::Gelu },
+                LayerConfig::Cell { ops: vec![Lin], activation: Activation::Tanh },
+                LayerConfig::Linear { width: stem, activation: Activation::Tanh, skip: true },
+            ],
+            dropout,
+            input_shape: None,
+        }
+    }
+
+    #[test]
+    fn cell_and_skip_gradients_match_finite_differences() {
+        let shape = DataShape { features: 6, image: None, outputs: 3 };
+        let (x, t) = batch(4, 6, 3, 7);
+        check_gradients(&searched(5, 0.0), &shape, &x, &t);
+        let model = Model::build(&searched(5, 0.0), &shape, 3).expect("build");
+        assert_eq!(model.describe(), "[6] -> linear[5] -> cell[5] -> cell[5] -> residual[5] -> linear[3]");
+        let names: Vec<&str> = model.params().map(|p| p.name.as_str()).collect();
+        assert_eq!(&names[2..4], ["layers.1.edge0.weight", "layers.1.edge0.bias"]);
+        assert_eq!(&names[8..12], ["layers.2.edge0.weight", "layers.2.edge0.bias", "layers.3.weight", "layers.3.bias"]);
+    }
+
+    #[test]
+    fn cells_and_skips_give_pipeline_stages_the_whole_model_gradients() {
+        // Reference: the whole model's backward. The stages run the split backward a pipeline uses.
+        let cfg = searched(8, 0.0);
+        let shape = DataShape { features: 6, image: None, outputs: 3 };
+        let (x, t) = batch(5, 6, 3, 8);
+        let mut whole = Model::build(&cfg, &shape, 9).expect("build");
+        let want = grads_of(&mut whole, &x, &t, true);
+        let mut first = Model::build_stage(&cfg, &shape, 9, 0..2).expect("first");
+        let mut second = Model::build_stage(&cfg, &shape, 9, 2..5).expect("second");
+        let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
+        let (h, saved_a) = first.forward(&x, &mut ctx).expect("forward");
+        let (out, saved_b) = second.forward(&h, &mut ctx).expect("forward");
+        let l = loss_and_grad(&out, &t, 1.0).expect("loss");
+        first.zero_grad();
+        second.zero_grad();
+        let (g, deferred) = second.backward_input_first(saved_b, l.grad, 1).expect("backward");
+        first.backward(saved_a, g.expect("input gradient"), 1).expect("backward");
+        second.finish_backward(deferred, 1).expect("finish");
+        let got: Vec<Vec<f32>> =
+            first.params().chain(second.params()).map(|p| cpu::to_vec(&p.grad).expect("grad")).collect();
+        assert_eq!(got.len(), want.len());
+        for (u, v) in got.iter().zip(&want) {
+            for (p, q) in u.iter().zip(v) {
+                assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "stages {p} vs whole {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_model_with_cells_and_a_skip_layer_learns() {
+        // Labels from a random linear teacher; full-batch SGD on the mean cross-entropy.
+        let shape = DataShape { features: 6, image: None, outputs: 3 };
+        let (x, _) = batch(64, 6, 3, 10);
+        let teacher = Tensor::from_vec(
+            (0..18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect::<Vec<f32>>(),
+            (6, 3),
+            &Device::Cpu,
+        )
+        .expect("teacher");
+        let labels = x.matmul(&teacher).and_then(|s| s.argmax(1)).and_then(|a| a.to_vec1::<u32>()).expect("labels");
+        let t = Targets::Classes(labels);
+        let mut model = Model::build(&searched(12, 0.1), &shape, 4).expect("build");
+        let mut losses = Vec::new();
+        for step in 0..150 {
+            let mut ctx = Ctx::new(Mode::Train, 1, Rng::derive(1, "dropout", step));
+            let (out, saved) = model.forward(&x, &mut ctx).expect("forward");
+            let l = loss_and_grad(&out, &t, 1.0 / 64.0).expect("loss");
+            losses.push(l.mean());
+            model.zero_grad();
+            model.backward(saved, l.grad, 1).expect("backward");
+            for p in model.params_mut().filter(|p| p.grad_valid) {
+                let next = (p.value.as_tensor() - (&p.grad * 0.3).expect("scaled")).expect("step");
+                p.value.set(&next).expect("set");
+            }
+        }
+        let (first, last) = (losses[0], losses[losses.len() - 10..].iter().sum::<f64>() / 10.0);
+        assert!(last < 0.5 * first, "loss {first} -> {last}");
+    }
+
+    #[test]
+    fn build_rejects_bad_skips_and_cells_on_images() {
+        let shape = DataShape { features: 6, image: None, outputs: 2 };
+        let mut cfg = mlp(&[8, 4], Activation::Relu, 0.0);
+        cfg.layers[1] = LayerConfig::Linear { width: 4, activation: Activation::Relu, skip: true };
+        let err = Model::build(&cfg, &shape, 0).err().expect("error").to_string();
+        assert_eq!(err, "model.layers[1]: a skip connection needs equal input and output widths, got 8 -> 4");
+        // Also when the layer belongs to a later pipeline stage.
+        let err = Model::build_stage(&cfg, &shape, 0, 0..1).err().expect("error").to_string();
+        assert!(err.starts_with("model.layers[1]: a skip connection"), "{err}");
+        let cfg = ModelConfig {
+            kind: ModelKind::Cnn,
+            layers: vec![
+                LayerConfig::Pool { kind: PoolKind::Max, size: 2 },
+                LayerConfig::Cell { ops: vec![shoal_common::spec::CellOp::Identity], activation: Activation::Relu },
+            ],
+            dropout: 0.0,
+            input_shape: None,
+        };
+        let shape = DataShape { features: 16, image: Some([1, 4, 4]), outputs: 2 };
+        let err = Model::build(&cfg, &shape, 0).err().expect("error").to_string();
+        assert!(err.starts_with("model.layers[1]: a cell needs flat features"), "{err}");
     }
 
     #[test]

@@ -261,6 +261,10 @@ pub fn train(
     let mut model = Model::build(&cfg.model, &data.train.shape(), t.seed)?;
     let mut opt = Optimizer::new(cfg.optimizer, total_steps, model.params());
     let mut start_step = 0;
+    let mut described = model.describe();
+    if let (Some(inherit), None) = (&cfg.inherit, &opts.resume_from) {
+        described = format!("{described}; {}", inherit_weights(&mut model, cfg, inherit, &data.train.shape())?);
+    }
     if let Some(dir) = &opts.resume_from {
         let loaded = checkpoint::load(dir)?;
         model.load_named(&loaded.model, dir)?;
@@ -286,7 +290,7 @@ pub fn train(
         total_steps,
         steps_per_epoch: plan.micro_per_epoch.div_ceil(plan.accumulate),
         params: model.param_count(),
-        model: model.describe(),
+        model: described,
         resumed_at: opts.resume_from.as_ref().map(|_| start_step),
     });
 
@@ -499,6 +503,25 @@ pub fn train(
 }
 
 /// Loss and accuracy (or R²) of the model over a dataset, without gradients. With peers, each
+/// Loads a parent's checkpoint into `model` through function-preserving morphs. Returns what was
+/// done, for the job's log.
+fn inherit_weights(
+    model: &mut Model,
+    cfg: &TrainConfig,
+    inherit: &shoal_common::spec::InheritConfig,
+    shape: &crate::model::DataShape,
+) -> Result<String> {
+    let dir = if inherit.checkpoint.join("model.safetensors").exists() {
+        inherit.checkpoint.clone()
+    } else {
+        checkpoint::latest(&inherit.checkpoint).unwrap_or_else(|| inherit.checkpoint.clone())
+    };
+    let parent = checkpoint::load(&dir)?;
+    let (params, morphs) = crate::morph::inherit(&inherit.model, &parent.model, &cfg.model, shape, cfg.training.seed)?;
+    model.load_named(&params, &dir)?;
+    Ok(format!("inherited from {} ({morphs})", dir.display()))
+}
+
 /// rank evaluates a strided shard and the sums are combined, so all ranks get the same result.
 pub fn evaluate(
     model: &Model,

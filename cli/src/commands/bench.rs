@@ -79,6 +79,25 @@ pub enum Which {
         #[arg(long, default_value_t = 10)]
         warmup: u64,
     },
+    /// Architecture and hyperparameter search strategies on a simulated objective (no training):
+    /// every strategy with and without ASHA and learning-curve stopping, over several seeds, on a
+    /// simulated cluster. Prints one line per run (best value against trials and simulated time,
+    /// worker utilisation) and a summary per variant with ratios against random search.
+    Search {
+        #[arg(long, default_value = "grid,random,tpe,evolution,reinforce", value_delimiter = ',')]
+        strategies: Vec<String>,
+        #[arg(long, default_value_t = 10)]
+        seeds: u64,
+        /// Simulated workers (trials at once).
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Trials per search.
+        #[arg(long, default_value_t = 100)]
+        trials: usize,
+        /// Budget units (epochs) of a full trial.
+        #[arg(long, default_value_t = 27.0)]
+        budget: f64,
+    },
     /// Parameter servers: push+pull throughput of a model against 1 and 2 shards with 1, 2 and 4
     /// workers, then the reference MLP at 2 workers under async, ssp, sync and the ring
     /// all-reduce, with the loss each reaches after the same number of samples.
@@ -103,6 +122,9 @@ pub enum Which {
 
 pub async fn run(which: Which) -> Result<ExitCode, CliError> {
     match which {
+        Which::Search { strategies, seeds, workers, trials, budget } => {
+            super::search::bench(&strategies, seeds, workers, trials, budget)
+        }
         Which::Pipeline { stages, microbatches, schedule, recompute, dims, steps, warmup } => {
             if stages.iter().any(|&k| k == 0 || k > 16) {
                 return Err(CliError::usage("--stages: stage counts must be between 1 and 16"));

@@ -108,7 +108,12 @@ pub async fn run(
     };
     let parallel = &job.config.parallel;
     let needed = (parallel.data * parallel.pipeline.stages) as u32;
-    let workers = workers.unwrap_or(needed.max(2));
+    // A search runs its trials side by side: one set of workers per concurrent trial (up to 8).
+    let wanted = match &job.search {
+        Some(s) => needed * (s.config.max_concurrent as u32).min(8),
+        None => needed,
+    };
+    let workers = workers.unwrap_or(wanted.max(2));
     if workers == 0 || workers > 64 {
         return Err(CliError::usage("--workers must be between 1 and 64"));
     }

@@ -3,5 +3,6 @@
 pub mod bench;
 pub mod inspect;
 pub mod local;
+pub mod search;
 pub mod submit;
 pub mod watch;

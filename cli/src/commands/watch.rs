@@ -189,7 +189,11 @@ impl View {
                 None
             }
             Some(job_event::Kind::Metric(p)) => {
-                if p.split == Split::Validation as i32 {
+                if let Some(ended) = p.extra.get("trials_ended") {
+                    let value = p.accuracy.map_or_else(|| format!("{:.4}", p.loss), |a| format!("{a:.4}"));
+                    self.line(&format!("best after {ended} of {} trials: {value}", p.total_steps));
+                    self.last_validation = Some(p.clone());
+                } else if p.split == Split::Validation as i32 {
                     self.line(&format!("validation at step {}: {}", p.step, render::metric(p)));
                     self.last_validation = Some(p.clone());
                 } else {
@@ -216,7 +220,11 @@ impl View {
             JobState::Succeeded => {
                 println!("{} succeeded", self.job_id);
                 if let Some(r) = &self.result {
-                    println!("  {}", render::result(r));
+                    if r.extra.contains_key("best_trial") {
+                        println!("  {}", self.reason);
+                    } else {
+                        println!("  {}", render::result(r));
+                    }
                     if let Some(a) = r.validation_accuracy {
                         println!("final validation accuracy: {a:.4}");
                     }

@@ -15,6 +15,26 @@ pub struct TrainConfig {
     /// What one rank needs on its worker.
     pub resources: Resources,
     pub parallel: ParallelConfig,
+    /// Start from a parent's trained weights, morphed to this model.
+    pub inherit: Option<InheritConfig>,
+    /// Run this program instead of a built-in model.
+    pub command: Option<CommandConfig>,
+    /// A search trial's parameters as a JSON object ("" for other jobs).
+    pub trial_params: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct InheritConfig {
+    pub checkpoint: PathBuf,
+    pub model: ModelConfig,
+}
+
+/// An external trial: a program that reads its parameters and prints metric lines.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandConfig {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<PathBuf>,
 }
 
 /// Which all-reduce implementation synchronises data-parallel ranks.
@@ -168,9 +188,69 @@ pub enum PoolKind {
 /// One hidden layer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerConfig {
-    Linear { width: usize, activation: Activation },
-    Conv { channels: usize, kernel: usize, stride: usize, padding: usize, activation: Activation },
-    Pool { kind: PoolKind, size: usize },
+    /// `skip`: the layer's input is added to its output (widths match).
+    Linear {
+        width: usize,
+        activation: Activation,
+        skip: bool,
+    },
+    Conv {
+        channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        activation: Activation,
+    },
+    Pool {
+        kind: PoolKind,
+        size: usize,
+    },
+    /// A DAG cell on flat features that keeps their width: node 0 is the input, node j sums
+    /// `ops` applied to nodes 0..j (edges ordered (0,1), (0,2), (1,2), (0,3), ...), the last node
+    /// is the output. Linear edges are width x width with the cell's activation.
+    Cell {
+        ops: Vec<CellOp>,
+        activation: Activation,
+    },
+}
+
+/// The operation on one edge of a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellOp {
+    Zero,
+    Identity,
+    Linear,
+}
+
+impl CellOp {
+    pub const NAMES: &'static [&'static str] = &["zero", "identity", "linear"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "zero" => Some(Self::Zero),
+            "identity" => Some(Self::Identity),
+            "linear" => Some(Self::Linear),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Zero => "zero",
+            Self::Identity => "identity",
+            Self::Linear => "linear",
+        }
+    }
+}
+
+/// Nodes after the input of a cell with `edges` edges, if that is a triangular number.
+pub fn cell_nodes(edges: usize) -> Option<usize> {
+    (1..=16).find(|n| n * (n + 1) / 2 == edges)
+}
+
+/// The edges of a cell with `nodes` nodes after its input, in `ops` order: (from, to).
+pub fn cell_edges(nodes: usize) -> Vec<(usize, usize)> {
+    (1..=nodes).flat_map(|to| (0..to).map(move |from| (from, to))).collect()
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -227,6 +307,8 @@ pub struct DatasetConfig {
     /// Seeds the synthetic generator and the split.
     pub seed: u64,
     pub normalize: Normalize,
+    /// Share of the training samples used, in (0, 1].
+    pub train_fraction: f64,
 }
 
 impl DatasetConfig {

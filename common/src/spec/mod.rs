@@ -6,14 +6,34 @@ mod errors;
 mod validate;
 
 pub use config::{
-    Activation, Backend, ColumnRef, DatasetConfig, DatasetSource, Duration, LayerConfig, ModelConfig, ModelKind,
-    Normalize, OptimizerConfig, OptimizerKind, ParallelConfig, Partition, PipeSchedule, PipelineConfig, PoolKind,
-    PsMode, Resources, Schedule, ScheduleKind, SyncKind, Task, TrainConfig, TrainingConfig,
+    Activation, Backend, CellOp, ColumnRef, CommandConfig, DatasetConfig, DatasetSource, Duration, InheritConfig,
+    LayerConfig, ModelConfig, ModelKind, Normalize, OptimizerConfig, OptimizerKind, ParallelConfig, Partition,
+    PipeSchedule, PipelineConfig, PoolKind, PsMode, Resources, Schedule, ScheduleKind, SyncKind, Task, TrainConfig,
+    TrainingConfig, cell_edges, cell_nodes,
 };
 pub use errors::{FieldError, SpecError};
 pub use validate::validate;
 
 use crate::proto::JobSpec;
+
+/// Search parameter values: JSON literals on the wire, plain values (numbers, strings, booleans,
+/// arrays) in TOML job files.
+pub mod json_values {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(values: &[String], s: S) -> Result<S::Ok, S::Error> {
+        let parsed: Vec<serde_json::Value> = values
+            .iter()
+            .map(|v| serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone())))
+            .collect();
+        parsed.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let values = Vec::<serde_json::Value>::deserialize(d)?;
+        Ok(values.iter().map(|v| v.to_string()).collect())
+    }
+}
 
 /// Parses a TOML job file into the wire message. Syntax errors, wrong types and unknown keys fail
 /// here (serde stops at the first); everything else is left to [`validate`], which reports all.

@@ -119,18 +119,82 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
         c.fail("priority", "must be between -1000000 and 1000000");
     }
 
+    let command = command(&mut c, spec.command.as_ref());
+    // An external trial brings its own model and data: those sections are optional then.
+    let mut filled = spec.clone();
+    if command.is_some() {
+        filled.training.get_or_insert_with(|| proto::TrainingSpec { batch_size: 1, steps: 1, ..Default::default() });
+        filled.dataset.get_or_insert_with(|| proto::DatasetSpec { kind: "digits".into(), ..Default::default() });
+        filled.model.get_or_insert_with(|| proto::ModelSpec { kind: "mlp".into(), ..Default::default() });
+        if let Some(t) = filled.training.as_mut()
+            && t.batch_size == 0
+        {
+            t.batch_size = 1;
+        }
+    }
+    let spec = &filled;
     let training = training(&mut c, spec.training.as_ref());
     let dataset = dataset(&mut c, spec.dataset.as_ref(), training.seed);
     let model = model(&mut c, spec.model.as_ref(), &dataset);
     let optimizer = optimizer(&mut c, spec.optimizer.as_ref());
     let resources = resources(&mut c, spec.resources.as_ref());
     let parallel = parallel(&mut c, spec, &resources, &model, &training);
+    let inherit = spec.inherit.as_ref().map(|i| {
+        if i.checkpoint.trim().is_empty() {
+            c.fail("inherit.checkpoint", "must name the parent's checkpoint directory");
+        }
+        let mut sub = Checker { errors: Vec::new() };
+        let parent = self::model(&mut sub, i.model.as_ref(), &dataset);
+        for e in sub.errors {
+            c.fail(format!("inherit.{}", e.path), e.reason);
+        }
+        InheritConfig { checkpoint: PathBuf::from(i.checkpoint.trim()), model: parent }
+    });
+    if !spec.trial_params.is_empty()
+        && !serde_json::from_str::<serde_json::Value>(&spec.trial_params).is_ok_and(|v| v.is_object())
+    {
+        c.fail("trial_params", "must be a JSON object");
+    }
+    if command.is_some() && parallel.data * parallel.pipeline.stages > 1 {
+        c.fail("command", "external trials run on one worker (parallelism must be 1)");
+    }
 
     if c.errors.is_empty() {
-        Ok(TrainConfig { name, priority: spec.priority, model, dataset, optimizer, training, resources, parallel })
+        Ok(TrainConfig {
+            name,
+            priority: spec.priority,
+            model,
+            dataset,
+            optimizer,
+            training,
+            resources,
+            parallel,
+            inherit,
+            command,
+            trial_params: spec.trial_params.clone(),
+        })
     } else {
         Err(c.errors)
     }
+}
+
+fn command(c: &mut Checker, cmd: Option<&proto::CommandSpec>) -> Option<CommandConfig> {
+    let cmd = cmd?;
+    if cmd.argv.is_empty() || cmd.argv[0].trim().is_empty() {
+        c.fail("command.argv", "must name a program to run");
+    }
+    let mut env: Vec<(String, String)> = cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    env.sort();
+    for (k, _) in &env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            c.fail(format!("command.env.{k}"), "is not a valid variable name");
+        }
+    }
+    Some(CommandConfig {
+        argv: cmd.argv.clone(),
+        env,
+        workdir: (!cmd.workdir.trim().is_empty()).then(|| PathBuf::from(cmd.workdir.trim())),
+    })
 }
 
 fn training(c: &mut Checker, t: Option<&proto::TrainingSpec>) -> TrainingConfig {
@@ -339,7 +403,12 @@ fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) 
         }
         _ => DatasetSource::Digits,
     };
-    DatasetConfig { source, validation_split, seed, normalize }
+    let train_fraction = d.train_fraction.unwrap_or(1.0);
+    c.in_range("dataset.train_fraction", train_fraction, 0.0, 1.0, true);
+    if train_fraction <= 0.0 {
+        c.fail("dataset.train_fraction", "must be > 0");
+    }
+    DatasetConfig { source, validation_split, seed, normalize, train_fraction }
 }
 
 fn path(c: &mut Checker, field: &str, value: &str, required: bool) -> PathBuf {
@@ -440,7 +509,43 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
                 c.unused(&p("padding"), l.padding != 0, ctx);
                 c.unused(&p("pool"), !l.pool.is_empty(), ctx);
                 c.unused(&p("size"), l.size.is_some(), ctx);
-                LayerConfig::Linear { width: c.size(&p("width"), l.width), activation: act(c) }
+                c.unused(&p("ops"), !l.ops.is_empty(), ctx);
+                LayerConfig::Linear { width: c.size(&p("width"), l.width), activation: act(c), skip: l.skip }
+            }
+            "cell" => {
+                let ctx = "a cell";
+                for (name, set) in [
+                    ("width", l.width != 0),
+                    ("channels", l.channels != 0),
+                    ("kernel", l.kernel != 0),
+                    ("stride", l.stride.is_some()),
+                    ("padding", l.padding != 0),
+                    ("pool", !l.pool.is_empty()),
+                    ("size", l.size.is_some()),
+                    ("skip", l.skip),
+                ] {
+                    c.unused(&p(name), set, ctx);
+                }
+                if cell_nodes(l.ops.len()).is_none() {
+                    c.fail(
+                        p("ops"),
+                        format!(
+                            "a cell of n nodes has n(n+1)/2 edges (1, 3, 6, 10, ... up to 16 nodes), got {}",
+                            l.ops.len()
+                        ),
+                    );
+                }
+                let mut ops = Vec::with_capacity(l.ops.len());
+                for (k, o) in l.ops.iter().enumerate() {
+                    match CellOp::parse(o) {
+                        Some(op) => ops.push(op),
+                        None => c.fail(
+                            format!("model.layers[{i}].ops[{k}]"),
+                            format!("unknown operation `{o}` (expected zero, identity or linear)"),
+                        ),
+                    }
+                }
+                LayerConfig::Cell { ops, activation: act(c) }
             }
             "conv" => {
                 let ctx = "a conv layer";
@@ -450,6 +555,8 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
                 c.unused(&p("width"), l.width != 0, ctx);
                 c.unused(&p("pool"), !l.pool.is_empty(), ctx);
                 c.unused(&p("size"), l.size.is_some(), ctx);
+                c.unused(&p("skip"), l.skip, ctx);
+                c.unused(&p("ops"), !l.ops.is_empty(), ctx);
                 LayerConfig::Conv {
                     channels: c.size(&p("channels"), l.channels),
                     kernel: c.size(&p("kernel"), l.kernel),
@@ -469,6 +576,8 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
                 c.unused(&p("stride"), l.stride.is_some(), ctx);
                 c.unused(&p("padding"), l.padding != 0, ctx);
                 c.unused(&p("activation"), !l.activation.is_empty(), ctx);
+                c.unused(&p("skip"), l.skip, ctx);
+                c.unused(&p("ops"), !l.ops.is_empty(), ctx);
                 let pool = c
                     .choice(
                         &p("pool"),
@@ -485,7 +594,7 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
                 LayerConfig::Pool { kind: pool, size: c.size_or(&p("size"), l.size, 2) }
             }
             other => {
-                c.fail(p("type"), format!("unknown layer type `{other}` (expected linear, conv or pool)"));
+                c.fail(p("type"), format!("unknown layer type `{other}` (expected linear, conv, pool or cell)"));
                 continue;
             }
         };
@@ -505,7 +614,7 @@ fn check_shapes(c: &mut Checker, m: &ModelConfig, dataset: &DatasetConfig) {
         DatasetSource::Digits => Some([1, 8, 8]),
         _ => None,
     };
-    let has_spatial = m.layers.iter().any(|l| !matches!(l, LayerConfig::Linear { .. }));
+    let has_spatial = m.layers.iter().any(|l| matches!(l, LayerConfig::Conv { .. } | LayerConfig::Pool { .. }));
     let shape = match (declared, image) {
         (Some(s), _) => Some(s),
         (None, Some(s)) => Some(s),
@@ -556,10 +665,27 @@ fn check_shapes(c: &mut Checker, m: &ModelConfig, dataset: &DatasetConfig) {
                 h /= size;
                 w /= size;
             }
-            LayerConfig::Linear { width, .. } => {
+            LayerConfig::Linear { width, skip, .. } => {
                 let fan_in = flat.unwrap_or(ch * h * w);
+                if skip && fan_in != width {
+                    c.fail(
+                        format!("model.layers[{i}].skip"),
+                        format!("a skip connection needs equal input and output widths, got {fan_in} -> {width}"),
+                    );
+                }
                 params += (fan_in * width + width) as u128;
                 flat = Some(width);
+            }
+            LayerConfig::Cell { ref ops, .. } => {
+                let Some(width) = flat else {
+                    c.fail(
+                        format!("model.layers[{i}].type"),
+                        "a cell needs flat features: put a linear layer before it",
+                    );
+                    return;
+                };
+                let linear = ops.iter().filter(|o| **o == CellOp::Linear).count();
+                params += (linear * (width * width + width)) as u128;
             }
         }
     }
@@ -921,7 +1047,7 @@ mod tests {
     fn a_good_spec_gets_its_defaults() {
         let (_, cfg) = load_toml(DIGITS).expect("valid");
         assert_eq!(cfg.model.layers.len(), 2);
-        assert_eq!(cfg.model.layers[1], LayerConfig::Linear { width: 32, activation: Activation::Tanh });
+        assert_eq!(cfg.model.layers[1], LayerConfig::Linear { width: 32, activation: Activation::Tanh, skip: false });
         assert_eq!(cfg.dataset.validation_split, 0.2);
         assert_eq!(cfg.dataset.seed, 7);
         assert_eq!(cfg.training.duration, Duration::Epochs(5));

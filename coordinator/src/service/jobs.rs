@@ -4,8 +4,8 @@ use std::pin::Pin;
 
 use shoal_common::proto::job_service_server::JobService;
 use shoal_common::proto::{
-    CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListJobsRequest, ListJobsResponse, ListWorkersRequest,
-    ListWorkersResponse, SubmitJobRequest, SubmitJobResponse, WatchJobRequest,
+    CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListJobsRequest, ListJobsResponse, ListTrialsRequest,
+    ListTrialsResponse, ListWorkersRequest, ListWorkersResponse, SubmitJobRequest, SubmitJobResponse, WatchJobRequest,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
@@ -66,6 +66,11 @@ impl JobService for JobApi {
         }
         let jobs = self.coordinator.lock().list(&states, req.limit as usize);
         Ok(Response::new(ListJobsResponse { jobs }))
+    }
+
+    async fn list_trials(&self, req: Request<ListTrialsRequest>) -> Result<Response<ListTrialsResponse>, Status> {
+        let req = req.into_inner();
+        Ok(Response::new(self.coordinator.lock().trials(required_id(&req.job_id)?)?))
     }
 
     async fn cancel_job(&self, req: Request<CancelJobRequest>) -> Result<Response<Job>, Status> {

@@ -103,17 +103,38 @@ impl State {
 
     pub fn submit(&mut self, spec: Option<JobSpec>) -> Result<Job, CoordinatorError> {
         let spec = spec.ok_or_else(|| CoordinatorError::invalid("spec", "required"))?;
+        if spec.search.is_some() {
+            return self.submit_search(spec);
+        }
         let cfg = spec::validate(&spec).map_err(CoordinatorError::InvalidSpec)?;
-        let id = JobId::generate();
+        let id = self.enqueue_new(spec, &cfg, "submitted")?;
+        self.schedule();
+        self.view(&id)
+    }
+
+    /// Creates a job record in `state` (queued, or running for jobs the coordinator runs itself)
+    /// with its first event, and stores it.
+    pub(super) fn store_new(
+        &mut self,
+        id: &JobId,
+        spec: JobSpec,
+        state: JobState,
+        reason: &str,
+    ) -> Result<JobRow, CoordinatorError> {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let now = ms_to_timestamp(now_ms());
+        let running = state == JobState::Running;
         let mut row = JobRow {
             job: Job {
                 job_id: id.to_string(),
                 spec: Some(spec),
-                state: JobState::Queued as i32,
-                reason: String::new(),
-                submitted_at: ms_to_timestamp(now_ms()),
+                state: state as i32,
+                // A queued job's reason is its live wait reason (see `view`).
+                reason: if running { reason.to_owned() } else { String::new() },
+                submitted_at: now,
+                started_at: if running { now } else { None },
+                attempt: u32::from(running),
                 ..Default::default()
             },
             seq,
@@ -123,21 +144,28 @@ impl State {
             next_event: 1,
             holds_worker: false,
         };
-        let ev = self.event(
-            &mut row,
-            job_event::Kind::State(StateChanged {
-                state: JobState::Queued as i32,
-                reason: "submitted".into(),
-                ..Default::default()
-            }),
-        );
+        let change =
+            StateChanged { state: state as i32, reason: reason.into(), attempt: row.job.attempt, ..Default::default() };
+        let ev = self.event(&mut row, job_event::Kind::State(change));
         self.commit(&row, vec![ev])?;
+        Ok(row)
+    }
+
+    /// Stores a new job and queues it.
+    pub(super) fn enqueue_new(
+        &mut self,
+        spec: JobSpec,
+        cfg: &TrainConfig,
+        reason: &str,
+    ) -> Result<JobId, CoordinatorError> {
+        let id = JobId::generate();
+        let row = self.store_new(&id, spec, JobState::Queued, reason)?;
+        let seq = row.seq;
         tracing::info!(job_id = %id, name = %cfg.name, priority = cfg.priority, ranks = cfg.parallel.data, "job submitted");
-        let demand = demand_of(&cfg);
+        let demand = demand_of(cfg);
         self.scheduler.enqueue(id.clone(), cfg.priority, seq, demand);
         self.jobs.insert(id.clone(), JobEntry { row, demand, backend: cfg.parallel.backend });
-        self.schedule();
-        self.view(&id)
+        Ok(id)
     }
 
     /// The public record of a job, with its live queue position and wait reason.
@@ -203,6 +231,11 @@ impl State {
             format!("cancelled by user: {}", reason.trim())
         };
         let mut row = entry.row.clone();
+        if self.searches.contains_key(&id) {
+            self.end_search(&id, JobState::Cancelled, reason.clone());
+            self.schedule();
+            return self.view(&id);
+        }
         if state == JobState::Running {
             // The workers keep their reservations until they confirm the ranks stopped.
             self.stop_ranks(&mut row, None, &reason);
@@ -217,7 +250,7 @@ impl State {
 
     /// Sends a cancellation to every running rank except `except`; the job keeps their
     /// reservations until they confirm.
-    fn stop_ranks(&mut self, row: &mut JobRow, except: Option<usize>, reason: &str) {
+    pub(super) fn stop_ranks(&mut self, row: &mut JobRow, except: Option<usize>, reason: &str) {
         for (rank, worker) in running_ranks(row) {
             if Some(rank) == except {
                 continue;
@@ -278,6 +311,9 @@ impl State {
             }),
         );
         self.store_and_keep(row.clone(), vec![ev]);
+        if state.is_terminal() {
+            self.trial_ended(row);
+        }
     }
 
     /// Tells a job attempt's parameter servers that it is over, and frees their shard slots.
@@ -296,7 +332,7 @@ impl State {
 
     /// Stores the row (logging failures: callers are reacting to workers, not serving a request)
     /// and keeps it in memory.
-    fn store_and_keep(&mut self, row: JobRow, events: Vec<JobEvent>) {
+    pub(super) fn store_and_keep(&mut self, row: JobRow, events: Vec<JobEvent>) {
         if let Err(e) = self.commit(&row, events) {
             tracing::error!(job_id = %row.job.job_id, error = %e, "could not store a job update");
         }
@@ -307,9 +343,18 @@ impl State {
     }
 
     /// Starts every job that can start now.
+    /// Runs searches' next trials as room appears. A search adds a trial only while none of its
+    /// trials waits in the queue, so suggestions are made as late as possible (with the most
+    /// results to learn from) and a freed worker is filled at once.
     pub(super) fn schedule(&mut self) {
-        for p in self.scheduler.place() {
-            self.assign(p);
+        loop {
+            let created = self.drive_searches();
+            for p in self.scheduler.place() {
+                self.assign(p);
+            }
+            if created == 0 {
+                break;
+            }
         }
     }
 
@@ -480,8 +525,12 @@ impl State {
                 row.job.last_train = Some(point.clone());
             }
         }
-        let ev = self.event(&mut row, job_event::Kind::Metric(point));
+        let validation = point.split == Split::Validation as i32;
+        let ev = self.event(&mut row, job_event::Kind::Metric(point.clone()));
         self.store_and_keep(row, vec![ev]);
+        if validation {
+            self.trial_reported(&JobId::new(m.job_id), &point);
+        }
     }
 
     pub(super) fn on_notice(&mut self, worker: &WorkerId, n: JobNotice) {

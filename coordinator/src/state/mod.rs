@@ -3,6 +3,7 @@
 //! plus one SQLite transaction) and never awaits while holding it.
 
 mod jobs;
+mod search;
 mod workers;
 
 pub use jobs::{Subscription, is_terminal_event};
@@ -95,6 +96,10 @@ pub(crate) struct State {
     watchers: HashMap<JobId, broadcast::Sender<JobEvent>>,
     liveness: Liveness,
     session_epoch: u64,
+    /// Search jobs in progress.
+    searches: HashMap<JobId, search::SearchRun>,
+    /// Trial jobs: their search and trial index.
+    trial_of: HashMap<JobId, (JobId, usize)>,
 }
 
 /// Cloneable handle on the coordinator's state.
@@ -151,6 +156,8 @@ impl State {
             watchers: HashMap::new(),
             liveness,
             session_epoch: 0,
+            searches: HashMap::new(),
+            trial_of: HashMap::new(),
         };
         for w in state.store.load_workers()? {
             state.workers.insert(
@@ -170,6 +177,7 @@ impl State {
         for row in state.store.load_jobs()? {
             state.restore_job(row);
         }
+        state.restore_searches()?;
         Ok(state)
     }
 

@@ -16,6 +16,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("database holds a corrupt {what} record: {source}")]
     Decode { what: &'static str, source: prost::DecodeError },
+    #[error("database holds a corrupt trial record: {0}")]
+    Json(String),
     #[error("database schema version {found} is newer than this coordinator understands ({supported})")]
     SchemaTooNew { found: i64, supported: i64 },
 }
@@ -43,6 +45,13 @@ CREATE TABLE IF NOT EXISTS job_events (
     time_ms INTEGER NOT NULL,
     body    BLOB NOT NULL,
     PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS trials (
+    search_id TEXT NOT NULL,
+    idx       INTEGER NOT NULL,
+    job_id    TEXT NOT NULL,
+    body      TEXT NOT NULL,
+    PRIMARY KEY (search_id, idx)
 );
 CREATE TABLE IF NOT EXISTS workers (
     id            TEXT PRIMARY KEY,
@@ -210,6 +219,24 @@ impl Store {
         let n: i64 =
             self.conn.query_row("SELECT COUNT(*) FROM job_events WHERE job_id = ?1", params![job_id], |r| r.get(0))?;
         Ok(n as u64)
+    }
+
+    /// Inserts or replaces a search trial (its engine record as JSON).
+    pub fn save_trial(&mut self, search_id: &str, trial: &shoal_search::Trial) -> Result<()> {
+        let body = serde_json::to_string(trial).map_err(|e| StoreError::Json(e.to_string()))?;
+        self.conn.execute(
+            "INSERT INTO trials (search_id, idx, job_id, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(search_id, idx) DO UPDATE SET job_id = ?3, body = ?4",
+            params![search_id, trial.index as i64, trial.job_id, body],
+        )?;
+        Ok(())
+    }
+
+    /// A search's trials, by index.
+    pub fn load_trials(&self, search_id: &str) -> Result<Vec<shoal_search::Trial>> {
+        let mut stmt = self.conn.prepare_cached("SELECT body FROM trials WHERE search_id = ?1 ORDER BY idx")?;
+        let rows = stmt.query_map(params![search_id], |r| r.get::<_, String>(0))?;
+        rows.map(|b| serde_json::from_str(&b?).map_err(|e| StoreError::Json(e.to_string()))).collect()
     }
 
     pub fn save_worker(&mut self, w: &WorkerRow) -> Result<()> {

@@ -86,7 +86,7 @@ impl Dataset {
 }
 
 /// Training and validation sets.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Splits {
     pub train: Dataset,
     /// Empty when `validation_split` is 0 and no validation file is given.
@@ -144,6 +144,9 @@ pub fn load(cfg: &DatasetConfig) -> Result<Splits> {
     if train.rows == 0 {
         return Err(TrainError::dataset("dataset.validation_split", "leaves no training samples"));
     }
+    if cfg.train_fraction < 1.0 {
+        train = subset(train, cfg.train_fraction, cfg.seed);
+    }
     if cfg.normalize == Normalize::Standard {
         standardize(&mut train, validation.as_mut());
     }
@@ -164,6 +167,16 @@ fn split(full: Dataset, share: f64, seed: u64) -> (Dataset, Option<Dataset>) {
     train.sort_unstable();
     val.sort_unstable();
     (full.select(&train), Some(full.select(&val)))
+}
+
+/// A seeded random share of the samples (at least one), in their original order.
+fn subset(data: Dataset, share: f64, seed: u64) -> Dataset {
+    let keep = ((data.rows as f64 * share).round() as usize).clamp(1, data.rows);
+    let mut order: Vec<usize> = (0..data.rows).collect();
+    Rng::derive(seed, "subset", 0).shuffle(&mut order);
+    let mut kept = order[..keep].to_vec();
+    kept.sort_unstable();
+    data.select(&kept)
 }
 
 /// Scales every feature to zero mean and unit variance with training-set statistics.
@@ -244,6 +257,23 @@ mod tests {
         assert_eq!(va.rows, 359);
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn train_fraction_keeps_a_seeded_share_and_the_validation_set() {
+        let mut cfg = DatasetConfig {
+            source: DatasetSource::Digits,
+            validation_split: 0.2,
+            seed: 3,
+            normalize: Normalize::Auto,
+            train_fraction: 1.0,
+        };
+        let full = load(&cfg).expect("load");
+        cfg.train_fraction = 0.25;
+        let part = load(&cfg).expect("load");
+        assert_eq!(part.train.rows, (full.train.rows as f64 * 0.25).round() as usize);
+        assert_eq!(part.validation, full.validation);
+        assert_eq!(part, load(&cfg).expect("load"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Running one assigned job: a dedicated thread validates the spec, loads the data, trains with
 //! candle (the loader prefetches on its own thread) and streams reports to the session task.
 
+mod command;
 mod group;
 mod report;
 
@@ -139,6 +140,11 @@ fn run(
             return failed(&job_id, attempt, format!("invalid job spec: {}", lines.join("; ")));
         }
     };
+    if cfg.command.is_some() {
+        let mut host = ReportHost::new(job_id.clone(), attempt, 0, updates.clone(), stop);
+        let dir = ctx.checkpoint_root.join(&job_id);
+        return command::run(&cfg, &job_id, attempt, &dir, &mut host);
+    }
     tracing::info!(dataset = ?cfg.dataset.source, "loading dataset");
     let splits = match data::load(&cfg.dataset) {
         Ok(s) => s,

@@ -48,6 +48,11 @@ impl<'a> ReportHost<'a> {
         self.notice(NoticeLevel::Warn, message);
     }
 
+    /// Sends a metric point as is (external trials).
+    pub fn metric_point(&self, point: MetricPoint) {
+        self.metric(point);
+    }
+
     fn metric(&self, point: MetricPoint) {
         self.send(worker_message::Kind::Metric(JobMetric {
             job_id: self.job_id.clone(),

@@ -1,0 +1,152 @@
+//! A skip connection around a layer that keeps the width of its input: `y = f(x) + x`. The
+//! wrapped layer runs unchanged (fused kernels and split backward included); the wrapper only adds
+//! the input to the output, and the output gradient to the input gradient.
+
+use candle_core::{Result, Tensor};
+
+use super::layer::{Ctx, Deferred, Layer, Param, Saved};
+
+pub struct Residual<L> {
+    inner: L,
+}
+
+impl<L: Layer> Residual<L> {
+    /// Wraps `inner`, whose output must have the shape of its input (checked by the caller, which
+    /// knows the layer's index for the error).
+    pub fn new(inner: L) -> Self {
+        Self { inner }
+    }
+
+    /// `grad_out` for the wrapped layer, and the copy that flows along the skip. Layers may turn
+    /// the gradient they are given into their own in place (the fused linear backward does), so
+    /// the skip needs a copy of its own.
+    fn split(grad_out: Tensor) -> Result<(Tensor, Tensor)> {
+        let skip = grad_out.copy()?;
+        Ok((grad_out, skip))
+    }
+
+    fn join(dx: Tensor, skip: &Tensor) -> Result<Tensor> {
+        let skip = skip.reshape(dx.shape())?;
+        dx + skip
+    }
+}
+
+impl<L: Layer> Layer for Residual<L> {
+    fn kind(&self) -> &'static str {
+        "residual"
+    }
+
+    fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Saved)> {
+        let (y, saved) = self.inner.forward(x, ctx)?;
+        // A new tensor: `y` may share storage with what the inner layer saved.
+        let out = (&y + x.reshape(y.shape())?)?;
+        Ok((out, saved))
+    }
+
+    fn backward(
+        &mut self,
+        saved: Saved,
+        grad_out: Tensor,
+        need_input_grad: bool,
+        threads: usize,
+    ) -> Result<Option<Tensor>> {
+        if !need_input_grad {
+            return self.inner.backward(saved, grad_out, false, threads);
+        }
+        let (grad_out, skip) = Self::split(grad_out)?;
+        match self.inner.backward(saved, grad_out, true, threads)? {
+            Some(dx) => Ok(Some(Self::join(dx, &skip)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn backward_input_first(
+        &mut self,
+        saved: Saved,
+        grad_out: Tensor,
+        threads: usize,
+    ) -> Result<(Option<Tensor>, Option<Deferred>)> {
+        let (grad_out, skip) = Self::split(grad_out)?;
+        let (dx, deferred) = self.inner.backward_input_first(saved, grad_out, threads)?;
+        Ok((dx.map(|dx| Self::join(dx, &skip)).transpose()?, deferred))
+    }
+
+    fn finish_backward(&mut self, deferred: Deferred, threads: usize) -> Result<()> {
+        self.inner.finish_backward(deferred, threads)
+    }
+
+    fn params(&self) -> &[Param] {
+        self.inner.params()
+    }
+
+    fn params_mut(&mut self) -> &mut [Param] {
+        self.inner.params_mut()
+    }
+
+    fn output_dims(&self, input: &[usize]) -> Vec<usize> {
+        self.inner.output_dims(input)
+    }
+
+    fn macs(&self, input: &[usize]) -> u64 {
+        self.inner.macs(input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_common::spec::Activation;
+
+    use super::*;
+    use crate::nn::cell::tests::{Path, check_gradients, random};
+    use crate::nn::{Linear, Mode, cpu};
+    use crate::rng::Rng;
+
+    fn skip_linear(activation: Activation) -> Residual<Linear> {
+        Residual::new(Linear::new("layers.2", 4, 4, activation, &mut Rng::new(6)).expect("linear"))
+    }
+
+    #[test]
+    fn a_skip_linear_adds_its_input() {
+        // Reference: the plain linear layer with the same weights, plus the input.
+        let x = random((3, 4), 1);
+        let plain = Linear::new("layers.2", 4, 4, Activation::Tanh, &mut Rng::new(6)).expect("linear");
+        let skip = skip_linear(Activation::Tanh);
+        for fused in [true, false] {
+            let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
+            ctx.fused = fused;
+            let y = cpu::to_vec(&plain.forward(&x, &mut ctx).expect("plain").0).expect("y");
+            let got = cpu::to_vec(&skip.forward(&x, &mut ctx).expect("skip").0).expect("got");
+            let xs = cpu::to_vec(&x).expect("x");
+            for ((g, y), x) in got.iter().zip(&y).zip(&xs) {
+                assert!((g - (y + x)).abs() <= 1e-6, "fused {fused}: {g} vs {y} + {x}");
+            }
+        }
+        assert_eq!(skip.params().len(), 2);
+        assert_eq!(skip.params()[0].name, "layers.2.weight");
+    }
+
+    #[test]
+    fn skip_linear_gradients_match_finite_differences() {
+        let x = random((3, 4), 2);
+        // Tanh runs the fused kernels on the output, gelu on the pre-activation.
+        for act in [Activation::Tanh, Activation::Gelu, Activation::Identity] {
+            let mut layer = skip_linear(act);
+            for path in [Path::Whole { fused: true }, Path::Whole { fused: false }, Path::Split] {
+                check_gradients(&mut layer, &x, path);
+            }
+        }
+    }
+
+    #[test]
+    fn the_split_backward_leaves_the_parameter_gradients_for_later() {
+        let x = random((3, 4), 3);
+        let mut layer = skip_linear(Activation::Relu);
+        let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
+        let (y, saved) = layer.forward(&x, &mut ctx).expect("forward");
+        let (dx, deferred) = layer.backward_input_first(saved, y.ones_like().expect("ones"), 1).expect("backward");
+        assert!(dx.is_some());
+        assert!(layer.params().iter().all(|p| !p.grad_valid), "parameter gradients came early");
+        layer.finish_backward(deferred.expect("deferred"), 1).expect("finish");
+        assert!(layer.params().iter().all(|p| p.grad_valid));
+    }
+}
