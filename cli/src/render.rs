@@ -85,6 +85,9 @@ pub fn job(j: &Job) -> String {
     }
     if !j.worker_id.is_empty() {
         out.push_str(&format!("\n  worker    {} (attempt {})", j.worker_id, j.attempt));
+        if j.retries > 0 {
+            out.push_str(&format!("\n  restarts  {} after failures", j.retries));
+        }
     }
     out.push_str(&format!("\n  submitted {}", ago(j.submitted_at.as_ref())));
     if j.started_at.is_some() {

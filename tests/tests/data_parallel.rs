@@ -61,7 +61,7 @@ async fn a_killed_rank_is_named_and_fails_the_job_within_the_deadline() -> anyho
     let mut client = coordinator.client().await?;
     let mut workers: Vec<_> =
         (0..3).map(|i| start_worker(dir.path(), &coordinator.url(), 1, &format!("w{i}"))).collect::<Result<_, _>>()?;
-    let spec = with_ranks(LONG_JOB, 3, "collective_timeout = 10");
+    let spec = with_ranks(LONG_JOB, 3, "collective_timeout = 10\nmax_retries = 0");
     let job = client.submit_job(SubmitJobRequest { spec: Some(spec) }).await?.into_inner().job_id;
     watch_until(&mut client, &job, Duration::from_secs(60), |e| train_step(e).is_some_and(|s| s >= 20)).await?;
     let running = get(&mut client, &job).await?;

@@ -56,7 +56,7 @@ async fn a_killed_parameter_server_fails_the_job_naming_it() -> anyhow::Result<(
     let mut server = start_param_server(dir.path(), &coordinator.url(), "ps0")?;
     let text = format!(
         "sync = \"ps\"\n{}\n[parallelism]\ndata = 2\n[ps]\nmode = \"sync\"\n",
-        shoal_tests::LONG_JOB.replace("[training]", "[training]\ncollective_timeout = 10")
+        shoal_tests::LONG_JOB.replace("[training]", "[training]\ncollective_timeout = 10\nmax_retries = 0")
     );
     let job = client
         .submit_job(SubmitJobRequest { spec: Some(shoal_common::spec::parse_toml(&text)?) })

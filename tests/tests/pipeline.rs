@@ -62,7 +62,7 @@ async fn a_killed_stage_is_named_by_its_neighbours_within_the_deadline() -> anyh
     let mut client = coordinator.client().await?;
     let mut workers: Vec<_> =
         (0..3).map(|i| start_worker(dir.path(), &coordinator.url(), 1, &format!("w{i}"))).collect::<Result<_, _>>()?;
-    let text = pipelined(LONG_JOB, 1, 3, "micro_batches = 4", "collective_timeout = 10");
+    let text = pipelined(LONG_JOB, 1, 3, "micro_batches = 4", "collective_timeout = 10\nmax_retries = 0");
     let spec = shoal_common::spec::parse_toml(&text)?;
     let job = client.submit_job(SubmitJobRequest { spec: Some(spec) }).await?.into_inner().job_id;
     watch_until(&mut client, &job, Duration::from_secs(60), |e| train_step(e).is_some_and(|s| s >= 20)).await?;

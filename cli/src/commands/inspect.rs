@@ -24,6 +24,7 @@ fn job_json(j: &shoal_common::proto::Job) -> serde_json::Value {
         "reason": j.reason,
         "worker_id": j.worker_id,
         "attempt": j.attempt,
+        "retries": j.retries,
         "queue_position": j.queue_position,
         "submitted_at_ms": j.submitted_at.as_ref().map(shoal_common::time::timestamp_to_ms),
         "started_at_ms": j.started_at.as_ref().map(shoal_common::time::timestamp_to_ms),

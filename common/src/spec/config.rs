@@ -418,6 +418,8 @@ pub struct TrainingConfig {
     pub accumulate_steps: usize,
     /// Longest wait of any collective operation for a peer.
     pub collective_timeout: std::time::Duration,
+    /// Automatic restarts after infrastructure failures.
+    pub max_retries: u32,
 }
 
 /// What a job needs on its worker.

@@ -16,6 +16,8 @@ const DEFAULT_VALIDATION_SPLIT: f64 = 0.2;
 const DEFAULT_LOG_EVERY: i64 = 10;
 const DEFAULT_MEMORY_MB: i64 = 512;
 const DEFAULT_COLLECTIVE_TIMEOUT_S: f64 = 60.0;
+/// Automatic restarts after infrastructure failures, unless the job says otherwise.
+const DEFAULT_MAX_RETRIES: i64 = 3;
 const DEFAULT_BUCKET_MB: f64 = 25.0;
 const DEFAULT_CHECKSUM_EVERY: i64 = 100;
 /// Most data-parallel ranks one job may ask for.
@@ -246,7 +248,12 @@ fn training(c: &mut Checker, t: Option<&proto::TrainingSpec>) -> TrainingConfig 
     if !(timeout.is_finite() && timeout > 0.0 && timeout <= 86_400.0) {
         c.fail("training.collective_timeout", format!("must be seconds in (0, 86400], got {timeout}"));
     }
+    let max_retries = t.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
+    if !(0..=100).contains(&max_retries) {
+        c.fail("training.max_retries", format!("must be in 0..=100, got {max_retries}"));
+    }
     TrainingConfig {
+        max_retries: max_retries.clamp(0, 100) as u32,
         accumulate_steps,
         collective_timeout: std::time::Duration::from_secs_f64(if timeout.is_finite() && timeout > 0.0 {
             timeout.min(86_400.0)

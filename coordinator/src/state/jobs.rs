@@ -20,6 +20,8 @@ use crate::store::JobRow;
 const WATCH_BUFFER: usize = 256;
 /// Most jobs one list returns.
 const MAX_LIST: usize = 1000;
+/// Longest wait before an automatic restart.
+const RETRY_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 /// Rank states (`RankStatus.state`).
 const RANK_RUNNING: &str = "running";
 
@@ -638,10 +640,65 @@ impl State {
                 let error = if world > 1 { format!("rank {rank} on {}: {error}", self.host_of(worker)) } else { error };
                 tracing::warn!(job_id = %id, worker_id = %worker, error = %error, "job failed");
                 self.stop_ranks(&mut row, Some(rank), "another rank failed");
-                self.set_state(&mut row, JobState::Failed, error, None);
+                self.fail_or_retry(&mut row, error, f.retryable);
             }
         }
         self.schedule();
+    }
+
+    /// Ends a running job after a failure. When the failure came from the infrastructure and the
+    /// job has restarts left, it is requeued to resume from its last checkpoint once every rank
+    /// has stopped and a backoff (1, 2, 4, ... up to 30 s) has passed; otherwise it fails.
+    pub(super) fn fail_or_retry(&mut self, row: &mut JobRow, reason: String, retryable: bool) {
+        let max = row.job.spec.as_ref().and_then(|s| spec::validate(s).ok()).map_or(0, |c| c.training.max_retries);
+        if !retryable || row.job.retries >= max {
+            let reason = if retryable && max > 0 { format!("{reason} (gave up after {max} restarts)") } else { reason };
+            self.set_state(row, JobState::Failed, reason, None);
+            return;
+        }
+        row.job.retries += 1;
+        row.resume_from = row.last_checkpoint.clone();
+        let delay = std::time::Duration::from_secs(1u64 << (row.job.retries - 1).min(5)).min(RETRY_BACKOFF_MAX);
+        let from = if row.resume_from.is_empty() {
+            "from the start".to_owned()
+        } else {
+            format!("from checkpoint {}", row.resume_from)
+        };
+        let why = format!("{reason}; restarting {from} in {}s (restart {} of {max})", delay.as_secs(), row.job.retries);
+        tracing::warn!(job_id = %row.job.job_id, retries = row.job.retries, "job failed; restarting: {why}");
+        self.set_state(row, JobState::Queued, why, None);
+        self.retry_at.push((tokio::time::Instant::now() + delay, JobId::new(row.job.job_id.clone())));
+    }
+
+    /// Queues the restarts whose backoff has passed and whose ranks have all stopped.
+    pub(super) fn requeue_due(&mut self, now: tokio::time::Instant) {
+        let mut due = Vec::new();
+        self.retry_at.retain(|(at, id)| {
+            let ready = *at <= now;
+            if ready {
+                due.push(id.clone());
+            }
+            !ready
+        });
+        let mut queued = false;
+        for id in due {
+            let Some(entry) = self.jobs.get(&id) else { continue };
+            if state_of(&entry.row) != JobState::Queued {
+                continue;
+            }
+            if entry.row.holds_worker {
+                // Some rank has not confirmed that it stopped: look again on the next tick.
+                self.retry_at.push((now, id));
+                continue;
+            }
+            let (priority, seq, demand) =
+                (entry.row.job.spec.as_ref().map_or(0, |s| s.priority), entry.row.seq, entry.demand);
+            self.scheduler.enqueue(id, priority, seq, demand);
+            queued = true;
+        }
+        if queued {
+            self.schedule();
+        }
     }
 
     /// Fails every job that had a rank on a lost worker, and frees what they held.
@@ -657,7 +714,7 @@ impl State {
             let reason = format!("parameter server shard {shard} on {why}");
             tracing::warn!(job_id = %row.job.job_id, node_id = %worker, reason, "job failed: parameter server lost");
             self.stop_ranks(&mut row, None, "a parameter server was lost");
-            self.set_state(&mut row, JobState::Failed, reason, None);
+            self.fail_or_retry(&mut row, reason, true);
         }
         let affected: Vec<JobRow> = self
             .jobs
@@ -674,7 +731,7 @@ impl State {
                 tracing::warn!(job_id = %row.job.job_id, worker_id = %worker, reason, "job failed: worker lost");
                 row.holds_worker = false;
                 self.stop_ranks(&mut row, Some(rank), "another rank's worker was lost");
-                self.set_state(&mut row, JobState::Failed, reason, None);
+                self.fail_or_retry(&mut row, reason, true);
             } else {
                 row.holds_worker = !running_ranks(&row).is_empty();
                 self.store_and_keep(row, Vec::new());
@@ -713,7 +770,7 @@ impl State {
             row.holds_worker = false;
             self.stop_ranks(&mut row, Some(rank), "another rank was lost");
             let why = if row.job.ranks.len() > 1 { format!("rank {rank}: {why}") } else { why };
-            self.set_state(&mut row, JobState::Failed, why, None);
+            self.fail_or_retry(&mut row, why, true);
         } else {
             row.holds_worker = !running_ranks(&row).is_empty();
             self.store_and_keep(row, Vec::new());

@@ -100,6 +100,8 @@ pub(crate) struct State {
     searches: HashMap<JobId, search::SearchRun>,
     /// Trial jobs: their search and trial index.
     trial_of: HashMap<JobId, (JobId, usize)>,
+    /// Jobs waiting out the backoff of an automatic restart.
+    retry_at: Vec<(Instant, JobId)>,
 }
 
 /// Cloneable handle on the coordinator's state.
@@ -158,6 +160,7 @@ impl State {
             session_epoch: 0,
             searches: HashMap::new(),
             trial_of: HashMap::new(),
+            retry_at: Vec::new(),
         };
         for w in state.store.load_workers()? {
             state.workers.insert(

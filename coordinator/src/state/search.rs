@@ -134,6 +134,14 @@ impl State {
         Ok(())
     }
 
+    /// Time limits of searches pass without any event: check them on the liveness tick.
+    pub(super) fn drive_searches_on_tick(&mut self) {
+        let over = self.searches.values().any(|r| r.engine.over_time(r.now_s()));
+        if over {
+            self.schedule();
+        }
+    }
+
     /// Starts trials of every search that has room; returns how many were created.
     pub(super) fn drive_searches(&mut self) -> usize {
         let ids: Vec<JobId> = self.searches.keys().cloned().collect();

@@ -23,7 +23,17 @@ fn liveness() -> Liveness {
     }
 }
 
+/// A small job that fails for good on its first infrastructure failure (most tests look at the
+/// failure itself; restarts have their own test).
 fn job_spec(name: &str, cpus: i64) -> JobSpec {
+    let mut spec = retrying_spec(name, cpus);
+    if let Some(t) = spec.training.as_mut() {
+        t.max_retries = Some(0);
+    }
+    spec
+}
+
+fn retrying_spec(name: &str, cpus: i64) -> JobSpec {
     spec::parse_toml(&format!(
         "name = \"{name}\"\n[model]\nkind = \"mlp\"\nlayers = [{{ width = 8 }}]\n[dataset]\nkind = \"digits\"\n\
          [training]\nbatch_size = 16\nsteps = 10\n[resources]\ncpus = {cpus}\n"
@@ -81,6 +91,7 @@ fn finish(c: &Coordinator, w: &WorkerId, epoch: u64, job: &str, attempt: u32, ou
             result: Some(JobResult { validation_accuracy: Some(0.95), ..Default::default() }),
             checkpoint: checkpoint.into(),
             step: 7,
+            retryable: false,
         }),
     );
 }
@@ -440,4 +451,91 @@ async fn an_interrupted_gang_requeues_from_rank_zeros_checkpoint_once_every_rank
     let (a2, a3) = (assignment(&mut rx2), assignment(&mut rx3));
     assert_eq!((a2.attempt, a2.resume_from.as_str()), (2, "/ckpt/60"));
     assert_eq!(a3.resume_from, "/ckpt/60");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_on_a_lost_worker_restarts_from_its_checkpoint_after_a_backoff() {
+    let c = coordinator();
+    let job = c.lock().submit(Some(retrying_spec("a", 1))).expect("submit").job_id;
+    let (w1, e1, mut rx1) = connect(&c, 2, "", vec![]);
+    let (_, attempt, _) = assigned(&mut rx1);
+    send(
+        &c,
+        &w1,
+        e1,
+        worker_message::Kind::Checkpointed(shoal_common::proto::JobCheckpointed {
+            job_id: job.clone(),
+            attempt,
+            step: 5,
+            path: "/ckpt/step-5".into(),
+        }),
+    );
+    // The only worker goes silent and is lost: the job waits, queued, for its backoff.
+    tokio::time::advance(Duration::from_secs(6)).await;
+    c.lock().tick(Instant::now());
+    let view = c.lock().get(&job).expect("job");
+    assert_eq!(view.state, JobState::Queued as i32, "{}", view.reason);
+    assert_eq!(view.retries, 1);
+    assert!(view.reason.contains("restarting from checkpoint /ckpt/step-5 in 1s (restart 1 of 3)"), "{}", view.reason);
+    let (w2, _, mut rx2) = connect(&c, 2, "", vec![]);
+    assert!(next_kind(&mut rx2).is_none(), "not before the backoff passed");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    c.lock().tick(Instant::now());
+    let (id, attempt, resume_from) = assigned(&mut rx2);
+    assert_eq!((id.as_str(), attempt, resume_from.as_str()), (job.as_str(), 2, "/ckpt/step-5"));
+    assert_eq!(c.lock().get(&job).expect("job").worker_id, w2.to_string());
+    // Stale reports of the first attempt are fenced off.
+    finish(&c, &w1, e1, &job, 1, Outcome::Succeeded, "");
+    assert_eq!(state(&c, &job), JobState::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarts_stop_at_the_budget_and_job_errors_are_not_retried() {
+    let c = coordinator();
+    let mut spec = retrying_spec("a", 1);
+    spec.training.as_mut().expect("training").max_retries = Some(1);
+    let job = c.lock().submit(Some(spec)).expect("submit").job_id;
+    let (w, e, mut rx) = connect(&c, 2, "", vec![]);
+    let retryable = |c: &Coordinator, w: &WorkerId, e: u64, attempt: u32, retryable: bool| {
+        send(
+            c,
+            w,
+            e,
+            worker_message::Kind::Finished(JobFinished {
+                job_id: job.clone(),
+                attempt,
+                outcome: Outcome::Failed as i32,
+                error: "rank 1 left the ring".into(),
+                retryable,
+                ..Default::default()
+            }),
+        );
+    };
+    let (_, attempt, _) = assigned(&mut rx);
+    retryable(&c, &w, e, attempt, true);
+    assert_eq!(state(&c, &job), JobState::Queued);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    c.lock().tick(Instant::now());
+    let (_, attempt, _) = assigned(&mut rx);
+    assert_eq!(attempt, 2);
+    retryable(&c, &w, e, attempt, true);
+    let view = c.lock().get(&job).expect("job");
+    assert_eq!(view.state, JobState::Failed as i32);
+    assert!(view.reason.ends_with("(gave up after 1 restarts)"), "{}", view.reason);
+
+    let other = c.lock().submit(Some(retrying_spec("b", 1))).expect("submit").job_id;
+    let (_, attempt, _) = assigned(&mut rx);
+    send(
+        &c,
+        &w,
+        e,
+        worker_message::Kind::Finished(JobFinished {
+            job_id: other.clone(),
+            attempt,
+            outcome: Outcome::Failed as i32,
+            error: "cannot load the dataset".into(),
+            ..Default::default()
+        }),
+    );
+    assert_eq!(state(&c, &other), JobState::Failed, "a job's own error is not retried");
 }

@@ -203,6 +203,8 @@ impl State {
         for (id, why) in lost {
             self.worker_lost(&id, &why);
         }
+        self.requeue_due(now);
+        self.drive_searches_on_tick();
         self.prune_watchers();
     }
 

@@ -159,7 +159,8 @@ fn run(
     let rank = assignment.rank as usize;
     let mut joined = match group::join(&assignment, &cfg, ctx, updates, rendezvous) {
         Ok(c) => c,
-        Err(e) => return failed(&job_id, attempt, e),
+        // Joining the other ranks failed: a peer is gone or unreachable.
+        Err(e) => return JobFinished { retryable: true, ..failed(&job_id, attempt, e) },
     };
     let stages = cfg.parallel.pipeline.stages;
     let resume_from = (!assignment.resume_from.is_empty())

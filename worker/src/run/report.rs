@@ -185,6 +185,12 @@ pub fn finished(job_id: &str, attempt: u32, world: usize, outcome: Result<TrainO
             checkpoint: checkpoint.map(|p| p.display().to_string()).unwrap_or_default(),
             ..base
         },
-        Err(e) => JobFinished { outcome: Outcome::Failed as i32, error: e.to_string(), ..base },
+        Err(e) => JobFinished {
+            outcome: Outcome::Failed as i32,
+            // A peer or link failed; the job itself may well succeed from its checkpoint.
+            retryable: matches!(e, TrainError::Collective(_)),
+            error: e.to_string(),
+            ..base
+        },
     }
 }
