@@ -12,6 +12,8 @@ use crate::error::CliError;
 pub struct Target {
     pub url: String,
     pub timeout: Duration,
+    /// Bearer token for the coordinator's client API; empty = none.
+    pub token: String,
 }
 
 impl Target {
@@ -22,7 +24,12 @@ impl Target {
         let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
         url.parse::<tonic::transport::Uri>()
             .map_err(|e| CliError::usage(format!("--coordinator `{url}` is not a URL: {e}")))?;
-        Ok(Self { url, timeout: Duration::from_secs(timeout_s) })
+        Ok(Self { url, timeout: Duration::from_secs(timeout_s), token: String::new() })
+    }
+
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = token.to_owned();
+        self
     }
 
     pub async fn connect(&self) -> Result<JobServiceClient<Channel>, CliError> {
@@ -44,6 +51,7 @@ impl Target {
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(message);
         r.set_timeout(self.timeout);
+        shoal_common::auth::attach(&mut r, &self.token);
         r
     }
 }

@@ -27,6 +27,9 @@ struct Cli {
     /// Seconds to wait for the coordinator on each request.
     #[arg(long, global = true, default_value_t = 10)]
     timeout: u64,
+    /// Bearer token for the coordinator (SHOAL_TOKEN).
+    #[arg(long, global = true, env = "SHOAL_TOKEN", default_value = "", hide_env_values = true)]
+    token: String,
     /// Log format of the client's own diagnostics: pretty or json.
     #[arg(long, global = true, default_value = "pretty")]
     log_format: String,
@@ -162,7 +165,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
-    let target = client::Target::new(&cli.coordinator, cli.timeout)?;
+    let target = client::Target::new(&cli.coordinator, cli.timeout)?.with_token(&cli.token);
     match cli.command {
         Command::Submit { file, watch, priority, no_path_check } => {
             commands::submit::run(&target, &file, watch, priority, !no_path_check).await

@@ -1,6 +1,7 @@
 //! Shared by every Shoal crate: the generated wire protocol, id newtypes, job specs and their
 //! validation, the error-to-status mapping, version checks and tracing set-up. No policy lives here.
 
+pub mod auth;
 pub mod chunks;
 pub mod config;
 pub mod ids;

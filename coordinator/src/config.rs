@@ -25,6 +25,14 @@ pub struct CoordinatorConfig {
     pub log_format: LogFormat,
     /// Log filter in `RUST_LOG` syntax.
     pub log: String,
+    /// Bearer token clients must present (`SHOAL_CLIENT_TOKEN`); empty = none.
+    pub client_token: String,
+    /// File of per-user client tokens, one `NAME TOKEN` per line (`SHOAL_TOKENS_FILE`).
+    pub tokens_file: String,
+    /// Token workers and parameter servers must present to join (`SHOAL_JOIN_TOKEN`); empty = none.
+    pub join_token: String,
+    /// Listen on a non-loopback address although traffic is not encrypted (no TLS in this build).
+    pub insecure_listen: bool,
 }
 
 impl Default for CoordinatorConfig {
@@ -37,6 +45,10 @@ impl Default for CoordinatorConfig {
             reconnect_grace_ms: 10_000,
             log_format: LogFormat::Pretty,
             log: "info".into(),
+            client_token: String::new(),
+            tokens_file: String::new(),
+            join_token: String::new(),
+            insecure_listen: false,
         }
     }
 }
@@ -58,7 +70,31 @@ impl CoordinatorConfig {
         if self.database.as_os_str().is_empty() {
             return Err("database: must not be empty".into());
         }
+        if !addr.ip().is_loopback() && !self.insecure_listen {
+            return Err(format!(
+                "listen: {addr} is not a loopback address, and this coordinator has no TLS: traffic (tokens included) \
+                 would cross the network in clear; set insecure_listen = true (--insecure-listen) to accept that"
+            ));
+        }
+        for (key, token) in [("client_token", &self.client_token), ("join_token", &self.join_token)] {
+            if !token.is_empty() && token.len() < 16 {
+                return Err(format!("{key}: must be at least 16 characters"));
+            }
+        }
         Ok(addr)
+    }
+
+    /// Tokens for the client API: `client_token` (as user "default") and the tokens file.
+    pub fn client_tokens(&self) -> Result<shoal_common::auth::Tokens, String> {
+        let mut entries = vec![("default".to_owned(), self.client_token.clone())];
+        if !self.tokens_file.is_empty() {
+            entries.extend(shoal_common::auth::read_tokens_file(std::path::Path::new(&self.tokens_file))?);
+        }
+        Ok(shoal_common::auth::Tokens::new("client", entries))
+    }
+
+    pub fn join_tokens(&self) -> shoal_common::auth::Tokens {
+        shoal_common::auth::Tokens::new("join", vec![("worker".to_owned(), self.join_token.clone())])
     }
 
     pub fn liveness(&self) -> Liveness {

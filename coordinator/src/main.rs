@@ -36,6 +36,18 @@ struct Args {
     /// Log filter (RUST_LOG syntax).
     #[arg(long)]
     log: Option<String>,
+    /// Bearer token clients must present (prefer SHOAL_CLIENT_TOKEN: flags show in `ps`).
+    #[arg(long)]
+    client_token: Option<String>,
+    /// File of per-user client tokens (`NAME TOKEN` per line).
+    #[arg(long)]
+    tokens_file: Option<PathBuf>,
+    /// Token workers and parameter servers must present (prefer SHOAL_JOIN_TOKEN).
+    #[arg(long)]
+    join_token: Option<String>,
+    /// Allow a non-loopback listen address without TLS.
+    #[arg(long)]
+    insecure_listen: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +60,10 @@ fn main() -> std::process::ExitCode {
         ("reconnect_grace_ms", args.reconnect_grace_ms.map(|v| v.to_string())),
         ("log_format", args.log_format.clone()),
         ("log", args.log.clone()),
+        ("client_token", args.client_token.clone()),
+        ("tokens_file", args.tokens_file.as_ref().map(|p| p.display().to_string())),
+        ("join_token", args.join_token.clone()),
+        ("insecure_listen", args.insecure_listen.then(|| "true".to_owned())),
     ];
     let config: CoordinatorConfig = match shoal_common::config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,

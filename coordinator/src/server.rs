@@ -63,11 +63,23 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
     let addr = config.validate().map_err(StartError::Config)?;
     let store = Store::open(&config.database).map_err(crate::error::CoordinatorError::from)?;
     let coordinator = Coordinator::new(store, config.liveness())?;
+    let client_tokens = config.client_tokens().map_err(StartError::Config)?;
+    let join_tokens = config.join_tokens();
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-    if !local.ip().is_loopback() {
-        tracing::warn!(addr = %local, "listening on a non-loopback address without TLS or authentication");
+    if local.ip().is_loopback() {
+        tracing::info!(addr = %local, "listening on loopback only (no TLS in this build; insecure_listen opens other addresses)");
+    } else {
+        tracing::warn!(addr = %local, "listening on a non-loopback address without TLS (insecure_listen)");
     }
+    if client_tokens.is_open() {
+        tracing::warn!("no client token configured: anyone who reaches the port can submit and cancel jobs");
+    }
+    if join_tokens.is_open() {
+        tracing::warn!("no join token configured: anyone who reaches the port can join as a worker");
+    }
+    let check_client = move |req: tonic::Request<()>| client_tokens.check(req.metadata()).map(|_| req);
+    let check_join = move |req: tonic::Request<()>| join_tokens.check(req.metadata()).map(|_| req);
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -85,8 +97,14 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(JobServiceServer::new(JobApi::new(coordinator.clone(), shutdown.clone())))
-        .add_service(WorkerServiceServer::new(WorkerApi::new(coordinator.clone(), shutdown.clone())));
+        .add_service(JobServiceServer::with_interceptor(
+            JobApi::new(coordinator.clone(), shutdown.clone()),
+            check_client,
+        ))
+        .add_service(WorkerServiceServer::with_interceptor(
+            WorkerApi::new(coordinator.clone(), shutdown.clone()),
+            check_join,
+        ));
     let stop = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) =

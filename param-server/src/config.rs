@@ -14,6 +14,8 @@ pub struct ParamServerConfig {
     pub advertise: String,
     /// Name reported to the coordinator; empty = the host name.
     pub hostname: String,
+    /// Token the coordinator requires to join (`SHOAL_JOIN_TOKEN`); empty = none.
+    pub join_token: String,
     pub connect_timeout_ms: u64,
     pub max_backoff_ms: u64,
     pub log_format: LogFormat,
@@ -27,6 +29,7 @@ impl Default for ParamServerConfig {
             listen: "127.0.0.1:0".into(),
             advertise: String::new(),
             hostname: String::new(),
+            join_token: String::new(),
             connect_timeout_ms: 5_000,
             max_backoff_ms: 10_000,
             log_format: LogFormat::Pretty,

@@ -34,6 +34,9 @@ struct Args {
     /// Name reported to the coordinator.
     #[arg(long)]
     hostname: Option<String>,
+    /// Token the coordinator requires to join (prefer SHOAL_JOIN_TOKEN).
+    #[arg(long)]
+    join_token: Option<String>,
     #[arg(long)]
     log_format: Option<String>,
     #[arg(long)]
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         ("listen", args.listen.clone()),
         ("advertise", args.advertise.clone()),
         ("hostname", args.hostname.clone()),
+        ("join_token", args.join_token.clone()),
         ("log_format", args.log_format.clone()),
         ("log", args.log.clone()),
     ];

@@ -64,7 +64,7 @@ pub async fn run(
     let mut worker_id = String::new();
     let mut pause = Duration::from_millis(200);
     while !stop.is_cancelled() {
-        match session(&url, &info, &mut worker_id, timeout, &registry, &stop).await {
+        match session(&url, &info, &cfg.join_token, &mut worker_id, timeout, &registry, &stop).await {
             Ok(()) => return Ok(()),
             Err(Failure::Refused(why)) => return Err(why),
             Err(Failure::Lost(why)) => {
@@ -88,6 +88,7 @@ enum Failure {
 async fn session(
     url: &str,
     info: &WorkerInfo,
+    join_token: &str,
     worker_id: &mut String,
     timeout: Duration,
     registry: &Registry,
@@ -100,15 +101,17 @@ async fn session(
     let channel =
         tokio::time::timeout(timeout, endpoint.connect()).await.map_err(|e| lost(&e))?.map_err(|e| lost(&e))?;
     let mut client = WorkerServiceClient::new(channel);
-    let registered = tokio::time::timeout(
-        timeout,
-        client.register(RegisterRequest { info: Some(info.clone()), worker_id: worker_id.clone() }),
-    )
-    .await
-    .map_err(|e| lost(&e))?;
+    let mut request = tonic::Request::new(RegisterRequest { info: Some(info.clone()), worker_id: worker_id.clone() });
+    shoal_common::auth::attach(&mut request, join_token);
+    let registered = tokio::time::timeout(timeout, client.register(request)).await.map_err(|e| lost(&e))?;
     let resp = match registered {
         Ok(r) => r.into_inner(),
-        Err(s) if matches!(s.code(), tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument) => {
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument | tonic::Code::Unauthenticated
+            ) =>
+        {
             return Err(Failure::Refused(s.message().to_owned()));
         }
         Err(s) => return Err(lost(&shoal_common::status::describe(&s))),
@@ -120,7 +123,9 @@ async fn session(
     let (out, rx) = mpsc::channel(16);
     let hello = Hello { worker_id: worker_id.clone(), running: Vec::new(), draining: false };
     out.send(WorkerMessage { kind: Some(worker_message::Kind::Hello(hello)) }).await.map_err(|e| lost(&e))?;
-    let mut inbound = tokio::time::timeout(timeout, client.session(ReceiverStream::new(rx)))
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    shoal_common::auth::attach(&mut request, join_token);
+    let mut inbound = tokio::time::timeout(timeout, client.session(request))
         .await
         .map_err(|e| lost(&e))?
         .map_err(|s| lost(&shoal_common::status::describe(&s)))?

@@ -146,8 +146,20 @@ impl Coordinator {
 
 /// Starts a worker process for `coordinator_url` offering `cpus` cores.
 pub fn start_worker(dir: &Path, coordinator_url: &str, cpus: u32, name: &str) -> Result<Proc> {
+    start_worker_with(dir, coordinator_url, cpus, name, &[])
+}
+
+/// Like [`start_worker`], with extra environment variables (a join token, say).
+pub fn start_worker_with(
+    dir: &Path,
+    coordinator_url: &str,
+    cpus: u32,
+    name: &str,
+    env: &[(&str, &str)],
+) -> Result<Proc> {
     let log = dir.join(format!("{name}.log"));
     let child = Command::new(bin("shoal-worker"))
+        .envs(env.iter().copied())
         .args(["--coordinator", coordinator_url, "--cpus", &cpus.to_string(), "--hostname", name])
         .arg("--checkpoint-dir")
         .arg(dir.join("checkpoints"))

@@ -31,6 +31,8 @@ pub struct WorkerConfig {
     pub drain_timeout_ms: u64,
     /// Name reported to the coordinator; empty = the host name.
     pub hostname: String,
+    /// Token the coordinator requires to join (`SHOAL_JOIN_TOKEN`); empty = none.
+    pub join_token: String,
     pub log_format: LogFormat,
     pub log: String,
 }
@@ -49,6 +51,7 @@ impl Default for WorkerConfig {
             max_backoff_ms: 10_000,
             drain_timeout_ms: 120_000,
             hostname: String::new(),
+            join_token: String::new(),
             log_format: LogFormat::Pretty,
             log: "info".into(),
         }

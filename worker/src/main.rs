@@ -44,6 +44,9 @@ struct Args {
     /// Name reported to the coordinator (default: host name).
     #[arg(long)]
     hostname: Option<String>,
+    /// Token the coordinator requires to join (prefer SHOAL_JOIN_TOKEN: flags show in `ps`).
+    #[arg(long)]
+    join_token: Option<String>,
     /// Log format: pretty or json.
     #[arg(long, global = true)]
     log_format: Option<String>,
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
         ("data_listen", args.data_listen.clone()),
         ("data_advertise", args.data_advertise.clone()),
         ("hostname", args.hostname.clone()),
+        ("join_token", args.join_token.clone()),
         ("log_format", args.log_format.clone()),
         ("log", args.log.clone()),
     ];

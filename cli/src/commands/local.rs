@@ -96,6 +96,20 @@ pub fn prepare_dir(data_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
     Ok(dir)
 }
 
+/// Writes a credential readable by its owner only.
+fn write_secret(path: &Path, value: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| CliError::unavailable(format!("cannot write {}: {e}", path.display())))?;
+    f.write_all(value.as_bytes()).map_err(|e| CliError::unavailable(format!("cannot write {}: {e}", path.display())))
+}
+
 pub async fn run(
     file: Option<&Path>,
     workers: Option<u32>,
@@ -124,7 +138,13 @@ pub async fn run(
     }
     let worker_bin = worker_binary()?;
 
+    // Throw-away credentials: only this command's processes know them.
+    let client_token = shoal_common::auth::generate();
+    let join_token = shoal_common::auth::generate();
+    write_secret(&dir.join("client-token"), &client_token)?;
     let config = CoordinatorConfig {
+        client_token: client_token.clone(),
+        join_token: join_token.clone(),
         listen: "127.0.0.1:0".into(),
         database: dir.join("coordinator.db"),
         heartbeat_interval_ms: 1_000,
@@ -154,6 +174,7 @@ pub async fn run(
             .arg("--checkpoint-dir")
             .arg(dir.join("checkpoints"))
             .env("RAYON_NUM_THREADS", cpus.to_string())
+            .env("SHOAL_JOIN_TOKEN", &join_token)
             .env_remove("SHOAL_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -172,6 +193,7 @@ pub async fn run(
                 .map_err(|e| CliError::unavailable(format!("cannot create {}: {e}", log_path.display())))?;
             let child = Command::new(&bin)
                 .args(["--coordinator", &url, "--hostname", &format!("local-ps-{i}")])
+                .env("SHOAL_JOIN_TOKEN", &join_token)
                 .env_remove("SHOAL_CONFIG")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -185,7 +207,7 @@ pub async fn run(
     }
     let mut cluster = Cluster { coordinator, workers: children };
 
-    let target = Target::new(&url, timeout_s)?;
+    let target = Target::new(&url, timeout_s)?.with_token(&client_token);
     let submitted = async {
         let mut client = target.connect().await?;
         let response = client.submit_job(target.request(SubmitJobRequest { spec: Some(job.spec.clone()) })).await?;

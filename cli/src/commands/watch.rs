@@ -50,7 +50,9 @@ async fn follow(target: &Target, job_id: &str, after: &mut u64, view: &mut View)
     let mut client = target.connect().await?;
     // Only the call itself has a deadline: the stream lives as long as the job, and HTTP/2
     // keep-alives detect a dead connection.
-    let call = client.watch_job(WatchJobRequest { job_id: job_id.into(), after_seq: *after });
+    let mut request = tonic::Request::new(WatchJobRequest { job_id: job_id.into(), after_seq: *after });
+    shoal_common::auth::attach(&mut request, &target.token);
+    let call = client.watch_job(request);
     let mut stream = tokio::time::timeout(target.timeout, call)
         .await
         .map_err(|_| CliError::unavailable("the coordinator did not answer the watch request in time"))??

@@ -186,12 +186,19 @@ impl Worker {
             info: Some(self.info()),
             worker_id: self.worker_id.as_ref().map(ToString::to_string).unwrap_or_default(),
         };
+        let mut request = tonic::Request::new(request);
+        shoal_common::auth::attach(&mut request, &self.config.join_token);
         let response = timeout(t, client.register(request))
             .await
             .map_err(|_| ConnectError::Unavailable(format!("no answer to register within {t:?}")))?;
         let response = match response {
             Ok(r) => r.into_inner(),
-            Err(status) if matches!(status.code(), tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument) => {
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument | tonic::Code::Unauthenticated
+                ) =>
+            {
                 return Err(ConnectError::Refused(status.message().to_owned()));
             }
             Err(status) => {
@@ -216,7 +223,9 @@ impl Worker {
         if out.send(WorkerMessage { kind: Some(worker_message::Kind::Hello(hello)) }).await.is_err() {
             return SessionEnd::Lost("session closed before hello".into());
         }
-        let mut inbound = match timeout(t, client.session(ReceiverStream::new(out_rx))).await {
+        let mut request = tonic::Request::new(ReceiverStream::new(out_rx));
+        shoal_common::auth::attach(&mut request, &self.config.join_token);
+        let mut inbound = match timeout(t, client.session(request)).await {
             Ok(Ok(r)) => r.into_inner(),
             Ok(Err(status)) => return SessionEnd::Lost(shoal_common::status::describe(&status)),
             Err(_) => return SessionEnd::Lost(format!("no session within {t:?}")),
