@@ -65,6 +65,15 @@ impl Proc {
         signal(&self.child, libc::SIGTERM);
     }
 
+    /// Freezes the process (a stall, not a death).
+    pub fn sigstop(&self) {
+        signal(&self.child, libc::SIGSTOP);
+    }
+
+    pub fn sigcont(&self) {
+        signal(&self.child, libc::SIGCONT);
+    }
+
     /// Waits for the process to exit, up to `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> Result<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use shoal_common::proto::{JobState, SubmitJobRequest, job_event};
-use shoal_tests::{Coordinator, get, start_worker, state_of, train_step, wait_terminal, watch_until};
+use shoal_tests::{
+    Coordinator, Proc, get, start_param_server, start_worker, state_of, train_step, wait_terminal, watch_until,
+};
 
 /// Two ranks on digits, long enough to be killed mid-run, checkpoints every 100 steps.
 const TWO_RANKS: &str = r#"
@@ -29,33 +31,44 @@ collective_timeout = 10
 data = 2
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_rank_restarts_the_job_from_its_checkpoint_on_the_spare_worker() -> anyhow::Result<()> {
+/// Runs `text` on three workers (and `servers` parameter servers), hits one process with `fault`
+/// once training passed step 230, and checks that the job restarted once from a checkpoint and
+/// still reached digits accuracy. Returns the job's events and how long the fault took to heal.
+async fn survive(
+    text: &str,
+    servers: usize,
+    fault: impl FnOnce(&shoal_common::proto::Job, &mut [Proc], &mut [Proc]) -> Option<String>,
+) -> anyhow::Result<(Vec<shoal_common::proto::JobEvent>, Duration)> {
     let dir = tempfile::tempdir()?;
     let coordinator = Coordinator::start(dir.path(), &dir.path().join("c.db"), &[])?;
     let mut client = coordinator.client().await?;
     let mut workers: Vec<_> =
         (0..3).map(|i| start_worker(dir.path(), &coordinator.url(), 1, &format!("w{i}"))).collect::<Result<_, _>>()?;
-    shoal_tests::wait_registered(&mut client, 3, 0, Duration::from_secs(30)).await?;
-    let spec = shoal_common::spec::parse_toml(TWO_RANKS)?;
+    let mut ps: Vec<_> = (0..servers)
+        .map(|i| start_param_server(dir.path(), &coordinator.url(), &format!("ps{i}")))
+        .collect::<Result<_, _>>()?;
+    shoal_tests::wait_registered(&mut client, 3, servers, Duration::from_secs(30)).await?;
+    let spec = shoal_common::spec::parse_toml(text)?;
     let job = client.submit_job(SubmitJobRequest { spec: Some(spec) }).await?.into_inner().job_id;
     watch_until(&mut client, &job, Duration::from_secs(120), |e| train_step(e).is_some_and(|s| s >= 230)).await?;
     let running = get(&mut client, &job).await?;
-    let victim = running.ranks[1].worker_id.clone();
-    let list = client.list_workers(shoal_common::proto::ListWorkersRequest {}).await?.into_inner().workers;
-    let host = list.iter().find(|w| w.worker_id == victim).and_then(|w| w.info.as_ref()).map(|i| i.hostname.clone());
-    let index: usize = host.unwrap_or_default().trim_start_matches('w').parse()?;
-    workers[index].sigkill();
-    let killed = std::time::Instant::now();
+    let avoided = fault(&running, &mut workers, &mut ps);
+    let hit = std::time::Instant::now();
 
     let done = wait_terminal(&mut client, &job, Duration::from_secs(180)).await?;
+    let healed = hit.elapsed();
     assert_eq!(state_of(&done), JobState::Succeeded, "{}", done.reason);
     assert_eq!(done.retries, 1, "one automatic restart");
     assert_eq!(done.attempt, 2);
-    assert!(done.ranks.iter().all(|r| r.worker_id != victim), "the restart avoided the dead worker");
+    if let Some(bad) = avoided {
+        assert!(done.ranks.iter().all(|r| r.worker_id != bad), "the restart avoided the faulty worker");
+        assert!(done.ps_shards.iter().all(|s| s.node_id != bad), "the restart avoided the faulty server");
+    }
     let accuracy = done.result.as_ref().and_then(|r| r.validation_accuracy).unwrap_or(0.0);
     assert!(accuracy >= 0.90, "accuracy {accuracy}");
-
+    for w in &workers {
+        w.sigcont();
+    }
     let events = watch_until(
         &mut client,
         &job,
@@ -63,7 +76,11 @@ async fn a_killed_rank_restarts_the_job_from_its_checkpoint_on_the_spare_worker(
         |e| matches!(&e.kind, Some(job_event::Kind::State(s)) if s.state == JobState::Succeeded as i32),
     )
     .await?;
-    let restart = events
+    Ok((events, healed))
+}
+
+fn restart_reason(events: &[shoal_common::proto::JobEvent]) -> String {
+    events
         .iter()
         .find_map(|e| match &e.kind {
             Some(job_event::Kind::State(s))
@@ -73,7 +90,19 @@ async fn a_killed_rank_restarts_the_job_from_its_checkpoint_on_the_spare_worker(
             }
             _ => None,
         })
-        .expect("a restart event");
+        .expect("a restart event")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_rank_restarts_the_job_from_its_checkpoint_on_the_spare_worker() -> anyhow::Result<()> {
+    let (events, healed) = survive(TWO_RANKS, 0, |job, workers, _| {
+        let victim = job.ranks[1].worker_id.clone();
+        let index = workers.iter().position(|w| w.log_text().contains(&victim)).expect("victim's log names it");
+        workers[index].sigkill();
+        Some(victim)
+    })
+    .await?;
+    let restart = restart_reason(&events);
     assert!(restart.contains("from checkpoint") && restart.contains("restart 1 of 3"), "{restart}");
     // The second attempt resumed at a checkpoint step: at most one checkpoint interval was lost.
     let resumed = events
@@ -85,6 +114,59 @@ async fn a_killed_rank_restarts_the_job_from_its_checkpoint_on_the_spare_worker(
         .expect("a resume notice");
     let step: u64 = resumed.trim_end_matches(|c: char| !c.is_ascii_digit()).parse()?;
     assert!(step >= 200 && step % 100 == 0, "resumed at {step}");
-    eprintln!("fault to success: {:?}; resumed at step {step}; restart event: {restart}", killed.elapsed());
+    eprintln!("fault to success: {healed:?}; resumed at step {step}; restart event: {restart}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_pipeline_stage_restarts_from_the_stage_checkpoints() -> anyhow::Result<()> {
+    let text = TWO_RANKS.replace("data = 2", "data = 1\npipeline = 2\n[pipeline]\nmicro_batches = 4");
+    let (events, healed) = survive(&text, 0, |job, workers, _| {
+        let victim = job.ranks[1].worker_id.clone();
+        let index = workers.iter().position(|w| w.log_text().contains(&victim)).expect("victim's log names it");
+        workers[index].sigkill();
+        Some(victim)
+    })
+    .await?;
+    let restart = restart_reason(&events);
+    assert!(restart.contains("from checkpoint") && restart.contains("stage-0"), "{restart}");
+    eprintln!("pipeline stage fault to success: {healed:?}; {restart}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_parameter_server_restarts_the_job_on_the_other_server() -> anyhow::Result<()> {
+    let text = TWO_RANKS
+        .replace("momentum = 0.9", "")
+        .replace("[parallelism]", "[ps]\nshards = 1\nmode = \"sync\"\n[parallelism]")
+        .replacen("name = \"recovering\"", "name = \"recovering\"\nsync = \"ps\"", 1);
+    let (events, healed) = survive(&text, 2, |job, _, servers| {
+        let victim = job.ps_shards[0].node_id.clone();
+        let index = servers.iter().position(|s| s.log_text().contains(&victim)).expect("server's log names it");
+        servers[index].sigkill();
+        Some(victim)
+    })
+    .await?;
+    let restart = restart_reason(&events);
+    assert!(restart.contains("parameter server shard 0"), "{restart}");
+    eprintln!("parameter server fault to success: {healed:?}; {restart}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_worker_is_detected_and_the_job_recovers_elsewhere() -> anyhow::Result<()> {
+    let (events, healed) = survive(TWO_RANKS, 0, |job, workers, _| {
+        let victim = job.ranks[1].worker_id.clone();
+        let index = workers.iter().position(|w| w.log_text().contains(&victim)).expect("victim's log names it");
+        workers[index].sigstop();
+        Some(victim)
+    })
+    .await?;
+    let restart = restart_reason(&events);
+    assert!(
+        restart.contains("stalled") || restart.contains("no heartbeat") || restart.contains("sent nothing"),
+        "{restart}"
+    );
+    eprintln!("stall to success: {healed:?}; {restart}");
     Ok(())
 }

@@ -547,7 +547,8 @@ impl State {
     }
 
     pub(super) fn on_checkpointed(&mut self, worker: &WorkerId, c: JobCheckpointed) {
-        if let Some((mut row, _)) = self.reported_job(worker, &c.job_id, c.attempt) {
+        // Rank 0 names the checkpoint to resume from; pipeline stages derive theirs from it.
+        if let Some((mut row, 0)) = self.reported_job(worker, &c.job_id, c.attempt) {
             row.last_checkpoint = c.path;
             self.store_and_keep(row, Vec::new());
         }
