@@ -83,3 +83,48 @@ fn a_non_loopback_listen_address_needs_an_explicit_opt_in() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listen: 0.0.0.0:0 is not a loopback address") && err.contains("insecure_listen"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_paths_outside_the_workers_data_roots_and_oversized_specs_are_refused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("data");
+    std::fs::create_dir_all(&root)?;
+    let rows: String = (0..60).map(|i| format!("{},{},{}\n", i % 7, (i * 3) % 5, i % 2)).collect();
+    std::fs::write(root.join("inside.csv"), format!("a,b,label\n{rows}"))?;
+    std::fs::write(dir.path().join("outside.csv"), format!("a,b,label\n{rows}"))?;
+    std::os::unix::fs::symlink(dir.path().join("outside.csv"), root.join("sneaky.csv"))?;
+    let coordinator = Coordinator::start(dir.path(), &dir.path().join("c.db"), &[])?;
+    let mut client = coordinator.client().await?;
+    let roots = root.display().to_string();
+    let _worker = start_worker_with(dir.path(), &coordinator.url(), 1, "w0", &[("SHOAL_DATA_ROOTS", roots.as_str())])?;
+    let job_for = |path: &std::path::Path| {
+        format!(
+            "name = \"csv\"\n[model]\nkind = \"mlp\"\nlayers = [{{ width = 8 }}]\n[dataset]\nkind = \"csv\"\npath = \"{}\"\n\
+             label_column = \"label\"\n[training]\nbatch_size = 8\nsteps = 5\nmax_retries = 0\n",
+            path.display()
+        )
+    };
+    for (file, ok) in
+        [(root.join("inside.csv"), true), (root.join("../outside.csv"), false), (root.join("sneaky.csv"), false)]
+    {
+        let spec = shoal_common::spec::parse_toml(&job_for(&file))?;
+        let job = client.submit_job(SubmitJobRequest { spec: Some(spec) }).await?.into_inner().job_id;
+        let done = shoal_tests::wait_terminal(&mut client, &job, Duration::from_secs(60)).await?;
+        if ok {
+            assert_eq!(shoal_tests::state_of(&done), shoal_common::proto::JobState::Succeeded, "{}", done.reason);
+        } else {
+            assert_eq!(shoal_tests::state_of(&done), shoal_common::proto::JobState::Failed);
+            assert!(
+                done.reason.starts_with("dataset.path: ") && done.reason.contains("outside the folders"),
+                "{}",
+                done.reason
+            );
+        }
+    }
+    let mut huge = shoal_common::spec::parse_toml(shoal_tests::DIGITS_JOB)?;
+    huge.trial_params = format!("{{\"x\": \"{}\"}}", "y".repeat(300_000));
+    let refused = client.submit_job(SubmitJobRequest { spec: Some(huge) }).await.expect_err("too big");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("at most 262144"), "{}", refused.message());
+    Ok(())
+}

@@ -33,6 +33,10 @@ pub struct WorkerConfig {
     pub hostname: String,
     /// Token the coordinator requires to join (`SHOAL_JOIN_TOKEN`); empty = none.
     pub join_token: String,
+    /// Folders (comma-separated) that dataset files, parent checkpoints and external trials'
+    /// working folders must lie in, after resolving `..` and symlinks (`SHOAL_DATA_ROOTS`); empty =
+    /// anywhere this process can read. The checkpoint folder is always allowed.
+    pub data_roots: String,
     pub log_format: LogFormat,
     pub log: String,
 }
@@ -52,6 +56,7 @@ impl Default for WorkerConfig {
             drain_timeout_ms: 120_000,
             hostname: String::new(),
             join_token: String::new(),
+            data_roots: String::new(),
             log_format: LogFormat::Pretty,
             log: "info".into(),
         }
@@ -77,6 +82,11 @@ impl WorkerConfig {
     }
 
     /// The coordinator address with a scheme (`host:port` alone means http).
+    /// The allowed data folders, parsed.
+    pub fn data_roots(&self) -> Vec<std::path::PathBuf> {
+        self.data_roots.split(',').map(str::trim).filter(|s| !s.is_empty()).map(std::path::PathBuf::from).collect()
+    }
+
     pub fn coordinator_url(&self) -> String {
         if self.coordinator.contains("://") { self.coordinator.clone() } else { format!("http://{}", self.coordinator) }
     }

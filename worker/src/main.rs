@@ -47,6 +47,9 @@ struct Args {
     /// Token the coordinator requires to join (prefer SHOAL_JOIN_TOKEN: flags show in `ps`).
     #[arg(long)]
     join_token: Option<String>,
+    /// Folders (comma-separated) that dataset files and other spec paths must lie in.
+    #[arg(long)]
+    data_roots: Option<String>,
     /// Log format: pretty or json.
     #[arg(long, global = true)]
     log_format: Option<String>,
@@ -158,6 +161,7 @@ fn main() -> ExitCode {
         ("data_advertise", args.data_advertise.clone()),
         ("hostname", args.hostname.clone()),
         ("join_token", args.join_token.clone()),
+        ("data_roots", args.data_roots.clone()),
         ("log_format", args.log_format.clone()),
         ("log", args.log.clone()),
     ];

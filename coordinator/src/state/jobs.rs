@@ -20,6 +20,8 @@ use crate::store::JobRow;
 const WATCH_BUFFER: usize = 256;
 /// Most jobs one list returns.
 const MAX_LIST: usize = 1000;
+/// Largest job spec accepted (encoded), against specs that bloat the database and every watcher.
+const MAX_SPEC_BYTES: usize = 256 * 1024;
 /// Longest wait before an automatic restart.
 const RETRY_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 /// Rank states (`RankStatus.state`).
@@ -105,6 +107,10 @@ impl State {
 
     pub fn submit(&mut self, spec: Option<JobSpec>) -> Result<Job, CoordinatorError> {
         let spec = spec.ok_or_else(|| CoordinatorError::invalid("spec", "required"))?;
+        let size = prost::Message::encoded_len(&spec);
+        if size > MAX_SPEC_BYTES {
+            return Err(CoordinatorError::invalid("spec", format!("{size} bytes, at most {MAX_SPEC_BYTES}")));
+        }
         if spec.search.is_some() {
             return self.submit_search(spec);
         }

@@ -234,6 +234,7 @@ impl Worker {
         let ctx = JobContext {
             worker_id: worker_id.clone(),
             checkpoint_root: self.config.checkpoint_dir.clone(),
+            data_roots: self.config.data_roots(),
             keep_checkpoints: self.config.keep_checkpoints,
             max_threads: self.devices.cpu_cores as usize,
             plane: self.plane.clone(),

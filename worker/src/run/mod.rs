@@ -30,6 +30,8 @@ const DRAIN: u8 = 2;
 pub struct JobContext {
     pub worker_id: WorkerId,
     pub checkpoint_root: PathBuf,
+    /// Folders user-supplied paths must lie in (empty = anywhere); see `WorkerConfig::data_roots`.
+    pub data_roots: Vec<PathBuf>,
     pub keep_checkpoints: usize,
     /// Matmul threads are capped at the cores this worker offers.
     pub max_threads: usize,
@@ -140,6 +142,9 @@ fn run(
             return failed(&job_id, attempt, format!("invalid job spec: {}", lines.join("; ")));
         }
     };
+    if let Err(why) = confine_paths(&cfg, ctx) {
+        return failed(&job_id, attempt, why);
+    }
     if cfg.command.is_some() {
         let mut host = ReportHost::new(job_id.clone(), attempt, 0, updates.clone(), stop);
         let dir = ctx.checkpoint_root.join(&job_id);
@@ -189,6 +194,25 @@ fn run(
     // Every stage of a pipeline sees all of its replica's samples.
     let replicas = (assignment.world_size.max(1) as usize / stages).max(1);
     report::finished(&job_id, attempt, replicas, outcome)
+}
+
+/// Checks every path the spec asks this worker to read against its allowed folders.
+fn confine_paths(cfg: &spec::TrainConfig, ctx: &JobContext) -> Result<(), String> {
+    if ctx.data_roots.is_empty() {
+        return Ok(());
+    }
+    let mut roots = ctx.data_roots.clone();
+    roots.push(ctx.checkpoint_root.clone());
+    for (field, path) in cfg.dataset.files() {
+        shoal_common::paths::confine(field, path, &roots)?;
+    }
+    if let Some(i) = &cfg.inherit {
+        shoal_common::paths::confine("inherit.checkpoint", &i.checkpoint, &roots)?;
+    }
+    if let Some(dir) = cfg.command.as_ref().and_then(|c| c.workdir.as_ref()) {
+        shoal_common::paths::confine("command.workdir", dir, &roots)?;
+    }
+    Ok(())
 }
 
 /// The checkpoint of stage `stage` that belongs with `path`, the first stage's checkpoint
