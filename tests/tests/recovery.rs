@@ -79,6 +79,13 @@ async fn survive(
     Ok((events, healed))
 }
 
+/// The id and the index of the process (worker or parameter server) that registered as `id`: each
+/// logs its id when it registers.
+fn process_of(id: &str, procs: &[Proc]) -> (String, usize) {
+    let index = procs.iter().position(|p| p.log_text().contains(id)).expect("a process logged the id");
+    (id.to_owned(), index)
+}
+
 fn restart_reason(events: &[shoal_common::proto::JobEvent]) -> String {
     events
         .iter()
@@ -96,8 +103,7 @@ fn restart_reason(events: &[shoal_common::proto::JobEvent]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_rank_restarts_the_job_from_its_checkpoint_on_the_spare_worker() -> anyhow::Result<()> {
     let (events, healed) = survive(TWO_RANKS, 0, |job, workers, _| {
-        let victim = job.ranks[1].worker_id.clone();
-        let index = workers.iter().position(|w| w.log_text().contains(&victim)).expect("victim's log names it");
+        let (victim, index) = process_of(&job.ranks[1].worker_id, workers);
         workers[index].sigkill();
         Some(victim)
     })
@@ -122,8 +128,7 @@ async fn a_killed_rank_restarts_the_job_from_its_checkpoint_on_the_spare_worker(
 async fn a_killed_pipeline_stage_restarts_from_the_stage_checkpoints() -> anyhow::Result<()> {
     let text = TWO_RANKS.replace("data = 2", "data = 1\npipeline = 2\n[pipeline]\nmicro_batches = 4");
     let (events, healed) = survive(&text, 0, |job, workers, _| {
-        let victim = job.ranks[1].worker_id.clone();
-        let index = workers.iter().position(|w| w.log_text().contains(&victim)).expect("victim's log names it");
+        let (victim, index) = process_of(&job.ranks[1].worker_id, workers);
         workers[index].sigkill();
         Some(victim)
     })
@@ -141,8 +146,7 @@ async fn a_killed_parameter_server_restarts_the_job_on_the_other_server() -> any
         .replace("[parallelism]", "[ps]\nshards = 1\nmode = \"sync\"\n[parallelism]")
         .replacen("name = \"recovering\"", "name = \"recovering\"\nsync = \"ps\"", 1);
     let (events, healed) = survive(&text, 2, |job, _, servers| {
-        let victim = job.ps_shards[0].node_id.clone();
-        let index = servers.iter().position(|s| s.log_text().contains(&victim)).expect("server's log names it");
+        let (victim, index) = process_of(&job.ps_shards[0].node_id, servers);
         servers[index].sigkill();
         Some(victim)
     })
@@ -156,8 +160,7 @@ async fn a_killed_parameter_server_restarts_the_job_on_the_other_server() -> any
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_worker_is_detected_and_the_job_recovers_elsewhere() -> anyhow::Result<()> {
     let (events, healed) = survive(TWO_RANKS, 0, |job, workers, _| {
-        let victim = job.ranks[1].worker_id.clone();
-        let index = workers.iter().position(|w| w.log_text().contains(&victim)).expect("victim's log names it");
+        let (victim, index) = process_of(&job.ranks[1].worker_id, workers);
         workers[index].sigstop();
         Some(victim)
     })
