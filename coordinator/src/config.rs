@@ -22,6 +22,9 @@ pub struct CoordinatorConfig {
     pub heartbeat_timeout_ms: u64,
     /// A worker whose session closed is lost unless it reconnects within this time.
     pub reconnect_grace_ms: u64,
+    /// After a coordinator restart, the workers it knew are lost unless they reconnect within
+    /// this time (longer than `reconnect_grace_ms`: they may be backing off).
+    pub restart_grace_ms: u64,
     pub log_format: LogFormat,
     /// Log filter in `RUST_LOG` syntax.
     pub log: String,
@@ -43,6 +46,7 @@ impl Default for CoordinatorConfig {
             heartbeat_interval_ms: 2_000,
             heartbeat_timeout_ms: 10_000,
             reconnect_grace_ms: 10_000,
+            restart_grace_ms: 30_000,
             log_format: LogFormat::Pretty,
             log: "info".into(),
             client_token: String::new(),
@@ -102,6 +106,7 @@ impl CoordinatorConfig {
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
             heartbeat_timeout: Duration::from_millis(self.heartbeat_timeout_ms),
             reconnect_grace: Duration::from_millis(self.reconnect_grace_ms),
+            restart_grace: Duration::from_millis(self.restart_grace_ms.max(self.reconnect_grace_ms)),
         }
     }
 }

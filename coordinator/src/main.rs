@@ -30,6 +30,9 @@ struct Args {
     /// Milliseconds a disconnected worker has to reconnect.
     #[arg(long)]
     reconnect_grace_ms: Option<u64>,
+    /// Milliseconds workers have to reconnect after a coordinator restart.
+    #[arg(long)]
+    restart_grace_ms: Option<u64>,
     /// Log format: pretty or json.
     #[arg(long)]
     log_format: Option<String>,
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
         ("heartbeat_interval_ms", args.heartbeat_interval_ms.map(|v| v.to_string())),
         ("heartbeat_timeout_ms", args.heartbeat_timeout_ms.map(|v| v.to_string())),
         ("reconnect_grace_ms", args.reconnect_grace_ms.map(|v| v.to_string())),
+        ("restart_grace_ms", args.restart_grace_ms.map(|v| v.to_string())),
         ("log_format", args.log_format.clone()),
         ("log", args.log.clone()),
         ("client_token", args.client_token.clone()),

@@ -121,8 +121,8 @@ async fn session(
     }
     *worker_id = resp.worker_id.clone();
     let (out, rx) = mpsc::channel(16);
-    let hello = Hello { worker_id: worker_id.clone(), running: Vec::new(), draining: false };
-    out.send(WorkerMessage { kind: Some(worker_message::Kind::Hello(hello)) }).await.map_err(|e| lost(&e))?;
+    let hello = Hello { worker_id: worker_id.clone(), running: Vec::new(), draining: false, boot_id: 0 };
+    out.send(WorkerMessage { kind: Some(worker_message::Kind::Hello(hello)), seq: 0 }).await.map_err(|e| lost(&e))?;
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     shoal_common::auth::attach(&mut request, join_token);
     let mut inbound = tokio::time::timeout(timeout, client.session(request))
@@ -137,7 +137,7 @@ async fn session(
             _ = stop.cancelled() => return Ok(()),
             _ = heartbeat.tick() => {
                 let hb = Heartbeat { running: Vec::new(), draining: false };
-                out.send(WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)) }).await.map_err(|e| lost(&e))?;
+                out.send(WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)), seq: 0 }).await.map_err(|e| lost(&e))?;
             }
             msg = inbound.message() => match msg {
                 Ok(Some(m)) => match m.kind {

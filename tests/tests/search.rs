@@ -227,7 +227,12 @@ async fn a_restarted_coordinator_resumes_the_search_where_it_was() -> anyhow::Re
         anyhow::ensure!(std::time::Instant::now() < deadline, "no two trials ended in time");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let running: Vec<String> =
+        before.trials.iter().filter(|t| t.state == "running").map(|t| t.job_id.clone()).collect();
+    assert!(!running.is_empty(), "trials were running at the crash");
     first.proc.sigkill();
+    // Down for a while: the running trials train on without a coordinator.
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     let second = Coordinator::start(dir.path(), &db, &["--listen", &addr, "--reconnect-grace-ms", "20000"])?;
     let mut client = second.client().await?;
@@ -238,6 +243,11 @@ async fn a_restarted_coordinator_resumes_the_search_where_it_was() -> anyhow::Re
     let mut indices: Vec<u32> = after.trials.iter().map(|t| t.index).collect();
     indices.sort_unstable();
     assert_eq!(indices, (0..6).collect::<Vec<_>>());
+    for id in &running {
+        let trial = get(&mut client, id).await?;
+        assert_eq!(state_of(&trial), JobState::Succeeded, "{}", trial.reason);
+        assert_eq!((trial.attempt, trial.retries), (1, 0), "trial {id} ran through the outage");
+    }
     for t in before.trials.iter().filter(|t| t.state != "running") {
         let same = after.trials.iter().find(|a| a.index == t.index).expect("trial kept");
         assert_eq!((&same.params, &same.state, same.value), (&t.params, &t.state, t.value), "trial {}", t.index);

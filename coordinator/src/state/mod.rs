@@ -33,6 +33,8 @@ pub struct Liveness {
     pub heartbeat_timeout: Duration,
     /// A worker whose session closed is lost unless it reconnects within this time.
     pub reconnect_grace: Duration,
+    /// The same for workers restored from the database after a coordinator restart.
+    pub restart_grace: Duration,
 }
 
 impl Default for Liveness {
@@ -41,6 +43,7 @@ impl Default for Liveness {
             heartbeat_interval: Duration::from_secs(2),
             heartbeat_timeout: Duration::from_secs(10),
             reconnect_grace: Duration::from_secs(10),
+            restart_grace: Duration::from_secs(30),
         }
     }
 }
@@ -62,6 +65,13 @@ struct WorkerEntry {
     last_seen: Instant,
     session: Option<Session>,
     disconnected_since: Option<Instant>,
+    /// The worker process whose reports `acked` counts (a new process starts over).
+    boot_id: u64,
+    /// The newest report applied (WorkerMessage.seq); older ones are duplicates.
+    acked: u64,
+    /// Restored from the database after a coordinator restart and not back yet: it gets
+    /// `restart_grace` rather than `reconnect_grace`.
+    restored: bool,
 }
 
 impl WorkerEntry {
@@ -162,7 +172,9 @@ impl State {
             trial_of: HashMap::new(),
             retry_at: Vec::new(),
         };
+        let acks = state.store.load_acks()?;
         for w in state.store.load_workers()? {
+            let (boot_id, acked) = acks.get(&w.id).copied().unwrap_or_default();
             state.workers.insert(
                 WorkerId::new(w.id),
                 WorkerEntry {
@@ -174,6 +186,9 @@ impl State {
                     last_seen: now,
                     session: None,
                     disconnected_since: Some(now),
+                    boot_id,
+                    acked,
+                    restored: true,
                 },
             );
         }

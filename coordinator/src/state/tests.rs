@@ -20,6 +20,7 @@ fn liveness() -> Liveness {
         heartbeat_interval: Duration::from_secs(1),
         heartbeat_timeout: Duration::from_secs(5),
         reconnect_grace: Duration::from_secs(3),
+        restart_grace: Duration::from_secs(3),
     }
 }
 
@@ -58,13 +59,32 @@ type Rx = mpsc::UnboundedReceiver<Result<CoordinatorMessage, tonic::Status>>;
 fn connect(c: &Coordinator, cpus: u32, id: &str, running: Vec<RunningJob>) -> (WorkerId, u64, Rx) {
     let resp = c.lock().register(RegisterRequest { info: Some(info(cpus)), worker_id: id.into() }).expect("register");
     let (tx, rx) = mpsc::unbounded_channel();
-    let (w, epoch) =
-        c.lock().open_session(Hello { worker_id: resp.worker_id, running, draining: false }, tx).expect("session");
+    let (w, epoch) = c
+        .lock()
+        .open_session(Hello { worker_id: resp.worker_id, running, draining: false, boot_id: 7 }, tx)
+        .expect("session");
     (w, epoch, rx)
 }
 
+/// The next message to the worker, acknowledgements aside.
 fn next_kind(rx: &mut Rx) -> Option<coordinator_message::Kind> {
-    rx.try_recv().ok().and_then(|m| m.ok()).and_then(|m| m.kind)
+    loop {
+        match rx.try_recv().ok().and_then(|m| m.ok()).and_then(|m| m.kind) {
+            Some(coordinator_message::Kind::Ack(_)) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Acknowledgements sent to the worker so far (seq of each).
+fn acks(rx: &mut Rx) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    while let Ok(Ok(m)) = rx.try_recv() {
+        if let Some(coordinator_message::Kind::Ack(a)) = m.kind {
+            out.push((a.boot_id, a.seq));
+        }
+    }
+    out
 }
 
 fn assigned(rx: &mut Rx) -> (String, u32, String) {
@@ -75,7 +95,70 @@ fn assigned(rx: &mut Rx) -> (String, u32, String) {
 }
 
 fn send(c: &Coordinator, w: &WorkerId, epoch: u64, kind: worker_message::Kind) {
-    c.lock().on_message(w, epoch, WorkerMessage { kind: Some(kind) });
+    c.lock().on_message(w, epoch, WorkerMessage { kind: Some(kind), seq: 0 });
+}
+
+fn metric_steps(c: &Coordinator, job: &str) -> Vec<u64> {
+    let sub = c.lock().subscribe(job, 0).expect("subscribe");
+    sub.history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(job_event::Kind::Metric(m)) => Some(m.step),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn resent_reports_are_applied_once_per_worker_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.db");
+    let c = Coordinator::new(Store::open(&path).expect("store"), liveness()).expect("coordinator");
+    let job = c.lock().submit(Some(job_spec("a", 1))).expect("submit").job_id;
+    let (w, epoch, mut rx) = connect(&c, 4, "", vec![]);
+    assert_eq!(acks(&mut rx), vec![(7, 0)], "a new process starts from nothing");
+    let report = |seq: u64, step: u64| WorkerMessage {
+        kind: Some(worker_message::Kind::Metric(JobMetric {
+            job_id: job.clone(),
+            attempt: 1,
+            point: Some(MetricPoint { step, split: Split::Train as i32, ..Default::default() }),
+        })),
+        seq,
+    };
+    c.lock().on_message(&w, epoch, report(1, 10));
+    c.lock().on_message(&w, epoch, report(2, 20));
+    c.lock().on_message(
+        &w,
+        epoch,
+        WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(Heartbeat::default())), seq: 0 },
+    );
+    assert_eq!(acks(&mut rx), vec![(7, 2)], "heartbeats are answered with what is stored");
+
+    // The session broke; the worker did not see the acknowledgement and resends both, then more.
+    let running = vec![RunningJob { job_id: job.clone(), attempt: 1 }];
+    let (w, epoch, mut rx) = connect(&c, 4, w.as_str(), running.clone());
+    assert_eq!(acks(&mut rx), vec![(7, 2)]);
+    for (seq, step) in [(1, 10), (2, 20), (3, 30)] {
+        c.lock().on_message(&w, epoch, report(seq, step));
+    }
+    assert_eq!(metric_steps(&c, &job), vec![10, 20, 30], "each report applied once");
+
+    // What was applied survives a coordinator restart (stored with the report's effects).
+    drop(c);
+    let c = Coordinator::new(Store::open(&path).expect("store"), liveness()).expect("restarted");
+    let (w, epoch, mut rx) = connect(&c, 4, w.as_str(), running.clone());
+    assert_eq!(acks(&mut rx), vec![(7, 3)]);
+    c.lock().on_message(&w, epoch, report(3, 30));
+    assert_eq!(metric_steps(&c, &job), vec![10, 20, 30]);
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (w, epoch) = c
+        .lock()
+        .open_session(Hello { worker_id: w.to_string(), running: running.clone(), draining: false, boot_id: 8 }, tx)
+        .expect("session");
+    assert_eq!(acks(&mut rx), vec![(8, 0)], "a restarted worker process counts from the start");
+    c.lock().on_message(&w, epoch, report(1, 40));
+    assert_eq!(metric_steps(&c, &job), vec![10, 20, 30, 40]);
 }
 
 fn finish(c: &Coordinator, w: &WorkerId, epoch: u64, job: &str, attempt: u32, outcome: Outcome, checkpoint: &str) {
@@ -214,7 +297,7 @@ async fn a_silent_worker_is_lost_but_heartbeats_keep_it_alive() {
     let view = c.lock().get(&job).expect("job");
     assert_eq!(view.state, JobState::Failed as i32);
     assert!(view.reason.contains("no heartbeat for 6s"), "{}", view.reason);
-    assert!(rx.try_recv().is_err(), "the lost worker's session is closed");
+    assert!(next_kind(&mut rx).is_none(), "the lost worker's session is closed");
 }
 
 #[tokio::test(start_paused = true)]
@@ -246,7 +329,7 @@ async fn an_interrupted_job_resumes_from_its_checkpoint() {
     send(&c, &w, epoch, worker_message::Kind::Heartbeat(Heartbeat { running: vec![], draining: true }));
     finish(&c, &w, epoch, &job, 1, Outcome::Interrupted, "/ckpt/step-7");
     assert_eq!(state(&c, &job), JobState::Queued);
-    assert!(rx.try_recv().is_err(), "a draining worker gets nothing new");
+    assert!(next_kind(&mut rx).is_none(), "a draining worker gets nothing new");
     let (_, _, mut rx2) = connect(&c, 1, "", vec![]);
     let (id, attempt, resume) = assigned(&mut rx2);
     assert_eq!((id.as_str(), attempt, resume.as_str()), (job.as_str(), 2, "/ckpt/step-7"));
@@ -290,7 +373,7 @@ async fn a_restart_keeps_jobs_and_reconnecting_workers_keep_their_runs() {
     assert_eq!(state(&c, &queued), JobState::Queued);
     assert_eq!(c.lock().get(&running).expect("job").last_train.expect("metric").step, 3);
     let (_, epoch, mut rx) = connect(&c, 1, worker.as_str(), vec![RunningJob { job_id: running.clone(), attempt: 1 }]);
-    assert!(rx.try_recv().is_err(), "the worker is full with its surviving job");
+    assert!(next_kind(&mut rx).is_none(), "the worker is full with its surviving job");
     finish(&c, &worker, epoch, &running, 1, Outcome::Succeeded, "");
     assert_eq!(state(&c, &running), JobState::Succeeded);
     assert_eq!(assigned(&mut rx).0, queued, "the queued job runs after the restart");
@@ -329,7 +412,7 @@ async fn a_gang_starts_on_distinct_workers_with_its_peers_and_succeeds_when_ever
     let c = coordinator();
     let job = c.lock().submit(Some(gang_spec(2))).expect("submit").job_id;
     let (w0, e0, mut rx0) = connect(&c, 1, "", vec![]);
-    assert!(rx0.try_recv().is_err(), "one worker is not enough for two ranks");
+    assert!(next_kind(&mut rx0).is_none(), "one worker is not enough for two ranks");
     assert!(
         c.lock().get(&job).expect("job").reason.contains("2 workers"),
         "{}",

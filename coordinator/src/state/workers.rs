@@ -3,8 +3,8 @@
 //! stalled, partitioned) is lost, and so are the jobs it ran.
 
 use shoal_common::proto::{
-    CancelJob, Hello, RegisterRequest, RegisterResponse, WorkerMessage, WorkerState, WorkerStatus, coordinator_message,
-    worker_message,
+    CancelJob, Hello, RegisterRequest, RegisterResponse, ReportAck, WorkerMessage, WorkerState, WorkerStatus,
+    coordinator_message, worker_message,
 };
 use shoal_common::time::{ms_to_timestamp, now_ms};
 use shoal_common::{WorkerId, version};
@@ -51,6 +51,9 @@ impl State {
             last_seen: Instant::now(),
             session: None,
             disconnected_since: Some(Instant::now()),
+            boot_id: 0,
+            acked: 0,
+            restored: false,
         });
         entry.info = info;
         tracing::info!(worker_id = %id, hostname = %entry.info.hostname, cpus = entry.info.cpu_cores, gpus = entry.info.gpus.len(), "worker registered");
@@ -77,16 +80,24 @@ impl State {
         entry.last_seen = Instant::now();
         entry.last_seen_ms = now_ms();
         entry.disconnected_since = None;
+        entry.restored = false;
+        if entry.boot_id != hello.boot_id {
+            entry.boot_id = hello.boot_id;
+            entry.acked = 0;
+        }
+        let ack = ReportAck { boot_id: entry.boot_id, seq: entry.acked };
         let capacity = entry.capacity();
         let gpu_indices: Vec<u32> = entry.info.gpus.iter().map(|g| g.index).collect();
         let nccl = entry.info.nccl;
-        tracing::info!(worker_id = %id, epoch, "worker session opened");
+        tracing::info!(worker_id = %id, epoch, acked = ack.seq, "worker session opened");
         if entry.info.role == "param-server" {
             self.scheduler.add_param_server(id.clone(), capacity);
         } else {
             self.scheduler.add_worker(id.clone(), capacity, &gpu_indices, nccl);
         }
         self.scheduler.set_schedulable(&id, !hello.draining);
+        // First down: which reports are stored, so the worker resends only the rest.
+        self.send(&id, coordinator_message::Kind::Ack(ack));
 
         // What the worker runs and the coordinator agrees with keeps running; the rest stops.
         let believed = self.ranks_on(&id);
@@ -130,14 +141,43 @@ impl State {
         }
         entry.last_seen = Instant::now();
         entry.last_seen_ms = now_ms();
-        match msg.kind {
+        if msg.seq != 0 {
+            if msg.seq <= entry.acked {
+                tracing::debug!(worker_id = %worker, seq = msg.seq, "skipping a report that was applied already");
+                return;
+            }
+            entry.acked = msg.seq;
+            // The report's effects and its acknowledgement are stored in one transaction: after a
+            // crash the worker's resend is applied exactly when its effects were lost.
+            let (boot_id, seq) = (entry.boot_id, entry.acked);
+            let stored = self.store.begin_batch().and_then(|()| {
+                self.apply(worker, msg.kind);
+                self.store.save_ack(worker.as_str(), boot_id, seq)?;
+                self.store.end_batch()
+            });
+            if let Err(e) = stored {
+                let _ = self.store.end_batch();
+                tracing::error!(worker_id = %worker, error = %e, "cannot store a report");
+            }
+            return;
+        }
+        self.apply(worker, msg.kind);
+    }
+
+    fn apply(&mut self, worker: &WorkerId, kind: Option<worker_message::Kind>) {
+        let Some(entry) = self.workers.get_mut(worker) else {
+            return;
+        };
+        match kind {
             Some(worker_message::Kind::Heartbeat(hb)) => {
+                let ack = ReportAck { boot_id: entry.boot_id, seq: entry.acked };
                 if hb.draining && entry.state != WorkerState::Draining {
                     tracing::info!(worker_id = %worker, "worker draining");
                     entry.state = WorkerState::Draining;
                     entry.reason = "draining: finishing its jobs, taking no new ones".into();
                     self.scheduler.set_schedulable(worker, false);
                 }
+                self.send(worker, coordinator_message::Kind::Ack(ack));
             }
             Some(worker_message::Kind::Started(s)) => self.on_started(worker, &s.job_id, s.attempt),
             Some(worker_message::Kind::Metric(m)) => self.on_metric(worker, m),
@@ -185,11 +225,16 @@ impl State {
         for (id, w) in &self.workers {
             let why = match (w.state, w.disconnected_since) {
                 (WorkerState::Lost | WorkerState::Left, _) => continue,
-                (_, Some(since)) if now.duration_since(since) > live.reconnect_grace => format!(
-                    "{}; it did not reconnect within {:.0}s",
-                    if w.reason.is_empty() { "session closed".to_owned() } else { w.reason.clone() },
-                    live.reconnect_grace.as_secs_f64()
-                ),
+                (_, Some(since))
+                    if now.duration_since(since)
+                        > if w.restored { live.restart_grace } else { live.reconnect_grace } =>
+                {
+                    format!(
+                        "{}; it did not reconnect within {:.0}s",
+                        if w.reason.is_empty() { "session closed".to_owned() } else { w.reason.clone() },
+                        if w.restored { live.restart_grace } else { live.reconnect_grace }.as_secs_f64()
+                    )
+                }
                 (_, None) if now.duration_since(w.last_seen) > live.heartbeat_timeout => {
                     format!(
                         "no heartbeat for {:.0}s (dead, stalled or unreachable)",

@@ -2,6 +2,7 @@
 //! (state changes, metrics, notices) and registered workers. Messages are stored as protobuf blobs
 //! next to the columns that queries need. WAL mode: a committed write survives a killed process.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use prost::Message;
@@ -58,6 +59,12 @@ CREATE TABLE IF NOT EXISTS workers (
     body          BLOB NOT NULL,
     registered_ms INTEGER NOT NULL,
     last_seen_ms  INTEGER NOT NULL
+);
+-- The newest report of each worker process that was applied (see WorkerMessage.seq).
+CREATE TABLE IF NOT EXISTS report_acks (
+    worker_id TEXT PRIMARY KEY,
+    boot_id   INTEGER NOT NULL,
+    seq       INTEGER NOT NULL
 );
 ";
 
@@ -140,7 +147,8 @@ impl Store {
 
     /// Inserts or replaces a job and appends events to its history, atomically.
     pub fn save_job(&mut self, row: &JobRow, events: &[JobEvent]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        // A savepoint, so that it also nests inside a `batch`.
+        let tx = self.conn.savepoint()?;
         tx.execute(
             "INSERT INTO jobs (id, seq, state, body, resume_from, last_checkpoint, gpus, next_event, holds_worker)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -272,6 +280,40 @@ impl Store {
                 Ok(WorkerRow { id, info: decode("worker", &body)?, registered_ms, last_seen_ms })
             })
             .transpose()
+    }
+
+    /// Opens a transaction that gathers every write until `end_batch`, so they land together or
+    /// not at all.
+    pub fn begin_batch(&mut self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    pub fn end_batch(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
+    /// Records that worker `id`'s process `boot_id` had its reports up to `seq` applied.
+    pub fn save_ack(&mut self, id: &str, boot_id: u64, seq: u64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO report_acks (worker_id, boot_id, seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(worker_id) DO UPDATE SET boot_id = ?2, seq = ?3",
+            )?
+            .execute(params![id, boot_id as i64, seq as i64])?;
+        Ok(())
+    }
+
+    /// Every worker's (boot id, applied sequence).
+    pub fn load_acks(&self) -> Result<HashMap<String, (u64, u64)>> {
+        let mut stmt = self.conn.prepare("SELECT worker_id, boot_id, seq FROM report_acks")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     /// SQLite's own consistency check; "ok" when healthy.

@@ -4,13 +4,14 @@
 
 mod backoff;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use shoal_common::proto::worker_service_client::WorkerServiceClient;
 use shoal_common::proto::{
-    Heartbeat, Hello, RegisterRequest, RunningJob, WorkerInfo, WorkerMessage, coordinator_message, worker_message,
+    Heartbeat, Hello, RegisterRequest, ReportAck, RunningJob, WorkerInfo, WorkerMessage, coordinator_message,
+    worker_message,
 };
 use shoal_common::{JobId, WorkerId, version};
 use tokio::sync::mpsc;
@@ -52,8 +53,13 @@ pub struct Worker {
     jobs: HashMap<JobId, JobHandle>,
     updates_tx: mpsc::UnboundedSender<WorkerMessage>,
     updates_rx: mpsc::UnboundedReceiver<WorkerMessage>,
-    /// A message taken from `updates_rx` that could not be sent yet.
-    unsent: Option<WorkerMessage>,
+    /// Identifies this process to the coordinator, which counts its reports per process.
+    boot_id: u64,
+    /// Sequence number of the last report taken from `updates_rx`.
+    last_seq: u64,
+    /// Reports taken from `updates_rx` that the coordinator has not acknowledged yet, oldest
+    /// first: a new session resends them all (the coordinator skips those it has).
+    pending: VecDeque<WorkerMessage>,
     drain: CancellationToken,
     drain_deadline: Option<Instant>,
 }
@@ -88,7 +94,9 @@ impl Worker {
             jobs: HashMap::new(),
             updates_tx,
             updates_rx,
-            unsent: None,
+            boot_id: rand::random::<u64>() | 1,
+            last_seq: 0,
+            pending: VecDeque::new(),
             drain,
             drain_deadline: None,
         })
@@ -109,8 +117,49 @@ impl Worker {
         }
     }
 
+    /// Jobs running here, and jobs that ended but whose end the coordinator has not acknowledged
+    /// (so that it waits for the report instead of counting the run as lost).
     fn running(&self) -> Vec<RunningJob> {
-        self.jobs.iter().map(|(id, h)| RunningJob { job_id: id.to_string(), attempt: h.attempt }).collect()
+        let mut out: Vec<RunningJob> =
+            self.jobs.iter().map(|(id, h)| RunningJob { job_id: id.to_string(), attempt: h.attempt }).collect();
+        for msg in &self.pending {
+            if let Some(worker_message::Kind::Finished(f)) = &msg.kind {
+                if !out.iter().any(|r| r.job_id == f.job_id && r.attempt == f.attempt) {
+                    out.push(RunningJob { job_id: f.job_id.clone(), attempt: f.attempt });
+                }
+            }
+        }
+        out
+    }
+
+    /// Takes a report off the job threads' queue: numbers it and keeps it until acknowledged.
+    fn take_report(&mut self, mut msg: WorkerMessage) -> &WorkerMessage {
+        if let Some(worker_message::Kind::Finished(f)) = &msg.kind {
+            if let Some(handle) = self.jobs.remove(&JobId::new(f.job_id.clone())).filter(|h| h.attempt != f.attempt) {
+                self.jobs.insert(handle.job_id.clone(), handle);
+            }
+        }
+        self.last_seq += 1;
+        msg.seq = self.last_seq;
+        if self.pending.len() >= MAX_PENDING_REPORTS {
+            // Out of touch for very long: forget the oldest progress report, never a job's end.
+            let oldest = self.pending.iter().position(|m| !matches!(m.kind, Some(worker_message::Kind::Finished(_))));
+            if let Some(i) = oldest {
+                self.pending.remove(i);
+                tracing::warn!(kept = MAX_PENDING_REPORTS, "too many unacknowledged reports; dropping the oldest");
+            }
+        }
+        self.pending.push_back(msg);
+        self.pending.back().expect("just pushed")
+    }
+
+    fn acknowledged(&mut self, ack: ReportAck) {
+        if ack.boot_id != self.boot_id {
+            return;
+        }
+        while self.pending.front().is_some_and(|m| m.seq <= ack.seq) {
+            self.pending.pop_front();
+        }
     }
 
     fn draining(&self) -> bool {
@@ -122,7 +171,7 @@ impl Worker {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(self.config.max_backoff_ms));
         loop {
             if let Some(deadline) = self.drain_deadline {
-                if self.jobs.is_empty() && self.unsent.is_none() && self.updates_rx.is_empty() {
+                if self.jobs.is_empty() && self.pending.is_empty() && self.updates_rx.is_empty() {
                     tracing::info!("drained; exiting");
                     return Ok(());
                 }
@@ -219,9 +268,24 @@ impl Worker {
         };
         let t = self.config.connect_timeout();
         let (out, out_rx) = mpsc::channel::<WorkerMessage>(1024);
-        let hello = Hello { worker_id: worker_id.to_string(), running: self.running(), draining: self.draining() };
-        if out.send(WorkerMessage { kind: Some(worker_message::Kind::Hello(hello)) }).await.is_err() {
+        // Everything the job threads reported so far is numbered first, so that `hello` can name
+        // the jobs whose end is still to be reported.
+        while let Ok(msg) = self.updates_rx.try_recv() {
+            self.take_report(msg);
+        }
+        let hello = Hello {
+            worker_id: worker_id.to_string(),
+            running: self.running(),
+            draining: self.draining(),
+            boot_id: self.boot_id,
+        };
+        if out.send(WorkerMessage { kind: Some(worker_message::Kind::Hello(hello)), seq: 0 }).await.is_err() {
             return SessionEnd::Lost("session closed before hello".into());
+        }
+        // Reports not acknowledged before: the coordinator skips those it has applied.
+        let mut resend: VecDeque<WorkerMessage> = self.pending.clone();
+        if !resend.is_empty() {
+            tracing::info!(reports = resend.len(), "resending unacknowledged reports");
         }
         let mut request = tonic::Request::new(ReceiverStream::new(out_rx));
         shoal_common::auth::attach(&mut request, &self.config.join_token);
@@ -242,13 +306,12 @@ impl Worker {
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if let Some(msg) = self.unsent.take() {
-                if out.send(msg.clone()).await.is_err() {
-                    self.unsent = Some(msg);
+            while let Some(msg) = resend.pop_front() {
+                if out.send(msg).await.is_err() {
                     return SessionEnd::Lost("session stream closed".into());
                 }
             }
-            if self.draining() && self.jobs.is_empty() && self.updates_rx.is_empty() {
+            if self.draining() && self.jobs.is_empty() && self.updates_rx.is_empty() && self.pending.is_empty() {
                 tracing::info!("all jobs drained and reported");
                 // Close our half of the stream and give the coordinator a moment to see it.
                 drop(out);
@@ -260,17 +323,13 @@ impl Worker {
                 _ = heartbeat.tick() => {
                     self.reap_finished();
                     let hb = Heartbeat { running: self.running(), draining: self.draining() };
-                    if out.send(WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)) }).await.is_err() {
+                    if out.send(WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)), seq: 0 }).await.is_err() {
                         return SessionEnd::Lost("session stream closed".into());
                     }
                 }
                 Some(msg) = self.updates_rx.recv() => {
-                    if let Some(worker_message::Kind::Finished(f)) = &msg.kind {
-                        if let Some(handle) = self.jobs.remove(&JobId::new(f.job_id.clone())).filter(|h| h.attempt != f.attempt) {
-                            self.jobs.insert(handle.job_id.clone(), handle);
-                        }
-                    }
-                    self.unsent = Some(msg);
+                    // Kept in `pending` until acknowledged, so a failed send is resent later.
+                    resend.push_back(self.take_report(msg).clone());
                 }
                 msg = inbound.message() => match msg {
                     Ok(Some(m)) => self.handle(m.kind, &ctx),
@@ -280,7 +339,7 @@ impl Worker {
                 _ = self.drain.cancelled(), if !self.draining() => {
                     self.start_drain();
                     let hb = Heartbeat { running: self.running(), draining: true };
-                    let _ = out.send(WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)) }).await;
+                    let _ = out.send(WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)), seq: 0 }).await;
                 }
                 _ = sleep_until(self.drain_deadline.unwrap_or(far)), if self.draining() => {
                     self.abandon_jobs();
@@ -304,6 +363,7 @@ impl Worker {
                             checkpoint: a.resume_from.clone(),
                             ..Default::default()
                         })),
+                        seq: 0,
                     });
                     return;
                 }
@@ -342,6 +402,7 @@ impl Worker {
                     _ => tracing::debug!(job_id = %id, "cancel for a job not running here"),
                 }
             }
+            Some(coordinator_message::Kind::Ack(ack)) => self.acknowledged(ack),
             Some(coordinator_message::Kind::Shard(_) | coordinator_message::Kind::Ended(_)) | None => {}
         }
     }
@@ -372,6 +433,9 @@ impl Worker {
         self.jobs.clear();
     }
 }
+
+/// Reports kept for resending while the coordinator is out of reach (a few minutes of metrics).
+const MAX_PENDING_REPORTS: usize = 100_000;
 
 enum ConnectError {
     /// The coordinator answered and said no (wrong version, bad request): retrying will not help.

@@ -104,6 +104,7 @@ pub fn start(
         let _entered = span.enter();
         let _ = updates.send(WorkerMessage {
             kind: Some(worker_message::Kind::Started(JobStarted { job_id: assignment.job_id.clone(), attempt })),
+            seq: 0,
         });
         let job = assignment.job_id.clone();
         let finished = std::panic::catch_unwind(AssertUnwindSafe(|| run(assignment, &ctx, &flag, &updates, &rendezvous_rx))).unwrap_or_else(|panic| {
@@ -115,7 +116,7 @@ pub fn start(
             Ok(o) => tracing::info!(outcome = o.as_str_name(), step = finished.step, "job finished"),
             Err(_) => {}
         }
-        let _ = updates.send(WorkerMessage { kind: Some(worker_message::Kind::Finished(finished)) });
+        let _ = updates.send(WorkerMessage { kind: Some(worker_message::Kind::Finished(finished)), seq: 0 });
     })?;
     Ok(JobHandle { job_id, attempt, stop, thread: Some(thread), rendezvous })
 }

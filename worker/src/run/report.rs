@@ -31,7 +31,7 @@ impl<'a> ReportHost<'a> {
 
     fn send(&self, kind: worker_message::Kind) {
         // The session task is gone only while the worker shuts down; nothing to do then.
-        let _ = self.updates.send(WorkerMessage { kind: Some(kind) });
+        let _ = self.updates.send(WorkerMessage { kind: Some(kind), seq: 0 });
     }
 
     fn notice(&self, level: NoticeLevel, message: String) {
