@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use shoal_common::proto::job_service_client::JobServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::CliError;
 
@@ -14,6 +14,7 @@ pub struct Target {
     pub timeout: Duration,
     /// Bearer token for the coordinator's client API; empty = none.
     pub token: String,
+    pub tls: shoal_common::tls::ClientTls,
 }
 
 impl Target {
@@ -24,7 +25,7 @@ impl Target {
         let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
         url.parse::<tonic::transport::Uri>()
             .map_err(|e| CliError::usage(format!("--coordinator `{url}` is not a URL: {e}")))?;
-        Ok(Self { url, timeout: Duration::from_secs(timeout_s), token: String::new() })
+        Ok(Self { url, timeout: Duration::from_secs(timeout_s), token: String::new(), tls: Default::default() })
     }
 
     pub fn with_token(mut self, token: &str) -> Self {
@@ -32,8 +33,17 @@ impl Target {
         self
     }
 
+    /// Talk TLS (when `tls` is enabled): the URL turns https.
+    pub fn with_tls(mut self, tls: shoal_common::tls::ClientTls) -> Self {
+        self.url = tls.url(&self.url);
+        self.tls = tls;
+        self
+    }
+
     pub async fn connect(&self) -> Result<JobServiceClient<Channel>, CliError> {
-        let endpoint = Endpoint::from_shared(self.url.clone())
+        let endpoint = self
+            .tls
+            .endpoint(&self.url)
             .map_err(|e| CliError::usage(format!("--coordinator: {e}")))?
             .connect_timeout(self.timeout)
             .http2_keep_alive_interval(Duration::from_secs(10))

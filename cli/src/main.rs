@@ -30,6 +30,18 @@ struct Cli {
     /// Bearer token for the coordinator (SHOAL_TOKEN).
     #[arg(long, global = true, env = "SHOAL_TOKEN", default_value = "", hide_env_values = true)]
     token: String,
+    /// PEM CA to trust: talk TLS to the coordinator (SHOAL_TLS_CA).
+    #[arg(long, global = true, env = "SHOAL_TLS_CA", default_value = "")]
+    tls_ca: String,
+    /// PEM client certificate, for a coordinator that requires one (SHOAL_TLS_CERT).
+    #[arg(long, global = true, env = "SHOAL_TLS_CERT", default_value = "")]
+    tls_cert: String,
+    /// PEM key of --tls-cert (SHOAL_TLS_KEY).
+    #[arg(long, global = true, env = "SHOAL_TLS_KEY", default_value = "")]
+    tls_key: String,
+    /// Name the coordinator's certificate carries, when not the host in --coordinator.
+    #[arg(long, global = true, env = "SHOAL_TLS_SERVER_NAME", default_value = "")]
+    tls_server_name: String,
     /// Log format of the client's own diagnostics: pretty or json.
     #[arg(long, global = true, default_value = "pretty")]
     log_format: String,
@@ -117,6 +129,19 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Create a certificate authority and certificates for TLS and mutual TLS: ca.pem, node.pem
+    /// (coordinators, parameter servers and workers) and client.pem (users), with their keys.
+    Certs {
+        /// Folder to write them to.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host names and IP addresses node.pem is valid for (besides localhost); repeatable.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Days of validity.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
     /// Benchmarks; each prints JSON lines on stdout.
     Bench {
         #[command(subcommand)]
@@ -165,7 +190,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
-    let target = client::Target::new(&cli.coordinator, cli.timeout)?.with_token(&cli.token);
+    let tls = shoal_common::tls::ClientTls::new(&cli.tls_ca, &cli.tls_cert, &cli.tls_key, &cli.tls_server_name)
+        .map_err(|e| CliError::usage(format!("--{}", e.replacen('_', "-", 1))))?;
+    let target = client::Target::new(&cli.coordinator, cli.timeout)?.with_token(&cli.token).with_tls(tls);
     match cli.command {
         Command::Submit { file, watch, priority, no_path_check } => {
             commands::submit::run(&target, &file, watch, priority, !no_path_check).await
@@ -181,6 +208,14 @@ async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError>
         Command::Local { file, workers, .. } => {
             let dir = local_dir.ok_or_else(|| CliError::usage("no data folder"))?;
             commands::local::run(file.as_deref(), workers, dir, cli.timeout).await
+        }
+        Command::Certs { dir, hosts, days } => {
+            let made = shoal_common::tls::generate(&dir, &hosts, days).map_err(CliError::usage)?;
+            println!(
+                "wrote {}: ca.pem, node.pem, client.pem and their keys (*-key.pem, owner-only)",
+                made.dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench { which } => commands::bench::run(which).await,
     }

@@ -11,6 +11,7 @@ pub mod spec;
 pub mod status;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod version;
 
 pub use ids::{JobId, WorkerId};

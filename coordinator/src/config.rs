@@ -34,8 +34,13 @@ pub struct CoordinatorConfig {
     pub tokens_file: String,
     /// Token workers and parameter servers must present to join (`SHOAL_JOIN_TOKEN`); empty = none.
     pub join_token: String,
-    /// Listen on a non-loopback address although traffic is not encrypted (no TLS in this build).
+    /// Listen on a non-loopback address although TLS is off (traffic in clear).
     pub insecure_listen: bool,
+    /// PEM certificate and key of this endpoint: with them every connection is TLS (`SHOAL_TLS_CERT`, `SHOAL_TLS_KEY`).
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// PEM CA that clients' certificates must chain to: mutual TLS (`SHOAL_TLS_CLIENT_CA`).
+    pub tls_client_ca: String,
 }
 
 impl Default for CoordinatorConfig {
@@ -53,6 +58,9 @@ impl Default for CoordinatorConfig {
             tokens_file: String::new(),
             join_token: String::new(),
             insecure_listen: false,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_client_ca: String::new(),
         }
     }
 }
@@ -74,10 +82,12 @@ impl CoordinatorConfig {
         if self.database.as_os_str().is_empty() {
             return Err("database: must not be empty".into());
         }
-        if !addr.ip().is_loopback() && !self.insecure_listen {
+        self.tls().load()?;
+        if !addr.ip().is_loopback() && !self.insecure_listen && !self.tls().enabled() {
             return Err(format!(
-                "listen: {addr} is not a loopback address, and this coordinator has no TLS: traffic (tokens included) \
-                 would cross the network in clear; set insecure_listen = true (--insecure-listen) to accept that"
+                "listen: {addr} is not a loopback address and TLS is off (tls_cert, tls_key): traffic (tokens \
+                 included) would cross the network in clear; configure TLS, or set insecure_listen = true \
+                 (--insecure-listen) to accept that"
             ));
         }
         for (key, token) in [("client_token", &self.client_token), ("join_token", &self.join_token)] {
@@ -99,6 +109,14 @@ impl CoordinatorConfig {
 
     pub fn join_tokens(&self) -> shoal_common::auth::Tokens {
         shoal_common::auth::Tokens::new("join", vec![("worker".to_owned(), self.join_token.clone())])
+    }
+
+    pub fn tls(&self) -> shoal_common::tls::ServerTls {
+        shoal_common::tls::ServerTls {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            client_ca: self.tls_client_ca.clone(),
+        }
     }
 
     pub fn liveness(&self) -> Liveness {

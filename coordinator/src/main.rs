@@ -51,6 +51,15 @@ struct Args {
     /// Allow a non-loopback listen address without TLS.
     #[arg(long)]
     insecure_listen: bool,
+    /// PEM certificate of this endpoint (turns TLS on, with --tls-key).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// PEM CA that client certificates must chain to (mutual TLS).
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +77,9 @@ fn main() -> std::process::ExitCode {
         ("tokens_file", args.tokens_file.as_ref().map(|p| p.display().to_string())),
         ("join_token", args.join_token.clone()),
         ("insecure_listen", args.insecure_listen.then(|| "true".to_owned())),
+        ("tls_cert", args.tls_cert.as_ref().map(|p| p.display().to_string())),
+        ("tls_key", args.tls_key.as_ref().map(|p| p.display().to_string())),
+        ("tls_client_ca", args.tls_client_ca.as_ref().map(|p| p.display().to_string())),
     ];
     let config: CoordinatorConfig = match shoal_common::config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,

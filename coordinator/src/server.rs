@@ -67,10 +67,21 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
     let join_tokens = config.join_tokens();
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-    if local.ip().is_loopback() {
-        tracing::info!(addr = %local, "listening on loopback only (no TLS in this build; insecure_listen opens other addresses)");
-    } else {
-        tracing::warn!(addr = %local, "listening on a non-loopback address without TLS (insecure_listen)");
+    let tls = config.tls().load().map_err(StartError::Config)?;
+    match (&tls, local.ip().is_loopback()) {
+        (Some(_), _) => tracing::info!(
+            addr = %local,
+            mutual = !config.tls_client_ca.is_empty(),
+            "TLS on: every connection is encrypted{}",
+            if config.tls_client_ca.is_empty() { "" } else { " and must present a certificate from tls_client_ca" }
+        ),
+        (None, true) => tracing::info!(
+            addr = %local,
+            "TLS off: listening on loopback only (tls_cert + tls_key turn TLS on; insecure_listen opens other addresses without it)"
+        ),
+        (None, false) => {
+            tracing::warn!(addr = %local, "TLS off on a non-loopback address (insecure_listen): traffic is in clear")
+        }
     }
     if client_tokens.is_open() {
         tracing::warn!("no client token configured: anyone who reaches the port can submit and cancel jobs");
@@ -92,7 +103,11 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
         .build_v1()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
 
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).map_err(|e| StartError::Config(format!("tls: {e}")))?;
+    }
+    let router = builder
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)

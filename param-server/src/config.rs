@@ -16,6 +16,16 @@ pub struct ParamServerConfig {
     pub hostname: String,
     /// Token the coordinator requires to join (`SHOAL_JOIN_TOKEN`); empty = none.
     pub join_token: String,
+    /// PEM certificate and key of the push/pull endpoint (TLS on), also presented to the
+    /// coordinator when it asks for a client certificate.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// PEM CA workers' certificates must chain to (mutual TLS on the push/pull endpoint).
+    pub tls_client_ca: String,
+    /// PEM CA to trust for the coordinator (TLS on towards it).
+    pub tls_ca: String,
+    /// Name the coordinator's certificate carries, when not the address dialled.
+    pub tls_server_name: String,
     pub connect_timeout_ms: u64,
     pub max_backoff_ms: u64,
     pub log_format: LogFormat,
@@ -30,10 +40,38 @@ impl Default for ParamServerConfig {
             advertise: String::new(),
             hostname: String::new(),
             join_token: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_client_ca: String::new(),
+            tls_ca: String::new(),
+            tls_server_name: String::new(),
             connect_timeout_ms: 5_000,
             max_backoff_ms: 10_000,
             log_format: LogFormat::Pretty,
             log: "info".into(),
         }
+    }
+}
+
+impl ParamServerConfig {
+    /// TLS of the push/pull endpoint.
+    pub fn server_tls(&self) -> shoal_common::tls::ServerTls {
+        shoal_common::tls::ServerTls {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            client_ca: self.tls_client_ca.clone(),
+        }
+    }
+
+    /// TLS towards the coordinator (reads the files).
+    pub fn client_tls(&self) -> Result<shoal_common::tls::ClientTls, String> {
+        let (cert, key) =
+            if self.tls_ca.is_empty() { ("", "") } else { (self.tls_cert.as_str(), self.tls_key.as_str()) };
+        shoal_common::tls::ClientTls::new(&self.tls_ca, cert, key, &self.tls_server_name)
+    }
+
+    /// Tokens workers must present: the join token.
+    pub fn tokens(&self) -> shoal_common::auth::Tokens {
+        shoal_common::auth::Tokens::new("join", vec![("worker".to_owned(), self.join_token.clone())])
     }
 }

@@ -28,16 +28,32 @@ pub struct Serving {
 
 /// Binds `listen` and serves the push/pull protocol until `stop` fires.
 pub async fn serve(listen: &str) -> std::io::Result<Serving> {
+    serve_with(listen, None, shoal_common::auth::Tokens::new("join", Vec::new())).await
+}
+
+/// Serves with TLS (when given) and requiring one of `tokens` (when any) on every call.
+pub async fn serve_with(
+    listen: &str,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    tokens: shoal_common::auth::Tokens,
+) -> std::io::Result<Serving> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let registry = Registry::new();
     let stop = CancellationToken::new();
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("tls: {e}")))?;
+    }
+    let check = move |req: tonic::Request<()>| tokens.check(req.metadata()).map(|_| req);
+    let router = builder
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .initial_stream_window_size(Some(shoal_common::chunks::STREAM_WINDOW))
         .initial_connection_window_size(Some(shoal_common::chunks::CONNECTION_WINDOW))
-        .add_service(ParamServerServiceServer::new(ParamServerApi::new(registry.clone())));
+        .add_service(ParamServerServiceServer::with_interceptor(ParamServerApi::new(registry.clone()), check));
     let stopped = stop.clone();
     let task = tokio::spawn(async move {
         if let Err(e) =

@@ -37,6 +37,19 @@ struct Args {
     /// Token the coordinator requires to join (prefer SHOAL_JOIN_TOKEN).
     #[arg(long)]
     join_token: Option<String>,
+    /// PEM certificate of the push/pull endpoint (TLS on, with --tls-key).
+    #[arg(long)]
+    tls_cert: Option<String>,
+    #[arg(long)]
+    tls_key: Option<String>,
+    /// PEM CA workers' certificates must chain to (mutual TLS).
+    #[arg(long)]
+    tls_client_ca: Option<String>,
+    /// PEM CA to trust for the coordinator.
+    #[arg(long)]
+    tls_ca: Option<String>,
+    #[arg(long)]
+    tls_server_name: Option<String>,
     #[arg(long)]
     log_format: Option<String>,
     #[arg(long)]
@@ -51,6 +64,11 @@ fn main() -> ExitCode {
         ("advertise", args.advertise.clone()),
         ("hostname", args.hostname.clone()),
         ("join_token", args.join_token.clone()),
+        ("tls_cert", args.tls_cert.clone()),
+        ("tls_key", args.tls_key.clone()),
+        ("tls_client_ca", args.tls_client_ca.clone()),
+        ("tls_ca", args.tls_ca.clone()),
+        ("tls_server_name", args.tls_server_name.clone()),
         ("log_format", args.log_format.clone()),
         ("log", args.log.clone()),
     ];
@@ -65,6 +83,13 @@ fn main() -> ExitCode {
         eprintln!("shoal-param-server: {e}");
         return ExitCode::from(2);
     }
+    let tls = match (config.server_tls().load(), config.client_tls()) {
+        (Ok(server), Ok(_)) => server,
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("shoal-param-server: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -73,7 +98,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let serving = match shoal_param_server::serve(&config.listen).await {
+        let serving = match shoal_param_server::serve_with(&config.listen, tls, config.tokens()).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(listen = %config.listen, error = %e, "cannot listen");

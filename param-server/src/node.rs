@@ -14,7 +14,6 @@ use shoal_common::version;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 
 use crate::config::ParamServerConfig;
 use crate::service::Registry;
@@ -47,8 +46,8 @@ pub async fn run(
     registry: Arc<Registry>,
     stop: CancellationToken,
 ) -> Result<(), String> {
-    let url =
-        if cfg.coordinator.contains("://") { cfg.coordinator.clone() } else { format!("http://{}", cfg.coordinator) };
+    let tls = cfg.client_tls()?;
+    let url = tls.url(&cfg.coordinator);
     let info = WorkerInfo {
         hostname: hostname(&cfg),
         cpu_cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
@@ -64,7 +63,7 @@ pub async fn run(
     let mut worker_id = String::new();
     let mut pause = Duration::from_millis(200);
     while !stop.is_cancelled() {
-        match session(&url, &info, &cfg.join_token, &mut worker_id, timeout, &registry, &stop).await {
+        match session(&tls, &url, &info, &cfg.join_token, &mut worker_id, timeout, &registry, &stop).await {
             Ok(()) => return Ok(()),
             Err(Failure::Refused(why)) => return Err(why),
             Err(Failure::Lost(why)) => {
@@ -85,7 +84,9 @@ enum Failure {
     Lost(String),
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session(
+    tls: &shoal_common::tls::ClientTls,
     url: &str,
     info: &WorkerInfo,
     join_token: &str,
@@ -95,9 +96,8 @@ async fn session(
     stop: &CancellationToken,
 ) -> Result<(), Failure> {
     let lost = |e: &dyn std::fmt::Display| Failure::Lost(e.to_string());
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| Failure::Refused(format!("bad coordinator URL: {e}")))?
-        .connect_timeout(timeout);
+    let endpoint =
+        tls.endpoint(url).map_err(|e| Failure::Refused(format!("coordinator: {e}")))?.connect_timeout(timeout);
     let channel =
         tokio::time::timeout(timeout, endpoint.connect()).await.map_err(|e| lost(&e))?.map_err(|e| lost(&e))?;
     let mut client = WorkerServiceClient::new(channel);

@@ -352,6 +352,7 @@ pub fn train_reference_ps(
         spec,
         shard_infos(servers),
         Duration::from_secs(120),
+        &crate::sync::PsAccess::default(),
     )
     .map_err(|e| e.to_string())?;
     let store: &mut dyn ParamStore = &mut client;
@@ -397,6 +398,7 @@ pub fn ps_load(
         spec,
         shard_infos(servers),
         Duration::from_secs(120),
+        &crate::sync::PsAccess::default(),
     )
     .map_err(|e| e.to_string())?;
     let n = model_bytes / 4;

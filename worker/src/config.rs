@@ -37,6 +37,14 @@ pub struct WorkerConfig {
     /// working folders must lie in, after resolving `..` and symlinks (`SHOAL_DATA_ROOTS`); empty =
     /// anywhere this process can read. The checkpoint folder is always allowed.
     pub data_roots: String,
+    /// PEM CA to trust: with it, connections to the coordinator and parameter servers use TLS
+    /// (`SHOAL_TLS_CA`).
+    pub tls_ca: String,
+    /// PEM certificate and key presented when a server asks for one (mutual TLS).
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Name servers' certificates must carry when it differs from the address dialled.
+    pub tls_server_name: String,
     pub log_format: LogFormat,
     pub log: String,
 }
@@ -57,6 +65,10 @@ impl Default for WorkerConfig {
             hostname: String::new(),
             join_token: String::new(),
             data_roots: String::new(),
+            tls_ca: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_server_name: String::new(),
             log_format: LogFormat::Pretty,
             log: "info".into(),
         }
@@ -78,7 +90,13 @@ impl WorkerConfig {
         if self.connect_timeout_ms == 0 {
             return Err("connect_timeout_ms: must be > 0".into());
         }
+        self.tls()?;
         Ok(())
+    }
+
+    /// TLS towards the coordinator and parameter servers (reads the files).
+    pub fn tls(&self) -> Result<shoal_common::tls::ClientTls, String> {
+        shoal_common::tls::ClientTls::new(&self.tls_ca, &self.tls_cert, &self.tls_key, &self.tls_server_name)
     }
 
     /// The coordinator address with a scheme (`host:port` alone means http).
@@ -88,7 +106,12 @@ impl WorkerConfig {
     }
 
     pub fn coordinator_url(&self) -> String {
-        if self.coordinator.contains("://") { self.coordinator.clone() } else { format!("http://{}", self.coordinator) }
+        let tls = !self.tls_ca.is_empty();
+        match self.coordinator.split_once("://") {
+            Some((_, rest)) if tls => format!("https://{rest}"),
+            Some(_) => self.coordinator.clone(),
+            None => format!("{}://{}", if tls { "https" } else { "http" }, self.coordinator),
+        }
     }
 
     pub fn connect_timeout(&self) -> Duration {

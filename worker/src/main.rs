@@ -50,6 +50,17 @@ struct Args {
     /// Folders (comma-separated) that dataset files and other spec paths must lie in.
     #[arg(long)]
     data_roots: Option<String>,
+    /// PEM CA to trust (turns TLS on towards the coordinator and parameter servers).
+    #[arg(long)]
+    tls_ca: Option<String>,
+    /// PEM certificate presented for mutual TLS (with --tls-key).
+    #[arg(long)]
+    tls_cert: Option<String>,
+    #[arg(long)]
+    tls_key: Option<String>,
+    /// Name the servers' certificates carry, when not the address dialled.
+    #[arg(long)]
+    tls_server_name: Option<String>,
     /// Log format: pretty or json.
     #[arg(long, global = true)]
     log_format: Option<String>,
@@ -162,6 +173,10 @@ fn main() -> ExitCode {
         ("hostname", args.hostname.clone()),
         ("join_token", args.join_token.clone()),
         ("data_roots", args.data_roots.clone()),
+        ("tls_ca", args.tls_ca.clone()),
+        ("tls_cert", args.tls_cert.clone()),
+        ("tls_key", args.tls_key.clone()),
+        ("tls_server_name", args.tls_server_name.clone()),
         ("log_format", args.log_format.clone()),
         ("log", args.log.clone()),
     ];

@@ -102,8 +102,18 @@ fn run_ps(
                 let delay = delays.get(r).copied().unwrap_or_default();
                 s.spawn(move || {
                     let spec = spec_of(&cfg);
-                    let mut client = PsClient::connect(job, 1, r, ranks, mode, spec, infos, Duration::from_secs(30))
-                        .expect("connect");
+                    let mut client = PsClient::connect(
+                        job,
+                        1,
+                        r,
+                        ranks,
+                        mode,
+                        spec,
+                        infos,
+                        Duration::from_secs(30),
+                        &Default::default(),
+                    )
+                    .expect("connect");
                     let opts = RunOptions {
                         checkpoint_dir: (r == 0).then_some(dir),
                         threads: 1,
@@ -292,8 +302,18 @@ fn shard_state_is_saved_with_checkpoints_and_a_new_server_resumes_from_it() {
     let second = servers(1);
     let infos = shards(&second, 2);
     let spec = spec_of(&cfg);
-    let mut client =
-        PsClient::connect("job-resumed", 1, 0, 2, PsMode::Sync, spec, infos, Duration::from_secs(10)).expect("connect");
+    let mut client = PsClient::connect(
+        "job-resumed",
+        1,
+        0,
+        2,
+        PsMode::Sync,
+        spec,
+        infos,
+        Duration::from_secs(10),
+        &Default::default(),
+    )
+    .expect("connect");
     let mut flat = vec![0f32; flat_saved.len()];
     shoal_train::ParamStore::init(&mut client, &flat.clone(), 30, Some(&ckpt)).expect("resume init");
     shoal_train::ParamStore::pull(&mut client, 30, &mut flat).expect("pull");

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::config::WorkerConfig;
 use crate::devices::Devices;
@@ -62,6 +62,7 @@ pub struct Worker {
     pending: VecDeque<WorkerMessage>,
     drain: CancellationToken,
     drain_deadline: Option<Instant>,
+    tls: shoal_common::tls::ClientTls,
 }
 
 impl Worker {
@@ -85,7 +86,9 @@ impl Worker {
             config.data_advertise.parse().map_err(|e| WorkerError::Config(format!("data_advertise: {e}")))?
         };
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
+        let tls = config.tls().map_err(WorkerError::Config)?;
         Ok(Self {
+            tls,
             config,
             devices,
             data_addr,
@@ -220,8 +223,10 @@ impl Worker {
 
     async fn connect(&mut self) -> Result<WorkerServiceClient<Channel>, ConnectError> {
         let t = self.config.connect_timeout();
-        let endpoint = Endpoint::from_shared(self.config.coordinator_url())
-            .map_err(|e| ConnectError::Refused(format!("bad coordinator URL: {e}")))?
+        let endpoint = self
+            .tls
+            .endpoint(&self.config.coordinator)
+            .map_err(|e| ConnectError::Refused(format!("coordinator: {e}")))?
             .connect_timeout(t)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(20))
@@ -302,6 +307,7 @@ impl Worker {
             keep_checkpoints: self.config.keep_checkpoints,
             max_threads: self.devices.cpu_cores as usize,
             plane: self.plane.clone(),
+            ps_access: crate::sync::PsAccess { tls: self.tls.clone(), token: self.config.join_token.clone() },
         };
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

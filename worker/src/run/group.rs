@@ -71,6 +71,7 @@ pub fn join(
             spec,
             shards,
             cfg.training.collective_timeout,
+            &ctx.ps_access,
         )
         .map_err(|e| format!("cannot reach the parameter servers: {e}"))?;
         tracing::info!(

@@ -37,6 +37,8 @@ pub struct JobContext {
     pub max_threads: usize,
     /// Links to the other ranks of data-parallel jobs.
     pub plane: DataPlane,
+    /// How to reach parameter servers.
+    pub ps_access: crate::sync::PsAccess,
 }
 
 /// Values other ranks published through the coordinator (the NCCL unique id).

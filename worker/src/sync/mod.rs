@@ -14,7 +14,7 @@ use std::fmt;
 
 pub use dataplane::{DataPlane, LinkKey};
 pub use pipe::PipeLink;
-pub use ps::{PsClient, ShardInfo};
+pub use ps::{PsAccess, PsClient, ShardInfo};
 pub use ring::Ring;
 
 /// One rank of a job, as the others name it in errors.

@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shoal_common::chunks;
@@ -15,7 +16,7 @@ use shoal_common::proto::{InitChunk, JobSpec, PullRequest, PushChunk, SaveShardR
 use shoal_common::spec::PsMode;
 use shoal_train::{CollectiveError, ParamStore};
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Where one shard lives.
 #[derive(Clone, Debug)]
@@ -37,6 +38,15 @@ struct Conn {
     info: ShardInfo,
     range: Range<usize>,
     client: ParamServerServiceClient<Channel>,
+    /// Bearer token the servers require (the join token).
+    token: Arc<str>,
+}
+
+/// How a worker reaches parameter servers: TLS settings and the token they require.
+#[derive(Clone, Debug, Default)]
+pub struct PsAccess {
+    pub tls: shoal_common::tls::ClientTls,
+    pub token: String,
 }
 
 /// Equal contiguous ranges of `len` elements for `n` shards.
@@ -102,6 +112,7 @@ impl PsClient {
         spec: JobSpec,
         shards: Vec<ShardInfo>,
         timeout: Duration,
+        access: &PsAccess,
     ) -> Result<Self, CollectiveError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -114,9 +125,10 @@ impl PsClient {
         }
         let mut conns = Vec::with_capacity(shards.len());
         for info in shards {
-            let url = if info.addr.contains("://") { info.addr.clone() } else { format!("http://{}", info.addr) };
-            let endpoint = Endpoint::from_shared(url)
-                .map_err(|e| CollectiveError(format!("{info}: bad address: {e}")))?
+            let endpoint = access
+                .tls
+                .endpoint(&info.addr)
+                .map_err(|e| CollectiveError(format!("{info}: {e}")))?
                 .connect_timeout(timeout)
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(20))
@@ -126,7 +138,12 @@ impl PsClient {
                 .block_on(async { tokio::time::timeout(timeout, endpoint.connect()).await })
                 .map_err(|_| CollectiveError(format!("{info} did not accept a connection within {timeout:?}")))?
                 .map_err(|e| CollectiveError(format!("{info} is unreachable: {e}")))?;
-            conns.push(Conn { info, range: 0..0, client: ParamServerServiceClient::new(channel) });
+            conns.push(Conn {
+                info,
+                range: 0..0,
+                client: ParamServerServiceClient::new(channel),
+                token: Arc::from(access.token.as_str()),
+            });
         }
         let n = conns.len();
         Ok(Self {
@@ -183,6 +200,7 @@ async fn push_one(
     msgs[0].key = Some(key);
     let mut req = tonic::Request::new(tokio_stream::iter(msgs));
     req.set_timeout(deadline);
+    shoal_common::auth::attach(&mut req, &conn.token);
     let reply = conn.client.push(req).await.map_err(|s| failed(&conn.info, &s))?.into_inner();
     Ok(reply.staleness)
 }
@@ -196,6 +214,7 @@ async fn pull_one(
 ) -> Result<(Vec<f32>, u64), CollectiveError> {
     let mut req = tonic::Request::new(PullRequest { key: Some(key), worker, step });
     req.set_timeout(deadline);
+    shoal_common::auth::attach(&mut req, &conn.token);
     let mut stream = conn.client.pull(req).await.map_err(|s| failed(&conn.info, &s))?.into_inner();
     let mut values = vec![0f32; conn.range.len()];
     let mut version = 0;
@@ -334,6 +353,7 @@ impl ParamStore for PsClient {
                 self.runtime.spawn(async move {
                     let mut req = tonic::Request::new(tokio_stream::iter(msgs));
                     req.set_timeout(deadline);
+                    shoal_common::auth::attach(&mut req, &conn.token);
                     conn.client.init_shard(req).await.map(|_| ()).map_err(|s| failed(&conn.info, &s))
                 })
             })
@@ -405,6 +425,7 @@ impl ParamStore for PsClient {
                 dir: dir.display().to_string(),
             });
             req.set_timeout(deadline);
+            shoal_common::auth::attach(&mut req, &conn.token);
             self.runtime.block_on(conn.client.save_shard(req)).map_err(|s| failed(&c.info, &s))?;
         }
         Ok(())
