@@ -462,8 +462,10 @@ impl State {
             if world == 1 { format!("running on {}", hosts[0]) } else { format!("running on {world} workers") };
         self.set_state(&mut row, JobState::Running, where_, None);
         tracing::info!(job_id = %p.job, ranks = world, backend, attempt = row.job.attempt, "job assigned");
+        let link_key: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
         for (i, slot) in p.ranks.into_iter().enumerate() {
             let assignment = Assignment {
+                link_key: link_key.clone(),
                 job_id: p.job.to_string(),
                 attempt: row.job.attempt,
                 spec: row.job.spec.clone(),

@@ -101,7 +101,10 @@ pub fn start(
     let stop = Arc::new(AtomicU8::new(RUN));
     let flag = stop.clone();
     let (rendezvous, rendezvous_rx) = std::sync::mpsc::channel();
+    // Links of this attempt must prove they know its key; forgotten when the thread ends.
+    let link_key = ctx.plane.admit(&assignment.job_id, attempt, &assignment.link_key);
     let thread = std::thread::Builder::new().name(format!("job-{}", job_id)).spawn(move || {
+        let _link_key = link_key;
         let span = tracing::info_span!("job", job_id = %assignment.job_id, worker_id = %ctx.worker_id, attempt, step = tracing::field::Empty);
         let _entered = span.enter();
         let _ = updates.send(WorkerMessage {

@@ -25,7 +25,7 @@ use shoal_train::CollectiveError;
 use shoal_train::pipeline::{Dir, MsgKind, StageLink, StageMsg};
 
 use super::PeerInfo;
-use super::dataplane::{self, DataPlane, LinkKey};
+use super::dataplane::{DataPlane, LinkKey};
 use super::frame::{self, Kind};
 
 /// Data-plane channel of pipeline links (0 is the data-parallel ring).
@@ -280,7 +280,8 @@ impl PipeLink {
         let setup = |p: &PeerInfo, e: io::Error| CollectiveError(format!("cannot set up the link to {p}: {e}"));
         let next = match next {
             Some(p) => {
-                let stream = dataplane::connect(&p.data_addr, &key(rank, p.rank), deadline)
+                let stream = plane
+                    .connect(&p.data_addr, &key(rank, p.rank), deadline)
                     .map_err(|e| CollectiveError(format!("cannot connect to {p} at {}: {e}", p.data_addr)))?;
                 Some(Neighbour::new(p.clone(), stream, timeout).map_err(|e| setup(&p, e))?)
             }
@@ -468,7 +469,8 @@ mod tests {
         let addr = plane.addr().to_string();
         let key = LinkKey { job: "job-s".into(), attempt: 1, from: 0, to: 1, channel: PIPE_CHANNEL };
         // A stage-0 process that connects and then freezes: no data, no keep-alives.
-        let _frozen = dataplane::connect(&addr, &key, Instant::now() + Duration::from_secs(5)).expect("connect");
+        let _frozen = super::super::dataplane::connect_with(&addr, &key, &[], Instant::now() + Duration::from_secs(5))
+            .expect("connect");
         let timeout = Duration::from_millis(400);
         let mut b = PipeLink::connect(&plane, "job-s", 1, 1, 1, 2, Some(PeerInfo::local(0, addr)), None, timeout)
             .expect("stage 1");

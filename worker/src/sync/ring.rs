@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use shoal_train::{Collective, CollectiveError, ReduceOp};
 
 use super::PeerInfo;
-use super::dataplane::{self, DataPlane, LinkKey};
+use super::dataplane::{DataPlane, LinkKey};
 use super::engine::{self, Combine, Failure, Links, RecvItem, SendItem};
 use super::frame::{self, Kind};
 
@@ -105,7 +105,7 @@ impl Ring {
         let (next, prev) = ((me + 1) % n, (me + n - 1) % n);
         let key =
             |from: usize, to: usize| LinkKey { job: job.into(), attempt, from: from as u32, to: to as u32, channel };
-        let out = dataplane::connect(&ring.peers[next].data_addr, &key(me, next), deadline).map_err(|e| {
+        let out = plane.connect(&ring.peers[next].data_addr, &key(me, next), deadline).map_err(|e| {
             CollectiveError(format!("cannot connect to {} at {}: {e}", ring.peers[next], ring.peers[next].data_addr))
         })?;
         let inc = plane
