@@ -41,6 +41,10 @@ pub struct CoordinatorConfig {
     pub tls_key: String,
     /// PEM CA that clients' certificates must chain to: mutual TLS (`SHOAL_TLS_CLIENT_CA`).
     pub tls_client_ca: String,
+    /// Most workers one job may occupy (data ranks x pipeline stages); 0 = no limit.
+    pub max_workers_per_job: u32,
+    /// Most trials one search may run; 0 = no limit beyond the spec's.
+    pub max_trials_per_search: u32,
 }
 
 impl Default for CoordinatorConfig {
@@ -61,6 +65,8 @@ impl Default for CoordinatorConfig {
             tls_cert: String::new(),
             tls_key: String::new(),
             tls_client_ca: String::new(),
+            max_workers_per_job: 0,
+            max_trials_per_search: 0,
         }
     }
 }

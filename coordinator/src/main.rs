@@ -60,6 +60,12 @@ struct Args {
     /// PEM CA that client certificates must chain to (mutual TLS).
     #[arg(long)]
     tls_client_ca: Option<PathBuf>,
+    /// Most workers one job may occupy (0 = no limit).
+    #[arg(long)]
+    max_workers_per_job: Option<u32>,
+    /// Most trials one search may run (0 = no limit beyond the spec's).
+    #[arg(long)]
+    max_trials_per_search: Option<u32>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,6 +86,8 @@ fn main() -> std::process::ExitCode {
         ("tls_cert", args.tls_cert.as_ref().map(|p| p.display().to_string())),
         ("tls_key", args.tls_key.as_ref().map(|p| p.display().to_string())),
         ("tls_client_ca", args.tls_client_ca.as_ref().map(|p| p.display().to_string())),
+        ("max_workers_per_job", args.max_workers_per_job.map(|v| v.to_string())),
+        ("max_trials_per_search", args.max_trials_per_search.map(|v| v.to_string())),
     ];
     let config: CoordinatorConfig = match shoal_common::config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,

@@ -63,6 +63,10 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
     let addr = config.validate().map_err(StartError::Config)?;
     let store = Store::open(&config.database).map_err(crate::error::CoordinatorError::from)?;
     let coordinator = Coordinator::new(store, config.liveness())?;
+    coordinator.set_limits(crate::state::Limits {
+        max_workers_per_job: config.max_workers_per_job,
+        max_trials_per_search: config.max_trials_per_search,
+    });
     let client_tokens = config.client_tokens().map_err(StartError::Config)?;
     let join_tokens = config.join_tokens();
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;

@@ -115,9 +115,23 @@ impl State {
             return self.submit_search(spec);
         }
         let cfg = spec::validate(&spec).map_err(CoordinatorError::InvalidSpec)?;
+        self.check_workers(&cfg, "parallelism")?;
         let id = self.enqueue_new(spec, &cfg, "submitted")?;
         self.schedule();
         self.view(&id)
+    }
+
+    /// Refuses a job that would occupy more workers than the operator allows.
+    pub(super) fn check_workers(&self, cfg: &TrainConfig, field: &str) -> Result<(), CoordinatorError> {
+        let limit = self.limits.max_workers_per_job;
+        let ranks = demand_of(cfg).ranks;
+        if limit > 0 && ranks > limit {
+            return Err(CoordinatorError::invalid(
+                field,
+                format!("needs {ranks} workers; this coordinator allows at most {limit} per job (max_workers_per_job)"),
+            ));
+        }
+        Ok(())
     }
 
     /// Creates a job record in `state` (queued, or running for jobs the coordinator runs itself)

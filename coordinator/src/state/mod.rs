@@ -112,6 +112,16 @@ pub(crate) struct State {
     trial_of: HashMap<JobId, (JobId, usize)>,
     /// Jobs waiting out the backoff of an automatic restart.
     retry_at: Vec<(Instant, JobId)>,
+    limits: Limits,
+}
+
+/// Operator quotas on what one job may ask for (0 = no limit beyond the spec's own).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    /// Workers (data ranks x pipeline stages) one job may occupy.
+    pub max_workers_per_job: u32,
+    /// Trials one search may run.
+    pub max_trials_per_search: u32,
 }
 
 /// Cloneable handle on the coordinator's state.
@@ -127,6 +137,11 @@ impl Coordinator {
     pub fn new(store: Store, liveness: Liveness) -> Result<Self, CoordinatorError> {
         let state = State::load(store, liveness)?;
         Ok(Self { state: Arc::new(Mutex::new(state)), liveness })
+    }
+
+    /// Sets the quotas new submissions are checked against.
+    pub fn set_limits(&self, limits: Limits) {
+        self.lock().limits = limits;
     }
 
     pub fn liveness(&self) -> Liveness {
@@ -171,6 +186,7 @@ impl State {
             searches: HashMap::new(),
             trial_of: HashMap::new(),
             retry_at: Vec::new(),
+            limits: Limits::default(),
         };
         let acks = state.store.load_acks()?;
         for w in state.store.load_workers()? {

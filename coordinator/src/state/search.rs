@@ -46,6 +46,16 @@ fn result_value(metric: &str, r: &JobResult) -> Option<f64> {
 impl State {
     pub(super) fn submit_search(&mut self, spec: JobSpec) -> Result<Job, CoordinatorError> {
         let job = shoal_search::spec::validate(&spec).map_err(CoordinatorError::InvalidSpec)?;
+        let limit = self.limits.max_trials_per_search as usize;
+        if limit > 0 && job.config.max_trials > limit {
+            return Err(CoordinatorError::invalid(
+                "search.max_trials",
+                format!(
+                    "{} trials; this coordinator allows at most {limit} per search (max_trials_per_search)",
+                    job.config.max_trials
+                ),
+            ));
+        }
         let id = JobId::generate();
         let now = now_ms();
         let c = &job.config;

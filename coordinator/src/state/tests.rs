@@ -622,3 +622,36 @@ async fn restarts_stop_at_the_budget_and_job_errors_are_not_retried() {
     );
     assert_eq!(state(&c, &other), JobState::Failed, "a job's own error is not retried");
 }
+
+#[tokio::test(start_paused = true)]
+async fn operator_quotas_refuse_jobs_and_searches_that_ask_for_more() {
+    let c = coordinator();
+    c.set_limits(super::Limits { max_workers_per_job: 2, max_trials_per_search: 5 });
+    let text = "name = \"wide\"\n[model]\nkind = \"mlp\"\nlayers = [{ width = 8 }]\n[dataset]\nkind = \"digits\"\n\
+                [training]\nbatch_size = 16\nsteps = 10\n[parallelism]\ndata = 3\n";
+    match c.lock().submit(Some(spec::parse_toml(text).expect("spec"))) {
+        Err(CoordinatorError::InvalidRequest { field, reason }) => {
+            assert_eq!(field, "parallelism");
+            assert!(reason.contains("needs 3 workers") && reason.contains("max_workers_per_job"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let search = "name = \"s\"\n[search]\nstrategy = \"random\"\nmax_trials = 6\n\
+                  params = [{ name = \"optimizer.lr\", type = \"float\", low = 0.01, high = 0.1 }]\n\
+                  [model]\nkind = \"mlp\"\nlayers = [{ width = 8 }]\n[dataset]\nkind = \"digits\"\n\
+                  [optimizer]\nkind = \"sgd\"\nlr = 0.05\n[training]\nbatch_size = 16\nsteps = 10\n";
+    match c.lock().submit(Some(spec::parse_toml(search).expect("search"))) {
+        Err(CoordinatorError::InvalidRequest { field, reason }) => {
+            assert_eq!(field, "search.max_trials");
+            assert!(reason.contains("at most 5"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Within the quotas both are fine.
+    assert!(c.lock().submit(Some(spec::parse_toml(&text.replace("data = 3", "data = 2")).expect("spec"))).is_ok());
+    assert!(
+        c.lock()
+            .submit(Some(spec::parse_toml(&search.replace("max_trials = 6", "max_trials = 5")).expect("spec")))
+            .is_ok()
+    );
+}
