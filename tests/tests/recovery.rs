@@ -173,3 +173,46 @@ async fn a_stalled_worker_is_detected_and_the_job_recovers_elsewhere() -> anyhow
     eprintln!("stall to success: {healed:?}; {restart}");
     Ok(())
 }
+
+/// A stalled worker that comes back after its job was given to another worker is told to stop
+/// (its assignment is fenced by the attempt number), and nothing it reports counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_back_from_a_stall_is_fenced_from_its_old_assignment() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let coordinator = Coordinator::start(dir.path(), &dir.path().join("c.db"), &[])?;
+    let mut client = coordinator.client().await?;
+    let workers: Vec<_> =
+        (0..2).map(|i| start_worker(dir.path(), &coordinator.url(), 1, &format!("w{i}"))).collect::<Result<_, _>>()?;
+    shoal_tests::wait_registered(&mut client, 2, 0, Duration::from_secs(30)).await?;
+    let text = TWO_RANKS.replace("data = 2", "data = 1").replace("steps = 1500", "steps = 3000");
+    let job = client
+        .submit_job(SubmitJobRequest { spec: Some(shoal_common::spec::parse_toml(&text)?) })
+        .await?
+        .into_inner()
+        .job_id;
+    watch_until(&mut client, &job, Duration::from_secs(120), |e| train_step(e).is_some_and(|s| s >= 230)).await?;
+    let running = get(&mut client, &job).await?;
+    let (victim, index) = process_of(&running.ranks[0].worker_id, &workers);
+    workers[index].sigstop();
+    // Lost after the heartbeat timeout, then restarted on the other worker.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while get(&mut client, &job).await?.ranks.first().is_none_or(|r| r.worker_id == victim) {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the job did not move off the stalled worker");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    workers[index].sigcont();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !workers[index].log_text().contains("no longer holds the assignment") {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the returning worker was not fenced; log:\n{}",
+            workers[index].log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let done = wait_terminal(&mut client, &job, Duration::from_secs(180)).await?;
+    assert_eq!(state_of(&done), JobState::Succeeded, "{}", done.reason);
+    assert_eq!((done.attempt, done.retries), (2, 1));
+    assert_ne!(done.ranks[0].worker_id, victim, "the result is the new assignment's");
+    Ok(())
+}
