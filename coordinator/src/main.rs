@@ -60,6 +60,9 @@ struct Args {
     /// PEM CA that client certificates must chain to (mutual TLS).
     #[arg(long)]
     tls_client_ca: Option<PathBuf>,
+    /// Check the database (SQLite integrity, event numbering, trials) and exit: 0 healthy, 1 not.
+    #[arg(long)]
+    check_database: bool,
     /// Most workers one job may occupy (0 = no limit).
     #[arg(long)]
     max_workers_per_job: Option<u32>,
@@ -96,6 +99,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if args.check_database {
+        return check_database(&config.database);
+    }
     if let Err(e) = config.validate() {
         eprintln!("shoal-coordinator: invalid configuration: {e}");
         return std::process::ExitCode::from(2);
@@ -126,6 +132,31 @@ fn main() -> std::process::ExitCode {
         handle.stop().await;
         std::process::ExitCode::SUCCESS
     })
+}
+
+fn check_database(path: &std::path::Path) -> std::process::ExitCode {
+    if !path.exists() {
+        eprintln!("shoal-coordinator: database: {} does not exist", path.display());
+        return std::process::ExitCode::from(2);
+    }
+    let problems = shoal_coordinator::store::Store::open(path).and_then(|s| s.check());
+    match problems {
+        Ok(p) if p.is_empty() => {
+            println!("database ok: {}", path.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(p) => {
+            for line in &p {
+                println!("{line}");
+            }
+            eprintln!("shoal-coordinator: {} problems in {}", p.len(), path.display());
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("shoal-coordinator: cannot check {}: {e}", path.display());
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -316,6 +316,36 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// SQLite's integrity check, then Shoal's own: every stored job and worker decodes, every
+    /// job's events are numbered 1..next_event without gaps and decode, every search's trials
+    /// decode and name stored jobs. Returns the problems found (empty when healthy).
+    pub fn check(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let sqlite = self.integrity_check()?;
+        if sqlite != "ok" {
+            problems.push(format!("sqlite: {sqlite}"));
+        }
+        let jobs = self.load_jobs()?;
+        let ids: std::collections::HashSet<&str> = jobs.iter().map(|j| j.job.job_id.as_str()).collect();
+        for row in &jobs {
+            let id = &row.job.job_id;
+            let events = self.events(id, 0)?;
+            let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+            if seqs != (1..row.next_event).collect::<Vec<_>>() {
+                problems.push(format!("job {id}: events numbered {seqs:?}, expected 1..{}", row.next_event));
+            }
+            if row.job.spec.as_ref().is_some_and(|s| s.search.is_some()) {
+                for t in self.load_trials(id)? {
+                    if !t.job_id.is_empty() && !ids.contains(t.job_id.as_str()) {
+                        problems.push(format!("search {id}: trial {} names unknown job {}", t.index, t.job_id));
+                    }
+                }
+            }
+        }
+        self.load_workers()?;
+        Ok(problems)
+    }
+
     /// SQLite's own consistency check; "ok" when healthy.
     pub fn integrity_check(&self) -> Result<String> {
         Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
@@ -347,6 +377,19 @@ mod tests {
             time: shoal_common::time::ms_to_timestamp(1000 + seq as i64),
             kind: Some(job_event::Kind::Notice(Notice { level: 1, message: format!("n{seq}") })),
         }
+    }
+
+    #[test]
+    fn the_check_finds_a_missing_event() {
+        let mut s = Store::in_memory().expect("store");
+        let mut r = row("job-a", 1);
+        r.next_event = 4;
+        s.save_job(&r, &[notice("job-a", 1), notice("job-a", 2), notice("job-a", 3)]).expect("save");
+        assert_eq!(s.check().expect("check"), Vec::<String>::new());
+        s.conn.execute("DELETE FROM job_events WHERE seq = 2", []).expect("tamper");
+        let problems = s.check().expect("check");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("job job-a: events numbered [1, 3]"), "{problems:?}");
     }
 
     #[test]
