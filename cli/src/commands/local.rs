@@ -142,7 +142,16 @@ pub async fn run(
     let client_token = shoal_common::auth::generate();
     let join_token = shoal_common::auth::generate();
     write_secret(&dir.join("client-token"), &client_token)?;
+    // And a throw-away CA: every connection is mutual TLS, as on a shared network.
+    let certs = shoal_common::tls::generate(&dir.join("tls"), &[], 7).map_err(CliError::unavailable)?;
+    let path = |p: PathBuf| p.display().to_string();
+    let (ca, node_cert, node_key) = (path(certs.ca()), path(certs.node_cert()), path(certs.node_key()));
+    let client_tls = shoal_common::tls::ClientTls::new(&ca, &path(certs.client_cert()), &path(certs.client_key()), "")
+        .map_err(CliError::unavailable)?;
     let config = CoordinatorConfig {
+        tls_cert: node_cert.clone(),
+        tls_key: node_key.clone(),
+        tls_client_ca: ca.clone(),
         client_token: client_token.clone(),
         join_token: join_token.clone(),
         listen: "127.0.0.1:0".into(),
@@ -155,7 +164,7 @@ pub async fn run(
     let coordinator = shoal_coordinator::start(&config)
         .await
         .map_err(|e| CliError::unavailable(format!("cannot start the coordinator: {e}")))?;
-    let url = format!("http://{}", coordinator.addr);
+    let url = format!("https://{}", coordinator.addr);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let cpus = (cores / workers).max(job.config.resources.cpus).max(1);
     eprintln!(
@@ -175,6 +184,7 @@ pub async fn run(
             .arg(dir.join("checkpoints"))
             .env("RAYON_NUM_THREADS", cpus.to_string())
             .env("SHOAL_JOIN_TOKEN", &join_token)
+            .envs([("SHOAL_TLS_CA", &ca), ("SHOAL_TLS_CERT", &node_cert), ("SHOAL_TLS_KEY", &node_key)])
             .env_remove("SHOAL_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -193,6 +203,7 @@ pub async fn run(
                 .map_err(|e| CliError::unavailable(format!("cannot create {}: {e}", log_path.display())))?;
             let child = Command::new(&bin)
                 .args(["--coordinator", &url, "--hostname", &format!("local-ps-{i}")])
+                .args(["--tls-ca", &ca, "--tls-cert", &node_cert, "--tls-key", &node_key, "--tls-client-ca", &ca])
                 .env("SHOAL_JOIN_TOKEN", &join_token)
                 .env_remove("SHOAL_CONFIG")
                 .stdin(Stdio::null())
@@ -207,7 +218,7 @@ pub async fn run(
     }
     let mut cluster = Cluster { coordinator, workers: children };
 
-    let target = Target::new(&url, timeout_s)?.with_token(&client_token);
+    let target = Target::new(&url, timeout_s)?.with_token(&client_token).with_tls(client_tls);
     let submitted = async {
         let mut client = target.connect().await?;
         let response = client.submit_job(target.request(SubmitJobRequest { spec: Some(job.spec.clone()) })).await?;
