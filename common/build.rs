@@ -18,7 +18,6 @@ const SERDE_MESSAGES: &[&str] = &[
     "shoal.v1.ScheduleSpec",
     "shoal.v1.TrainingSpec",
     "shoal.v1.ResourceSpec",
-    "shoal.v1.ParallelismSpec",
     "shoal.v1.AllReduceSpec",
     "shoal.v1.PsSpec",
     "shoal.v1.PipelineSpec",

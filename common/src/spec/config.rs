@@ -122,8 +122,11 @@ pub struct PipelineConfig {
 /// How a job spreads over workers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParallelConfig {
-    /// Data-parallel ranks, or pipeline replicas (1 = a single worker or one pipeline).
+    /// Data-parallel ranks, or pipeline replicas (1 = a single worker or one pipeline). For
+    /// elastic jobs, the most ranks.
     pub data: usize,
+    /// Elastic jobs run with `min_data..=data` ranks; equal to `data` otherwise.
+    pub min_data: usize,
     pub pipeline: PipelineConfig,
     pub sync: SyncKind,
     pub backend: Backend,

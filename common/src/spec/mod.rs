@@ -35,6 +35,62 @@ pub mod json_values {
     }
 }
 
+/// `[parallelism]` by hand: `data` is a count or an elastic range `"MIN..MAX"`.
+mod parallelism_serde {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::proto::ParallelismSpec;
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(untagged)]
+    enum Ranks {
+        Count(i64),
+        Range(String),
+    }
+
+    #[derive(Deserialize, Serialize, Default)]
+    #[serde(default, deny_unknown_fields)]
+    struct Raw {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<Ranks>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pipeline: Option<i64>,
+    }
+
+    impl<'de> Deserialize<'de> for ParallelismSpec {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let raw = Raw::deserialize(d)?;
+            let (data_min, data) = match raw.data {
+                None => (None, None),
+                Some(Ranks::Count(n)) => (None, Some(n)),
+                Some(Ranks::Range(text)) => {
+                    let parsed = text
+                        .split_once("..")
+                        .and_then(|(a, b)| Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?)));
+                    let Some((min, max)) = parsed else {
+                        return Err(serde::de::Error::custom(format!(
+                            "parallelism.data: `{text}` is neither a number of ranks nor a range \"MIN..MAX\""
+                        )));
+                    };
+                    (Some(min), Some(max))
+                }
+            };
+            Ok(ParallelismSpec { data, pipeline: raw.pipeline, data_min })
+        }
+    }
+
+    impl Serialize for ParallelismSpec {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let data = match (self.data_min, self.data) {
+                (Some(min), Some(max)) => Some(Ranks::Range(format!("{min}..{max}"))),
+                (_, Some(n)) => Some(Ranks::Count(n)),
+                (_, None) => None,
+            };
+            Raw { data, pipeline: self.pipeline }.serialize(s)
+        }
+    }
+}
+
 /// Parses a TOML job file into the wire message. Syntax errors, wrong types and unknown keys fail
 /// here (serde stops at the first); everything else is left to [`validate`], which reports all.
 pub fn parse_toml(text: &str) -> Result<JobSpec, SpecError> {

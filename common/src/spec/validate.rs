@@ -865,8 +865,25 @@ fn parallel(
     }
     let checksum_every = c.non_negative("allreduce.checksum_every", a.checksum_every.unwrap_or(DEFAULT_CHECKSUM_EVERY));
     let pipeline = pipeline(c, spec, model, training, data, &sync, backend);
+    let min_data = match p.data_min {
+        None => data,
+        Some(n) if n < 1 || n as usize > data => {
+            c.fail("parallelism.data", format!("elastic range {n}..{data}: MIN must be between 1 and MAX"));
+            data
+        }
+        Some(n) => {
+            if !matches!(sync, SyncKind::AllReduce) {
+                c.fail("parallelism.data", "an elastic range applies to all-reduce jobs, not sync = \"ps\"");
+            }
+            if pipeline.stages > 1 {
+                c.fail("parallelism.data", "an elastic range applies to data parallelism without pipeline stages");
+            }
+            n as usize
+        }
+    };
     ParallelConfig {
         data,
+        min_data,
         pipeline,
         sync,
         backend,

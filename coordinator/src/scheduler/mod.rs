@@ -61,6 +61,8 @@ pub struct Demand {
     pub per_rank: Resources,
     /// Ranks, each on a different worker.
     pub ranks: u32,
+    /// Elastic jobs start with as many ranks as fit, from this many up to `ranks`.
+    pub min_ranks: u32,
     /// Every rank's worker must be able to load NCCL.
     pub needs_nccl: bool,
     /// Parameter-server shards, placed on parameter-server nodes.
@@ -69,7 +71,7 @@ pub struct Demand {
 
 impl Demand {
     pub fn single(per_rank: Resources) -> Self {
-        Self { per_rank, ranks: 1, needs_nccl: false, ps_shards: 0 }
+        Self { per_rank, ranks: 1, min_ranks: 1, needs_nccl: false, ps_shards: 0 }
     }
 }
 
@@ -283,6 +285,20 @@ impl Scheduler {
         Some(self.queue.range(..key).count() + 1)
     }
 
+    /// Whether any job waits in the queue.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Workers that could take one more rank of `job` right now (schedulable, free enough, not
+    /// already running one of its ranks).
+    pub fn idle_for(&self, job: &JobId, demand: &Demand) -> usize {
+        self.nodes
+            .values()
+            .filter(|n| n.suits(demand) && !n.jobs.contains(job) && demand.per_rank.fits_in(&n.free()))
+            .count()
+    }
+
     /// Why a queued job waits.
     pub fn wait_reason(&self, job: &JobId) -> Option<Wait> {
         let (_, demand) = self.demands.get(job)?;
@@ -290,7 +306,7 @@ impl Scheduler {
             return Some(Wait::NoParamServers);
         }
         let fitting = self.nodes.values().filter(|n| n.suits(demand) && demand.per_rank.fits_in(&n.capacity)).count();
-        if fitting >= demand.ranks as usize {
+        if fitting >= demand.min_ranks.max(1) as usize {
             Some(Wait::Busy)
         } else {
             let largest = self
@@ -310,7 +326,6 @@ impl Scheduler {
         let keys: Vec<QueueKey> = self.queue.iter().cloned().collect();
         for key in keys {
             let Some(&(_, demand)) = self.demands.get(&key.job) else { continue };
-            let ranks = demand.ranks as usize;
             let mut candidates: Vec<(&WorkerId, Resources)> = self
                 .nodes
                 .iter()
@@ -321,7 +336,9 @@ impl Scheduler {
             let servers: Vec<WorkerId> =
                 self.nodes.iter().filter(|(_, n)| n.param_server && n.schedulable).map(|(id, _)| id.clone()).collect();
             let shards_placeable = demand.ps_shards == 0 || !servers.is_empty();
-            if candidates.len() >= ranks && shards_placeable {
+            // Elastic jobs take what is there, up to their most ranks.
+            let ranks = candidates.len().min(demand.ranks as usize);
+            if ranks >= demand.min_ranks.max(1) as usize && shards_placeable {
                 let chosen: Vec<WorkerId> = candidates[..ranks].iter().map(|(id, _)| (*id).clone()).collect();
                 let mut slots = Vec::with_capacity(ranks);
                 let mut placed = Vec::with_capacity(ranks);
@@ -364,6 +381,7 @@ impl Scheduler {
                         n.suits(&demand) && !reserved.contains(*id) && demand.per_rank.fits_in(&n.capacity)
                     })
                     .collect();
+                let ranks = demand.min_ranks.max(1) as usize;
                 if targets.len() >= ranks {
                     targets.sort_by_key(|(id, n)| (Reverse(n.free().cpus), Reverse(n.free().memory_mb), (*id).clone()));
                     let keep: Vec<WorkerId> = targets[..ranks].iter().map(|(id, _)| (*id).clone()).collect();
@@ -388,7 +406,7 @@ mod tests {
     }
 
     fn gang(res: Resources, ranks: u32) -> Demand {
-        Demand { per_rank: res, ranks, needs_nccl: false, ps_shards: 0 }
+        Demand { per_rank: res, ranks, min_ranks: ranks, needs_nccl: false, ps_shards: 0 }
     }
 
     fn w(n: &str) -> WorkerId {
@@ -490,6 +508,26 @@ mod tests {
     }
 
     #[test]
+    fn elastic_gangs_start_with_what_fits_between_min_and_max() {
+        let mut s = Scheduler::new();
+        for n in ["a", "b"] {
+            s.add_worker(w(n), r(1, 1000, 0), &[], false);
+        }
+        let elastic = |min, max| Demand { min_ranks: min, ..gang(r(1, 100, 0), max) };
+        s.enqueue(j("too-few"), 0, 1, elastic(3, 4));
+        assert!(s.place().is_empty(), "two workers are below the minimum of three");
+        assert!(matches!(s.wait_reason(&j("too-few")), Some(Wait::TooLarge { fitting: 2, .. })));
+        s.dequeue(&j("too-few"));
+        s.enqueue(j("e"), 0, 2, elastic(2, 4));
+        let p = s.place();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].ranks.len(), 2, "starts with the two workers there are, not waiting for four");
+        s.add_worker(w("c"), r(1, 1000, 0), &[], false);
+        s.enqueue(j("e2"), 0, 3, elastic(1, 2));
+        assert_eq!(s.place()[0].ranks.len(), 1);
+    }
+
+    #[test]
     fn gangs_start_whole_on_distinct_workers() {
         let mut s = Scheduler::new();
         for n in ["a", "b", "c"] {
@@ -529,7 +567,12 @@ mod tests {
         let mut s = Scheduler::new();
         s.add_worker(w("a"), r(2, 1000, 0), &[], false);
         s.add_worker(w("b"), r(2, 1000, 0), &[], false);
-        s.enqueue(j("ps"), 0, 1, Demand { per_rank: r(1, 100, 0), ranks: 2, needs_nccl: false, ps_shards: 3 });
+        s.enqueue(
+            j("ps"),
+            0,
+            1,
+            Demand { per_rank: r(1, 100, 0), ranks: 2, min_ranks: 2, needs_nccl: false, ps_shards: 3 },
+        );
         assert!(s.place().is_empty(), "no parameter servers yet");
         assert_eq!(s.wait_reason(&j("ps")), Some(Wait::NoParamServers));
         s.add_param_server(w("p1"), r(8, 8000, 0));
@@ -544,7 +587,12 @@ mod tests {
         assert_eq!(shards, vec!["p1", "p1", "p2"], "shards spread over the servers");
         s.release(&j("ps"));
         s.release_shards(&j("ps"));
-        s.enqueue(j("next"), 0, 2, Demand { per_rank: r(1, 100, 0), ranks: 1, needs_nccl: false, ps_shards: 1 });
+        s.enqueue(
+            j("next"),
+            0,
+            2,
+            Demand { per_rank: r(1, 100, 0), ranks: 1, min_ranks: 1, needs_nccl: false, ps_shards: 1 },
+        );
         assert_eq!(s.place()[0].shards.len(), 1);
     }
 
@@ -553,7 +601,12 @@ mod tests {
         let mut s = Scheduler::new();
         s.add_worker(w("cpu"), r(4, 4000, 1), &[0], false);
         s.add_worker(w("gpu"), r(4, 4000, 1), &[0], true);
-        s.enqueue(j("n"), 0, 1, Demand { per_rank: r(1, 100, 1), ranks: 2, needs_nccl: true, ps_shards: 0 });
+        s.enqueue(
+            j("n"),
+            0,
+            1,
+            Demand { per_rank: r(1, 100, 1), ranks: 2, min_ranks: 2, needs_nccl: true, ps_shards: 0 },
+        );
         assert!(s.place().is_empty());
         assert_eq!(s.wait_reason(&j("n")), Some(Wait::TooLarge { fitting: 1, largest: Some(r(4, 4000, 1)) }));
         s.add_worker(w("gpu2"), r(4, 4000, 1), &[0], true);

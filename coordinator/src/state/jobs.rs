@@ -26,6 +26,8 @@ const MAX_SPEC_BYTES: usize = 256 * 1024;
 const RETRY_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 /// Rank states (`RankStatus.state`).
 const RANK_RUNNING: &str = "running";
+/// An elastic job runs at least this long on a placement before it grows again.
+const GROW_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(super) fn demand_of(cfg: &TrainConfig) -> Demand {
     let ps_shards = match cfg.parallel.sync {
@@ -35,6 +37,7 @@ pub(super) fn demand_of(cfg: &TrainConfig) -> Demand {
     Demand {
         per_rank: Resources { cpus: cfg.resources.cpus, memory_mb: cfg.resources.memory_mb, gpus: cfg.resources.gpus },
         ranks: (cfg.parallel.data * cfg.parallel.pipeline.stages) as u32,
+        min_ranks: (cfg.parallel.min_data * cfg.parallel.pipeline.stages) as u32,
         needs_nccl: ps_shards == 0 && cfg.parallel.backend == Backend::Nccl,
         ps_shards,
     }
@@ -273,12 +276,21 @@ impl State {
     /// Sends a cancellation to every running rank except `except`; the job keeps their
     /// reservations until they confirm.
     pub(super) fn stop_ranks(&mut self, row: &mut JobRow, except: Option<usize>, reason: &str) {
+        self.stop_ranks_with(row, except, reason, false);
+    }
+
+    /// [`Self::stop_ranks`]; with `requeue` the ranks checkpoint before they stop.
+    pub(super) fn stop_ranks_with(&mut self, row: &mut JobRow, except: Option<usize>, reason: &str, requeue: bool) {
         for (rank, worker) in running_ranks(row) {
             if Some(rank) == except {
                 continue;
             }
-            let cancel =
-                CancelJob { job_id: row.job.job_id.clone(), attempt: row.job.attempt, reason: reason.to_owned() };
+            let cancel = CancelJob {
+                job_id: row.job.job_id.clone(),
+                attempt: row.job.attempt,
+                reason: reason.to_owned(),
+                checkpoint_and_requeue: requeue,
+            };
             self.send(&worker, coordinator_message::Kind::Cancel(cancel));
             row.holds_worker = true;
         }
@@ -476,6 +488,7 @@ impl State {
             if world == 1 { format!("running on {}", hosts[0]) } else { format!("running on {world} workers") };
         self.set_state(&mut row, JobState::Running, where_, None);
         tracing::info!(job_id = %p.job, ranks = world, backend, attempt = row.job.attempt, "job assigned");
+        self.placed_at.insert(p.job.clone(), tokio::time::Instant::now());
         let link_key: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
         for (i, slot) in p.ranks.into_iter().enumerate() {
             let assignment = Assignment {
@@ -633,11 +646,13 @@ impl State {
                     row.last_checkpoint = f.checkpoint.clone();
                 }
                 if still_running {
-                    self.stop_ranks(&mut row, Some(rank), "another rank is draining");
+                    self.stop_ranks_with(&mut row, Some(rank), "another rank is draining", true);
                     self.store_and_keep(row, Vec::new());
                 } else {
                     row.resume_from = row.last_checkpoint.clone();
-                    let reason = if row.resume_from.is_empty() {
+                    let reason = if self.growing.remove(&id) {
+                        format!("resizing: checkpointed at step {} to restart on more workers", f.step)
+                    } else if row.resume_from.is_empty() {
                         format!("interrupted at step {} on {worker} (worker draining); restarting", f.step)
                     } else {
                         format!(
@@ -694,6 +709,53 @@ impl State {
     }
 
     /// Queues the restarts whose backoff has passed and whose ranks have all stopped.
+    /// Elastic jobs running below their most ranks grow when workers could take more ranks and
+    /// nothing waits in the queue: their ranks checkpoint and stop, and the job is placed again
+    /// with as many ranks as fit (at most once per `GROW_AFTER` of running).
+    pub(super) fn grow_elastic(&mut self, now: tokio::time::Instant) {
+        let jobs = &self.jobs;
+        let running = |id: &JobId| jobs.get(id).is_some_and(|e| state_of(&e.row) == JobState::Running);
+        self.growing.retain(|id| running(id));
+        self.placed_at.retain(|id, _| running(id));
+        if self.scheduler.has_queued() {
+            return;
+        }
+        let candidates: Vec<(JobId, Demand, usize)> = self
+            .jobs
+            .iter()
+            .filter(|(id, e)| {
+                state_of(&e.row) == JobState::Running
+                    && e.demand.min_ranks < e.demand.ranks
+                    && (e.row.job.ranks.len() as u32) < e.demand.ranks
+                    && e.row.job.ranks.iter().all(|r| r.state == RANK_RUNNING)
+                    && !self.growing.contains(*id)
+                    && self.placed_at.get(*id).is_some_and(|t| now.duration_since(*t) >= GROW_AFTER)
+            })
+            .map(|(id, e)| (id.clone(), e.demand, e.row.job.ranks.len()))
+            .collect();
+        for (id, demand, ranks) in candidates {
+            let idle = self.scheduler.idle_for(&id, &demand);
+            if idle == 0 {
+                continue;
+            }
+            let Some(mut row) = self.jobs.get(&id).map(|e| e.row.clone()) else { continue };
+            let target = (ranks + idle).min(demand.ranks as usize);
+            tracing::info!(job_id = %id, ranks, target, "elastic job growing");
+            self.growing.insert(id.clone());
+            let ev = self.event(
+                &mut row,
+                notice(
+                    NoticeLevel::Info,
+                    format!(
+                        "elastic: {idle} more worker(s) free; checkpointing to grow from {ranks} to {target} ranks"
+                    ),
+                ),
+            );
+            self.stop_ranks_with(&mut row, None, "growing onto more workers", true);
+            self.store_and_keep(row, vec![ev]);
+        }
+    }
+
     pub(super) fn requeue_due(&mut self, now: tokio::time::Instant) {
         let mut due = Vec::new();
         self.retry_at.retain(|(at, id)| {

@@ -113,6 +113,10 @@ pub(crate) struct State {
     /// Jobs waiting out the backoff of an automatic restart.
     retry_at: Vec<(Instant, JobId)>,
     limits: Limits,
+    /// When each running job's current placement started (elastic jobs grow only after a while).
+    placed_at: HashMap<JobId, Instant>,
+    /// Elastic jobs checkpointing to restart on more workers.
+    growing: std::collections::HashSet<JobId>,
 }
 
 /// Operator quotas on what one job may ask for (0 = no limit beyond the spec's own).
@@ -187,6 +191,8 @@ impl State {
             trial_of: HashMap::new(),
             retry_at: Vec::new(),
             limits: Limits::default(),
+            placed_at: HashMap::new(),
+            growing: Default::default(),
         };
         let acks = state.store.load_acks()?;
         for w in state.store.load_workers()? {

@@ -114,6 +114,7 @@ impl State {
                         job_id: job.job_id.clone(),
                         attempt: job.attempt,
                         reason: "this worker no longer holds the assignment".into(),
+                        checkpoint_and_requeue: false,
                     }),
                 );
             }
@@ -249,6 +250,7 @@ impl State {
             self.worker_lost(&id, &why);
         }
         self.requeue_due(now);
+        self.grow_elastic(now);
         self.drive_searches_on_tick();
         self.prune_watchers();
     }

@@ -401,6 +401,10 @@ impl Worker {
             Some(coordinator_message::Kind::Cancel(c)) => {
                 let id = JobId::new(c.job_id.clone());
                 match self.jobs.get(&id) {
+                    Some(h) if (c.attempt == 0 || h.attempt == c.attempt) && c.checkpoint_and_requeue => {
+                        tracing::info!(job_id = %id, reason = %c.reason, "checkpointing and stopping; the job resumes elsewhere");
+                        h.drain();
+                    }
                     Some(h) if c.attempt == 0 || h.attempt == c.attempt => {
                         tracing::info!(job_id = %id, reason = %c.reason, "cancelling");
                         h.cancel();

@@ -130,6 +130,23 @@ fn failed(job_id: &str, attempt: u32, error: String) -> JobFinished {
     JobFinished { job_id: job_id.into(), attempt, outcome: Outcome::Failed as i32, error, ..Default::default() }
 }
 
+/// The learning-rate rule of elastic jobs: `optimizer.lr` is the rate for the most ranks
+/// (`parallelism.data`); with fewer, the global batch shrinks in proportion and so does the rate
+/// (linear scaling: lr x ranks / max ranks). Returns the notice to show, if the rate changed.
+pub fn elastic_lr(cfg: &mut spec::TrainConfig, world: usize) -> Option<String> {
+    let max = cfg.parallel.data;
+    if cfg.parallel.min_data == max || world >= max {
+        return None;
+    }
+    let lr = cfg.optimizer.lr * world as f64 / max as f64;
+    let note = format!(
+        "elastic: running on {world} of up to {max} ranks; learning rate {} x {world}/{max} = {lr:.6} (linear scaling)",
+        cfg.optimizer.lr
+    );
+    cfg.optimizer.lr = lr;
+    Some(note)
+}
+
 fn run(
     assignment: Assignment,
     ctx: &JobContext,
@@ -141,7 +158,7 @@ fn run(
     let Some(job_spec) = assignment.spec.clone() else {
         return failed(&job_id, attempt, "the assignment carried no job spec".into());
     };
-    let cfg = match spec::validate(&job_spec) {
+    let mut cfg = match spec::validate(&job_spec) {
         Ok(c) => c,
         Err(errors) => {
             let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -190,6 +207,11 @@ fn run(
         warmup_steps: 0,
     };
     let mut host = ReportHost::new(job_id.clone(), attempt, rank, updates.clone(), stop);
+    if let Some(note) = elastic_lr(&mut cfg, assignment.world_size.max(1) as usize) {
+        if rank == 0 {
+            host.info(note);
+        }
+    }
     if !assignment.gpus.is_empty() {
         host.warn(format!(
             "GPUs {:?} were reserved, but this worker's candle build has no CUDA kernels; training runs on CPU",

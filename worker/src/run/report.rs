@@ -42,6 +42,12 @@ impl<'a> ReportHost<'a> {
         }));
     }
 
+    /// A note for the job's event history and the log.
+    pub fn info(&self, message: String) {
+        tracing::info!("{message}");
+        self.notice(NoticeLevel::Info, message);
+    }
+
     /// A warning for the job's event history and the log.
     pub fn warn(&self, message: String) {
         tracing::warn!("{message}");
