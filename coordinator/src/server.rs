@@ -10,11 +10,15 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::config::CoordinatorConfig;
 use crate::service::{JobApi, WorkerApi};
 use crate::state::Coordinator;
 use crate::store::Store;
+
+/// Largest request message the coordinator decodes (specs are limited to 256 KiB on top).
+const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 /// Why the coordinator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -116,12 +120,14 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(JobServiceServer::with_interceptor(
-            JobApi::new(coordinator.clone(), shutdown.clone()),
+        .add_service(InterceptedService::new(
+            JobServiceServer::new(JobApi::new(coordinator.clone(), shutdown.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
             check_client,
         ))
-        .add_service(WorkerServiceServer::with_interceptor(
-            WorkerApi::new(coordinator.clone(), shutdown.clone()),
+        .add_service(InterceptedService::new(
+            WorkerServiceServer::new(WorkerApi::new(coordinator.clone(), shutdown.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
             check_join,
         ));
     let stop = shutdown.clone();

@@ -53,7 +53,11 @@ pub async fn serve_with(
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .initial_stream_window_size(Some(shoal_common::chunks::STREAM_WINDOW))
         .initial_connection_window_size(Some(shoal_common::chunks::CONNECTION_WINDOW))
-        .add_service(ParamServerServiceServer::with_interceptor(ParamServerApi::new(registry.clone()), check));
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            ParamServerServiceServer::new(ParamServerApi::new(registry.clone()))
+                .max_decoding_message_size(shoal_common::chunks::CHUNK_BYTES + (64 << 10)),
+            check,
+        ));
     let stopped = stop.clone();
     let task = tokio::spawn(async move {
         if let Err(e) =

@@ -126,5 +126,11 @@ async fn spec_paths_outside_the_workers_data_roots_and_oversized_specs_are_refus
     let refused = client.submit_job(SubmitJobRequest { spec: Some(huge) }).await.expect_err("too big");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert!(refused.message().contains("at most 262144"), "{}", refused.message());
+    // Past the 1 MiB request limit the message is not even decoded.
+    let mut giant = shoal_common::spec::parse_toml(shoal_tests::DIGITS_JOB)?;
+    giant.trial_params = "y".repeat(2 << 20);
+    let refused = client.submit_job(SubmitJobRequest { spec: Some(giant) }).await.expect_err("too big");
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+    assert!(refused.message().contains("too large"), "{}", refused.message());
     Ok(())
 }
