@@ -189,6 +189,7 @@ fn nccl(
                 key: KEY.into(),
                 value: id.to_bytes(),
             })),
+            seq: 0,
         });
         id
     } else {
