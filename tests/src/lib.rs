@@ -244,6 +244,30 @@ seed = 3
 log_every = 10
 "#;
 
+/// Two ranks on digits (MLP 64-512-512-10), long enough to be hit mid-run (1,500 steps),
+/// checkpoints every 100 steps. Failure, outage, elastic and chaos tests vary it with `replace`.
+pub const TWO_RANKS: &str = r#"
+name = "two-ranks"
+[model]
+kind = "mlp"
+layers = [{ width = 512 }, { width = 512 }]
+[dataset]
+kind = "digits"
+validation_split = 0.2
+[optimizer]
+kind = "sgd"
+lr = 0.05
+momentum = 0.9
+[training]
+batch_size = 128
+steps = 1500
+log_every = 10
+checkpoint_every = 100
+collective_timeout = 10
+[parallelism]
+data = 2
+"#;
+
 /// A job long enough (about a minute) to be interrupted mid-run; progress every 10 steps and
 /// checkpoints every 50.
 pub const LONG_JOB: &str = r#"

@@ -11,31 +11,16 @@ use std::time::{Duration, Instant};
 
 use shoal_common::proto::job_service_client::JobServiceClient;
 use shoal_common::proto::{JobState, ListJobsRequest, ListTrialsRequest, SubmitJobRequest};
-use shoal_tests::{Coordinator, Proc, bin, start_worker, state_of};
+use shoal_tests::{Coordinator, Proc, TWO_RANKS, bin, start_worker, state_of};
 use tonic::transport::Channel;
 
-const DP_JOB: &str = r#"
-name = "chaos-dp"
-[model]
-kind = "mlp"
-layers = [{ width = 512 }, { width = 512 }]
-[dataset]
-kind = "digits"
-validation_split = 0.2
-[optimizer]
-kind = "sgd"
-lr = 0.05
-momentum = 0.9
-[training]
-batch_size = 128
-steps = 4000
-log_every = 20
-checkpoint_every = 100
-collective_timeout = 5
-max_retries = 30
-[parallelism]
-data = 2
-"#;
+/// The shared two-rank job, longer (so the kills land in training) and with retries to spare.
+fn dp_job() -> String {
+    TWO_RANKS
+        .replace("steps = 1500", "steps = 4000")
+        .replace("log_every = 10", "log_every = 20")
+        .replace("collective_timeout = 10", "collective_timeout = 5\nmax_retries = 30")
+}
 
 const SEARCH: &str = r#"
 name = "chaos-search"
@@ -109,7 +94,7 @@ async fn jobs_and_a_search_survive_random_kills() -> anyhow::Result<()> {
     shoal_tests::wait_registered(&mut client, 3, 0, Duration::from_secs(30)).await?;
 
     let mut submitted = Vec::new();
-    for text in [DP_JOB.to_owned(), DP_JOB.replace("data = 2", "data = 1"), SEARCH.to_owned()] {
+    for text in [dp_job(), dp_job().replace("data = 2", "data = 1"), SEARCH.to_owned()] {
         let spec = shoal_common::spec::parse_toml(&text)?;
         submitted.push(client.submit_job(SubmitJobRequest { spec: Some(spec) }).await?.into_inner().job_id);
     }

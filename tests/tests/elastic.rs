@@ -6,29 +6,15 @@ use std::time::{Duration, Instant};
 
 use shoal_common::proto::{Job, JobState, SubmitJobRequest, job_event};
 use shoal_common::spec;
-use shoal_tests::{Coordinator, get, start_worker, state_of, train_step, wait_terminal, watch_until};
+use shoal_tests::{Coordinator, TWO_RANKS, get, start_worker, state_of, train_step, wait_terminal, watch_until};
 
-const ELASTIC: &str = r#"
-name = "elastic"
-[model]
-kind = "mlp"
-layers = [{ width = 512 }, { width = 512 }]
-[dataset]
-kind = "digits"
-validation_split = 0.2
-[optimizer]
-kind = "sgd"
-lr = 0.05
-momentum = 0.9
-[training]
-batch_size = 128
-steps = 4000
-log_every = 10
-checkpoint_every = 100
-collective_timeout = 5
-[parallelism]
-data = "2..3"
-"#;
+fn elastic() -> String {
+    let text = TWO_RANKS
+        .replace("steps = 1500", "steps = 4000")
+        .replace("collective_timeout = 10", "collective_timeout = 5")
+        .replace("data = 2", "data = \"2..3\"");
+    text
+}
 
 async fn wait_for(
     client: &mut shoal_common::proto::job_service_client::JobServiceClient<tonic::transport::Channel>,
@@ -50,7 +36,7 @@ async fn wait_for(
 
 #[test]
 fn elastic_ranges_parse_and_validate() {
-    let (s, cfg) = spec::load_toml(ELASTIC).expect("valid");
+    let (s, cfg) = spec::load_toml(&elastic()).expect("valid");
     assert_eq!((cfg.parallel.min_data, cfg.parallel.data), (2, 3));
     assert!(spec::to_toml(&s).contains("data = \"2..3\""), "{}", spec::to_toml(&s));
     for (bad, why) in [
@@ -58,7 +44,7 @@ fn elastic_ranges_parse_and_validate() {
         ("\"0..2\"", "MIN must be between 1 and MAX"),
         ("\"two..four\"", "neither a number of ranks nor a range"),
     ] {
-        let text = ELASTIC.replace("\"2..3\"", bad);
+        let text = elastic().replace("\"2..3\"", bad);
         let err = spec::load_toml(&text).expect_err(bad).to_string();
         assert!(err.contains("parallelism.data") && err.contains(why), "{bad}: {err}");
     }
@@ -72,7 +58,8 @@ async fn an_elastic_job_shrinks_when_a_worker_dies_and_grows_when_one_returns() 
     let mut workers: Vec<_> =
         (0..3).map(|i| start_worker(dir.path(), &coordinator.url(), 1, &format!("w{i}"))).collect::<Result<_, _>>()?;
     shoal_tests::wait_registered(&mut client, 3, 0, Duration::from_secs(30)).await?;
-    let job = client.submit_job(SubmitJobRequest { spec: Some(spec::parse_toml(ELASTIC)?) }).await?.into_inner().job_id;
+    let job =
+        client.submit_job(SubmitJobRequest { spec: Some(spec::parse_toml(&elastic())?) }).await?.into_inner().job_id;
     watch_until(&mut client, &job, Duration::from_secs(120), |e| train_step(e).is_some_and(|s| s >= 230)).await?;
     let first = get(&mut client, &job).await?;
     assert_eq!(first.ranks.len(), 3, "starts on every worker there is");

@@ -7,29 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shoal_common::proto::{JobState, Split, SubmitJobRequest, job_event};
-use shoal_tests::{Coordinator, start_worker, state_of, train_step, wait_terminal, watch_until};
-
-const TWO_RANKS: &str = r#"
-name = "through-an-outage"
-[model]
-kind = "mlp"
-layers = [{ width = 512 }, { width = 512 }]
-[dataset]
-kind = "digits"
-validation_split = 0.2
-[optimizer]
-kind = "sgd"
-lr = 0.05
-momentum = 0.9
-[training]
-batch_size = 128
-steps = 1500
-log_every = 10
-checkpoint_every = 100
-collective_timeout = 10
-[parallelism]
-data = 2
-"#;
+use shoal_tests::{Coordinator, TWO_RANKS, start_worker, state_of, train_step, wait_terminal, watch_until};
 
 /// A loopback address nobody listens on right now.
 fn free_addr() -> anyhow::Result<String> {

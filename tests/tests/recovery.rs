@@ -8,28 +8,7 @@ use shoal_tests::{
     Coordinator, Proc, get, start_param_server, start_worker, state_of, train_step, wait_terminal, watch_until,
 };
 
-/// Two ranks on digits, long enough to be killed mid-run, checkpoints every 100 steps.
-const TWO_RANKS: &str = r#"
-name = "recovering"
-[model]
-kind = "mlp"
-layers = [{ width = 512 }, { width = 512 }]
-[dataset]
-kind = "digits"
-validation_split = 0.2
-[optimizer]
-kind = "sgd"
-lr = 0.05
-momentum = 0.9
-[training]
-batch_size = 128
-steps = 1500
-log_every = 10
-checkpoint_every = 100
-collective_timeout = 10
-[parallelism]
-data = 2
-"#;
+use shoal_tests::TWO_RANKS;
 
 /// Runs `text` on three workers (and `servers` parameter servers), hits one process with `fault`
 /// once training passed step 230, and checks that the job restarted once from a checkpoint and
@@ -141,10 +120,12 @@ async fn a_killed_pipeline_stage_restarts_from_the_stage_checkpoints() -> anyhow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_parameter_server_restarts_the_job_on_the_other_server() -> anyhow::Result<()> {
-    let text = TWO_RANKS
-        .replace("momentum = 0.9", "")
-        .replace("[parallelism]", "[ps]\nshards = 1\nmode = \"sync\"\n[parallelism]")
-        .replacen("name = \"recovering\"", "name = \"recovering\"\nsync = \"ps\"", 1);
+    let text = format!(
+        "sync = \"ps\"\n{}",
+        TWO_RANKS
+            .replace("momentum = 0.9", "")
+            .replace("[parallelism]", "[ps]\nshards = 1\nmode = \"sync\"\n[parallelism]")
+    );
     let (events, healed) = survive(&text, 2, |job, _, servers| {
         let (victim, index) = process_of(&job.ps_shards[0].node_id, servers);
         servers[index].sigkill();
