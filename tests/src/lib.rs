@@ -325,6 +325,11 @@ pub async fn watch_until(
     }
 }
 
+/// A succeeded job's whole event history (it must end within 10 s).
+pub async fn history_of_success(client: &mut JobServiceClient<Channel>, job_id: &str) -> Result<Vec<JobEvent>> {
+    watch_until(client, job_id, Duration::from_secs(10), |e| state_change(e) == Some(JobState::Succeeded)).await
+}
+
 /// The state an event moves its job to, if it is a state change.
 pub fn state_change(e: &JobEvent) -> Option<JobState> {
     match &e.kind {

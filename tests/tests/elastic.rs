@@ -83,13 +83,7 @@ async fn an_elastic_job_shrinks_when_a_worker_dies_and_grows_when_one_returns() 
     assert!(accuracy >= 0.90, "accuracy {accuracy}");
     assert_eq!(done.retries, 1, "only the lost worker counts against the retry budget, not the growth");
 
-    let events = watch_until(
-        &mut client,
-        &job,
-        Duration::from_secs(10),
-        |e| matches!(&e.kind, Some(job_event::Kind::State(s)) if s.state == JobState::Succeeded as i32),
-    )
-    .await?;
+    let events = shoal_tests::history_of_success(&mut client, &job).await?;
     let text: Vec<String> = events
         .iter()
         .filter_map(|e| match &e.kind {

@@ -42,13 +42,7 @@ async fn ranks_train_through_a_coordinator_outage_and_lose_no_report() -> anyhow
     let accuracy = done.result.as_ref().and_then(|r| r.validation_accuracy).unwrap_or(0.0);
     assert!(accuracy >= 0.90, "accuracy {accuracy}");
 
-    let events = watch_until(
-        &mut client,
-        &job,
-        Duration::from_secs(10),
-        |e| matches!(&e.kind, Some(job_event::Kind::State(s)) if s.state == JobState::Succeeded as i32),
-    )
-    .await?;
+    let events = shoal_tests::history_of_success(&mut client, &job).await?;
     // Every rank's progress, every 10 steps, each exactly once: reports made while the
     // coordinator was down (or sent into its dying connection) were resent and not doubled.
     let mut per_rank: BTreeMap<u32, Vec<u64>> = BTreeMap::new();

@@ -48,13 +48,7 @@ async fn survive(
     for w in &workers {
         w.sigcont();
     }
-    let events = watch_until(
-        &mut client,
-        &job,
-        Duration::from_secs(10),
-        |e| matches!(&e.kind, Some(job_event::Kind::State(s)) if s.state == JobState::Succeeded as i32),
-    )
-    .await?;
+    let events = shoal_tests::history_of_success(&mut client, &job).await?;
     Ok((events, healed))
 }
 
