@@ -2,18 +2,15 @@
 //! NCCL). Implementations live with the worker; the loop only needs these operations, which every
 //! rank must call in the same order.
 
+/// Re-exported so that `collective::CollectiveError` keeps naming the failure of these operations.
+pub use crate::error::CollectiveError;
+
 /// How values from all ranks combine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReduceOp {
     Sum,
     Max,
 }
-
-/// A collective failed. The message names the rank (and its worker) that caused it, so that every
-/// rank reports the same culprit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct CollectiveError(pub String);
 
 /// Not `Send`: an NCCL communicator must stay on the thread that created it, and so must this.
 pub trait Collective {

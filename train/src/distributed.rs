@@ -126,7 +126,7 @@ pub fn set_flat_params(model: &mut Model, flat: &[f32]) -> Result<()> {
     for p in model.params_mut() {
         let n = p.elem_count();
         let part =
-            flat.get(offset..offset + n).ok_or_else(|| TrainError::Loader("parameter vector too short".into()))?;
+            flat.get(offset..offset + n).ok_or(TrainError::ParamVector { needed: offset + n, len: flat.len() })?;
         if cpu::is_cpu_f32(p.value.as_tensor()) && p.value.as_tensor().is_contiguous() {
             cpu::update(p.value.as_tensor(), |v| {
                 v.copy_from_slice(part);

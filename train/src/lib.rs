@@ -16,7 +16,7 @@ pub mod pipeline;
 pub mod rng;
 pub mod trainer;
 
-pub use collective::{Collective, CollectiveError, ParamStore, Peers, ReduceOp};
-pub use error::{Result, TrainError};
+pub use collective::{Collective, ParamStore, Peers, ReduceOp};
+pub use error::{Cause, CollectiveError, Op, Peer, PsFault, Result, ShardServer, TrainError};
 pub use model::{DataShape, Model};
 pub use trainer::{EvalPoint, Host, Outcome, Report, RunOptions, Stop, Summary, TrainPoint, train};

@@ -323,19 +323,17 @@ fn slice_targets(t: &Targets, start: usize, len: usize) -> Targets {
 }
 
 fn protocol(what: &str, got: &StageMsg) -> TrainError {
-    TrainError::Collective(CollectiveError(format!(
-        "pipeline protocol error: expected {what}, got {:?} #{}",
-        got.kind, got.mb
-    )))
+    TrainError::Collective(CollectiveError::Protocol {
+        detail: format!("expected {what}, got {:?} #{}", got.kind, got.mb),
+    })
 }
 
 fn to_tensor(data: Vec<f32>, input_dims: &[usize]) -> Result<Tensor> {
     let per: usize = input_dims.iter().product::<usize>().max(1);
     if data.len() % per != 0 {
-        return Err(TrainError::Collective(CollectiveError(format!(
-            "pipeline protocol error: {} values are not whole samples of {per}",
-            data.len()
-        ))));
+        return Err(TrainError::Collective(CollectiveError::Protocol {
+            detail: format!("{} values are not whole samples of {per}", data.len()),
+        }));
     }
     let mut dims = vec![data.len() / per];
     dims.extend_from_slice(input_dims);
@@ -598,10 +596,9 @@ fn pack_f64(values: &[f64]) -> Vec<f32> {
 
 fn unpack_f64<const N: usize>(data: &[f32]) -> Result<[f64; N]> {
     if data.len() != 2 * N {
-        return Err(TrainError::Collective(CollectiveError(format!(
-            "pipeline protocol error: expected {N} sums, got {} values",
-            data.len() / 2
-        ))));
+        return Err(TrainError::Collective(CollectiveError::Protocol {
+            detail: format!("expected {N} sums, got {} values", data.len() / 2),
+        }));
     }
     let mut out = [0f64; N];
     for (i, o) in out.iter_mut().enumerate() {

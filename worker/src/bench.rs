@@ -95,7 +95,7 @@ pub fn join_ring(rank: usize, world: usize, timeout: Duration) -> Result<Ring, S
 #[cfg(feature = "cuda")]
 pub fn join_nccl(rank: usize, world: usize, timeout: Duration) -> Result<Box<dyn Collective>, String> {
     use crate::sync::nccl::{Nccl, UniqueId};
-    let id = if rank == 0 { Some(UniqueId::new()?) } else { None };
+    let id = if rank == 0 { Some(UniqueId::new().map_err(|e| e.to_string())?) } else { None };
     let hex: String =
         id.as_ref().map_or_else(|| "-".into(), |id| id.to_bytes().iter().map(|b| format!("{b:02x}")).collect());
     let id = if world == 1 {
@@ -107,9 +107,9 @@ pub fn join_nccl(rank: usize, world: usize, timeout: Duration) -> Result<Box<dyn
         let first = line.trim().split(',').next().unwrap_or_default().to_owned();
         let bytes: Vec<u8> =
             (0..first.len() / 2).filter_map(|i| u8::from_str_radix(&first[2 * i..2 * i + 2], 16).ok()).collect();
-        UniqueId::from_bytes(&bytes)?
+        UniqueId::from_bytes(&bytes).map_err(|e| e.to_string())?
     };
-    let mut comm = Nccl::new(0, rank, world, id)?;
+    let mut comm = Nccl::new(0, rank, world, id).map_err(|e| e.to_string())?;
     comm.set_timeout(timeout);
     Ok(Box::new(comm))
 }
@@ -144,7 +144,7 @@ pub fn train_reference(
     let foreign = snapshot
         .foreign_share(wall.elapsed().as_secs_f64(), collective.as_mut().map(|c| &mut **c as &mut dyn Collective));
     let Outcome::Completed(s) = outcome else {
-        return Err(shoal_train::TrainError::Loader("the benchmark run stopped early".into()));
+        return Err(shoal_train::TrainError::StoppedEarly);
     };
     let batch = cfg.training.batch_size;
     let measured = steps.saturating_sub(warmup).max(1);
@@ -247,7 +247,7 @@ pub fn allreduce_sizes(
     backend: &str,
 ) -> Result<Vec<Value>, String> {
     let n = c.world_size();
-    let err = |e: shoal_train::CollectiveError| e.0;
+    let err = |e: shoal_train::CollectiveError| e.to_string();
     let mut out = Vec::new();
     for &bytes in sizes {
         let numel = bytes / 4;

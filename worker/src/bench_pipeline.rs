@@ -47,7 +47,8 @@ pub fn pipeline(rank: usize, stages: usize, plan: &PipelinePlan) -> Result<Vec<V
         println!("{}", crate::bench::meta("shoal_pipeline"));
     }
     // A ring over all stages lines up the runs and gathers the figures.
-    let mut ring = Ring::connect(&plane, "bench-pipeline", 0, rank, peers.clone(), plan.timeout).map_err(|e| e.0)?;
+    let mut ring =
+        Ring::connect(&plane, "bench-pipeline", 0, rank, peers.clone(), plan.timeout).map_err(|e| e.to_string())?;
     let mut records = Vec::new();
     let mut attempt = 0;
     for schedule in &plan.schedules {
@@ -62,8 +63,8 @@ pub fn pipeline(rank: usize, stages: usize, plan: &PipelinePlan) -> Result<Vec<V
                 let next = (rank + 1 < stages).then(|| peers[rank + 1].clone());
                 let mut link =
                     PipeLink::connect(&plane, "bench-pipeline", attempt, rank, rank, stages, prev, next, plan.timeout)
-                        .map_err(|e| e.0)?;
-                ring.all_reduce(&mut [0.0], ReduceOp::Sum).map_err(|e| e.0)?;
+                        .map_err(|e| e.to_string())?;
+                ring.all_reduce(&mut [0.0], ReduceOp::Sum).map_err(|e| e.to_string())?;
                 let snapshot = CpuSnapshot::take();
                 let wall = std::time::Instant::now();
                 let opts = RunOptions { threads: 1, warmup_steps: plan.warmup, ..Default::default() };
@@ -89,7 +90,7 @@ pub fn pipeline(rank: usize, stages: usize, plan: &PipelinePlan) -> Result<Vec<V
                 for (i, v) in mine.iter().enumerate() {
                     table[rank * STATS + i] = *v as f32;
                 }
-                ring.all_reduce(&mut table, ReduceOp::Sum).map_err(|e| e.0)?;
+                ring.all_reduce(&mut table, ReduceOp::Sum).map_err(|e| e.to_string())?;
                 if rank == 0 {
                     let row = |s: usize, i: usize| f64::from(table[s * STATS + i]);
                     let wall = (0..stages).map(|s| row(s, 4)).fold(0.0, f64::max).max(1e-9);

@@ -89,13 +89,13 @@ impl Loader {
         let thread = std::thread::Builder::new()
             .name("shoal-loader".into())
             .spawn(move || produce(&data, plan, &tx))
-            .map_err(|e| TrainError::Loader(format!("cannot start the loader thread: {e}")))?;
+            .map_err(|source| TrainError::LoaderSpawn { source })?;
         Ok(Self { rx, thread: Some(thread) })
     }
 
     /// The next batch, blocking until it is ready.
     pub fn next(&self) -> Result<Batch> {
-        self.rx.recv().map_err(|_| TrainError::Loader("the loader thread stopped early".into()))?
+        self.rx.recv().map_err(|_| TrainError::LoaderStopped)?
     }
 }
 

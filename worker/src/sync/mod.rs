@@ -12,6 +12,8 @@ pub mod ring;
 
 use std::fmt;
 
+use shoal_train::Peer;
+
 pub use dataplane::{DataPlane, LinkKey};
 pub use pipe::PipeLink;
 pub use ps::{PsAccess, PsClient, ShardInfo};
@@ -28,7 +30,7 @@ pub struct PeerInfo {
 
 impl fmt::Display for PeerInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rank {} (worker {} on {})", self.rank, self.worker_id, self.hostname)
+        self.peer().fmt(f)
     }
 }
 
@@ -36,5 +38,10 @@ impl PeerInfo {
     /// A stand-in for ranks started outside a cluster (benchmarks, tests).
     pub fn local(rank: usize, data_addr: String) -> Self {
         Self { rank, worker_id: format!("local-{rank}"), hostname: "localhost".into(), data_addr }
+    }
+
+    /// How errors name this rank.
+    pub fn peer(&self) -> Peer {
+        Peer { rank: self.rank, worker: self.worker_id.clone(), host: self.hostname.clone() }
     }
 }

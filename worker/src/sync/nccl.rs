@@ -4,12 +4,14 @@
 //! device memory. A collective that does not complete within the deadline aborts the communicator
 //! instead of hanging.
 
+use std::ffi::CStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
+use cudarc::nccl::result::NcclError;
 use cudarc::nccl::safe::{Comm, Id, ReduceOp as NcclOp};
-use shoal_train::{Collective, CollectiveError, ReduceOp};
+use shoal_train::{Collective, CollectiveError, Op, ReduceOp};
 
 /// Whether the CUDA driver and NCCL can be loaded on this machine.
 pub fn available() -> bool {
@@ -17,23 +19,50 @@ pub fn available() -> bool {
     unsafe { cudarc::driver::sys::is_culib_present() && cudarc::nccl::sys::is_culib_present() }
 }
 
+/// An NCCL result code, shown with NCCL's own description (cudarc's error type has none).
+#[derive(Debug)]
+struct NcclCode(NcclError);
+
+impl std::fmt::Display for NcclCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SAFETY: a code came back from NCCL, so the library is loaded; ncclGetErrorString returns
+        // a pointer to a static NUL-terminated string (or null).
+        let text = unsafe { cudarc::nccl::sys::ncclGetErrorString(self.0.0) };
+        if text.is_null() {
+            return write!(f, "NCCL error code {}", self.0.0 as u32);
+        }
+        // SAFETY: non-null, NUL-terminated and static (see above).
+        write!(f, "{}", unsafe { CStr::from_ptr(text) }.to_string_lossy())
+    }
+}
+
+impl std::error::Error for NcclCode {}
+
+fn nccl_failed(rank: usize, call: &'static str) -> impl FnOnce(NcclError) -> CollectiveError {
+    move |e| CollectiveError::Nccl { rank, call, source: Arc::new(NcclCode(e)) }
+}
+
+fn cuda_failed(rank: usize, action: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> CollectiveError {
+    move |e| CollectiveError::Cuda { rank, action, source: Arc::new(e) }
+}
+
 /// The id rank 0 creates and every rank needs to join the communicator.
 pub struct UniqueId(Id);
 
 impl UniqueId {
-    pub fn new() -> Result<Self, String> {
+    pub fn new() -> Result<Self, CollectiveError> {
         if !available() {
-            return Err("NCCL cannot be loaded on this machine (is libnccl.so on LD_LIBRARY_PATH?)".into());
+            return Err(CollectiveError::NcclUnavailable);
         }
-        Id::new().map(Self).map_err(|e| format!("{e:?}"))
+        Id::new().map(Self).map_err(nccl_failed(0, "ncclGetUniqueId"))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         self.0.internal().iter().map(|c| *c as u8).collect()
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        let raw: [u8; 128] = bytes.try_into().map_err(|_| format!("expected 128 bytes, got {}", bytes.len()))?;
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CollectiveError> {
+        let raw: [u8; 128] = bytes.try_into().map_err(|_| CollectiveError::BadNcclId { len: bytes.len() })?;
         Ok(Self(Id::uninit(raw.map(|b| b as core::ffi::c_char))))
     }
 }
@@ -51,14 +80,13 @@ pub struct Nccl {
 
 impl Nccl {
     /// Joins the communicator of `world` ranks as `rank`, on GPU `gpu`.
-    pub fn new(gpu: usize, rank: usize, world: usize, id: UniqueId) -> Result<Self, String> {
+    pub fn new(gpu: usize, rank: usize, world: usize, id: UniqueId) -> Result<Self, CollectiveError> {
         if !available() {
-            return Err("NCCL cannot be loaded on this machine (is libnccl.so on LD_LIBRARY_PATH?)".into());
+            return Err(CollectiveError::NcclUnavailable);
         }
-        let ctx = CudaContext::new(gpu).map_err(|e| format!("cannot open GPU {gpu}: {e}"))?;
+        let ctx = CudaContext::new(gpu).map_err(|e| CollectiveError::OpenGpu { gpu, source: Arc::new(e) })?;
         let stream = ctx.default_stream();
-        let comm = Comm::from_rank(stream.clone(), rank, world, id.0)
-            .map_err(|e| format!("ncclCommInitRank failed: {e:?}"))?;
+        let comm = Comm::from_rank(stream.clone(), rank, world, id.0).map_err(nccl_failed(rank, "ncclCommInitRank"))?;
         Ok(Self { comm: Some(comm), stream, device: None, rank, world, timeout: Duration::from_secs(60), broken: None })
     }
 
@@ -66,10 +94,9 @@ impl Nccl {
         self.timeout = timeout;
     }
 
-    fn fail(&mut self, why: String) -> CollectiveError {
+    fn fail(&mut self, err: CollectiveError) -> CollectiveError {
         // Dropping the communicator aborts it, releasing a collective stuck on a dead peer.
         self.comm = None;
-        let err = CollectiveError(why);
         self.broken = Some(err.clone());
         err
     }
@@ -79,8 +106,8 @@ impl Nccl {
     fn staged(
         &mut self,
         buf: &mut [f32],
-        what: &str,
-        op: impl FnOnce(&Comm, &mut CudaSlice<f32>) -> Result<(), String>,
+        what: Op,
+        op: impl FnOnce(&Comm, &mut CudaSlice<f32>) -> Result<(), CollectiveError>,
     ) -> Result<(), CollectiveError> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
@@ -88,25 +115,23 @@ impl Nccl {
         if buf.is_empty() {
             return Ok(());
         }
-        if self.device.as_ref().is_none_or(|d| d.len() != buf.len()) {
-            self.device = Some(
-                self.stream
-                    .alloc_zeros::<f32>(buf.len())
-                    .map_err(|e| CollectiveError(format!("GPU allocation failed: {e}")))?,
-            );
-        }
-        let (Some(comm), Some(device)) = (self.comm.as_ref(), self.device.as_mut()) else {
-            return Err(CollectiveError("the NCCL communicator is closed".into()));
+        let rank = self.rank;
+        let mut device = match self.device.take() {
+            Some(d) if d.len() == buf.len() => d,
+            _ => self.stream.alloc_zeros::<f32>(buf.len()).map_err(cuda_failed(rank, "GPU allocation"))?,
+        };
+        let Some(comm) = self.comm.as_ref() else {
+            return Err(CollectiveError::NcclClosed { rank });
         };
         let staged = self
             .stream
-            .memcpy_htod(buf, device)
-            .map_err(|e| format!("copy to the GPU failed: {e}"))
-            .and_then(|()| op(comm, device))
-            .and_then(|()| self.stream.record_event(None).map_err(|e| format!("cannot record an event: {e}")));
+            .memcpy_htod(buf, &mut device)
+            .map_err(cuda_failed(rank, "copy to the GPU"))
+            .and_then(|()| op(comm, &mut device))
+            .and_then(|()| self.stream.record_event(None).map_err(cuda_failed(rank, "recording a CUDA event")));
         let event = match staged {
             Ok(ev) => ev,
-            Err(e) => return Err(self.fail(format!("NCCL {what} failed on rank {}: {e}", self.rank))),
+            Err(e) => return Err(self.fail(e)),
         };
         let deadline = Instant::now() + self.timeout;
         let mut pause = Duration::from_micros(20);
@@ -118,20 +143,16 @@ impl Nccl {
                     pause = (pause * 2).min(Duration::from_millis(5));
                 }
                 Ok(false) => {
-                    let t = self.timeout;
-                    return Err(self.fail(format!(
-                        "NCCL {what} did not complete within {t:?} on rank {}: another rank died or stalled",
-                        self.rank
-                    )));
+                    return Err(self.fail(CollectiveError::NcclTimeout { rank, op: what, waited: self.timeout }));
                 }
-                Err(e) => return Err(self.fail(format!("NCCL {what} failed on rank {}: {e}", self.rank))),
+                Err(e) => return Err(self.fail(cuda_failed(rank, "waiting for the collective")(e))),
             }
         }
-        let Some(device) = self.device.as_ref() else { return Err(CollectiveError("no device buffer".into())) };
-        if let Err(e) = self.stream.memcpy_dtoh(device, buf) {
-            return Err(self.fail(format!("copy from the GPU failed: {e}")));
+        if let Err(e) = self.stream.memcpy_dtoh(&device, buf) {
+            return Err(self.fail(cuda_failed(rank, "copy from the GPU")(e)));
         }
-        self.stream.synchronize().map_err(|e| CollectiveError(format!("CUDA synchronize failed: {e}")))
+        self.device = Some(device);
+        self.stream.synchronize().map_err(cuda_failed(rank, "CUDA synchronize"))
     }
 }
 
@@ -149,14 +170,16 @@ impl Collective for Nccl {
             ReduceOp::Sum => NcclOp::Sum,
             ReduceOp::Max => NcclOp::Max,
         };
-        self.staged(buf, "all-reduce", |comm, device| {
-            comm.all_reduce_in_place(device, &nccl_op).map(|_| ()).map_err(|e| format!("{e:?}"))
+        let rank = self.rank;
+        self.staged(buf, Op::AllReduce, |comm, device| {
+            comm.all_reduce_in_place(device, &nccl_op).map(|_| ()).map_err(nccl_failed(rank, "all-reduce"))
         })
     }
 
     fn broadcast(&mut self, buf: &mut [f32], root: usize) -> Result<(), CollectiveError> {
-        self.staged(buf, "broadcast", |comm, device| {
-            comm.broadcast_in_place(device, root as i32).map(|_| ()).map_err(|e| format!("{e:?}"))
+        let rank = self.rank;
+        self.staged(buf, Op::Broadcast, |comm, device| {
+            comm.broadcast_in_place(device, root as i32).map(|_| ()).map_err(nccl_failed(rank, "broadcast"))
         })
     }
 

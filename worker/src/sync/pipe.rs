@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use shoal_train::CollectiveError;
 use shoal_train::pipeline::{Dir, MsgKind, StageLink, StageMsg};
+use shoal_train::{CollectiveError, Op};
 
 use super::PeerInfo;
 use super::dataplane::{DataPlane, LinkKey};
@@ -277,21 +277,23 @@ impl PipeLink {
             to: to as u32,
             channel: PIPE_CHANNEL,
         };
-        let setup = |p: &PeerInfo, e: io::Error| CollectiveError(format!("cannot set up the link to {p}: {e}"));
+        let setup = |p: &PeerInfo, e: io::Error| CollectiveError::LinkSetup { peer: p.peer(), source: Arc::new(e) };
         let next = match next {
             Some(p) => {
-                let stream = plane
-                    .connect(&p.data_addr, &key(rank, p.rank), deadline)
-                    .map_err(|e| CollectiveError(format!("cannot connect to {p} at {}: {e}", p.data_addr)))?;
+                let stream = plane.connect(&p.data_addr, &key(rank, p.rank), deadline).map_err(|e| {
+                    CollectiveError::Connect { peer: p.peer(), addr: p.data_addr.clone(), source: Arc::new(e) }
+                })?;
                 Some(Neighbour::new(p.clone(), stream, timeout).map_err(|e| setup(&p, e))?)
             }
             None => None,
         };
         let prev = match prev {
             Some(p) => {
-                let stream = plane
-                    .accept(&key(p.rank, rank), deadline)
-                    .map_err(|e| CollectiveError(format!("{p} did not connect within {timeout:?}: {e}")))?;
+                let stream = plane.accept(&key(p.rank, rank), deadline).map_err(|e| CollectiveError::Accept {
+                    peer: p.peer(),
+                    timeout,
+                    source: Arc::new(e),
+                })?;
                 Some(Neighbour::new(p.clone(), stream, timeout).map_err(|e| setup(&p, e))?)
             }
             None => None,
@@ -301,11 +303,11 @@ impl PipeLink {
 
     fn side(&mut self, dir: Dir) -> Result<&mut Neighbour, CollectiveError> {
         let (stage, stages) = (self.stage, self.stages);
-        match dir {
-            Dir::Prev => self.prev.as_mut(),
-            Dir::Next => self.next.as_mut(),
-        }
-        .ok_or_else(|| CollectiveError(format!("stage {} of {stages} has no {dir:?} neighbour", stage + 1)))
+        let (side, name) = match dir {
+            Dir::Prev => (self.prev.as_mut(), "Prev"),
+            Dir::Next => (self.next.as_mut(), "Next"),
+        };
+        side.ok_or(CollectiveError::NoNeighbour { stage, stages, side: name })
     }
 
     fn fail(&mut self, err: CollectiveError) -> CollectiveError {
@@ -341,9 +343,12 @@ impl StageLink for PipeLink {
         };
         match result {
             Ok(()) => Ok(()),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Err(self
-                .fail(CollectiveError(format!("{peer} stopped reading for {:.0}s (stalled)", timeout.as_secs_f64())))),
-            Err(e) => Err(self.fail(CollectiveError(format!("{peer} left the pipeline ({e})")))),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(self.fail(CollectiveError::Stalled { peer: peer.peer(), waited: timeout }))
+            }
+            Err(e) => {
+                Err(self.fail(CollectiveError::PeerLost { peer: peer.peer(), op: Op::Pipeline, detail: e.to_string() }))
+            }
         }
     }
 
@@ -353,20 +358,19 @@ impl StageLink for PipeLink {
         }
         let cap = self.timeout * LIVE_WAIT_FACTOR;
         let side = self.side(from)?;
-        let peer = side.peer.clone();
+        let peer = side.peer.peer();
+        let op = Op::Pipeline;
         let err = match side.inbox.recv_timeout(cap) {
             Ok(Incoming::Msg(msg)) => return Ok(msg),
-            Ok(Incoming::Abort(reason)) => format!("{peer} failed: {reason}"),
-            Ok(Incoming::Gone(detail)) => format!("{peer} left the pipeline ({detail})"),
-            Ok(Incoming::Silent(waited)) => {
-                format!("{peer} sent nothing for {:.0}s (dead, stalled or unreachable)", waited.as_secs_f64())
+            Ok(Incoming::Abort(reason)) => CollectiveError::Aborted { by: peer, op, reason },
+            Ok(Incoming::Gone(detail)) => CollectiveError::PeerLost { peer, op, detail },
+            Ok(Incoming::Silent(waited)) => CollectiveError::Timeout { peer, op, waited },
+            Err(RecvTimeoutError::Timeout) => CollectiveError::Idle { peer, waited: cap },
+            Err(RecvTimeoutError::Disconnected) => {
+                CollectiveError::PeerLost { peer, op, detail: "its link is closed".into() }
             }
-            Err(RecvTimeoutError::Timeout) => {
-                format!("{peer} is alive but sent no pipeline data for {:.0}s", cap.as_secs_f64())
-            }
-            Err(RecvTimeoutError::Disconnected) => format!("{peer} left the pipeline (its link is closed)"),
         };
-        Err(self.fail(CollectiveError(err)))
+        Err(self.fail(err))
     }
 
     fn abort(&mut self, reason: &str) {
@@ -454,13 +458,16 @@ mod tests {
         let t0 = Instant::now();
         drop(b);
         let err = a.recv(Dir::Next).expect_err("stage 1 is gone");
-        assert!(err.0.contains("rank 1 (worker local-1") && err.0.contains("left the pipeline"), "{err}");
+        assert!(
+            err.to_string().contains("rank 1 (worker local-1") && err.to_string().contains("left the pipeline"),
+            "{err}"
+        );
         assert!(t0.elapsed() < Duration::from_secs(5));
 
         let (mut a, mut b) = pair(Duration::from_secs(10));
         b.abort("rank 7 (worker w7 on h7) left the pipeline (connection closed)");
         let err = a.recv(Dir::Next).expect_err("aborted");
-        assert!(err.0.starts_with("rank 1 (worker local-1 on localhost) failed: rank 7 (worker w7"), "{err}");
+        assert!(err.to_string().starts_with("rank 1 (worker local-1 on localhost) failed: rank 7 (worker w7"), "{err}");
     }
 
     #[test]
@@ -476,7 +483,7 @@ mod tests {
             .expect("stage 1");
         let t0 = Instant::now();
         let err = b.recv(Dir::Prev).expect_err("silent");
-        assert!(err.0.contains("rank 0") && err.0.contains("sent nothing"), "{err}");
+        assert!(err.to_string().contains("rank 0") && err.to_string().contains("sent nothing"), "{err}");
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     }
 }

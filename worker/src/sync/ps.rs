@@ -14,7 +14,7 @@ use shoal_common::chunks;
 use shoal_common::proto::param_server_service_client::ParamServerServiceClient;
 use shoal_common::proto::{InitChunk, JobSpec, PullRequest, PushChunk, SaveShardRequest, ShardKey};
 use shoal_common::spec::PsMode;
-use shoal_train::{CollectiveError, ParamStore};
+use shoal_train::{CollectiveError, ParamStore, PsFault, ShardServer};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
@@ -29,7 +29,19 @@ pub struct ShardInfo {
 
 impl std::fmt::Display for ShardInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "parameter server shard {} ({} on {} at {})", self.shard, self.node_id, self.hostname, self.addr)
+        self.server().fmt(f)
+    }
+}
+
+impl ShardInfo {
+    /// How errors name this shard's server.
+    pub fn server(&self) -> ShardServer {
+        ShardServer {
+            shard: self.shard,
+            node: self.node_id.clone(),
+            host: self.hostname.clone(),
+            addr: self.addr.clone(),
+        }
     }
 }
 
@@ -92,12 +104,17 @@ pub struct PsClient {
 }
 
 fn failed(info: &ShardInfo, status: &tonic::Status) -> CollectiveError {
-    let what = match status.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => "is unreachable",
-        tonic::Code::DeadlineExceeded => "did not answer in time",
-        _ => "refused the request",
+    let fault = match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => PsFault::Unreachable,
+        tonic::Code::DeadlineExceeded => PsFault::NoAnswer,
+        _ => PsFault::Refused,
     };
-    CollectiveError(format!("{info} {what}: {}", status.message()))
+    CollectiveError::ParamServer { server: info.server(), fault, detail: status.message().to_owned() }
+}
+
+/// A background task of the client that died (panicked or was cancelled with the runtime).
+fn task_failed(task: &'static str) -> impl FnOnce(tokio::task::JoinError) -> CollectiveError {
+    move |e| CollectiveError::Task { task, source: Arc::new(e) }
 }
 
 impl PsClient {
@@ -119,16 +136,16 @@ impl PsClient {
             .thread_name("shoal-ps-client")
             .enable_all()
             .build()
-            .map_err(|e| CollectiveError(format!("cannot start the parameter-server client: {e}")))?;
+            .map_err(|e| CollectiveError::PsRuntime { source: Arc::new(e) })?;
         if shards.is_empty() {
-            return Err(CollectiveError("the job has no parameter-server shards".into()));
+            return Err(CollectiveError::NoShards);
         }
         let mut conns = Vec::with_capacity(shards.len());
         for info in shards {
             let endpoint = access
                 .tls
                 .endpoint(&info.addr)
-                .map_err(|e| CollectiveError(format!("{info}: {e}")))?
+                .map_err(|detail| CollectiveError::PsEndpoint { server: info.server(), detail })?
                 .connect_timeout(timeout)
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(20))
@@ -136,8 +153,12 @@ impl PsClient {
                 .initial_connection_window_size(Some(chunks::CONNECTION_WINDOW));
             let channel = runtime
                 .block_on(async { tokio::time::timeout(timeout, endpoint.connect()).await })
-                .map_err(|_| CollectiveError(format!("{info} did not accept a connection within {timeout:?}")))?
-                .map_err(|e| CollectiveError(format!("{info} is unreachable: {e}")))?;
+                .map_err(|_| CollectiveError::PsConnectTimeout { server: info.server(), timeout })?
+                .map_err(|e| CollectiveError::ParamServer {
+                    server: info.server(),
+                    fault: PsFault::Unreachable,
+                    detail: e.to_string(),
+                })?;
             conns.push(Conn {
                 info,
                 range: 0..0,
@@ -220,15 +241,14 @@ async fn pull_one(
     let mut version = 0;
     while let Some(chunk) = stream.message().await.map_err(|s| failed(&conn.info, &s))? {
         if chunk.total_len as usize != values.len() {
-            return Err(CollectiveError(format!(
-                "{} holds {} values, this worker expects {}",
-                conn.info,
-                chunk.total_len,
-                values.len()
-            )));
+            return Err(CollectiveError::PsShardSize {
+                server: conn.info.server(),
+                holds: chunk.total_len,
+                expects: values.len(),
+            });
         }
         chunks::place(&mut values, chunk.offset as usize, &chunk.values)
-            .map_err(|e| CollectiveError(format!("{}: {e}", conn.info)))?;
+            .map_err(|detail| CollectiveError::PsChunk { server: conn.info.server(), detail })?;
         version = chunk.version;
     }
     Ok((values, version))
@@ -248,7 +268,7 @@ async fn pull_all(
     let mut flat = vec![0f32; len];
     let mut versions = Vec::with_capacity(conns.len());
     for (conn, task) in conns.iter().zip(tasks) {
-        let (values, version) = task.await.map_err(|e| CollectiveError(format!("pull task failed: {e}")))??;
+        let (values, version) = task.await.map_err(task_failed("pull"))??;
         flat[conn.range.clone()].copy_from_slice(&values);
         versions.push(version);
     }
@@ -277,7 +297,7 @@ async fn push_all(
         .collect();
     let mut staleness = Vec::with_capacity(tasks.len());
     for task in tasks {
-        staleness.push(task.await.map_err(|e| CollectiveError(format!("push task failed: {e}")))??);
+        staleness.push(task.await.map_err(task_failed("push"))??);
     }
     Ok(staleness)
 }
@@ -289,10 +309,7 @@ impl PsClient {
             return Ok(());
         }
         if self.len != 0 {
-            return Err(CollectiveError(format!(
-                "the model has {len} parameters, not the {} laid out before",
-                self.len
-            )));
+            return Err(CollectiveError::PsLayout { len, before: self.len });
         }
         let ranges = shard_ranges(len, self.conns.len());
         for (c, r) in self.conns.iter_mut().zip(ranges) {
@@ -359,7 +376,7 @@ impl ParamStore for PsClient {
             })
             .collect();
         for t in tasks {
-            self.runtime.block_on(t).map_err(|e| CollectiveError(format!("init task failed: {e}")))??;
+            self.runtime.block_on(t).map_err(task_failed("init"))??;
         }
         Ok(())
     }
@@ -406,8 +423,7 @@ impl ParamStore for PsClient {
         let mut landed = false;
         while self.inflight.len() > keep {
             let Some(task) = self.inflight.pop_front() else { break };
-            let (flat, versions, bytes, staleness) =
-                self.runtime.block_on(task).map_err(|e| CollectiveError(format!("exchange task failed: {e}")))??;
+            let (flat, versions, bytes, staleness) = self.runtime.block_on(task).map_err(task_failed("exchange"))??;
             self.count(&staleness, bytes + (flat.len() * 4) as u64);
             params.copy_from_slice(&flat);
             self.versions = versions;

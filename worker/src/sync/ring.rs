@@ -16,7 +16,9 @@ use std::net::{Shutdown, TcpStream};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use shoal_train::{Collective, CollectiveError, ReduceOp};
+use std::sync::Arc;
+
+use shoal_train::{Collective, CollectiveError, Op, Peer, ReduceOp};
 
 use super::PeerInfo;
 use super::dataplane::{DataPlane, LinkKey};
@@ -105,15 +107,20 @@ impl Ring {
         let (next, prev) = ((me + 1) % n, (me + n - 1) % n);
         let key =
             |from: usize, to: usize| LinkKey { job: job.into(), attempt, from: from as u32, to: to as u32, channel };
-        let out = plane.connect(&ring.peers[next].data_addr, &key(me, next), deadline).map_err(|e| {
-            CollectiveError(format!("cannot connect to {} at {}: {e}", ring.peers[next], ring.peers[next].data_addr))
+        let (to, from) = (&ring.peers[next], &ring.peers[prev]);
+        let out = plane.connect(&to.data_addr, &key(me, next), deadline).map_err(|e| CollectiveError::Connect {
+            peer: to.peer(),
+            addr: to.data_addr.clone(),
+            source: Arc::new(e),
         })?;
-        let inc = plane
-            .accept(&key(prev, me), deadline)
-            .map_err(|e| CollectiveError(format!("{} did not connect within {timeout:?}: {e}", ring.peers[prev])))?;
-        let io = |e: io::Error| CollectiveError(format!("cannot configure a data-plane link: {e}"));
-        out.set_nonblocking(true).map_err(io)?;
-        inc.set_nonblocking(true).map_err(io)?;
+        let inc = plane.accept(&key(prev, me), deadline).map_err(|e| CollectiveError::Accept {
+            peer: from.peer(),
+            timeout,
+            source: Arc::new(e),
+        })?;
+        let setup = |p: &PeerInfo, e: io::Error| CollectiveError::LinkSetup { peer: p.peer(), source: Arc::new(e) };
+        out.set_nonblocking(true).map_err(|e| setup(to, e))?;
+        inc.set_nonblocking(true).map_err(|e| setup(from, e))?;
         ring.next = Some(out);
         ring.prev = Some(inc);
         Ok(ring)
@@ -140,18 +147,18 @@ impl Ring {
         (self.timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(2))
     }
 
-    fn describe(&self, failure: &Failure, what: &str) -> CollectiveError {
-        let name = |r: usize| self.peers.get(r).map_or_else(|| format!("rank {r}"), ToString::to_string);
-        CollectiveError(match failure {
-            Failure::Relayed { culprit, reason } => format!("{} failed the {what}: {reason}", name(*culprit)),
-            Failure::Gone { peer, detail } => format!("{} left the {what} ({detail})", name(*peer)),
-            Failure::Silent { peer, waited } => format!(
-                "{} sent nothing for {:.0}s during the {what} (dead, stalled or unreachable)",
-                name(*peer),
-                waited.as_secs_f64()
-            ),
-            Failure::Local(why) => format!("{} could not finish the {what}: {why}", name(self.me)),
-        })
+    fn describe(&self, failure: &Failure, op: Op) -> CollectiveError {
+        let name = |r: usize| self.peers.get(r).map_or_else(|| Peer::unnamed(r), PeerInfo::peer);
+        match failure {
+            Failure::Relayed { culprit, reason } => {
+                CollectiveError::Aborted { by: name(*culprit), op, reason: reason.clone() }
+            }
+            Failure::Gone { peer, detail } => {
+                CollectiveError::PeerLost { peer: name(*peer), op, detail: detail.clone() }
+            }
+            Failure::Silent { peer, waited } => CollectiveError::Timeout { peer: name(*peer), op, waited: *waited },
+            Failure::Local(why) => CollectiveError::Local { me: name(self.me), op, detail: why.clone() },
+        }
     }
 
     fn culprit(&self, failure: &Failure) -> Option<usize> {
@@ -165,19 +172,19 @@ impl Ring {
     /// Records the failure, tells the next rank who broke the collective, and keeps reading the
     /// previous rank's link for a while so that its writes neither block nor fail before the abort
     /// reaches it the other way round the ring.
-    fn break_ring(&mut self, failure: Failure, what: &str) -> CollectiveError {
-        let err = self.describe(&failure, what);
+    fn break_ring(&mut self, failure: Failure, op: Op) -> CollectiveError {
+        let err = self.describe(&failure, op);
         let n = self.world();
-        if let (Some(culprit), Some(mut next)) = (self.culprit(&failure), self.next.take()) {
-            if culprit != (self.me + 1) % n {
-                let _ = next.set_nonblocking(false);
-                let _ = next.set_write_timeout(Some(Duration::from_secs(1)));
-                let reason = match &failure {
-                    Failure::Relayed { reason, .. } => reason.clone(),
-                    other => self.describe(other, what).0,
-                };
-                let _ = frame::write_frame(&mut next, Kind::Abort, &frame::abort_payload(culprit, &reason));
-            }
+        if let (Some(culprit), Some(mut next)) = (self.culprit(&failure), self.next.take())
+            && culprit != (self.me + 1) % n
+        {
+            let _ = next.set_nonblocking(false);
+            let _ = next.set_write_timeout(Some(Duration::from_secs(1)));
+            let reason = match &failure {
+                Failure::Relayed { reason, .. } => reason.clone(),
+                _ => err.to_string(),
+            };
+            let _ = frame::write_frame(&mut next, Kind::Abort, &frame::abort_payload(culprit, &reason));
         }
         if let Some(mut prev) = self.prev.take() {
             let linger = self.timeout;
@@ -202,13 +209,7 @@ impl Ring {
     }
 
     /// Runs a schedule of chunk sends and receives over `buf`.
-    fn run(
-        &mut self,
-        buf: &mut [f32],
-        sends: &[SendItem],
-        recvs: &[RecvItem],
-        what: &str,
-    ) -> Result<(), CollectiveError> {
+    fn run(&mut self, buf: &mut [f32], sends: &[SendItem], recvs: &[RecvItem], op: Op) -> Result<(), CollectiveError> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
@@ -222,7 +223,7 @@ impl Ring {
             }
             _ => Err(Failure::Local("the ring is not connected".into())),
         };
-        result.map_err(|f| self.break_ring(f, what))
+        result.map_err(|f| self.break_ring(f, op))
     }
 
     fn ring_all_reduce(&mut self, buf: &mut [f32], combine: Combine) -> Result<(), CollectiveError> {
@@ -253,7 +254,7 @@ impl Ring {
                 sends.push(SendItem { range: c, after });
             }
         }
-        self.run(buf, &sends, &recvs, "all-reduce")
+        self.run(buf, &sends, &recvs, Op::AllReduce)
     }
 }
 
@@ -295,7 +296,7 @@ impl Collective for Ring {
                 .map(|(j, c)| SendItem { range: c.clone(), after: if position == 0 { 0 } else { j + 1 } })
                 .collect()
         };
-        self.run(buf, &sends, &recvs, "broadcast")
+        self.run(buf, &sends, &recvs, Op::Broadcast)
     }
 
     fn all_gather_u64(&mut self, value: u64) -> Result<Vec<u64>, CollectiveError> {
@@ -407,7 +408,7 @@ mod tests {
             }
             let started = Instant::now();
             let err = ring.all_reduce(&mut buf, ReduceOp::Sum).expect_err("rank 2 is gone");
-            Some((err.0, started.elapsed()))
+            Some((err.to_string(), started.elapsed()))
         });
         for (r, res) in results.into_iter().enumerate() {
             if let Some((msg, took)) = res {
@@ -428,7 +429,7 @@ mod tests {
             }
             let started = Instant::now();
             let err = ring.all_reduce(&mut buf, ReduceOp::Sum).expect_err("rank 1 stalls");
-            Some((err.0, started.elapsed()))
+            Some((err.to_string(), started.elapsed()))
         });
         for (r, res) in results.into_iter().enumerate() {
             if let Some((msg, took)) = res {
