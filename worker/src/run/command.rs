@@ -22,6 +22,7 @@ use shoal_common::proto::{JobFinished, JobResult, MetricPoint, Outcome, Split};
 use shoal_common::spec::TrainConfig;
 use shoal_train::{Host, Report, Stop};
 
+use super::error::RunError;
 use super::report::ReportHost;
 
 /// Prefix of a metric line.
@@ -33,13 +34,28 @@ enum Line {
     Err(String),
 }
 
+/// What is wrong with a `SHOAL_METRIC` line.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricLineError {
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("bad JSON: {source}")]
+    Json { source: serde_json::Error },
+    #[error("split must be train or validation, got `{split}`")]
+    Split { split: String },
+    #[error("{key} must be a whole number >= 0")]
+    NotWhole { key: String },
+    #[error("`{key}` must be a number")]
+    NotANumber { key: String },
+}
+
 /// Parses one `SHOAL_METRIC` line into a metric point. `Err` says what is wrong with it.
-pub fn parse_metric(line: &str) -> Option<Result<MetricPoint, String>> {
+pub fn parse_metric(line: &str) -> Option<Result<MetricPoint, MetricLineError>> {
     let json = line.strip_prefix(METRIC_PREFIX)?;
     let obj: serde_json::Map<String, Value> = match serde_json::from_str(json.trim()) {
         Ok(Value::Object(o)) => o,
-        Ok(_) => return Some(Err("not a JSON object".into())),
-        Err(e) => return Some(Err(format!("bad JSON: {e}"))),
+        Ok(_) => return Some(Err(MetricLineError::NotAnObject)),
+        Err(source) => return Some(Err(MetricLineError::Json { source })),
     };
     let mut p = MetricPoint { split: Split::Validation as i32, ..Default::default() };
     for (k, v) in obj {
@@ -48,11 +64,11 @@ pub fn parse_metric(line: &str) -> Option<Result<MetricPoint, String>> {
                 p.split = match s.as_str() {
                     "train" => Split::Train as i32,
                     "validation" => Split::Validation as i32,
-                    other => return Some(Err(format!("split must be train or validation, got `{other}`"))),
+                    other => return Some(Err(MetricLineError::Split { split: other.to_owned() })),
                 }
             }
             ("step" | "total_steps" | "epoch", _) => {
-                let Some(n) = v.as_u64() else { return Some(Err(format!("{k} must be a whole number >= 0"))) };
+                let Some(n) = v.as_u64() else { return Some(Err(MetricLineError::NotWhole { key: k })) };
                 match k.as_str() {
                     "step" => p.step = n,
                     "total_steps" => p.total_steps = n,
@@ -71,7 +87,7 @@ pub fn parse_metric(line: &str) -> Option<Result<MetricPoint, String>> {
                     }
                 }
             }
-            _ => return Some(Err(format!("`{k}` must be a number"))),
+            _ => return Some(Err(MetricLineError::NotANumber { key: k })),
         }
     }
     Some(Ok(p))
@@ -102,8 +118,9 @@ pub fn run(
     host: &mut ReportHost<'_>,
 ) -> JobFinished {
     let base = JobFinished { job_id: job_id.into(), attempt, ..Default::default() };
-    let failed = |error: String| JobFinished { outcome: Outcome::Failed as i32, error, ..base.clone() };
-    let Some(cmd) = &cfg.command else { return failed("no command to run".into()) };
+    let job = || shoal_common::JobId::new(job_id);
+    let failed = |error: RunError| super::failed(attempt, &error);
+    let Some(cmd) = &cfg.command else { return failed(RunError::NoCommand { job: job() }) };
     let params = if cfg.trial_params.is_empty() { "{}".to_owned() } else { cfg.trial_params.clone() };
     let _ = std::fs::create_dir_all(checkpoint_dir);
     let mut command = Command::new(&cmd.argv[0]);
@@ -122,7 +139,7 @@ pub fn run(
     let started = Instant::now();
     let mut child = match command.spawn() {
         Ok(c) => c,
-        Err(e) => return failed(format!("cannot start `{}`: {e}", cmd.argv[0])),
+        Err(source) => return failed(RunError::CommandStart { job: job(), program: cmd.argv[0].clone(), source }),
     };
     tracing::info!(program = %cmd.argv[0], pid = child.id(), "external trial started");
     host.report(Report::Started {
@@ -197,15 +214,12 @@ pub fn run(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => match child.wait() {
                 Ok(s) => break s,
-                Err(e) => return failed(format!("waiting for the trial program: {e}")),
+                Err(source) => return failed(RunError::CommandWait { job: job(), source }),
             },
         }
     };
     if !status.success() {
-        let mut error = format!("the trial program `{}` exited with {status}", cmd.argv[0]);
-        if !last_err.is_empty() {
-            error.push_str(&format!(": {last_err}"));
-        }
+        let error = RunError::CommandFailed { job: job(), program: cmd.argv[0].clone(), status, last_err };
         return JobFinished { step: last_step, ..failed(error) };
     }
     let val = last_val.unwrap_or_default();

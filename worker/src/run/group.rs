@@ -1,12 +1,14 @@
 //! Joining the other ranks of a data-parallel job: the TCP ring over the data plane, or NCCL
 //! (with the `cuda` feature), whose unique id rank 0 creates and the coordinator relays.
 
+use shoal_common::JobId;
 use shoal_common::proto::{Assignment, WorkerMessage};
 use shoal_common::spec::{SyncKind, TrainConfig};
 use shoal_train::pipeline::PipePeers;
 use shoal_train::{Collective, Peers};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::error::{Link, RunError};
 use super::{JobContext, RendezvousRx};
 use crate::sync::{PeerInfo, PipeLink, PsClient, Ring, ShardInfo};
 
@@ -47,9 +49,10 @@ pub fn join(
     ctx: &JobContext,
     updates: &UnboundedSender<WorkerMessage>,
     rendezvous: &RendezvousRx,
-) -> Result<Joined, String> {
+) -> Result<Joined, RunError> {
     let world = assignment.world_size.max(1) as usize;
     let rank = assignment.rank as usize;
+    let job = || JobId::new(assignment.job_id.clone());
     if let SyncKind::ParamServer { mode, .. } = cfg.parallel.sync {
         let shards: Vec<ShardInfo> = assignment
             .ps_shards
@@ -73,7 +76,7 @@ pub fn join(
             cfg.training.collective_timeout,
             &ctx.ps_access,
         )
-        .map_err(|e| format!("cannot reach the parameter servers: {e}"))?;
+        .map_err(|e| RunError::Join { job: job(), rank, link: Link::ParamServers, source: Box::new(e) })?;
         tracing::info!(
             rank,
             world,
@@ -87,10 +90,7 @@ pub fn join(
         return Ok(Joined::Alone);
     }
     if assignment.peers.len() != world || rank >= world {
-        return Err(format!(
-            "the assignment lists {} peers for world size {world} (rank {rank})",
-            assignment.peers.len()
-        ));
+        return Err(RunError::PeerCount { job: job(), rank, listed: assignment.peers.len(), world });
     }
     let peers: Vec<PeerInfo> = assignment
         .peers
@@ -114,7 +114,7 @@ pub fn join(
         _ => {
             let _ = (updates, rendezvous);
             let ring = Ring::connect(&ctx.plane, &assignment.job_id, assignment.attempt, rank, peers, timeout)
-                .map_err(|e| format!("cannot join the all-reduce ring: {e}"))?;
+                .map_err(|e| RunError::Join { job: job(), rank, link: Link::AllReduceRing, source: Box::new(e) })?;
             Ok(Joined::AllReduce(Box::new(ring)))
         }
     }
@@ -129,10 +129,11 @@ fn pipeline(
     stages: usize,
     peers: Vec<PeerInfo>,
     timeout: std::time::Duration,
-) -> Result<Joined, String> {
+) -> Result<Joined, RunError> {
     let world = peers.len();
-    if world % stages != 0 {
-        return Err(format!("{world} ranks do not divide into pipelines of {stages} stages"));
+    let job = || JobId::new(assignment.job_id.clone());
+    if !world.is_multiple_of(stages) {
+        return Err(RunError::Stages { job: job(), world, stages });
     }
     let (replica, stage, replicas) = (rank / stages, rank % stages, world / stages);
     tracing::info!(rank, stage, replica, stages, replicas, "joining the pipeline");
@@ -140,13 +141,18 @@ fn pipeline(
     let next = (stage + 1 < stages).then(|| peers[rank + 1].clone());
     let link =
         PipeLink::connect(&ctx.plane, &assignment.job_id, assignment.attempt, rank, stage, stages, prev, next, timeout)
-            .map_err(|e| format!("cannot join the pipeline: {e}"))?;
+            .map_err(|e| RunError::Join { job: job(), rank, link: Link::Pipeline, source: Box::new(e) })?;
     let ring = if replicas > 1 {
         let same_stage: Vec<PeerInfo> = (0..replicas).map(|d| peers[d * stages + stage].clone()).collect();
         let channel = STAGE_RING_CHANNEL + stage as u32;
         let ring =
             Ring::connect_on(&ctx.plane, &assignment.job_id, assignment.attempt, replica, same_stage, timeout, channel)
-                .map_err(|e| format!("cannot join the ring of stage {stage}: {e}"))?;
+                .map_err(|e| RunError::Join {
+                    job: job(),
+                    rank,
+                    link: Link::StageRing { stage },
+                    source: Box::new(e),
+                })?;
         Some(Box::new(ring))
     } else {
         None
@@ -156,14 +162,14 @@ fn pipeline(
 
 #[cfg(not(feature = "cuda"))]
 fn nccl(
-    _: &Assignment,
+    assignment: &Assignment,
     _: usize,
     _: usize,
     _: std::time::Duration,
     _: &UnboundedSender<WorkerMessage>,
     _: &RendezvousRx,
-) -> Result<Joined, String> {
-    Err("this worker was built without the `cuda` feature, so it cannot use the NCCL backend".into())
+) -> Result<Joined, RunError> {
+    Err(RunError::NoCuda { job: JobId::new(assignment.job_id.clone()) })
 }
 
 #[cfg(feature = "cuda")]
@@ -174,14 +180,15 @@ fn nccl(
     timeout: std::time::Duration,
     updates: &UnboundedSender<WorkerMessage>,
     rendezvous: &RendezvousRx,
-) -> Result<Joined, String> {
+) -> Result<Joined, RunError> {
     use shoal_common::proto::{RendezvousPublish, worker_message};
 
     use crate::sync::nccl::{Nccl, UniqueId};
     const KEY: &str = "nccl-unique-id";
-    let gpu = *assignment.gpus.first().ok_or("the NCCL backend needs a GPU, and none was reserved for this rank")?;
+    let job = || JobId::new(assignment.job_id.clone());
+    let gpu = *assignment.gpus.first().ok_or_else(|| RunError::NoGpu { job: job(), rank })?;
     let id = if rank == 0 {
-        let id = UniqueId::new().map_err(|e| format!("cannot create the NCCL unique id: {e}"))?;
+        let id = UniqueId::new().map_err(|e| RunError::NcclId { job: job(), source: Box::new(e) })?;
         let _ = updates.send(WorkerMessage {
             kind: Some(worker_message::Kind::Publish(RendezvousPublish {
                 job_id: assignment.job_id.clone(),
@@ -198,15 +205,23 @@ fn nccl(
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rendezvous.recv_timeout(left) {
                 Ok((key, value)) if key == KEY => {
-                    break UniqueId::from_bytes(&value).map_err(|e| format!("bad NCCL unique id from rank 0: {e}"))?;
+                    break UniqueId::from_bytes(&value).map_err(|e| RunError::BadNcclId {
+                        job: job(),
+                        rank,
+                        source: Box::new(e),
+                    })?;
                 }
                 Ok(_) => continue,
-                Err(_) => return Err(format!("rank 0 did not publish the NCCL unique id within {timeout:?}")),
+                Err(_) => return Err(RunError::NoNcclId { job: job(), rank, timeout }),
             }
         }
     };
-    let mut comm =
-        Nccl::new(gpu as usize, rank, world, id).map_err(|e| format!("cannot join NCCL on GPU {gpu}: {e}"))?;
+    let mut comm = Nccl::new(gpu as usize, rank, world, id).map_err(|e| RunError::NcclJoin {
+        job: job(),
+        rank,
+        gpu,
+        source: Box::new(e),
+    })?;
     comm.set_timeout(timeout);
     Ok(Joined::AllReduce(Box::new(comm)))
 }

@@ -2,6 +2,7 @@
 //! candle (the loader prefetches on its own thread) and streams reports to the session task.
 
 mod command;
+mod error;
 mod group;
 mod report;
 
@@ -18,6 +19,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::sync::DataPlane;
 
+pub use error::{Link, RunError};
 use report::ReportHost;
 pub use report::result_of;
 
@@ -112,10 +114,16 @@ pub fn start(
             seq: 0,
         });
         let job = assignment.job_id.clone();
-        let finished = std::panic::catch_unwind(AssertUnwindSafe(|| run(assignment, &ctx, &flag, &updates, &rendezvous_rx))).unwrap_or_else(|panic| {
-            let what = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-            failed(&job, attempt, format!("the training thread panicked: {what}"))
-        });
+        let finished =
+            std::panic::catch_unwind(AssertUnwindSafe(|| run(assignment, &ctx, &flag, &updates, &rendezvous_rx)))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    failed(attempt, &RunError::Panicked { job: JobId::new(job), what })
+                });
         match Outcome::try_from(finished.outcome) {
             Ok(Outcome::Failed) => tracing::warn!(error = %finished.error, "job failed"),
             Ok(o) => tracing::info!(outcome = o.as_str_name(), step = finished.step, "job finished"),
@@ -126,8 +134,16 @@ pub fn start(
     Ok(JobHandle { job_id, attempt, stop, thread: Some(thread), rendezvous })
 }
 
-fn failed(job_id: &str, attempt: u32, error: String) -> JobFinished {
-    JobFinished { job_id: job_id.into(), attempt, outcome: Outcome::Failed as i32, error, ..Default::default() }
+/// The message that ends a run that failed outside training.
+fn failed(attempt: u32, error: &RunError) -> JobFinished {
+    JobFinished {
+        job_id: error.job().to_string(),
+        attempt,
+        outcome: Outcome::Failed as i32,
+        error: error.to_string(),
+        retryable: error.retryable(),
+        ..Default::default()
+    }
 }
 
 /// The learning-rate rule of elastic jobs: `optimizer.lr` is the rate for the most ranks
@@ -155,18 +171,16 @@ fn run(
     rendezvous: &RendezvousRx,
 ) -> JobFinished {
     let (job_id, attempt) = (assignment.job_id.clone(), assignment.attempt);
+    let job = || JobId::new(job_id.clone());
     let Some(job_spec) = assignment.spec.clone() else {
-        return failed(&job_id, attempt, "the assignment carried no job spec".into());
+        return failed(attempt, &RunError::NoSpec { job: job() });
     };
     let mut cfg = match spec::validate(&job_spec) {
         Ok(c) => c,
-        Err(errors) => {
-            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return failed(&job_id, attempt, format!("invalid job spec: {}", lines.join("; ")));
-        }
+        Err(errors) => return failed(attempt, &RunError::InvalidSpec { job: job(), errors }),
     };
-    if let Err(why) = confine_paths(&cfg, ctx) {
-        return failed(&job_id, attempt, why);
+    if let Err(e) = confine_paths(&cfg, ctx, job()) {
+        return failed(attempt, &e);
     }
     if cfg.command.is_some() {
         let mut host = ReportHost::new(job_id.clone(), attempt, 0, updates.clone(), stop);
@@ -176,7 +190,7 @@ fn run(
     tracing::info!(dataset = ?cfg.dataset.source, "loading dataset");
     let splits = match data::load(&cfg.dataset) {
         Ok(s) => s,
-        Err(e) => return failed(&job_id, attempt, format!("cannot load the dataset: {e}")),
+        Err(e) => return failed(attempt, &RunError::Dataset { job: job(), source: Box::new(e) }),
     };
     tracing::info!(
         train = splits.train.rows,
@@ -187,8 +201,7 @@ fn run(
     let rank = assignment.rank as usize;
     let mut joined = match group::join(&assignment, &cfg, ctx, updates, rendezvous) {
         Ok(c) => c,
-        // Joining the other ranks failed: a peer is gone or unreachable.
-        Err(e) => return JobFinished { retryable: true, ..failed(&job_id, attempt, e) },
+        Err(e) => return failed(attempt, &e),
     };
     let stages = cfg.parallel.pipeline.stages;
     let resume_from = (!assignment.resume_from.is_empty())
@@ -207,10 +220,10 @@ fn run(
         warmup_steps: 0,
     };
     let mut host = ReportHost::new(job_id.clone(), attempt, rank, updates.clone(), stop);
-    if let Some(note) = elastic_lr(&mut cfg, assignment.world_size.max(1) as usize) {
-        if rank == 0 {
-            host.info(note);
-        }
+    if let Some(note) = elastic_lr(&mut cfg, assignment.world_size.max(1) as usize)
+        && rank == 0
+    {
+        host.info(note);
     }
     if !assignment.gpus.is_empty() {
         host.warn(format!(
@@ -225,20 +238,23 @@ fn run(
 }
 
 /// Checks every path the spec asks this worker to read against its allowed folders.
-fn confine_paths(cfg: &spec::TrainConfig, ctx: &JobContext) -> Result<(), String> {
+fn confine_paths(cfg: &spec::TrainConfig, ctx: &JobContext, job: JobId) -> Result<(), RunError> {
     if ctx.data_roots.is_empty() {
         return Ok(());
     }
     let mut roots = ctx.data_roots.clone();
     roots.push(ctx.checkpoint_root.clone());
-    for (field, path) in cfg.dataset.files() {
-        shoal_common::paths::confine(field, path, &roots)?;
-    }
+    let mut paths = cfg.dataset.files();
     if let Some(i) = &cfg.inherit {
-        shoal_common::paths::confine("inherit.checkpoint", &i.checkpoint, &roots)?;
+        paths.push(("inherit.checkpoint", &i.checkpoint));
     }
     if let Some(dir) = cfg.command.as_ref().and_then(|c| c.workdir.as_ref()) {
-        shoal_common::paths::confine("command.workdir", dir, &roots)?;
+        paths.push(("command.workdir", dir));
+    }
+    for (field, path) in paths {
+        if let Err(reason) = shoal_common::paths::confine(field, path, &roots) {
+            return Err(RunError::PathNotAllowed { job, field, reason });
+        }
     }
     Ok(())
 }

@@ -194,7 +194,7 @@ pub fn finished(job_id: &str, attempt: u32, world: usize, outcome: Result<TrainO
         Err(e) => JobFinished {
             outcome: Outcome::Failed as i32,
             // A peer or link failed; the job itself may well succeed from its checkpoint.
-            retryable: matches!(e, TrainError::Collective(_)),
+            retryable: e.retryable(),
             error: e.to_string(),
             ..base
         },
