@@ -75,28 +75,54 @@ impl Default for WorkerConfig {
     }
 }
 
+/// A configuration value that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("coordinator: `{value}` is not a URL: {source}")]
+    CoordinatorUrl { value: String, source: tonic::codegen::http::uri::InvalidUri },
+    #[error("data_listen: `{value}` is not host:port: {source}")]
+    DataListen { value: String, source: std::net::AddrParseError },
+    #[error("data_advertise: {source}")]
+    DataAdvertise { value: String, source: std::net::AddrParseError },
+    #[error("{key}: must be > 0")]
+    NotPositive { key: &'static str },
+    /// The TLS files cannot be read or used.
+    #[error("{detail}")]
+    Tls { detail: String },
+}
+
 impl WorkerConfig {
     /// Checks the values; the error names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let url = self.coordinator_url();
         url.parse::<tonic::transport::Uri>()
-            .map_err(|e| format!("coordinator: `{}` is not a URL: {e}", self.coordinator))?;
+            .map_err(|source| ConfigError::CoordinatorUrl { value: self.coordinator.clone(), source })?;
         self.data_listen
             .parse::<std::net::SocketAddr>()
-            .map_err(|e| format!("data_listen: `{}` is not host:port: {e}", self.data_listen))?;
+            .map_err(|source| ConfigError::DataListen { value: self.data_listen.clone(), source })?;
         if self.keep_checkpoints == 0 {
-            return Err("keep_checkpoints: must be > 0".into());
+            return Err(ConfigError::NotPositive { key: "keep_checkpoints" });
         }
         if self.connect_timeout_ms == 0 {
-            return Err("connect_timeout_ms: must be > 0".into());
+            return Err(ConfigError::NotPositive { key: "connect_timeout_ms" });
         }
         self.tls()?;
         Ok(())
     }
 
     /// TLS towards the coordinator and parameter servers (reads the files).
-    pub fn tls(&self) -> Result<shoal_common::tls::ClientTls, String> {
+    pub fn tls(&self) -> Result<shoal_common::tls::ClientTls, ConfigError> {
         shoal_common::tls::ClientTls::new(&self.tls_ca, &self.tls_cert, &self.tls_key, &self.tls_server_name)
+            .map_err(|detail| ConfigError::Tls { detail })
+    }
+
+    /// The data-plane address to advertise to peers, if one is set.
+    pub fn data_advertise(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        if self.data_advertise.is_empty() {
+            return Ok(None);
+        }
+        let value = self.data_advertise.clone();
+        value.parse().map(Some).map_err(|source| ConfigError::DataAdvertise { value, source })
     }
 
     /// The coordinator address with a scheme (`host:port` alone means http).

@@ -3,6 +3,7 @@
 //! down), reconnect when it breaks while jobs keep running, and drain on request.
 
 mod backoff;
+mod error;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -25,23 +26,14 @@ use crate::devices::Devices;
 use crate::run::{self, JobContext, JobHandle};
 use crate::sync::DataPlane;
 use backoff::Backoff;
-
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("cannot listen for peers on {addr}: {source}")]
-    DataPlane { addr: String, source: std::io::Error },
-    #[error("the coordinator refused this worker: {0}")]
-    Refused(String),
-}
+pub use error::{ConnectError, SessionLost, WorkerError};
 
 /// How a session ended.
 enum SessionEnd {
     /// Drained and reported everything; exit.
     Drained,
     /// The connection broke; reconnect.
-    Lost(String),
+    Lost(SessionLost),
 }
 
 pub struct Worker {
@@ -68,7 +60,7 @@ pub struct Worker {
 impl Worker {
     /// Binds the data plane and prepares to connect. `drain` asks the worker to finish up and exit.
     pub fn new(config: WorkerConfig, mut devices: Devices, drain: CancellationToken) -> Result<Self, WorkerError> {
-        config.validate().map_err(WorkerError::Config)?;
+        config.validate()?;
         if config.cpus > 0 {
             devices.cpu_cores = config.cpus;
         }
@@ -80,13 +72,9 @@ impl Worker {
         }
         let plane = DataPlane::bind(&config.data_listen)
             .map_err(|source| WorkerError::DataPlane { addr: config.data_listen.clone(), source })?;
-        let data_addr = if config.data_advertise.is_empty() {
-            plane.addr()
-        } else {
-            config.data_advertise.parse().map_err(|e| WorkerError::Config(format!("data_advertise: {e}")))?
-        };
+        let data_addr = config.data_advertise()?.unwrap_or_else(|| plane.addr());
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
-        let tls = config.tls().map_err(WorkerError::Config)?;
+        let tls = config.tls()?;
         Ok(Self {
             tls,
             config,
@@ -126,10 +114,10 @@ impl Worker {
         let mut out: Vec<RunningJob> =
             self.jobs.iter().map(|(id, h)| RunningJob { job_id: id.to_string(), attempt: h.attempt }).collect();
         for msg in &self.pending {
-            if let Some(worker_message::Kind::Finished(f)) = &msg.kind {
-                if !out.iter().any(|r| r.job_id == f.job_id && r.attempt == f.attempt) {
-                    out.push(RunningJob { job_id: f.job_id.clone(), attempt: f.attempt });
-                }
+            if let Some(worker_message::Kind::Finished(f)) = &msg.kind
+                && !out.iter().any(|r| r.job_id == f.job_id && r.attempt == f.attempt)
+            {
+                out.push(RunningJob { job_id: f.job_id.clone(), attempt: f.attempt });
             }
         }
         out
@@ -137,10 +125,10 @@ impl Worker {
 
     /// Takes a report off the job threads' queue: numbers it and keeps it until acknowledged.
     fn take_report(&mut self, mut msg: WorkerMessage) -> &WorkerMessage {
-        if let Some(worker_message::Kind::Finished(f)) = &msg.kind {
-            if let Some(handle) = self.jobs.remove(&JobId::new(f.job_id.clone())).filter(|h| h.attempt != f.attempt) {
-                self.jobs.insert(handle.job_id.clone(), handle);
-            }
+        if let Some(worker_message::Kind::Finished(f)) = &msg.kind
+            && let Some(handle) = self.jobs.remove(&JobId::new(f.job_id.clone())).filter(|h| h.attempt != f.attempt)
+        {
+            self.jobs.insert(handle.job_id.clone(), handle);
         }
         self.last_seq += 1;
         msg.seq = self.last_seq;
@@ -193,8 +181,8 @@ impl Worker {
                         }
                     }
                 }
-                Err(ConnectError::Refused(reason)) => return Err(WorkerError::Refused(reason)),
-                Err(ConnectError::Unavailable(reason)) => {
+                Err(e) if !e.retryable() => return Err(WorkerError::Refused(e)),
+                Err(reason) => {
                     let wait = backoff.next();
                     tracing::warn!(coordinator = %self.config.coordinator, reason = %reason, retry_in_ms = wait.as_millis() as u64, "cannot reach the coordinator");
                     self.wait_offline(wait).await;
@@ -226,15 +214,15 @@ impl Worker {
         let endpoint = self
             .tls
             .endpoint(&self.config.coordinator)
-            .map_err(|e| ConnectError::Refused(format!("coordinator: {e}")))?
+            .map_err(|detail| ConnectError::Endpoint { detail })?
             .connect_timeout(t)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(20))
             .keep_alive_while_idle(true);
         let channel = timeout(t, endpoint.connect())
             .await
-            .map_err(|_| ConnectError::Unavailable(format!("no connection within {t:?}")))?
-            .map_err(|e| ConnectError::Unavailable(e.to_string()))?;
+            .map_err(|_| ConnectError::ConnectTimeout { timeout: t })?
+            .map_err(|source| ConnectError::Transport { source })?;
         let mut client = WorkerServiceClient::new(channel);
         let request = RegisterRequest {
             info: Some(self.info()),
@@ -242,9 +230,8 @@ impl Worker {
         };
         let mut request = tonic::Request::new(request);
         shoal_common::auth::attach(&mut request, &self.config.join_token);
-        let response = timeout(t, client.register(request))
-            .await
-            .map_err(|_| ConnectError::Unavailable(format!("no answer to register within {t:?}")))?;
+        let response =
+            timeout(t, client.register(request)).await.map_err(|_| ConnectError::RegisterTimeout { timeout: t })?;
         let response = match response {
             Ok(r) => r.into_inner(),
             Err(status)
@@ -253,11 +240,9 @@ impl Worker {
                     tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument | tonic::Code::Unauthenticated
                 ) =>
             {
-                return Err(ConnectError::Refused(status.message().to_owned()));
+                return Err(ConnectError::Refused { status });
             }
-            Err(status) => {
-                return Err(ConnectError::Unavailable(shoal_common::status::describe(&status)));
-            }
+            Err(status) => return Err(ConnectError::Unavailable { status }),
         };
         let id = WorkerId::new(response.worker_id);
         if self.worker_id.as_ref() != Some(&id) {
@@ -269,7 +254,7 @@ impl Worker {
 
     async fn session(&mut self, mut client: WorkerServiceClient<Channel>) -> SessionEnd {
         let Some(worker_id) = self.worker_id.clone() else {
-            return SessionEnd::Lost("not registered".into());
+            return SessionEnd::Lost(SessionLost::NotRegistered);
         };
         let t = self.config.connect_timeout();
         let (out, out_rx) = mpsc::channel::<WorkerMessage>(1024);
@@ -285,7 +270,7 @@ impl Worker {
             boot_id: self.boot_id,
         };
         if out.send(WorkerMessage { kind: Some(worker_message::Kind::Hello(hello)), seq: 0 }).await.is_err() {
-            return SessionEnd::Lost("session closed before hello".into());
+            return SessionEnd::Lost(SessionLost::ClosedBeforeHello);
         }
         // Reports not acknowledged before: the coordinator skips those it has applied.
         let mut resend: VecDeque<WorkerMessage> = self.pending.clone();
@@ -296,8 +281,8 @@ impl Worker {
         shoal_common::auth::attach(&mut request, &self.config.join_token);
         let mut inbound = match timeout(t, client.session(request)).await {
             Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(status)) => return SessionEnd::Lost(shoal_common::status::describe(&status)),
-            Err(_) => return SessionEnd::Lost(format!("no session within {t:?}")),
+            Ok(Err(status)) => return SessionEnd::Lost(SessionLost::Status { status }),
+            Err(_) => return SessionEnd::Lost(SessionLost::NoSession { timeout: t }),
         };
         tracing::info!(worker_id = %worker_id, running = self.jobs.len(), "session open");
         let ctx = JobContext {
@@ -314,7 +299,7 @@ impl Worker {
         loop {
             while let Some(msg) = resend.pop_front() {
                 if out.send(msg).await.is_err() {
-                    return SessionEnd::Lost("session stream closed".into());
+                    return SessionEnd::Lost(SessionLost::StreamClosed);
                 }
             }
             if self.draining() && self.jobs.is_empty() && self.updates_rx.is_empty() && self.pending.is_empty() {
@@ -330,7 +315,7 @@ impl Worker {
                     self.reap_finished();
                     let hb = Heartbeat { running: self.running(), draining: self.draining() };
                     if out.send(WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)), seq: 0 }).await.is_err() {
-                        return SessionEnd::Lost("session stream closed".into());
+                        return SessionEnd::Lost(SessionLost::StreamClosed);
                     }
                 }
                 Some(msg) = self.updates_rx.recv() => {
@@ -339,8 +324,8 @@ impl Worker {
                 }
                 msg = inbound.message() => match msg {
                     Ok(Some(m)) => self.handle(m.kind, &ctx),
-                    Ok(None) => return SessionEnd::Lost("the coordinator closed the session".into()),
-                    Err(status) => return SessionEnd::Lost(shoal_common::status::describe(&status)),
+                    Ok(None) => return SessionEnd::Lost(SessionLost::ClosedByCoordinator),
+                    Err(status) => return SessionEnd::Lost(SessionLost::Status { status }),
                 },
                 _ = self.drain.cancelled(), if !self.draining() => {
                     self.start_drain();
@@ -446,9 +431,3 @@ impl Worker {
 
 /// Reports kept for resending while the coordinator is out of reach (a few minutes of metrics).
 const MAX_PENDING_REPORTS: usize = 100_000;
-
-enum ConnectError {
-    /// The coordinator answered and said no (wrong version, bad request): retrying will not help.
-    Refused(String),
-    Unavailable(String),
-}
