@@ -107,7 +107,8 @@ pub fn start(
     let link_key = ctx.plane.admit(&assignment.job_id, attempt, &assignment.link_key);
     let thread = std::thread::Builder::new().name(format!("job-{}", job_id)).spawn(move || {
         let _link_key = link_key;
-        let span = tracing::info_span!("job", job_id = %assignment.job_id, worker_id = %ctx.worker_id, attempt, step = tracing::field::Empty);
+        // No `step` field: a span field recorded again at every report is appended each time.
+        let span = tracing::info_span!("job", job_id = %assignment.job_id, worker_id = %ctx.worker_id, attempt);
         let _entered = span.enter();
         let _ = updates.send(WorkerMessage {
             kind: Some(worker_message::Kind::Started(JobStarted { job_id: assignment.job_id.clone(), attempt })),

@@ -82,7 +82,6 @@ impl Host for ReportHost<'_> {
                 self.notice(NoticeLevel::Info, msg);
             }
             Report::Train(p) => {
-                tracing::Span::current().record("step", p.step);
                 tracing::info!(
                     step = p.step,
                     epoch = p.epoch,
