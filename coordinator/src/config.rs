@@ -9,6 +9,27 @@ use shoal_common::telemetry::LogFormat;
 
 use crate::state::Liveness;
 
+/// A setting the coordinator cannot run with; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("listen: `{listen}` is not an address (host:port): {source}")]
+    Listen { listen: String, source: std::net::AddrParseError },
+    #[error(
+        "listen: {addr} is not a loopback address and TLS is off (tls_cert, tls_key): traffic (tokens \
+         included) would cross the network in clear; configure TLS, or set insecure_listen = true \
+         (--insecure-listen) to accept that"
+    )]
+    InsecureListen { addr: SocketAddr },
+    /// A certificate, key or CA file could not be loaded (the reason names the file).
+    #[error("{reason}")]
+    Tls { reason: String },
+    /// The tokens file could not be read (the reason names the file).
+    #[error("{reason}")]
+    TokensFile { path: String, reason: String },
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CoordinatorConfig {
@@ -73,42 +94,42 @@ impl Default for CoordinatorConfig {
 
 impl CoordinatorConfig {
     /// Checks the values; the error names the key.
-    pub fn validate(&self) -> Result<SocketAddr, String> {
+    pub fn validate(&self) -> Result<SocketAddr, ConfigError> {
         let addr: SocketAddr =
-            self.listen.parse().map_err(|e| format!("listen: `{}` is not an address (host:port): {e}", self.listen))?;
+            self.listen.parse().map_err(|source| ConfigError::Listen { listen: self.listen.clone(), source })?;
+        let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.to_owned() });
         if self.heartbeat_interval_ms == 0 {
-            return Err("heartbeat_interval_ms: must be > 0".into());
+            return invalid("heartbeat_interval_ms", "must be > 0");
         }
         if self.heartbeat_timeout_ms <= self.heartbeat_interval_ms {
-            return Err("heartbeat_timeout_ms: must be larger than heartbeat_interval_ms".into());
+            return invalid("heartbeat_timeout_ms", "must be larger than heartbeat_interval_ms");
         }
         if self.reconnect_grace_ms == 0 {
-            return Err("reconnect_grace_ms: must be > 0".into());
+            return invalid("reconnect_grace_ms", "must be > 0");
         }
         if self.database.as_os_str().is_empty() {
-            return Err("database: must not be empty".into());
+            return invalid("database", "must not be empty");
         }
-        self.tls().load()?;
+        self.tls().load().map_err(|reason| ConfigError::Tls { reason })?;
         if !addr.ip().is_loopback() && !self.insecure_listen && !self.tls().enabled() {
-            return Err(format!(
-                "listen: {addr} is not a loopback address and TLS is off (tls_cert, tls_key): traffic (tokens \
-                 included) would cross the network in clear; configure TLS, or set insecure_listen = true \
-                 (--insecure-listen) to accept that"
-            ));
+            return Err(ConfigError::InsecureListen { addr });
         }
         for (key, token) in [("client_token", &self.client_token), ("join_token", &self.join_token)] {
             if !token.is_empty() && token.len() < 16 {
-                return Err(format!("{key}: must be at least 16 characters"));
+                return invalid(key, "must be at least 16 characters");
             }
         }
         Ok(addr)
     }
 
     /// Tokens for the client API: `client_token` (as user "default") and the tokens file.
-    pub fn client_tokens(&self) -> Result<shoal_common::auth::Tokens, String> {
+    pub fn client_tokens(&self) -> Result<shoal_common::auth::Tokens, ConfigError> {
         let mut entries = vec![("default".to_owned(), self.client_token.clone())];
         if !self.tokens_file.is_empty() {
-            entries.extend(shoal_common::auth::read_tokens_file(std::path::Path::new(&self.tokens_file))?);
+            let path = std::path::Path::new(&self.tokens_file);
+            let read = shoal_common::auth::read_tokens_file(path)
+                .map_err(|reason| ConfigError::TokensFile { path: self.tokens_file.clone(), reason })?;
+            entries.extend(read);
         }
         Ok(shoal_common::auth::Tokens::new("client", entries))
     }

@@ -5,6 +5,7 @@ use tonic::Status;
 
 use crate::store::StoreError;
 
+/// Why the coordinator refused a request or could not carry it out.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
     #[error("job `{job_id}` does not exist")]
@@ -21,6 +22,12 @@ pub enum CoordinatorError {
     Incompatible { reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A worker opened a session but did not say hello in time.
+    #[error("no hello within {}s of opening the session", waited.as_secs())]
+    NoHello { waited: std::time::Duration },
+    /// The coordinator stopped while a watcher followed this job.
+    #[error("coordinator shutting down; watch again to resume")]
+    WatchInterrupted { job_id: String },
 }
 
 impl CoordinatorError {
@@ -30,7 +37,7 @@ impl CoordinatorError {
 
     /// Whether retrying the same request later can help.
     pub fn retryable(&self) -> bool {
-        matches!(self, Self::Store(_))
+        matches!(self, Self::Store(_) | Self::NoHello { .. } | Self::WatchInterrupted { .. })
     }
 }
 
@@ -45,6 +52,8 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::AlreadyFinished { .. } | CoordinatorError::Incompatible { .. } => {
                 Status::failed_precondition(e.to_string())
             }
+            CoordinatorError::NoHello { .. } => Status::deadline_exceeded(e.to_string()),
+            CoordinatorError::WatchInterrupted { .. } => Status::unavailable(e.to_string()),
             CoordinatorError::Store(inner) => {
                 tracing::error!(error = %inner, "database operation failed");
                 Status::unavailable(format!("coordinator storage error: {inner}"))

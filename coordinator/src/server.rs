@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::config::CoordinatorConfig;
+use crate::config::{ConfigError, CoordinatorConfig};
 use crate::service::{JobApi, WorkerApi};
 use crate::state::Coordinator;
 use crate::store::Store;
@@ -23,14 +23,19 @@ const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// Why the coordinator could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    #[error("invalid configuration: {source}")]
+    Config {
+        #[from]
+        source: ConfigError,
+    },
+    #[error("invalid configuration: tls: {source}")]
+    Tls { source: tonic::transport::Error },
     #[error(transparent)]
     State(#[from] crate::error::CoordinatorError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("reflection service: {0}")]
-    Reflection(String),
+    #[error("reflection service: {source}")]
+    Reflection { source: tonic_reflection::server::Error },
 }
 
 /// A running coordinator.
@@ -64,18 +69,18 @@ impl CoordinatorHandle {
 
 /// Opens the database and serves until `shutdown` is called.
 pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, StartError> {
-    let addr = config.validate().map_err(StartError::Config)?;
+    let addr = config.validate()?;
     let store = Store::open(&config.database).map_err(crate::error::CoordinatorError::from)?;
     let coordinator = Coordinator::new(store, config.liveness())?;
     coordinator.set_limits(crate::state::Limits {
         max_workers_per_job: config.max_workers_per_job,
         max_trials_per_search: config.max_trials_per_search,
     });
-    let client_tokens = config.client_tokens().map_err(StartError::Config)?;
+    let client_tokens = config.client_tokens()?;
     let join_tokens = config.join_tokens();
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-    let tls = config.tls().load().map_err(StartError::Config)?;
+    let tls = config.tls().load().map_err(|reason| ConfigError::Tls { reason })?;
     match (&tls, local.ip().is_loopback()) {
         (Some(_), _) => tracing::info!(
             addr = %local,
@@ -109,11 +114,11 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
         .register_encoded_file_descriptor_set(shoal_common::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|e| StartError::Reflection(e.to_string()))?;
+        .map_err(|source| StartError::Reflection { source })?;
 
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
-        builder = builder.tls_config(tls).map_err(|e| StartError::Config(format!("tls: {e}")))?;
+        builder = builder.tls_config(tls).map_err(|source| StartError::Tls { source })?;
     }
     let router = builder
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

@@ -2,8 +2,12 @@
 //! (SGD with momentum, AdamW, the job's learning-rate schedule) to pushed gradients, and serves the
 //! newest parameters, in async, stale-synchronous or synchronous mode.
 
+mod checkpoint;
 pub mod config;
+pub mod error;
+pub mod key;
 pub mod node;
+mod registry;
 pub mod service;
 pub mod shard;
 
@@ -15,8 +19,12 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+pub use checkpoint::CheckpointError;
 pub use config::ParamServerConfig;
-pub use service::{ParamServerApi, Registry};
+pub use error::{Blocked, ParamServerError};
+pub use key::ShardId;
+pub use registry::Registry;
+pub use service::ParamServerApi;
 
 /// A serving parameter server.
 pub struct Serving {
@@ -27,7 +35,7 @@ pub struct Serving {
 }
 
 /// Binds `listen` and serves the push/pull protocol until `stop` fires.
-pub async fn serve(listen: &str) -> std::io::Result<Serving> {
+pub async fn serve(listen: &str) -> Result<Serving, ParamServerError> {
     serve_with(listen, None, shoal_common::auth::Tokens::new("join", Vec::new())).await
 }
 
@@ -36,16 +44,15 @@ pub async fn serve_with(
     listen: &str,
     tls: Option<tonic::transport::ServerTlsConfig>,
     tokens: shoal_common::auth::Tokens,
-) -> std::io::Result<Serving> {
-    let listener = TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
+) -> Result<Serving, ParamServerError> {
+    let listen_error = |source| ParamServerError::Listen { addr: listen.to_owned(), source };
+    let listener = TcpListener::bind(listen).await.map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
     let registry = Registry::new();
     let stop = CancellationToken::new();
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
-        builder = builder
-            .tls_config(tls)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("tls: {e}")))?;
+        builder = builder.tls_config(tls).map_err(|source| ParamServerError::ServerTls { source })?;
     }
     let check = move |req: tonic::Request<()>| tokens.check(req.metadata()).map(|_| req);
     let router = builder

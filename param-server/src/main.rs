@@ -120,14 +120,13 @@ fn main() -> ExitCode {
             stop.cancel();
         });
         let mut code = ExitCode::SUCCESS;
-        if !config.coordinator.is_empty() {
-            if let Err(e) =
+        if !config.coordinator.is_empty()
+            && let Err(e) =
                 shoal_param_server::node::run(config, advertise, serving.registry.clone(), serving.stop.clone()).await
-            {
-                tracing::error!(error = %e, "the coordinator refused this parameter server");
-                serving.stop.cancel();
-                code = ExitCode::from(2);
-            }
+        {
+            tracing::error!(error = %e, "the coordinator refused this parameter server");
+            serving.stop.cancel();
+            code = ExitCode::from(2);
         }
         let _ = serving.task.await;
         code

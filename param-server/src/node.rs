@@ -16,7 +16,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ParamServerConfig;
-use crate::service::Registry;
+use crate::error::ParamServerError;
+use crate::registry::Registry;
 
 fn memory_bytes() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
@@ -39,14 +40,14 @@ fn hostname(cfg: &ParamServerConfig) -> String {
 }
 
 /// Stays registered with the coordinator until `stop` fires. Errors only when the coordinator
-/// refuses this node.
+/// refuses this node (or TLS towards it cannot be set up).
 pub async fn run(
     cfg: ParamServerConfig,
     addr: String,
     registry: Arc<Registry>,
     stop: CancellationToken,
-) -> Result<(), String> {
-    let tls = cfg.client_tls()?;
+) -> Result<(), ParamServerError> {
+    let tls = cfg.client_tls().map_err(|reason| ParamServerError::CoordinatorTls { reason })?;
     let url = tls.url(&cfg.coordinator);
     let info = WorkerInfo {
         hostname: hostname(&cfg),
@@ -65,7 +66,7 @@ pub async fn run(
     while !stop.is_cancelled() {
         match session(&tls, &url, &info, &cfg.join_token, &mut worker_id, timeout, &registry, &stop).await {
             Ok(()) => return Ok(()),
-            Err(Failure::Refused(why)) => return Err(why),
+            Err(Failure::Refused(reason)) => return Err(ParamServerError::Refused { coordinator: url, reason }),
             Err(Failure::Lost(why)) => {
                 tracing::warn!(coordinator = %url, reason = %why, retry_in_ms = pause.as_millis() as u64, "coordinator session lost");
                 tokio::select! {

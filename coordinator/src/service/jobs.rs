@@ -109,7 +109,7 @@ impl JobService for JobApi {
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => {
-                        let _ = tx.send(Err(Status::unavailable("coordinator shutting down; watch again to resume"))).await;
+                        let _ = tx.send(Err(CoordinatorError::WatchInterrupted { job_id }.into())).await;
                         return;
                     }
                     _ = tx.closed() => return,

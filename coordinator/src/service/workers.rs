@@ -42,7 +42,7 @@ impl WorkerService for WorkerApi {
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(HELLO_DEADLINE, inbound.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("no hello within 10s of opening the session"))??;
+            .map_err(|_| CoordinatorError::NoHello { waited: HELLO_DEADLINE })??;
         let hello = match first.and_then(|m| m.kind) {
             Some(worker_message::Kind::Hello(h)) => h,
             _ => {

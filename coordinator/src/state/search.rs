@@ -4,14 +4,14 @@
 //! where it was.
 
 use shoal_common::proto::{
-    Job, JobResult, JobSpec, JobState, ListTrialsResponse, MetricPoint, Notice, NoticeLevel, Split, TrialStatus,
-    job_event,
+    Job, JobResult, JobSpec, JobState, ListTrialsResponse, MetricPoint, NoticeLevel, Split, TrialStatus, job_event,
 };
 use shoal_common::time::{now_ms, timestamp_to_ms};
 use shoal_common::{JobId, spec};
 use shoal_search::spec::{SearchJob, budget_of, describe, metric_value, trial_name, trial_spec};
 use shoal_search::{Engine, Trial, TrialState};
 
+use super::jobs::{joined, notice};
 use super::{JobEntry, State};
 use crate::error::CoordinatorError;
 use crate::scheduler::{Demand, Resources};
@@ -27,10 +27,6 @@ impl SearchRun {
     fn now_s(&self) -> f64 {
         (now_ms() - self.started_ms).max(0) as f64 / 1000.0
     }
-}
-
-fn notice(level: NoticeLevel, message: impl Into<String>) -> job_event::Kind {
-    job_event::Kind::Notice(Notice { level: level as i32, message: message.into() })
 }
 
 /// The objective's value in a finished trial's result.
@@ -102,14 +98,9 @@ impl State {
             let job = match shoal_search::spec::validate(&spec) {
                 Ok(j) => j,
                 Err(errors) => {
-                    let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
                     let mut row = row;
-                    self.set_state(
-                        &mut row,
-                        JobState::Failed,
-                        format!("stored search is no longer valid: {}", reasons.join("; ")),
-                        None,
-                    );
+                    let reason = format!("stored search is no longer valid: {}", joined(&errors));
+                    self.set_state(&mut row, JobState::Failed, reason, None);
                     continue;
                 }
             };
@@ -217,7 +208,7 @@ impl State {
             Ok(cfg) => self
                 .enqueue_new(spec, &cfg, &format!("trial {} of search {id}", trial.index))
                 .map_err(|e| e.to_string()),
-            Err(errors) => Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+            Err(errors) => Err(joined(&errors)),
         };
         match created {
             Ok(job_id) => {

@@ -17,8 +17,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("database holds a corrupt {what} record: {source}")]
     Decode { what: &'static str, source: prost::DecodeError },
-    #[error("database holds a corrupt trial record: {0}")]
-    Json(String),
+    #[error("database holds a corrupt trial record: {source}")]
+    Json { source: serde_json::Error },
     #[error("database schema version {found} is newer than this coordinator understands ({supported})")]
     SchemaTooNew { found: i64, supported: i64 },
 }
@@ -231,7 +231,7 @@ impl Store {
 
     /// Inserts or replaces a search trial (its engine record as JSON).
     pub fn save_trial(&mut self, search_id: &str, trial: &shoal_search::Trial) -> Result<()> {
-        let body = serde_json::to_string(trial).map_err(|e| StoreError::Json(e.to_string()))?;
+        let body = serde_json::to_string(trial).map_err(|source| StoreError::Json { source })?;
         self.conn.execute(
             "INSERT INTO trials (search_id, idx, job_id, body) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(search_id, idx) DO UPDATE SET job_id = ?3, body = ?4",
@@ -244,7 +244,7 @@ impl Store {
     pub fn load_trials(&self, search_id: &str) -> Result<Vec<shoal_search::Trial>> {
         let mut stmt = self.conn.prepare_cached("SELECT body FROM trials WHERE search_id = ?1 ORDER BY idx")?;
         let rows = stmt.query_map(params![search_id], |r| r.get::<_, String>(0))?;
-        rows.map(|b| serde_json::from_str(&b?).map_err(|e| StoreError::Json(e.to_string()))).collect()
+        rows.map(|b| serde_json::from_str(&b?).map_err(|source| StoreError::Json { source })).collect()
     }
 
     pub fn save_worker(&mut self, w: &WorkerRow) -> Result<()> {
