@@ -1,8 +1,6 @@
 //! Shoal's worker: detects its devices, registers with the coordinator, runs assigned training
 //! jobs on dedicated threads and streams their progress back.
 
-pub mod bench;
-pub mod bench_pipeline;
 pub mod config;
 pub mod control;
 pub mod devices;

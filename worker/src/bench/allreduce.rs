@@ -1,0 +1,130 @@
+//! `shoal bench allreduce`: all-reduce bandwidth per buffer size, timed as `allreduce_gloo.py`
+//! does, over the TCP ring or NCCL.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use shoal_train::{Collective, ReduceOp};
+
+use super::cpu::CpuSnapshot;
+use super::error::BenchError;
+
+/// How long to measure each size.
+pub struct AllReducePlan {
+    /// Untimed all-reduces before the timed ones.
+    pub warmup: usize,
+    pub min_iters: usize,
+    pub max_iters: usize,
+    /// Target timed seconds per size.
+    pub budget_s: f64,
+}
+
+/// Parses "4K,64K,1M" into byte counts (binary units), as the peers do.
+pub fn parse_sizes(text: &str) -> Result<Vec<usize>, BenchError> {
+    text.split(',')
+        .map(|tok| {
+            let t = tok.trim().to_ascii_uppercase();
+            let t = t.trim_end_matches("IB").trim_end_matches('B');
+            let (num, mult) = match t.chars().last() {
+                Some('K') => (&t[..t.len() - 1], 1usize << 10),
+                Some('M') => (&t[..t.len() - 1], 1 << 20),
+                Some('G') => (&t[..t.len() - 1], 1 << 30),
+                _ => (t, 1),
+            };
+            let bad = || BenchError::BadSize { token: tok.to_owned() };
+            let v: f64 = num.parse().map_err(|_| bad())?;
+            if v <= 0.0 || !v.is_finite() {
+                return Err(bad());
+            }
+            Ok((v * mult as f64) as usize)
+        })
+        .collect()
+}
+
+fn human_bytes(n: usize) -> String {
+    for (unit, div) in [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if n >= div && n.is_multiple_of(div) {
+            return format!("{}{unit}", n / div);
+        }
+    }
+    format!("{n}B")
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut s = xs.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 { s[n / 2] } else { 0.5 * (s[n / 2 - 1] + s[n / 2]) }
+}
+
+/// All-reduce bandwidth for each size, timed as `allreduce_gloo.py` does: a barrier, then one
+/// all-reduce, the time taken as the maximum over ranks. Rank 0 returns one record per size.
+pub fn measure(
+    c: &mut dyn Collective,
+    sizes: &[usize],
+    plan: &AllReducePlan,
+    backend: &str,
+) -> Result<Vec<Value>, BenchError> {
+    let n = c.world_size();
+    let mut out = Vec::new();
+    for &bytes in sizes {
+        let numel = bytes / 4;
+        // Correctness over the whole buffer: element i of rank r holds (i mod 1021) + r, so the sum
+        // is n·(i mod 1021) + n(n-1)/2, exact in f32 at these magnitudes.
+        let r = c.rank();
+        let mut buf: Vec<f32> = (0..numel).map(|i| (i % 1021 + r) as f32).collect();
+        c.all_reduce(&mut buf, ReduceOp::Sum)?;
+        let correct = buf.iter().enumerate().all(|(i, v)| *v == (n * (i % 1021) + n * (n - 1) / 2) as f32);
+        buf.iter_mut().for_each(|v| *v = 0.0);
+        for _ in 0..plan.warmup {
+            c.all_reduce(&mut buf, ReduceOp::Sum)?;
+        }
+        c.all_reduce(&mut [0.0], ReduceOp::Sum)?;
+        let t0 = Instant::now();
+        c.all_reduce(&mut buf, ReduceOp::Sum)?;
+        let mut probe = [t0.elapsed().as_secs_f32()];
+        c.all_reduce(&mut probe, ReduceOp::Max)?;
+        let iters = (plan.budget_s / f64::from(probe[0]).max(1e-9)).clamp(plan.min_iters as f64, plan.max_iters as f64)
+            as usize;
+        let snapshot = CpuSnapshot::take();
+        let wall = Instant::now();
+        let mut times = vec![0f32; iters];
+        for t in times.iter_mut() {
+            c.all_reduce(&mut [0.0], ReduceOp::Sum)?;
+            let t0 = Instant::now();
+            c.all_reduce(&mut buf, ReduceOp::Sum)?;
+            *t = t0.elapsed().as_secs_f32();
+        }
+        let foreign = snapshot.foreign_share(wall.elapsed().as_secs_f64(), Some(&mut *c));
+        c.all_reduce(&mut times, ReduceOp::Max)?;
+        if c.rank() == 0 {
+            let ts: Vec<f64> = times.iter().map(|t| f64::from(*t)).collect();
+            let med = median(&ts);
+            let min = ts.iter().copied().fold(f64::INFINITY, f64::min);
+            let algbw = bytes as f64 / med / 1e9;
+            out.push(json!({
+                "bench": "shoal_allreduce", "backend": backend, "world_size": n, "bytes": bytes,
+                "size": human_bytes(bytes), "dtype": "float32", "op": "sum", "iters": iters,
+                "warmup": plan.warmup, "threads": 1, "time_median_s": med, "time_min_s": min,
+                "time_mean_s": ts.iter().sum::<f64>() / ts.len() as f64, "algbw_GBps": algbw,
+                "busbw_GBps": algbw * 2.0 * (n as f64 - 1.0) / n as f64, "algbw_GBps_best": bytes as f64 / min / 1e9,
+                "correct": correct, "foreign_cpu_frac": foreign,
+            }));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_the_peers() {
+        assert_eq!(parse_sizes("4K,64K,1M,256M").expect("sizes"), vec![4096, 65536, 1 << 20, 256 << 20]);
+        assert_eq!(parse_sizes("16MiB, 2G").expect("sizes"), vec![16 << 20, 2 << 30]);
+        assert!(parse_sizes("lots").is_err());
+        assert_eq!(human_bytes(1 << 20), "1MiB");
+        assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
+    }
+}

@@ -1,0 +1,225 @@
+//! The `shoal-worker bench ...` commands: their flags, the checks on them, and the JSON lines they
+//! print on stdout (a `meta` header, then one record per measurement, from rank 0 only).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde_json::Value;
+use shoal_train::Collective;
+
+use super::allreduce::{self, AllReducePlan};
+use super::pipeline::{self, PipelinePlan};
+use super::{meta, ps, rendezvous, train};
+
+/// Deadline of benchmark collectives.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The benchmarks, each one rank of a run that `shoal bench` starts (or a person, across machines).
+#[derive(Subcommand, Debug)]
+pub enum Bench {
+    /// Train the peers' reference MLP (784-512-512-10, batch 128, SGD lr 0.05) on one worker.
+    Train {
+        #[arg(long, default_value_t = 400)]
+        steps: u64,
+        #[arg(long, default_value_t = 50)]
+        warmup: u64,
+        /// This process's rank, and the number of ranks (data-parallel over the TCP ring). With
+        /// several ranks it prints `addr HOST:PORT` and reads every rank's address from stdin.
+        #[arg(long, default_value_t = 0)]
+        rank: usize,
+        #[arg(long, default_value_t = 1)]
+        world: usize,
+        /// Synchronise through these parameter servers (comma-separated addresses, one shard
+        /// each) instead of the ring.
+        #[arg(long, value_delimiter = ',')]
+        ps_servers: Vec<String>,
+        /// Parameter-server mode: async, ssp or sync.
+        #[arg(long, default_value = "async")]
+        ps_mode: String,
+    },
+    /// Push-and-pull throughput against parameter servers: one rank of `shoal bench ps`.
+    PsLoad {
+        #[arg(long)]
+        rank: usize,
+        #[arg(long)]
+        world: usize,
+        #[arg(long, value_delimiter = ',', required = true)]
+        servers: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        model_mb: usize,
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Job id on the servers (each run needs its own).
+        #[arg(long)]
+        job: String,
+    },
+    /// Pipeline training of the peers' MLP: one stage of a run that `shoal bench pipeline` starts
+    /// (it prints `addr HOST:PORT` and reads every stage's address from stdin).
+    Pipeline {
+        #[arg(long, default_value_t = 0)]
+        rank: usize,
+        #[arg(long, default_value_t = 2)]
+        stages: usize,
+        #[arg(long, default_value = "784,512,512,10", value_delimiter = ',')]
+        dims: Vec<usize>,
+        #[arg(long, default_value = "gpipe,1f1b", value_delimiter = ',')]
+        schedules: Vec<String>,
+        #[arg(long, default_value = "1,4,8,16", value_delimiter = ',')]
+        microbatches: Vec<usize>,
+        #[arg(long, default_value = "false,true", value_delimiter = ',')]
+        recompute: Vec<bool>,
+        #[arg(long, default_value_t = 100)]
+        steps: u64,
+        #[arg(long, default_value_t = 10)]
+        warmup: u64,
+    },
+    /// All-reduce bandwidth over the TCP ring: one rank of a run that `shoal bench allreduce` starts.
+    Allreduce {
+        #[arg(long)]
+        rank: usize,
+        #[arg(long)]
+        world: usize,
+        #[arg(long, default_value = "4K,64K,1M,16M,64M,256M")]
+        sizes: String,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long, default_value_t = 5)]
+        min_iters: usize,
+        #[arg(long, default_value_t = 300)]
+        max_iters: usize,
+        /// Target timed seconds per size.
+        #[arg(long, default_value_t = 2.0)]
+        budget_s: f64,
+        /// ring (TCP) or nccl (GPU 0 of each rank; needs the `cuda` feature).
+        #[arg(long, default_value = "ring")]
+        backend: String,
+    },
+}
+
+/// Runs one benchmark and says how it ended: 0, 1 when it failed, 2 for bad flags.
+pub fn run(which: Bench) -> ExitCode {
+    match which {
+        Bench::Train { steps, warmup, rank, world, ps_servers, .. } if ps_servers.is_empty() => {
+            train_ring(steps, warmup, rank, world)
+        }
+        Bench::Train { steps, warmup, rank, world, ps_servers, ps_mode } => {
+            match ps::reference(steps, warmup, rank, world, &ps_servers, &ps_mode) {
+                Ok(Some(record)) => emit([meta::header("shoal_train"), record]),
+                Ok(None) => ExitCode::SUCCESS,
+                Err(e) => fail(format!("benchmark failed: {e}"), 1),
+            }
+        }
+        Bench::PsLoad { rank, world, servers, model_mb, iters, job } => {
+            match ps::push_pull(rank, world, &servers, model_mb << 20, iters.max(1), &job) {
+                Ok((bytes, seconds)) => emit([serde_json::json!({"rank": rank, "bytes": bytes, "seconds": seconds})]),
+                Err(e) => fail(format!("benchmark failed: {e}"), 1),
+            }
+        }
+        Bench::Allreduce { rank, world, sizes, warmup, min_iters, max_iters, budget_s, backend } => {
+            let plan = AllReducePlan { warmup, min_iters: min_iters.max(1), max_iters: max_iters.max(1), budget_s };
+            all_reduce(rank, world, &sizes, &backend, &plan)
+        }
+        Bench::Pipeline { rank, stages, dims, schedules, microbatches, recompute, steps, warmup } => {
+            let plan = PipelinePlan { dims, schedules, microbatches, recompute, steps, warmup, timeout: TIMEOUT };
+            pipeline(rank, stages, &plan)
+        }
+    }
+}
+
+/// Prints records on stdout, one JSON line each.
+fn emit(records: impl IntoIterator<Item = Value>) -> ExitCode {
+    for r in records {
+        println!("{r}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn fail(message: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("shoal-worker: {message}");
+    ExitCode::from(code)
+}
+
+fn train_ring(steps: u64, warmup: u64, rank: usize, world: usize) -> ExitCode {
+    if steps <= warmup {
+        return fail("--steps must be larger than --warmup", 2);
+    }
+    if world == 0 || rank >= world {
+        return fail("--rank must be below --world", 2);
+    }
+    let mut ring = None;
+    if world > 1 {
+        match rendezvous::join_ring(rank, world, TIMEOUT) {
+            Ok(r) => ring = Some(r),
+            Err(e) => return fail(e, 1),
+        }
+    }
+    let collective = ring.as_mut().map(|r| r as &mut dyn Collective);
+    match train::reference(steps, warmup, collective) {
+        Ok(record) if rank == 0 => emit([meta::header("shoal_train"), record]),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("benchmark failed: {e}"), 1),
+    }
+}
+
+fn pipeline(rank: usize, stages: usize, plan: &PipelinePlan) -> ExitCode {
+    if stages == 0 || rank >= stages {
+        return fail("--rank must be below --stages", 2);
+    }
+    if plan.dims.len() < stages + 1 || plan.dims.contains(&0) {
+        return fail(format!("--dims: {stages} stages need at least {} positive widths", stages + 1), 2);
+    }
+    if plan.steps <= plan.warmup {
+        return fail("--steps must be larger than --warmup", 2);
+    }
+    if let Some(m) = plan.microbatches.iter().find(|&&m| m == 0 || m > 512) {
+        return fail(format!("--microbatches: {m} is not between 1 and the batch (512)"), 2);
+    }
+    if let Some(s) = plan.schedules.iter().find(|s| !matches!(s.as_str(), "gpipe" | "1f1b")) {
+        return fail(format!("--schedules: `{s}` is not gpipe or 1f1b"), 2);
+    }
+    if stages == 1 {
+        println!("{}", meta::header("shoal_pipeline"));
+        return match pipeline::baseline(plan) {
+            Ok(records) => emit(records),
+            Err(e) => fail(format!("benchmark failed: {e}"), 1),
+        };
+    }
+    let mut stage = match pipeline::join(rank, stages, plan.timeout) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("benchmark failed: {e}"), 1),
+    };
+    if rank == 0 {
+        println!("{}", meta::header("shoal_pipeline"));
+    }
+    match pipeline::run(&mut stage, plan) {
+        Ok(records) => emit(records),
+        Err(e) => fail(format!("benchmark failed: {e}"), 1),
+    }
+}
+
+fn all_reduce(rank: usize, world: usize, sizes: &str, backend: &str, plan: &AllReducePlan) -> ExitCode {
+    let sizes = match allreduce::parse_sizes(sizes) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("--sizes: {e}"), 2),
+    };
+    if world == 0 || rank >= world {
+        return fail("--rank must be below --world", 2);
+    }
+    let joined = match backend {
+        "ring" => rendezvous::join_ring(rank, world, TIMEOUT).map(|r| Box::new(r) as Box<dyn Collective>),
+        "nccl" => rendezvous::join_nccl(rank, world, TIMEOUT),
+        other => return fail(format!("--backend `{other}`: expected ring or nccl"), 2),
+    };
+    let mut collective = match joined {
+        Ok(c) => c,
+        Err(e) => return fail(e, 1),
+    };
+    if rank == 0 {
+        println!("{}", meta::header("shoal_allreduce"));
+    }
+    match allreduce::measure(collective.as_mut(), &sizes, plan, backend) {
+        Ok(records) => emit(records),
+        Err(e) => fail(format!("benchmark failed: {e}"), 1),
+    }
+}

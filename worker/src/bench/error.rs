@@ -1,0 +1,43 @@
+//! What can stop a benchmark, with the messages that `shoal bench` shows on stderr.
+
+use shoal_train::{CollectiveError, TrainError};
+
+/// A benchmark that could not run to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A `--sizes` entry that is not a positive size such as `4K`, `1M` or `16MiB`.
+    #[error("bad size `{token}`")]
+    BadSize { token: String },
+    /// The data plane could not listen on loopback.
+    #[error("cannot bind the data plane: {source}")]
+    Bind { source: std::io::Error },
+    /// The line of every rank's address could not be read from stdin.
+    #[error("cannot read the peer list: {source}")]
+    PeerList { source: std::io::Error },
+    /// The peer list names another number of ranks than this run has; `role` is `peer` or `stage`.
+    #[error("expected {expected} {role} addresses, got {got}")]
+    PeerCount { role: &'static str, expected: usize, got: usize },
+    /// A reference workload's job file does not parse or validate: a bug in `workloads`.
+    #[error("bad reference spec {workload}: {reason}")]
+    Workload { workload: &'static str, reason: String },
+    /// A collective with the other ranks (or the parameter servers) failed; it names the peer.
+    #[error(transparent)]
+    Collective(#[from] CollectiveError),
+    /// The training run failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// The training run of `rank` returned before its last step, although nothing asks it to stop.
+    #[error("the benchmark run stopped early")]
+    StoppedEarly { rank: usize },
+    /// Stage `rank`'s summary has no pipeline statistics.
+    #[error("no stage statistics")]
+    NoStageStats { rank: usize },
+    /// `--backend nccl` on a worker built without the `cuda` feature.
+    #[cfg(not(feature = "cuda"))]
+    #[error("this shoal-worker was built without the `cuda` feature")]
+    NoCuda,
+    /// NCCL could not set up the communicator of `rank`.
+    #[cfg(feature = "cuda")]
+    #[error("{reason}")]
+    Nccl { rank: usize, reason: String },
+}
