@@ -65,15 +65,3 @@ pub trait ParamStore {
     /// Counters since the previous call, as (name, value): pushes/s, bytes/s, staleness.
     fn take_metrics(&mut self) -> Vec<(String, f64)>;
 }
-
-/// Who else takes part in training, if anyone.
-pub enum Peers<'a> {
-    /// A single worker.
-    Alone,
-    /// Data-parallel ranks that sum gradients every step.
-    AllReduce(&'a mut dyn Collective),
-    /// Data-parallel ranks synchronised through parameter servers.
-    ParamServer(&'a mut dyn ParamStore),
-    /// One stage of a pipeline (and its replicas).
-    Pipeline(crate::pipeline::PipePeers<'a>),
-}

@@ -1,0 +1,48 @@
+//! A single worker: no one to agree with, so stop requests are honoured between steps.
+
+use shoal_common::spec::TrainConfig;
+
+use super::local;
+use crate::data::Dataset;
+use crate::engine::{Cooperation, EvalSums, Placement, Plan, RunOptions, Step, StepOut, shard_sums};
+use crate::error::Result;
+use crate::model::{DataShape, Model};
+
+/// Training on one worker.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Alone;
+
+impl Cooperation for Alone {
+    fn placement(&self) -> Placement {
+        Placement { rank: 0, data_rank: 0, data_world: 1 }
+    }
+
+    fn build(
+        &mut self,
+        cfg: &TrainConfig,
+        shape: &DataShape,
+        _plan: &Plan,
+        opts: &RunOptions,
+    ) -> Result<(Model, String)> {
+        local::whole_model(cfg, shape, opts)
+    }
+
+    fn join(&mut self, _: &TrainConfig, _: &Plan, _: &mut Model, _: u64, _: &RunOptions) -> Result<()> {
+        Ok(())
+    }
+
+    fn stops_together(&self) -> bool {
+        false
+    }
+
+    fn step(&mut self, mut s: Step<'_>) -> Result<StepOut> {
+        local::accumulate(&mut s, 0, 1, 1.0)?;
+        let lr = s.opt.step(s.model.params_mut())?;
+        s.model.zero_grad();
+        Ok(StepOut { lr, flag: 0.0 })
+    }
+
+    fn evaluate(&mut self, model: &Model, val: &Dataset, threads: usize) -> Result<Option<EvalSums>> {
+        Ok(Some(shard_sums(model, val, threads, None)?))
+    }
+}
