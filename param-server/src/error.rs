@@ -114,3 +114,60 @@ impl From<ParamServerError> for Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    fn shard() -> ShardId {
+        ShardId { job_id: "job-p".into(), attempt: 1, shard: 7 }
+    }
+
+    fn status(e: ParamServerError) -> (Code, String) {
+        let s = Status::from(e);
+        (s.code(), s.message().to_owned())
+    }
+
+    #[test]
+    fn statuses_keep_their_codes_and_messages() {
+        let at = "shard 7 of job job-p (attempt 1)";
+        assert_eq!(
+            status(ParamServerError::MissingField { field: "key" }),
+            (Code::InvalidArgument, "key: required".into())
+        );
+        assert_eq!(
+            status(ParamServerError::NoShard { shard: shard() }),
+            (Code::NotFound, format!("this parameter server holds no {at}"))
+        );
+        assert_eq!(
+            status(ParamServerError::JobEnded { shard: shard(), reason: "succeeded".into() }),
+            (Code::FailedPrecondition, format!("job job-p has finished (succeeded); {at} is gone"))
+        );
+        let wrong = ShardError::WrongSize { expected: 4, got: 3 };
+        assert_eq!(
+            status(ParamServerError::Shard { shard: shard(), source: wrong }),
+            (Code::InvalidArgument, format!("{at}: shard has 4 values but the push has 3"))
+        );
+        let early = ShardError::NotInitialised;
+        assert_eq!(status(ParamServerError::Shard { shard: shard(), source: early }).0, Code::FailedPrecondition);
+        let blocked = Blocked { worker: 0, step: 6, slowest: 1, clock: 3, staleness: Some(2) };
+        let waited = Duration::from_secs(1);
+        assert_eq!(
+            status(ParamServerError::PullTimedOut { shard: shard(), blocked, waited }),
+            (
+                Code::DeadlineExceeded,
+                format!(
+                    "{at}: worker rank 1 has pushed only 3 steps, and rank 0 may not take step 6 more than 2 ahead \
+                     of it; waited 1s"
+                )
+            )
+        );
+        let blocked = Blocked { worker: 0, step: 6, slowest: 1, clock: 3, staleness: None };
+        assert_eq!(
+            status(ParamServerError::PullTimedOut { shard: shard(), blocked, waited }).1,
+            format!("{at}: worker rank 1 has pushed only 3 steps, so step 6 cannot be taken; waited 1s")
+        );
+    }
+}

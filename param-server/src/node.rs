@@ -63,8 +63,9 @@ pub async fn run(
     let timeout = Duration::from_millis(cfg.connect_timeout_ms.max(1));
     let mut worker_id = String::new();
     let mut pause = Duration::from_millis(200);
+    let link = Link { tls: &tls, url: &url, info: &info, join_token: &cfg.join_token, timeout };
     while !stop.is_cancelled() {
-        match session(&tls, &url, &info, &cfg.join_token, &mut worker_id, timeout, &registry, &stop).await {
+        match session(&link, &mut worker_id, &registry, &stop).await {
             Ok(()) => return Ok(()),
             Err(Failure::Refused(reason)) => return Err(ParamServerError::Refused { coordinator: url, reason }),
             Err(Failure::Lost(why)) => {
@@ -80,22 +81,31 @@ pub async fn run(
     Ok(())
 }
 
+/// How one session ended badly: for good (the coordinator refused this node), or for now (the
+/// connection broke; the node reconnects). Each carries a sentence for the log.
 enum Failure {
     Refused(String),
     Lost(String),
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn session(
-    tls: &shoal_common::tls::ClientTls,
-    url: &str,
-    info: &WorkerInfo,
-    join_token: &str,
-    worker_id: &mut String,
+/// What every session with the coordinator uses: where it is and who this node says it is.
+struct Link<'a> {
+    tls: &'a shoal_common::tls::ClientTls,
+    url: &'a str,
+    info: &'a WorkerInfo,
+    join_token: &'a str,
     timeout: Duration,
+}
+
+/// One session: register (keeping `worker_id` across sessions), hello, then heartbeats until
+/// `stop` fires or the session breaks.
+async fn session(
+    link: &Link<'_>,
+    worker_id: &mut String,
     registry: &Registry,
     stop: &CancellationToken,
 ) -> Result<(), Failure> {
+    let Link { tls, url, info, join_token, timeout } = *link;
     let lost = |e: &dyn std::fmt::Display| Failure::Lost(e.to_string());
     let endpoint =
         tls.endpoint(url).map_err(|e| Failure::Refused(format!("coordinator: {e}")))?.connect_timeout(timeout);

@@ -2,13 +2,13 @@
 //! infrastructure failures, and ranks lost with their workers.
 
 use shoal_common::proto::JobState;
+use shoal_common::spec::Backend;
 use shoal_common::{JobId, WorkerId, spec};
 
 use super::{RANK_RUNNING, demand_of, joined, running_ranks, state_of};
 use crate::scheduler::{Demand, Resources};
 use crate::state::{JobEntry, State};
 use crate::store::JobRow;
-use shoal_common::spec::Backend;
 
 /// Longest wait before an automatic restart.
 const RETRY_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
