@@ -2,6 +2,7 @@
 //! kernels, the supported datasets, optimizers and schedules, checkpoints, and the step loop that
 //! workers run. Nothing here knows about the network or the coordinator.
 
+pub mod backend;
 pub mod bench;
 pub mod checkpoint;
 pub mod collective;

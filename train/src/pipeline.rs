@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use shoal_common::spec::{Partition, PipeSchedule, TrainConfig};
 
+use crate::backend::Backend;
 use crate::checkpoint;
 use crate::collective::{Collective, CollectiveError};
 use crate::data::{Batch, BatchPlan, Dataset, Loader, Splits};
@@ -24,7 +25,7 @@ use crate::distributed::{self, Buckets};
 use crate::error::{Result, TrainError};
 use crate::model::{DataShape, Model};
 use crate::nn::loss::{Targets, loss_and_grad};
-use crate::nn::{Ctx, Mode, Saved, cpu};
+use crate::nn::{Ctx, Mode, Saved};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
 use crate::trainer::{
@@ -238,7 +239,7 @@ pub fn profile_units(cfg: &TrainConfig, shape: &DataShape, rows: usize, threads:
         dims.extend_from_slice(unit.input_dims());
         let mut rng = Rng::derive(cfg.training.seed, "profile", u as u64);
         let n: usize = dims.iter().product();
-        let x = Tensor::from_vec((0..n).map(|_| rng.normal() as f32).collect::<Vec<f32>>(), dims, &Device::Cpu)?;
+        let x = unit.backend().from_host((0..n).map(|_| rng.normal() as f32).collect::<Vec<f32>>(), &dims)?;
         let mut best = f64::INFINITY;
         for rep in 0..=PROFILE_REPS {
             let t0 = Instant::now();
@@ -329,7 +330,7 @@ fn protocol(what: &str, got: &StageMsg) -> TrainError {
     )))
 }
 
-fn to_tensor(data: Vec<f32>, input_dims: &[usize]) -> Result<Tensor> {
+fn to_tensor(backend: &dyn Backend, data: Vec<f32>, input_dims: &[usize]) -> Result<Tensor> {
     let per: usize = input_dims.iter().product::<usize>().max(1);
     if data.len() % per != 0 {
         return Err(TrainError::Collective(CollectiveError(format!(
@@ -339,7 +340,7 @@ fn to_tensor(data: Vec<f32>, input_dims: &[usize]) -> Result<Tensor> {
     }
     let mut dims = vec![data.len() / per];
     dims.extend_from_slice(input_dims);
-    Ok(Tensor::from_vec(data, dims, &Device::Cpu)?)
+    Ok(backend.from_host(data, &dims)?)
 }
 
 /// Everything one stage needs during the run.
@@ -439,7 +440,7 @@ impl Stage<'_, '_, '_> {
                                 None => self.recv(MsgKind::Forward, Dir::Prev, i)?,
                             };
                             let targets = msg.take_targets();
-                            (to_tensor(msg.data, &input_dims)?, targets)
+                            (to_tensor(self.model.backend().as_ref(), msg.data, &input_dims)?, targets)
                         }
                     };
                     let t0 = Instant::now();
@@ -456,7 +457,7 @@ impl Stage<'_, '_, '_> {
                     }
                     let mut send = None;
                     if self.is_last() {
-                        let loss = loss_and_grad(&y, &targets, scale)?;
+                        let loss = loss_and_grad(self.model.backend().as_ref(), &y, &targets, scale)?;
                         if !loss.mean().is_finite() {
                             return Err(TrainError::Diverged { step: step + 1, loss: loss.mean() });
                         }
@@ -465,7 +466,7 @@ impl Stage<'_, '_, '_> {
                         slot.bytes += tensor_bytes(&loss.grad);
                         slot.grad = Some(loss.grad);
                     } else {
-                        send = Some(cpu::to_vec(&y)?);
+                        send = Some(self.model.backend().to_host(&y)?);
                     }
                     let bytes = slot.bytes as isize;
                     self.stats.forward_s += t0.elapsed().as_secs_f64();
@@ -496,7 +497,7 @@ impl Stage<'_, '_, '_> {
                         }
                         let mut dims = vec![msg.data.len() / self.model.output_dims().iter().product::<usize>().max(1)];
                         dims.extend_from_slice(self.model.output_dims());
-                        Tensor::from_vec(msg.data, dims, &Device::Cpu)?
+                        self.model.backend().from_host(msg.data, &dims)?
                     };
                     let t0 = Instant::now();
                     let slot = std::mem::take(&mut slots[i]);
@@ -527,7 +528,7 @@ impl Stage<'_, '_, '_> {
                         let g = input_grad.ok_or_else(|| {
                             protocol("an input gradient", &StageMsg::new(MsgKind::Backward, i, vec![]))
                         })?;
-                        let mut msg = StageMsg::new(MsgKind::Backward, i, cpu::to_vec(&g)?);
+                        let mut msg = StageMsg::new(MsgKind::Backward, i, self.model.backend().to_host(&g)?);
                         msg.flag = flag;
                         msg.aux = [out.loss_sum, out.correct];
                         self.link.send(Dir::Prev, msg)?;
@@ -555,17 +556,17 @@ impl Stage<'_, '_, '_> {
         for (i, chunk) in chunks.iter().enumerate() {
             let (x, targets) = if self.is_first() {
                 let (x, targets) = val.gather(chunk);
-                (Tensor::from_vec(x, (chunk.len(), val.features), &Device::Cpu)?, targets)
+                (self.model.backend().from_host(x, &[chunk.len(), val.features])?, targets)
             } else {
                 let mut msg = self.recv(MsgKind::EvalForward, Dir::Prev, i)?;
                 let targets = msg.take_targets();
-                (to_tensor(msg.data, &input_dims)?, targets)
+                (to_tensor(self.model.backend().as_ref(), msg.data, &input_dims)?, targets)
             };
             let (y, _) = self.model.forward(&x, &mut ctx)?;
             if self.is_last() {
-                eval_sums(&mut sums, &y, &targets)?;
+                eval_sums(self.model.backend().as_ref(), &mut sums, &y, &targets)?;
             } else {
-                let mut msg = StageMsg::new(MsgKind::EvalForward, i, cpu::to_vec(&y)?);
+                let mut msg = StageMsg::new(MsgKind::EvalForward, i, self.model.backend().to_host(&y)?);
                 msg.set_targets(&targets);
                 self.link.send(Dir::Next, msg)?;
             }
@@ -731,7 +732,7 @@ fn run(
 
     let bounds = partition(cfg, &shape, &plan, opts, link, reborrow(&mut replicas), replica)?;
     let mut model = Model::build_stage(&cfg.model, &shape, t.seed, bounds[stage]..bounds[stage + 1])?;
-    let mut opt = Optimizer::new(cfg.optimizer, total_steps, model.params());
+    let mut opt = Optimizer::new(cfg.optimizer, total_steps, model.params())?;
     let mut start_step = 0;
     if let Some(dir) = &opts.resume_from {
         let loaded = checkpoint::load(dir)?;
@@ -759,7 +760,7 @@ fn run(
     });
 
     let loader = if stage == 0 {
-        Some(Loader::spawn(
+        Some(Loader::spawn_on(
             Arc::new(data.train),
             BatchPlan {
                 batch: plan.batch,
@@ -771,6 +772,7 @@ fn run(
                 rank: replica,
                 world: replica_count,
             },
+            model.backend().clone(),
         )?)
     } else {
         None

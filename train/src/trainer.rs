@@ -259,7 +259,7 @@ pub fn train(
     let total_steps = plan.total_steps;
 
     let mut model = Model::build(&cfg.model, &data.train.shape(), t.seed)?;
-    let mut opt = Optimizer::new(cfg.optimizer, total_steps, model.params());
+    let mut opt = Optimizer::new(cfg.optimizer, total_steps, model.params())?;
     let mut start_step = 0;
     let mut described = model.describe();
     if let (Some(inherit), None) = (&cfg.inherit, &opts.resume_from) {
@@ -295,7 +295,7 @@ pub fn train(
     });
 
     let train_data = Arc::new(data.train);
-    let loader = Loader::spawn(
+    let loader = Loader::spawn_on(
         train_data,
         BatchPlan {
             batch: plan.batch,
@@ -307,6 +307,7 @@ pub fn train(
             rank,
             world,
         },
+        model.backend().clone(),
     )?;
     let started = Instant::now();
     let mut steady_start: Option<(Instant, u64)> = None;
@@ -356,7 +357,7 @@ pub fn train(
                 Ctx::new(Mode::Train, threads, Rng::derive(t.seed, "dropout", b.step * world as u64 + rank as u64));
             let (out, saved) = model.forward(&b.x, &mut ctx)?;
             let rows = b.rows();
-            let loss = loss_and_grad(&out, &b.targets, 1.0 / (rows as f32 * scale_div))?;
+            let loss = loss_and_grad(model.backend().as_ref(), &out, &b.targets, 1.0 / (rows as f32 * scale_div))?;
             if !loss.mean().is_finite() {
                 return Err(TrainError::Diverged { step: step + 1, loss: loss.mean() });
             }
@@ -539,9 +540,9 @@ pub fn evaluate(
     let mut ctx = Ctx::new(Mode::Eval, threads, Rng::new(0));
     for chunk in rows.chunks(EVAL_BATCH) {
         let (x, targets) = data.gather(chunk);
-        let x = candle_core::Tensor::from_vec(x, (chunk.len(), data.features), &candle_core::Device::Cpu)?;
+        let x = model.backend().from_host(x, &[chunk.len(), data.features])?;
         let (out, _) = model.forward(&x, &mut ctx)?;
-        eval_sums(&mut sums, &out, &targets)?;
+        eval_sums(model.backend().as_ref(), &mut sums, &out, &targets)?;
     }
     if let Some(c) = collective.filter(|c| c.world_size() > 1) {
         distributed::reduce_sums(&mut sums, c)?;
@@ -550,8 +551,13 @@ pub fn evaluate(
 }
 
 /// Evaluation sums of one chunk of rows: [loss, correct, rows, squared error, Σ targets, Σ targets²].
-pub(crate) fn eval_sums(sums: &mut [f64; 6], out: &candle_core::Tensor, targets: &Targets) -> Result<()> {
-    let l = loss_and_grad(out, targets, 1.0)?;
+pub(crate) fn eval_sums(
+    backend: &dyn crate::backend::Backend,
+    sums: &mut [f64; 6],
+    out: &candle_core::Tensor,
+    targets: &Targets,
+) -> Result<()> {
+    let l = loss_and_grad(backend, out, targets, 1.0)?;
     sums[0] += l.loss_sum;
     sums[1] += l.correct as f64;
     sums[2] += targets.rows() as f64;
