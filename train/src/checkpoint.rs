@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::HOST;
 use crate::error::{Result, TrainError};
 
 const FORMAT: u32 = 1;
@@ -101,7 +102,7 @@ fn prune(root: &Path, keep: usize) {
     }
 }
 
-/// Reads a checkpoint directory.
+/// Reads a checkpoint directory into host memory (models copy the tensors to their backend).
 pub fn load(dir: &Path) -> Result<Loaded> {
     let state_raw = std::fs::read(dir.join(STATE_FILE))
         .map_err(|e| TrainError::checkpoint(dir, format!("cannot read {STATE_FILE}: {e}")))?;
@@ -113,9 +114,9 @@ pub fn load(dir: &Path) -> Result<Loaded> {
             format!("format {} is not supported (this build reads {FORMAT})", state.format),
         ));
     }
-    let model = candle_core::safetensors::load(dir.join(MODEL_FILE), &Device::Cpu)
+    let model = candle_core::safetensors::load(dir.join(MODEL_FILE), &HOST)
         .map_err(|e| TrainError::checkpoint(dir, format!("{MODEL_FILE}: {e}")))?;
-    let optimizer = candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &Device::Cpu)
+    let optimizer = candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &HOST)
         .map_err(|e| TrainError::checkpoint(dir, format!("{OPTIMIZER_FILE}: {e}")))?;
     Ok(Loaded { state, model, optimizer })
 }
@@ -133,7 +134,7 @@ mod tests {
     #[test]
     fn save_load_and_prune() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let t = Tensor::new(&[1f32, 2.0, 3.0], &Device::Cpu).expect("tensor");
+        let t = Tensor::new(&[1f32, 2.0, 3.0], &HOST).expect("tensor");
         let model: HashMap<String, Tensor> = [("w".to_owned(), t)].into();
         for step in [10, 20, 30] {
             save(dir.path(), &CheckpointState::new(step, 1, "job"), &model, &HashMap::new(), "name = \"job\"\n", 2)

@@ -1,12 +1,13 @@
 //! Data-parallel helpers of the step loop: gradient buckets and their all-reduce, the stop flag
-//! that rides along with the gradients, parameter broadcast and checksums.
+//! that rides along with the gradients, parameter broadcast and checksums. The flat buffers are
+//! gathered from and scattered to the model's backend.
 
 use std::ops::Range;
 
 use crate::collective::{Collective, CollectiveError, ReduceOp};
 use crate::error::{Result, TrainError};
 use crate::model::Model;
-use crate::nn::{Param, cpu};
+use crate::nn::Param;
 
 /// Stop-flag values summed across ranks: any drain stops everyone after the step; a cancel wins.
 pub const FLAG_DRAIN: f32 = 1.0;
@@ -15,8 +16,8 @@ pub const FLAG_CANCEL: f32 = 1024.0;
 /// Parameters grouped into buckets of about `bucket_bytes`, in the order backward produces them
 /// (last layer first).
 pub struct Buckets {
-    /// Per bucket: (parameter indices, element count).
-    groups: Vec<(Vec<usize>, usize)>,
+    /// Per bucket: the parameter indices it holds (walked from last to first) and its element count.
+    groups: Vec<(Range<usize>, usize)>,
     buffer: Vec<f32>,
 }
 
@@ -24,18 +25,18 @@ impl Buckets {
     pub fn new(model: &Model, bucket_bytes: usize) -> Self {
         let sizes: Vec<usize> = model.params().map(Param::elem_count).collect();
         let limit = (bucket_bytes / 4).max(1);
-        let mut groups: Vec<(Vec<usize>, usize)> = Vec::new();
+        let mut groups: Vec<(Range<usize>, usize)> = Vec::new();
         for i in (0..sizes.len()).rev() {
             match groups.last_mut() {
                 Some((ids, len)) if *len + sizes[i] <= limit => {
-                    ids.push(i);
+                    ids.start = i;
                     *len += sizes[i];
                 }
-                _ => groups.push((vec![i], sizes[i])),
+                _ => groups.push((i..i + 1, sizes[i])),
             }
         }
         if groups.is_empty() {
-            groups.push((Vec::new(), 0));
+            groups.push((0..0, 0));
         }
         let largest = groups.iter().map(|g| g.1).max().unwrap_or(0);
         Self { groups, buffer: Vec::with_capacity(largest + 1) }
@@ -48,22 +49,14 @@ impl Buckets {
     /// Sums every gradient across ranks, in place, with `flag` appended to the last bucket.
     /// Returns the flag summed over ranks.
     pub fn all_reduce(&mut self, model: &mut Model, collective: &mut dyn Collective, flag: f32) -> Result<f32> {
+        let backend = model.backend().clone();
         let mut params: Vec<&mut Param> = model.params_mut().collect();
         let mut total_flag = 0.0;
         let last = self.groups.len() - 1;
         for (b, (ids, len)) in self.groups.iter().enumerate() {
+            let bucket = &mut params[ids.clone()];
             self.buffer.clear();
-            for &i in ids {
-                let p = &params[i];
-                if p.grad_valid {
-                    cpu::read(&p.grad, |g| {
-                        self.buffer.extend_from_slice(g);
-                        Ok(())
-                    })?;
-                } else {
-                    self.buffer.resize(self.buffer.len() + p.elem_count(), 0.0);
-                }
-            }
+            backend.gather_grads(&mut bucket.iter().rev().map(|p| &**p), &mut self.buffer)?;
             debug_assert_eq!(self.buffer.len(), *len);
             if b == last {
                 self.buffer.push(flag);
@@ -72,21 +65,7 @@ impl Buckets {
             if b == last {
                 total_flag = self.buffer.pop().unwrap_or(0.0);
             }
-            let mut offset = 0;
-            for &i in ids {
-                let p = &mut params[i];
-                let n = p.elem_count();
-                let part = &self.buffer[offset..offset + n];
-                if !p.grad.is_contiguous() {
-                    p.grad = p.grad.contiguous()?;
-                }
-                cpu::update(&p.grad, |g| {
-                    g.copy_from_slice(part);
-                    Ok(())
-                })?;
-                p.grad_valid = true;
-                offset += n;
-            }
+            backend.scatter_grads(&mut bucket.iter_mut().rev().map(|p| &mut **p), &self.buffer)?;
         }
         Ok(total_flag)
     }
@@ -95,49 +74,24 @@ impl Buckets {
 /// All parameters as one flat vector, in model order.
 pub fn flat_params(model: &Model) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(model.param_count());
-    for p in model.params() {
-        cpu::read(p.value.as_tensor(), |v| {
-            out.extend_from_slice(v);
-            Ok(())
-        })?;
-    }
+    model.backend().gather_values(&mut model.params(), &mut out)?;
     Ok(out)
 }
 
 /// All gradients as one flat vector (zeros where a parameter got none).
 pub fn flat_grads(model: &Model) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(model.param_count());
-    for p in model.params() {
-        if p.grad_valid {
-            cpu::read(&p.grad, |g| {
-                out.extend_from_slice(g);
-                Ok(())
-            })?;
-        } else {
-            out.resize(out.len() + p.elem_count(), 0.0);
-        }
-    }
+    model.backend().gather_grads(&mut model.params(), &mut out)?;
     Ok(out)
 }
 
 /// Sets every parameter from a flat vector laid out as [`flat_params`] makes it.
 pub fn set_flat_params(model: &mut Model, flat: &[f32]) -> Result<()> {
-    let mut offset = 0;
-    for p in model.params_mut() {
-        let n = p.elem_count();
-        let part =
-            flat.get(offset..offset + n).ok_or(TrainError::ParamVector { needed: offset + n, len: flat.len() })?;
-        if cpu::is_cpu_f32(p.value.as_tensor()) && p.value.as_tensor().is_contiguous() {
-            cpu::update(p.value.as_tensor(), |v| {
-                v.copy_from_slice(part);
-                Ok(())
-            })?;
-        } else {
-            let t = candle_core::Tensor::from_slice(part, p.value.shape(), &candle_core::Device::Cpu)?;
-            p.value.set(&t)?;
-        }
-        offset += n;
+    if flat.len() < model.param_count() {
+        return Err(TrainError::ParamVector { needed: model.param_count(), len: flat.len() });
     }
+    let backend = model.backend().clone();
+    backend.scatter_values(&mut model.params_mut(), flat)?;
     Ok(())
 }
 
@@ -151,16 +105,7 @@ pub fn broadcast_params(model: &mut Model, collective: &mut dyn Collective) -> R
 /// FNV-1a over the bits of every parameter: equal on all ranks iff their parameters are equal
 /// (up to hash collisions).
 pub fn checksum(model: &Model) -> Result<u64> {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in model.params() {
-        cpu::read(p.value.as_tensor(), |v| {
-            for x in v {
-                h = (h ^ u64::from(x.to_bits())).wrapping_mul(0x100_0000_01b3);
-            }
-            Ok(())
-        })?;
-    }
-    Ok(h)
+    Ok(model.backend().checksum(&mut model.params())?)
 }
 
 /// Compares parameter checksums across ranks; divergence is an error naming the ranks.

@@ -7,6 +7,7 @@
 //! `optim`, `checkpoint`, `morph`, `distributed`; the loop core (`engine`); the cooperation
 //! strategies (`coop`); and the entry point (`trainer`).
 
+pub mod backend;
 pub mod checkpoint;
 pub mod collective;
 pub mod coop;

@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use shoal_common::spec::{Activation, LayerConfig, ModelConfig};
 
+use crate::backend::{self, Backend};
 use crate::error::{Result, TrainError};
 use crate::nn::{Cell, Conv2d, Ctx, Deferred, Dropout, Layer, Linear, Param, Pool2d, Residual, Saved};
 use crate::rng::Rng;
@@ -45,12 +47,19 @@ pub struct Model {
     /// The units held, out of `total_units`.
     units: Range<usize>,
     total_units: usize,
+    /// Where the parameters, gradients and activations live.
+    backend: Arc<dyn Backend>,
 }
 
 impl Model {
-    /// Builds the network with PyTorch-style initialisation drawn from `seed`.
+    /// Builds the network with PyTorch-style initialisation drawn from `seed`, on the CPU backend.
     pub fn build(cfg: &ModelConfig, data: &DataShape, seed: u64) -> Result<Self> {
-        Self::build_stage(cfg, data, seed, 0..Self::unit_count(cfg))
+        Self::build_on(cfg, data, seed, &backend::cpu())
+    }
+
+    /// [`Self::build`] on a given backend.
+    pub fn build_on(cfg: &ModelConfig, data: &DataShape, seed: u64, backend: &Arc<dyn Backend>) -> Result<Self> {
+        Self::build_stage_on(cfg, data, seed, 0..Self::unit_count(cfg), backend)
     }
 
     /// Units of a network: its layers plus the output layer.
@@ -61,6 +70,17 @@ impl Model {
     /// Builds only the units in `units`. Each unit draws its initial weights from its own stream,
     /// so a stage holds exactly the values the whole network would.
     pub fn build_stage(cfg: &ModelConfig, data: &DataShape, seed: u64, units: Range<usize>) -> Result<Self> {
+        Self::build_stage_on(cfg, data, seed, units, &backend::cpu())
+    }
+
+    /// [`Self::build_stage`] on a given backend.
+    pub fn build_stage_on(
+        cfg: &ModelConfig,
+        data: &DataShape,
+        seed: u64,
+        units: Range<usize>,
+        backend: &Arc<dyn Backend>,
+    ) -> Result<Self> {
         let total_units = Self::unit_count(cfg);
         if units.is_empty() || units.end > total_units {
             return Err(TrainError::Shape {
@@ -137,11 +157,11 @@ impl Model {
                         check_skip(i, flat_input("a skip connection", &current)?, width)?;
                     }
                     let inputs = current.iter().product();
-                    let linear = Linear::new(&name, inputs, width, activation, &mut rng)?;
+                    let linear = Linear::new(&name, inputs, width, activation, &mut rng, backend)?;
                     let layer: Box<dyn Layer> = if skip { Box::new(Residual::new(linear)) } else { Box::new(linear) };
                     push(i, layer, &mut layers, &mut current);
                     if cfg.dropout > 0.0 {
-                        push(i, Box::new(Dropout::new(cfg.dropout)), &mut layers, &mut current);
+                        push(i, Box::new(Dropout::new(cfg.dropout, backend)), &mut layers, &mut current);
                     }
                 }
                 LayerConfig::Cell { .. } if !units.contains(&i) => {
@@ -149,10 +169,10 @@ impl Model {
                 }
                 LayerConfig::Cell { ref ops, activation } => {
                     let width = flat_input("a cell", &current)?;
-                    let cell = Cell::new(&name, width, ops, activation, &mut rng)?;
+                    let cell = Cell::new(&name, width, ops, activation, &mut rng, backend)?;
                     push(i, Box::new(cell), &mut layers, &mut current);
                     if cfg.dropout > 0.0 {
-                        push(i, Box::new(Dropout::new(cfg.dropout)), &mut layers, &mut current);
+                        push(i, Box::new(Dropout::new(cfg.dropout, backend)), &mut layers, &mut current);
                     }
                 }
                 LayerConfig::Conv { channels, kernel, stride, padding, activation } => {
@@ -162,7 +182,9 @@ impl Model {
                             reason: "conv layers must come before linear layers and cells".into(),
                         });
                     }
-                    let conv = Conv2d::new(&name, current[0], channels, kernel, stride, padding, activation, &mut rng)?;
+                    let conv = Conv2d::new(
+                        &name, current[0], channels, kernel, stride, padding, activation, &mut rng, backend,
+                    )?;
                     push(i, Box::new(conv), &mut layers, &mut current);
                 }
                 LayerConfig::Pool { kind, size } => {
@@ -188,12 +210,17 @@ impl Model {
             let mut rng = Rng::derive(seed, "init", out_unit as u64);
             push(
                 out_unit,
-                Box::new(Linear::new("output", inputs, data.outputs, Activation::Identity, &mut rng)?),
+                Box::new(Linear::new("output", inputs, data.outputs, Activation::Identity, &mut rng, backend)?),
                 &mut layers,
                 &mut current,
             );
         }
-        Ok(Self { layers, dims, units, total_units })
+        Ok(Self { layers, dims, units, total_units, backend: backend.clone() })
+    }
+
+    /// The backend holding this model: make its inputs and gradients with it.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
     /// Per-sample input dims.
@@ -329,7 +356,7 @@ impl Model {
                     format!("parameter `{}` has shape {:?}, the model wants {:?}", p.name, t.dims(), p.value.dims()),
                 ));
             }
-            p.value.set(&t.to_device(&Device::Cpu)?)?;
+            p.value.set(&p.backend().from_host_tensor(t)?)?;
         }
         Ok(())
     }
@@ -337,12 +364,12 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::Device;
     use shoal_common::spec::{ModelKind, PoolKind};
 
     use super::*;
-    use crate::nn::loss::{Targets, loss_and_grad};
-    use crate::nn::{Mode, cpu};
+    use crate::backend::to_host_vec;
+    use crate::nn::Mode;
+    use crate::nn::loss::{LossOutput, Targets};
 
     fn mlp(widths: &[usize], act: Activation, dropout: f64) -> ModelConfig {
         ModelConfig {
@@ -357,47 +384,51 @@ mod tests {
         let mut rng = Rng::new(seed);
         let x: Vec<f32> = (0..rows * features).map(|_| rng.normal() as f32).collect();
         let y: Vec<u32> = (0..rows).map(|_| rng.below(u64::from(classes)) as u32).collect();
-        (Tensor::from_vec(x, (rows, features), &Device::Cpu).expect("x"), Targets::Classes(y))
+        (backend::cpu().from_host(x, &[rows, features]).expect("x"), Targets::Classes(y))
+    }
+
+    fn loss_and_grad(model: &Model, out: &Tensor, t: &Targets, scale: f32) -> candle_core::Result<LossOutput> {
+        crate::nn::loss::loss_and_grad(model.backend().as_ref(), out, t, scale)
     }
 
     /// Loss of the model on a batch (forward only), in f64 via the loss kernel.
     fn loss_of(model: &Model, x: &Tensor, t: &Targets) -> f64 {
         let mut ctx = Ctx::new(Mode::Eval, 1, Rng::new(0));
         let (out, _) = model.forward(x, &mut ctx).expect("forward");
-        loss_and_grad(&out, t, 1.0).expect("loss").loss_sum
+        loss_and_grad(model, &out, t, 1.0).expect("loss").loss_sum
     }
 
-    fn grads_of(model: &mut Model, x: &Tensor, t: &Targets, fused: bool) -> Vec<Vec<f32>> {
+    fn grads_of(model: &mut Model, x: &Tensor, t: &Targets) -> Vec<Vec<f32>> {
         let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
-        ctx.fused = fused;
         let (out, saved) = model.forward(x, &mut ctx).expect("forward");
-        let l = loss_and_grad(&out, t, 1.0).expect("loss");
+        let l = loss_and_grad(model, &out, t, 1.0).expect("loss");
         model.zero_grad();
         model.backward(saved, l.grad, 1).expect("backward");
-        model.params().map(|p| cpu::to_vec(&p.grad).expect("grad")).collect()
+        model.params().map(|p| to_host_vec(&p.grad).expect("grad")).collect()
     }
 
     /// Central differences on a few entries of every parameter (reference: the definition of the
     /// derivative, evaluated in f64 sums over f32 forwards).
     fn check_gradients(cfg: &ModelConfig, shape: &DataShape, x: &Tensor, t: &Targets) {
         let mut model = Model::build(cfg, shape, 3).expect("build");
-        let analytic = grads_of(&mut model, x, t, true);
+        let analytic = grads_of(&mut model, x, t);
         let names: Vec<String> = model.params().map(|p| p.name.clone()).collect();
         for (pi, name) in names.iter().enumerate() {
             let n = analytic[pi].len();
             for &k in &[0, n / 3, n / 2, n - 1] {
                 let value = model.params().nth(pi).expect("param").value.clone();
-                let orig = cpu::to_vec(value.as_tensor()).expect("vec");
+                let backend = model.backend().clone();
+                let orig = to_host_vec(value.as_tensor()).expect("vec");
                 let h = 1e-3f32;
                 let mut plus = orig.clone();
                 plus[k] += h;
-                value.set(&Tensor::from_vec(plus, value.shape(), &Device::Cpu).expect("t")).expect("set");
+                backend.write_var(&value, &plus).expect("set");
                 let lp = loss_of(&model, x, t);
                 let mut minus = orig.clone();
                 minus[k] -= h;
-                value.set(&Tensor::from_vec(minus, value.shape(), &Device::Cpu).expect("t")).expect("set");
+                backend.write_var(&value, &minus).expect("set");
                 let lm = loss_of(&model, x, t);
-                value.set(&Tensor::from_vec(orig, value.shape(), &Device::Cpu).expect("t")).expect("set");
+                backend.write_var(&value, &orig).expect("set");
                 let fd = (lp - lm) / (2.0 * f64::from(h));
                 let a = f64::from(analytic[pi][k]);
                 assert!(
@@ -448,10 +479,10 @@ mod tests {
             Activation::Identity,
         ] {
             let cfg = mlp(&[16, 12], act, 0.0);
-            let mut a = Model::build(&cfg, &shape, 11).expect("build");
-            let mut b = Model::build(&cfg, &shape, 11).expect("build");
-            let ga = grads_of(&mut a, &x, &t, true);
-            let gb = grads_of(&mut b, &x, &t, false);
+            let mut a = Model::build_on(&cfg, &shape, 11, &backend::cpu()).expect("build");
+            let mut b = Model::build_on(&cfg, &shape, 11, &backend::reference()).expect("build");
+            let ga = grads_of(&mut a, &x, &t);
+            let gb = grads_of(&mut b, &x, &t);
             for (u, v) in ga.iter().zip(&gb) {
                 for (p, q) in u.iter().zip(v) {
                     assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{act:?}: fused {p} vs candle {q}");
@@ -467,7 +498,7 @@ mod tests {
         let (x, _) = batch(8, 4, 2, 3);
         let run = |mode, seed| {
             let mut ctx = Ctx::new(mode, 1, Rng::new(seed));
-            cpu::to_vec(&model.forward(&x, &mut ctx).expect("fwd").0).expect("vec")
+            to_host_vec(&model.forward(&x, &mut ctx).expect("fwd").0).expect("vec")
         };
         assert_eq!(run(Mode::Eval, 1), run(Mode::Eval, 2));
         assert_eq!(run(Mode::Train, 1), run(Mode::Train, 1));
@@ -510,20 +541,20 @@ mod tests {
         let shape = DataShape { features: 6, image: None, outputs: 3 };
         let (x, t) = batch(5, 6, 3, 8);
         let mut whole = Model::build(&cfg, &shape, 9).expect("build");
-        let want = grads_of(&mut whole, &x, &t, true);
+        let want = grads_of(&mut whole, &x, &t);
         let mut first = Model::build_stage(&cfg, &shape, 9, 0..2).expect("first");
         let mut second = Model::build_stage(&cfg, &shape, 9, 2..5).expect("second");
         let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
         let (h, saved_a) = first.forward(&x, &mut ctx).expect("forward");
         let (out, saved_b) = second.forward(&h, &mut ctx).expect("forward");
-        let l = loss_and_grad(&out, &t, 1.0).expect("loss");
+        let l = loss_and_grad(&second, &out, &t, 1.0).expect("loss");
         first.zero_grad();
         second.zero_grad();
         let (g, deferred) = second.backward_input_first(saved_b, l.grad, 1).expect("backward");
         first.backward(saved_a, g.expect("input gradient"), 1).expect("backward");
         second.finish_backward(deferred, 1).expect("finish");
         let got: Vec<Vec<f32>> =
-            first.params().chain(second.params()).map(|p| cpu::to_vec(&p.grad).expect("grad")).collect();
+            first.params().chain(second.params()).map(|p| to_host_vec(&p.grad).expect("grad")).collect();
         assert_eq!(got.len(), want.len());
         for (u, v) in got.iter().zip(&want) {
             for (p, q) in u.iter().zip(v) {
@@ -537,12 +568,9 @@ mod tests {
         // Labels from a random linear teacher; full-batch SGD on the mean cross-entropy.
         let shape = DataShape { features: 6, image: None, outputs: 3 };
         let (x, _) = batch(64, 6, 3, 10);
-        let teacher = Tensor::from_vec(
-            (0..18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect::<Vec<f32>>(),
-            (6, 3),
-            &Device::Cpu,
-        )
-        .expect("teacher");
+        let teacher = backend::cpu()
+            .from_host((0..18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect::<Vec<f32>>(), &[6, 3])
+            .expect("teacher");
         let labels = x.matmul(&teacher).and_then(|s| s.argmax(1)).and_then(|a| a.to_vec1::<u32>()).expect("labels");
         let t = Targets::Classes(labels);
         let mut model = Model::build(&searched(12, 0.1), &shape, 4).expect("build");
@@ -550,7 +578,7 @@ mod tests {
         for step in 0..150 {
             let mut ctx = Ctx::new(Mode::Train, 1, Rng::derive(1, "dropout", step));
             let (out, saved) = model.forward(&x, &mut ctx).expect("forward");
-            let l = loss_and_grad(&out, &t, 1.0 / 64.0).expect("loss");
+            let l = loss_and_grad(&model, &out, &t, 1.0 / 64.0).expect("loss");
             losses.push(l.mean());
             model.zero_grad();
             model.backward(saved, l.grad, 1).expect("backward");

@@ -13,9 +13,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use shoal_common::spec::{Activation, CellOp, LayerConfig, ModelConfig, cell_edges, cell_nodes};
 
+use crate::backend::{HOST, to_host_vec};
 use crate::error::{Result, TrainError};
 use crate::model::DataShape;
 use crate::rng::Rng;
@@ -56,8 +57,8 @@ pub fn inherit(
             (Step::Insert { width }, _) => {
                 let (weight, bias) = flow.insert_identity(width, &mut rng);
                 let inputs = child_dims[i][0];
-                tensors.insert(format!("{name}.weight"), Tensor::from_vec(weight, (width, inputs), &Device::Cpu)?);
-                tensors.insert(format!("{name}.bias"), Tensor::from_vec(bias, width, &Device::Cpu)?);
+                tensors.insert(format!("{name}.weight"), Tensor::from_vec(weight, (width, inputs), &HOST)?);
+                tensors.insert(format!("{name}.bias"), Tensor::from_vec(bias, width, &HOST)?);
                 notes.push(if width > inputs {
                     format!("insert identity layer at layers[{i}] widened {inputs}->{width}")
                 } else {
@@ -77,8 +78,8 @@ pub fn inherit(
                 let source = ParentLayer::fetch(parent_params, &format!("layers.{k}"), outputs, inputs, 1)?;
                 let (weight, bias) = flow.inherit(&source, width, &mut rng);
                 let shape = (width, child_dims[i].iter().product::<usize>());
-                tensors.insert(format!("{name}.weight"), Tensor::from_vec(weight, shape, &Device::Cpu)?);
-                tensors.insert(format!("{name}.bias"), Tensor::from_vec(bias, width, &Device::Cpu)?);
+                tensors.insert(format!("{name}.weight"), Tensor::from_vec(weight, shape, &HOST)?);
+                tensors.insert(format!("{name}.bias"), Tensor::from_vec(bias, width, &HOST)?);
                 if width > outputs {
                     notes.push(format!("widen {} {outputs}->{width}", at(i, k)));
                 }
@@ -89,8 +90,8 @@ pub fn inherit(
                 let source = ParentLayer::fetch(parent_params, &format!("layers.{k}"), outputs, in_c, kernel * kernel)?;
                 let (weight, bias) = flow.inherit(&source, channels, &mut rng);
                 let shape = (channels, child_dims[i][0], kernel, kernel);
-                tensors.insert(format!("{name}.weight"), Tensor::from_vec(weight, shape, &Device::Cpu)?);
-                tensors.insert(format!("{name}.bias"), Tensor::from_vec(bias, channels, &Device::Cpu)?);
+                tensors.insert(format!("{name}.weight"), Tensor::from_vec(weight, shape, &HOST)?);
+                tensors.insert(format!("{name}.bias"), Tensor::from_vec(bias, channels, &HOST)?);
                 if channels > outputs {
                     notes.push(format!("widen {} {outputs}->{channels} channels", at(i, k)));
                 }
@@ -104,11 +105,8 @@ pub fn inherit(
                 for (e, _) in ops.iter().enumerate().filter(|(_, op)| **op == CellOp::Linear) {
                     let source = ParentLayer::fetch(parent_params, &format!("layers.{k}.edge{e}"), width, width, 1)?;
                     let edge = format!("{name}.edge{e}");
-                    tensors.insert(
-                        format!("{edge}.weight"),
-                        Tensor::from_vec(source.weight, (width, width), &Device::Cpu)?,
-                    );
-                    tensors.insert(format!("{edge}.bias"), Tensor::from_vec(source.bias, width, &Device::Cpu)?);
+                    tensors.insert(format!("{edge}.weight"), Tensor::from_vec(source.weight, (width, width), &HOST)?);
+                    tensors.insert(format!("{edge}.bias"), Tensor::from_vec(source.bias, width, &HOST)?);
                 }
             }
         }
@@ -123,8 +121,8 @@ pub fn inherit(
     let source = ParentLayer::fetch(parent_params, "output", data.outputs, inputs, 1)?;
     let (weight, bias) = flow.inherit(&source, data.outputs, &mut rng);
     let child_inputs = last.iter().product::<usize>();
-    tensors.insert("output.weight".into(), Tensor::from_vec(weight, (data.outputs, child_inputs), &Device::Cpu)?);
-    tensors.insert("output.bias".into(), Tensor::from_vec(bias, data.outputs, &Device::Cpu)?);
+    tensors.insert("output.weight".into(), Tensor::from_vec(weight, (data.outputs, child_inputs), &HOST)?);
+    tensors.insert("output.bias".into(), Tensor::from_vec(bias, data.outputs, &HOST)?);
 
     let description = if notes.is_empty() { "unchanged".to_string() } else { notes.join("; ") };
     Ok((tensors, description))
@@ -572,18 +570,19 @@ fn fetch(params: &HashMap<String, Tensor>, name: &str, rows: usize, cols: usize)
             format!("the parent's tensor has shape {:?}, its config implies {rows} rows of {cols}", t.dims()),
         ));
     }
-    Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    Ok(to_host_vec(t)?)
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
+    use candle_core::DType;
     use shoal_common::spec::{ModelKind, PoolKind};
 
     use super::*;
     use crate::Model;
-    use crate::nn::{Ctx, Mode, cpu};
+    use crate::nn::{Ctx, Mode};
 
     fn linear(width: usize, activation: Activation) -> LayerConfig {
         LayerConfig::Linear { width, activation, skip: false }
@@ -611,7 +610,7 @@ mod tests {
 
     fn outputs(model: &Model, x: &Tensor) -> Vec<f32> {
         let mut ctx = Ctx::new(Mode::Eval, 1, Rng::new(0));
-        cpu::to_vec(&model.forward(x, &mut ctx).expect("forward").0).expect("vec")
+        to_host_vec(&model.forward(x, &mut ctx).expect("forward").0).expect("vec")
     }
 
     struct Morphed {
@@ -630,7 +629,7 @@ mod tests {
         let mut rng = Rng::new(3);
         let rows = 6;
         let x: Vec<f32> = (0..rows * data.features).map(|_| rng.normal() as f32).collect();
-        let x = Tensor::from_vec(x, (rows, data.features), &Device::Cpu).expect("x");
+        let x = Tensor::from_vec(x, (rows, data.features), &HOST).expect("x");
         let parent_params = parent_model.named_tensors();
         let (params, description) = inherit(parent, &parent_params, child, data, 11).expect("inherit");
         let mut child_model = Model::build(child, data, 99).expect("build child");
@@ -702,7 +701,7 @@ mod tests {
         let m = assert_preserved(&parent, &mlp(&[(10, Identity), (16, Tanh), (12, Tanh)]), &data);
         assert_eq!(m.description, "insert identity layer at layers[0]");
         // The weights are the identity and the bias zero.
-        let eye = Tensor::eye(10, DType::F32, &Device::Cpu).expect("eye");
+        let eye = Tensor::eye(10, DType::F32, &HOST).expect("eye");
         assert_eq!(rows_of(&m.child["layers.0.weight"]), rows_of(&eye));
         assert_eq!(m.child["layers.0.bias"].to_vec1::<f32>().expect("bias"), vec![0.0; 10]);
     }

@@ -64,7 +64,7 @@ mod tests {
     use super::*;
     use crate::checkpoint;
     use crate::data;
-    use crate::engine::tensors;
+    use crate::backend::Backend;
     use crate::model::Model;
     use crate::nn::loss::{LossOutput, Targets, loss_and_grad};
     use crate::nn::{Ctx, Mode};
@@ -243,12 +243,19 @@ mod tests {
     }
 
     impl Objective for Distill {
-        fn loss(&mut self, input: &Tensor, output: &Tensor, targets: &Targets, scale: f32) -> Result<LossOutput> {
+        fn loss(
+            &mut self,
+            backend: &dyn Backend,
+            input: &Tensor,
+            output: &Tensor,
+            targets: &Targets,
+            scale: f32,
+        ) -> Result<LossOutput> {
             self.calls += 1;
             let (soft, _) = self.teacher.forward(input, &mut Ctx::new(Mode::Eval, 1, Rng::new(0)))?;
-            let soft = Targets::Values { width: soft.dims()[1], values: tensors::to_host(&soft)? };
-            let hard = loss_and_grad(output, targets, scale)?;
-            let pull = loss_and_grad(output, &soft, scale * self.weight)?;
+            let soft = Targets::Values { width: soft.dims()[1], values: backend.to_host(&soft)? };
+            let hard = loss_and_grad(backend, output, targets, scale)?;
+            let pull = loss_and_grad(backend, output, &soft, scale * self.weight)?;
             Ok(LossOutput {
                 loss_sum: hard.loss_sum + f64::from(self.weight) * pull.loss_sum,
                 correct: hard.correct,

@@ -1,14 +1,15 @@
 //! Batching. A loader thread walks the epochs' sample orders and assembles batches (gathered rows
-//! turned into tensors) a few steps ahead of training, so the step loop never waits for data in
-//! steady state.
+//! turned into tensors on the model's backend) a few steps ahead of training, so the step loop
+//! never waits for data in steady state.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 use super::Dataset;
+use crate::backend::{self, Backend};
 use crate::error::{Result, TrainError};
 use crate::nn::loss::Targets;
 use crate::rng::Rng;
@@ -84,11 +85,18 @@ pub struct Loader {
 }
 
 impl Loader {
+    /// A loader whose batches are on the CPU backend.
     pub fn spawn(data: Arc<Dataset>, plan: BatchPlan) -> Result<Self> {
+        Self::spawn_on(data, plan, backend::cpu())
+    }
+
+    /// A loader whose batches are made by `backend` (on the loader thread, so uploads overlap
+    /// the step loop).
+    pub fn spawn_on(data: Arc<Dataset>, plan: BatchPlan, backend: Arc<dyn Backend>) -> Result<Self> {
         let (tx, rx) = sync_channel(plan.depth.max(1));
         let thread = std::thread::Builder::new()
             .name("shoal-loader".into())
-            .spawn(move || produce(&data, plan, &tx))
+            .spawn(move || produce(&data, plan, backend.as_ref(), &tx))
             .map_err(|source| TrainError::LoaderSpawn { source })?;
         Ok(Self { rx, thread: Some(thread) })
     }
@@ -110,7 +118,7 @@ impl Drop for Loader {
     }
 }
 
-fn produce(data: &Dataset, plan: BatchPlan, tx: &SyncSender<Result<Batch>>) {
+fn produce(data: &Dataset, plan: BatchPlan, backend: &dyn Backend, tx: &SyncSender<Result<Batch>>) {
     let shard = plan.shard_len(data.rows);
     let per_epoch = steps_per_epoch(shard, plan.batch);
     let order_of = |epoch| shard_order(data.rows, plan.shuffle, plan.seed, epoch, plan.rank, plan.world);
@@ -125,7 +133,8 @@ fn produce(data: &Dataset, plan: BatchPlan, tx: &SyncSender<Result<Batch>>) {
         let i = (step % per_epoch) as usize * plan.batch;
         let rows = &order[i..(i + plan.batch).min(shard)];
         let (x, targets) = data.gather(rows);
-        let batch = Tensor::from_vec(x, (rows.len(), data.features), &Device::Cpu)
+        let batch = backend
+            .from_host(x, &[rows.len(), data.features])
             .map(|x| Batch { x, targets, step, epoch })
             .map_err(TrainError::from);
         if tx.send(batch).is_err() {

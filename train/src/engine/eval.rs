@@ -6,7 +6,7 @@ use std::time::Instant;
 use candle_core::Tensor;
 
 use super::report::EvalPoint;
-use super::tensors;
+use crate::backend::Backend;
 use crate::collective::Collective;
 use crate::data::{Dataset, TargetData};
 use crate::distributed;
@@ -49,9 +49,9 @@ pub fn shard_sums(
     let mut ctx = Ctx::new(Mode::Eval, threads, Rng::new(0));
     for chunk in rows.chunks(EVAL_BATCH) {
         let (x, targets) = data.gather(chunk);
-        let x = tensors::from_host(x, (chunk.len(), data.features))?;
+        let x = model.backend().from_host(x, &[chunk.len(), data.features])?;
         let (out, _) = model.forward(&x, &mut ctx)?;
-        eval_sums(&mut sums, &out, &targets)?;
+        eval_sums(model.backend().as_ref(), &mut sums, &out, &targets)?;
     }
     if let Some(c) = collective.filter(|c| c.world_size() > 1) {
         distributed::reduce_sums(&mut sums, c)?;
@@ -60,8 +60,8 @@ pub fn shard_sums(
 }
 
 /// Adds one chunk of rows to `sums`.
-pub fn eval_sums(sums: &mut EvalSums, out: &Tensor, targets: &Targets) -> Result<()> {
-    let l = loss_and_grad(out, targets, 1.0)?;
+pub fn eval_sums(backend: &dyn Backend, sums: &mut EvalSums, out: &Tensor, targets: &Targets) -> Result<()> {
+    let l = loss_and_grad(backend, out, targets, 1.0)?;
     sums[0] += l.loss_sum;
     sums[1] += l.correct as f64;
     sums[2] += targets.rows() as f64;

@@ -9,7 +9,6 @@ mod plan;
 mod progress;
 mod report;
 mod run;
-pub mod tensors;
 
 pub use cooperation::{Cooperation, Placement, Step, StepOut};
 pub use eval::{EVAL_BATCH, EvalSums, eval_point, eval_sums, evaluate, shard_sums};

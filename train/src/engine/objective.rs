@@ -4,6 +4,7 @@
 
 use candle_core::Tensor;
 
+use crate::backend::Backend;
 use crate::error::{Result, TrainError};
 use crate::nn::loss::{LossOutput, Targets, loss_and_grad};
 
@@ -16,7 +17,15 @@ use crate::nn::loss::{LossOutput, Targets, loss_and_grad};
 pub trait Objective {
     /// `input` is what the model (in a pipeline: the last stage) was given, `output` what it
     /// produced. The returned gradient must be that of `scale · Σ_rows loss`.
-    fn loss(&mut self, input: &Tensor, output: &Tensor, targets: &Targets, scale: f32) -> Result<LossOutput>;
+    /// Kernels run on `backend`, the model's.
+    fn loss(
+        &mut self,
+        backend: &dyn Backend,
+        input: &Tensor,
+        output: &Tensor,
+        targets: &Targets,
+        scale: f32,
+    ) -> Result<LossOutput>;
 }
 
 /// The default objective: cross-entropy against class labels, mean squared error against values.
@@ -24,21 +33,29 @@ pub trait Objective {
 pub struct Labels;
 
 impl Objective for Labels {
-    fn loss(&mut self, _input: &Tensor, output: &Tensor, targets: &Targets, scale: f32) -> Result<LossOutput> {
-        Ok(loss_and_grad(output, targets, scale)?)
+    fn loss(
+        &mut self,
+        backend: &dyn Backend,
+        _input: &Tensor,
+        output: &Tensor,
+        targets: &Targets,
+        scale: f32,
+    ) -> Result<LossOutput> {
+        Ok(loss_and_grad(backend, output, targets, scale)?)
     }
 }
 
 /// The objective's loss for optimizer step `step` (0-based), failing when it is not finite.
 pub fn checked_loss(
     objective: &mut dyn Objective,
+    backend: &dyn Backend,
     input: &Tensor,
     output: &Tensor,
     targets: &Targets,
     scale: f32,
     step: u64,
 ) -> Result<LossOutput> {
-    let loss = objective.loss(input, output, targets, scale)?;
+    let loss = objective.loss(backend, input, output, targets, scale)?;
     if !loss.mean().is_finite() {
         return Err(TrainError::Diverged { step: step + 1, loss: loss.mean() });
     }

@@ -64,7 +64,7 @@ impl<'a> Run<'a> {
         let place = coop.placement();
         let plan = Plan::new(cfg, train.rows, place.data_world);
         let (mut model, described) = coop.build(cfg, &train.shape(), &plan, opts)?;
-        let mut opt = Optimizer::new(cfg.optimizer, plan.total_steps, model.params());
+        let mut opt = Optimizer::new(cfg.optimizer, plan.total_steps, model.params())?;
         let mut start_step = 0;
         if let Some(dir) = &opts.resume_from {
             let loaded = checkpoint::load(dir)?;
@@ -99,7 +99,7 @@ impl<'a> Run<'a> {
         let validation = data.validation;
         let place = coop.placement();
         let loader = if coop.loads_data() {
-            Some(Loader::spawn(
+            Some(Loader::spawn_on(
                 Arc::new(data.train),
                 BatchPlan {
                     batch: plan.batch,
@@ -111,6 +111,7 @@ impl<'a> Run<'a> {
                     rank: place.data_rank,
                     world: place.data_world,
                 },
+                self.model.backend().clone(),
             )?)
         } else {
             None

@@ -1,12 +1,16 @@
 //! A DAG cell on flat features that keeps their width: node 0 is the input, node j sums an
 //! operation (zero, identity, or a width x width linear map with the cell's activation) applied to
-//! each of the nodes before it, and the last node is the output. Plain candle ops throughout.
+//! each of the nodes before it, and the last node is the output. Plain candle ops on the backend's
+//! device throughout.
+
+use std::sync::Arc;
 
 use candle_core::{Result, Tensor};
 use shoal_common::spec::{Activation, CellOp, cell_edges, cell_nodes};
 
-use super::activation;
-use super::layer::{Ctx, Layer, Param, Saved};
+use super::Param;
+use super::layer::{Ctx, Layer, Saved};
+use crate::backend::{Backend, activation};
 use crate::rng::Rng;
 
 /// One edge of the cell: `from -> to` with its operation, and for a linear edge the index of its
@@ -33,7 +37,14 @@ impl Cell {
     /// A cell whose linear edges are initialised like [`super::Linear::new`] (uniform in
     /// ±1/√width, weight then bias, edge by edge) and named `{name}.edge{k}.weight` / `.bias`, with
     /// `k` the edge's index in `ops`.
-    pub fn new(name: &str, width: usize, ops: &[CellOp], activation: Activation, rng: &mut Rng) -> Result<Self> {
+    pub fn new(
+        name: &str,
+        width: usize,
+        ops: &[CellOp],
+        activation: Activation,
+        rng: &mut Rng,
+        backend: &Arc<dyn Backend>,
+    ) -> Result<Self> {
         let Some(nodes) = cell_nodes(ops.len()) else {
             candle_core::bail!("a cell of n nodes has n(n+1)/2 edges, got {}", ops.len())
         };
@@ -44,10 +55,13 @@ impl Cell {
         for (k, (&(from, to), &op)) in cell_edges(nodes).iter().zip(ops).enumerate() {
             let param = params.len();
             if op == CellOp::Linear {
-                let w = Tensor::from_vec(draw(width * width), (width, width), &candle_core::Device::Cpu)?;
-                let b = Tensor::from_vec(draw(width), width, &candle_core::Device::Cpu)?;
-                params.push(Param::new(format!("{name}.edge{k}.weight"), w)?);
-                params.push(Param::new(format!("{name}.edge{k}.bias"), b)?);
+                params.push(Param::new(
+                    format!("{name}.edge{k}.weight"),
+                    draw(width * width),
+                    &[width, width],
+                    backend,
+                )?);
+                params.push(Param::new(format!("{name}.edge{k}.bias"), draw(width), &[width], backend)?);
             }
             edges.push(Edge { from, to, op, param });
         }
@@ -228,10 +242,9 @@ impl Layer for Cell {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use candle_core::Device;
-
     use super::*;
-    use crate::nn::{Deferred, Mode, cpu};
+    use crate::backend::{self, to_host_vec};
+    use crate::nn::{Deferred, Mode};
 
     fn ops(names: &[&str]) -> Vec<CellOp> {
         names.iter().map(|n| CellOp::parse(n).expect("op")).collect()
@@ -240,28 +253,28 @@ pub(super) mod tests {
     pub(in crate::nn) fn random(shape: (usize, usize), seed: u64) -> Tensor {
         let mut rng = Rng::new(seed);
         let v: Vec<f32> = (0..shape.0 * shape.1).map(|_| rng.normal() as f32).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).expect("tensor")
+        backend::cpu().from_host(v, &[shape.0, shape.1]).expect("tensor")
     }
 
     /// `Σ output · r` in f64 from an inference forward: the scalar whose gradient with respect to
     /// the output is `r`.
     fn probe(layer: &dyn Layer, x: &Tensor, r: &[f32]) -> f64 {
         let mut ctx = Ctx::new(Mode::Eval, 1, Rng::new(0));
-        let y = cpu::to_vec(&layer.forward(x, &mut ctx).expect("forward").0).expect("vec");
+        let y = to_host_vec(&layer.forward(x, &mut ctx).expect("forward").0).expect("vec");
         y.iter().zip(r).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()
     }
 
     fn nudged(t: &Tensor, k: usize, by: f32) -> Tensor {
-        let mut v = cpu::to_vec(t).expect("vec");
+        let mut v = to_host_vec(t).expect("vec");
         v[k] += by;
-        Tensor::from_vec(v, t.shape(), &Device::Cpu).expect("tensor")
+        backend::cpu().from_host(v, t.dims()).expect("tensor")
     }
 
     /// How [`check_gradients`] runs backward.
     #[derive(Clone, Copy, Debug)]
     pub(in crate::nn) enum Path {
-        /// `backward`, on the fused kernels where they apply or on plain candle ops.
-        Whole { fused: bool },
+        /// `backward` in one go.
+        Whole,
         /// `backward_input_first` then `finish_backward`, as a pipeline stage runs it.
         Split,
     }
@@ -272,13 +285,12 @@ pub(super) mod tests {
     /// left without a gradient must have a zero finite difference.
     pub(in crate::nn) fn check_gradients(layer: &mut dyn Layer, x: &Tensor, path: Path) {
         let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
-        ctx.fused = matches!(path, Path::Whole { fused: true } | Path::Split);
         let (y, saved) = layer.forward(x, &mut ctx).expect("forward");
         let r = random(y.dims2().expect("flat output"), 17);
-        let rv = cpu::to_vec(&r).expect("vec");
+        let rv = to_host_vec(&r).expect("vec");
         layer.params_mut().iter_mut().for_each(Param::zero_grad);
         let dx = match path {
-            Path::Whole { .. } => layer.backward(saved, r.copy().expect("copy"), true, 1).expect("backward"),
+            Path::Whole => layer.backward(saved, r.copy().expect("copy"), true, 1).expect("backward"),
             Path::Split => {
                 let (dx, deferred): (_, Option<Deferred>) =
                     layer.backward_input_first(saved, r.copy().expect("copy"), 1).expect("backward");
@@ -288,7 +300,7 @@ pub(super) mod tests {
                 dx
             }
         };
-        let dx = cpu::to_vec(&dx.expect("input gradient")).expect("vec");
+        let dx = to_host_vec(&dx.expect("input gradient")).expect("vec");
         let eps = 1e-2f32;
         let close = |what: String, fd: f64, a: f64| {
             assert!(
@@ -305,7 +317,7 @@ pub(super) mod tests {
         for pi in 0..layer.params().len() {
             let p = &layer.params()[pi];
             let (name, value) = (p.name.clone(), p.value.clone());
-            let grad = if p.grad_valid { cpu::to_vec(&p.grad).expect("vec") } else { vec![0.0; p.elem_count()] };
+            let grad = if p.grad_valid { to_host_vec(&p.grad).expect("vec") } else { vec![0.0; p.elem_count()] };
             let orig = value.as_tensor().copy().expect("copy");
             for (k, &a) in grad.iter().enumerate() {
                 value.set(&nudged(&orig, k, eps)).expect("set");
@@ -322,7 +334,7 @@ pub(super) mod tests {
     /// (1,3) linear, (2,3) identity.
     fn mixed(activation: Activation) -> Cell {
         let ops = ops(&["linear", "identity", "linear", "zero", "linear", "identity"]);
-        Cell::new("layers.1", 5, &ops, activation, &mut Rng::new(4)).expect("cell")
+        Cell::new("layers.1", 5, &ops, activation, &mut Rng::new(4), &backend::cpu()).expect("cell")
     }
 
     #[test]
@@ -331,7 +343,7 @@ pub(super) mod tests {
         // Tanh keeps the edge outputs, silu the pre-activations, the identity nothing.
         for act in [Activation::Tanh, Activation::Silu, Activation::Identity] {
             let mut cell = mixed(act);
-            check_gradients(&mut cell, &x, Path::Whole { fused: true });
+            check_gradients(&mut cell, &x, Path::Whole);
             check_gradients(&mut cell, &x, Path::Split);
         }
     }
@@ -353,7 +365,7 @@ pub(super) mod tests {
         let h3 = (lin(&h1, 2) + &h2).expect("h3");
         let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
         let (y, saved) = cell.forward(&x, &mut ctx).expect("forward");
-        let (got, want) = (cpu::to_vec(&y).expect("y"), cpu::to_vec(&h3).expect("h3"));
+        let (got, want) = (to_host_vec(&y).expect("y"), to_host_vec(&h3).expect("h3"));
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "cell {g} vs reference {w}");
         }
@@ -380,14 +392,14 @@ pub(super) mod tests {
     #[test]
     fn a_cell_cut_off_by_zero_edges_outputs_zeros() {
         // (0,1) linear, (0,2) zero, (1,2) zero: the output node has no live edge.
-        let mut cell =
-            Cell::new("c", 4, &ops(&["linear", "zero", "zero"]), Activation::Relu, &mut Rng::new(1)).expect("cell");
+        let ops = ops(&["linear", "zero", "zero"]);
+        let mut cell = Cell::new("c", 4, &ops, Activation::Relu, &mut Rng::new(1), &backend::cpu()).expect("cell");
         let x = random((2, 4), 3);
         let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
         let (y, saved) = cell.forward(&x, &mut ctx).expect("forward");
-        assert_eq!(cpu::to_vec(&y).expect("y"), vec![0.0; 8]);
+        assert_eq!(to_host_vec(&y).expect("y"), vec![0.0; 8]);
         let dx = cell.backward(saved, y.ones_like().expect("ones"), true, 1).expect("backward").expect("dx");
-        assert_eq!(cpu::to_vec(&dx).expect("dx"), vec![0.0; 8]);
+        assert_eq!(to_host_vec(&dx).expect("dx"), vec![0.0; 8]);
         // The dead edge's parameters get no gradient this step, so the optimizer leaves them alone.
         assert!(cell.params().iter().all(|p| !p.grad_valid));
     }

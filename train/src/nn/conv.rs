@@ -3,11 +3,14 @@
 //! `backward` on `sum(output · grad_output)`, which yields exactly the input and parameter
 //! gradients.
 
+use std::sync::Arc;
+
 use candle_core::{Result, Tensor, Var};
 use shoal_common::spec::{Activation, PoolKind};
 
-use super::activation;
-use super::layer::{Ctx, Layer, Param, Saved};
+use super::Param;
+use super::layer::{Ctx, Layer, Saved};
+use crate::backend::{Backend, activation};
 use crate::rng::Rng;
 
 /// Runs candle's autograd for one layer: returns the gradient of each of `wrt` given the output
@@ -32,6 +35,7 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// PyTorch's default initialisation: uniform in ±1/√(in_channels·k²).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: &str,
         in_channels: usize,
@@ -41,22 +45,15 @@ impl Conv2d {
         padding: usize,
         activation: Activation,
         rng: &mut Rng,
+        backend: &Arc<dyn Backend>,
     ) -> Result<Self> {
         let fan_in = in_channels * kernel * kernel;
         let bound = 1.0 / (fan_in as f64).sqrt();
         let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_range(-bound, bound) as f32).collect() };
-        let dev = candle_core::Device::Cpu;
-        let w = Tensor::from_vec(draw(out_channels * fan_in), (out_channels, in_channels, kernel, kernel), &dev)?;
-        let b = Tensor::from_vec(draw(out_channels), out_channels, &dev)?;
-        Ok(Self {
-            params: [Param::new(format!("{name}.weight"), w)?, Param::new(format!("{name}.bias"), b)?],
-            activation,
-            in_channels,
-            out_channels,
-            kernel,
-            stride,
-            padding,
-        })
+        let w_dims = [out_channels, in_channels, kernel, kernel];
+        let w = Param::new(format!("{name}.weight"), draw(out_channels * fan_in), &w_dims, backend)?;
+        let b = Param::new(format!("{name}.bias"), draw(out_channels), &[out_channels], backend)?;
+        Ok(Self { params: [w, b], activation, in_channels, out_channels, kernel, stride, padding })
     }
 
     fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {

@@ -1,18 +1,23 @@
 //! Inverted dropout: in training, zero each value with probability p and scale the rest by
 //! 1/(1-p); at inference, pass through.
 
+use std::sync::Arc;
+
 use candle_core::{Result, Tensor};
 
-use super::cpu;
-use super::layer::{Ctx, Layer, Param, Saved};
+use super::Param;
+use super::layer::{Ctx, Layer, Saved};
+use crate::backend::Backend;
 
 pub struct Dropout {
     p: f64,
+    backend: Arc<dyn Backend>,
 }
 
 impl Dropout {
-    pub fn new(p: f64) -> Self {
-        Self { p }
+    /// Masks are made by `backend`, where the activations live.
+    pub fn new(p: f64, backend: &Arc<dyn Backend>) -> Self {
+        Self { p, backend: backend.clone() }
     }
 }
 
@@ -25,14 +30,7 @@ impl Layer for Dropout {
         if !ctx.train() || self.p == 0.0 {
             return Ok((x.clone(), Saved::new(Vec::new(), x.dims())));
         }
-        let keep = 1.0 - self.p;
-        let scale = (1.0 / keep) as f32;
-        let rng = &mut ctx.rng;
-        let mask = cpu::build(x.shape(), |m| {
-            m.iter_mut().for_each(|v| *v = if rng.uniform() < keep { scale } else { 0.0 });
-            Ok(())
-        })?
-        .to_device(x.device())?;
+        let mask = self.backend.dropout_mask(x.dims(), 1.0 - self.p, &mut ctx.rng)?;
         let y = (x * &mask)?;
         Ok((y, Saved::new(vec![mask], x.dims())))
     }

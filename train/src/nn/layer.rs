@@ -3,9 +3,9 @@
 //! gradient. Keeping the saved activations outside the layer lets a pipeline stage keep several
 //! micro-batches in flight, drop them to recompute later, and count their bytes.
 
-use candle_core::{Result, Tensor, Var};
+use candle_core::{Result, Tensor};
 
-use super::cpu;
+use super::Param;
 use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,14 +23,11 @@ pub struct Ctx {
     pub threads: usize,
     /// Dropout masks; seeded per step so a resumed job draws the same masks.
     pub rng: Rng,
-    /// Use the fused CPU kernels where they apply (tests turn this off to compare against plain
-    /// candle ops).
-    pub fused: bool,
 }
 
 impl Ctx {
     pub fn new(mode: Mode, threads: usize, rng: Rng) -> Self {
-        Self { mode, threads: threads.max(1), rng, fused: true }
+        Self { mode, threads: threads.max(1), rng }
     }
 
     pub fn train(&self) -> bool {
@@ -67,53 +64,6 @@ impl Saved {
 /// gradient, for a linear layer).
 pub struct Deferred {
     pub tensors: Vec<Tensor>,
-}
-
-/// A trainable tensor and its gradient.
-pub struct Param {
-    /// Stable name (`layers.0.weight`), used in checkpoints.
-    pub name: String,
-    pub value: Var,
-    pub grad: Tensor,
-    /// False after `zero_grad`: the next gradient overwrites instead of adding (no zeroing pass).
-    pub grad_valid: bool,
-}
-
-impl Param {
-    pub fn new(name: String, value: Tensor) -> Result<Self> {
-        let grad = value.zeros_like()?;
-        Ok(Self { name, value: Var::from_tensor(&value)?, grad, grad_valid: false })
-    }
-
-    pub fn elem_count(&self) -> usize {
-        self.value.elem_count()
-    }
-
-    /// Adds `g` to the gradient (or sets it, after `zero_grad`).
-    pub fn accumulate(&mut self, g: &Tensor) -> Result<()> {
-        let g = g.reshape(self.grad.shape())?;
-        if cpu::is_cpu_f32(&self.grad) && cpu::is_cpu_f32(&g) {
-            let overwrite = !self.grad_valid;
-            cpu::update_with(&self.grad, &g.contiguous()?, |dst, src| {
-                if overwrite {
-                    dst.copy_from_slice(src);
-                } else {
-                    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-                }
-                Ok(())
-            })?;
-        } else if self.grad_valid {
-            self.grad = (&self.grad + g)?;
-        } else {
-            self.grad = g.copy()?;
-        }
-        self.grad_valid = true;
-        Ok(())
-    }
-
-    pub fn zero_grad(&mut self) {
-        self.grad_valid = false;
-    }
 }
 
 /// One layer of a sequential network.

@@ -1,16 +1,19 @@
 //! Fully connected layer with its activation fused in: `y = act(x · wᵀ + b)`, weights in PyTorch's
-//! (outputs, inputs) layout. On CPU it runs the fused kernels; elsewhere plain candle ops.
+//! (outputs, inputs) layout. The backend runs it (fused kernels on CPU).
+
+use std::sync::Arc;
 
 use candle_core::{Result, Tensor};
 use shoal_common::spec::Activation;
 
-use super::kernels::{self, Dims};
-use super::layer::{Ctx, Deferred, Layer, Param, Saved};
-use super::{activation, cpu};
+use super::Param;
+use super::layer::{Ctx, Deferred, Layer, Saved};
+use crate::backend::Backend;
 use crate::rng::Rng;
 
 pub struct Linear {
     params: [Param; 2],
+    backend: Arc<dyn Backend>,
     activation: Activation,
     inputs: usize,
     outputs: usize,
@@ -18,45 +21,45 @@ pub struct Linear {
 
 impl Linear {
     /// PyTorch's default initialisation: weights and bias uniform in ±1/√inputs.
-    pub fn new(name: &str, inputs: usize, outputs: usize, activation: Activation, rng: &mut Rng) -> Result<Self> {
+    pub fn new(
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        activation: Activation,
+        rng: &mut Rng,
+        backend: &Arc<dyn Backend>,
+    ) -> Result<Self> {
         let bound = 1.0 / (inputs as f64).sqrt();
         let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_range(-bound, bound) as f32).collect() };
-        let w = Tensor::from_vec(draw(outputs * inputs), (outputs, inputs), &candle_core::Device::Cpu)?;
-        let b = Tensor::from_vec(draw(outputs), outputs, &candle_core::Device::Cpu)?;
-        Ok(Self {
-            params: [Param::new(format!("{name}.weight"), w)?, Param::new(format!("{name}.bias"), b)?],
-            activation,
-            inputs,
-            outputs,
-        })
+        let w = Param::new(format!("{name}.weight"), draw(outputs * inputs), &[outputs, inputs], backend)?;
+        let b = Param::new(format!("{name}.bias"), draw(outputs), &[outputs], backend)?;
+        Ok(Self { params: [w, b], backend: backend.clone(), activation, inputs, outputs })
     }
 
     fn weight(&self) -> &Tensor {
         self.params[0].value.as_tensor()
     }
 
-    fn bias(&self) -> &Tensor {
-        self.params[1].value.as_tensor()
-    }
-
-    /// Adds `xᵀ·dz` and the column sums of `dz` to the weight and bias gradients (fused kernels).
-    fn accumulate_param_grads(&mut self, x: &Tensor, dz: &Tensor, d: Dims, threads: usize) -> Result<()> {
+    /// Adds `dzᵀ·x` and the column sums of `dz` to the weight and bias gradients.
+    fn accumulate_param_grads(&mut self, x: &Tensor, dz: &Tensor, threads: usize) -> Result<()> {
         let [w, b] = &mut self.params;
-        for p in [&mut *w, &mut *b] {
-            if !p.grad_valid {
-                p.grad = p.grad.contiguous()?;
-            }
-        }
-        let (acc_w, acc_b) = (w.grad_valid, b.grad_valid);
-        cpu::update_with2(&w.grad, x, dz, |gw, xs, dzs| kernels::linear_weight_grad(xs, dzs, gw, d, acc_w, threads))?;
-        cpu::update_with(&b.grad, dz, |gb, dzs| kernels::bias_grad(dzs, gb, acc_b))?;
+        self.backend.linear_weight_grad(x, dz, &mut w.grad, w.grad_valid, threads)?;
+        self.backend.bias_grad(dz, &mut b.grad, b.grad_valid)?;
         w.grad_valid = true;
         b.grad_valid = true;
         Ok(())
     }
 
-    fn fused(&self, x: &Tensor, ctx: &Ctx) -> bool {
-        ctx.fused && cpu::is_cpu_f32(x) && cpu::is_cpu_f32(self.weight())
+    /// The saved input and the pre-activation gradient of `grad_out`.
+    fn dz(&self, saved: &Saved, grad_out: Tensor) -> Result<(Tensor, Tensor)> {
+        let x = saved.get(0)?.clone();
+        let dy = grad_out.reshape((x.dim(0)?, self.outputs))?;
+        let dz = self.backend.activation_backward(self.activation, saved.get(1)?, dy)?;
+        Ok((x, dz))
+    }
+
+    fn input_grad(&self, dz: &Tensor, saved: &Saved, threads: usize) -> Result<Tensor> {
+        self.backend.linear_input_grad(dz, self.weight(), threads)?.reshape(saved.input_dims.as_slice())
     }
 }
 
@@ -65,40 +68,15 @@ impl Layer for Linear {
         "linear"
     }
 
+    /// Saves the (contiguous, flat) input and what the activation's backward reads.
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Saved)> {
         let input_dims = x.dims().to_vec();
         let x = if x.rank() == 2 { x.clone() } else { x.flatten_from(1)? };
-        let rows = x.dim(0)?;
-        let d = Dims { rows, inputs: self.inputs, outputs: self.outputs };
-        if self.fused(&x, ctx) {
-            let x = x.contiguous()?;
-            let z = cpu::build((rows, self.outputs), |z| {
-                cpu::read2(&x, self.weight(), |xs, w| {
-                    cpu::read(self.bias(), |b| kernels::linear_forward(xs, w, b, z, d, ctx.threads))
-                })
-            })?;
-            if kernels::needs_preactivation(self.activation) {
-                let y = z.copy()?;
-                cpu::update(&y, |v| {
-                    kernels::activate(self.activation, v);
-                    Ok(())
-                })?;
-                let saved = if ctx.train() { Saved::new(vec![x, z], &input_dims) } else { Saved::default() };
-                Ok((y, saved))
-            } else {
-                cpu::update(&z, |v| {
-                    kernels::activate(self.activation, v);
-                    Ok(())
-                })?;
-                let saved = if ctx.train() { Saved::new(vec![x, z.clone()], &input_dims) } else { Saved::default() };
-                Ok((z, saved))
-            }
-        } else {
-            let z = x.matmul(&self.weight().t()?)?.broadcast_add(self.bias())?;
-            let y = activation::forward(self.activation, &z)?;
-            let saved = if ctx.train() { Saved::new(vec![x, z, y.clone()], &input_dims) } else { Saved::default() };
-            Ok((y, saved))
-        }
+        let x = x.contiguous()?;
+        let (w, b) = (self.weight(), self.params[1].value.as_tensor());
+        let (y, keep) = self.backend.linear_forward(&x, w, b, self.activation, ctx.threads)?;
+        let saved = if ctx.train() { Saved::new(vec![x, keep], &input_dims) } else { Saved::default() };
+        Ok((y, saved))
     }
 
     fn backward_input_first(
@@ -107,30 +85,16 @@ impl Layer for Linear {
         grad_out: Tensor,
         threads: usize,
     ) -> Result<(Option<Tensor>, Option<Deferred>)> {
-        let x = saved.get(0)?.clone();
-        let rows = x.dim(0)?;
-        let dy = grad_out.reshape((rows, self.outputs))?;
-        if saved.tensors.len() != 2 || !cpu::is_cpu_f32(&dy) {
-            return Ok((self.backward(saved, dy, true, threads)?, None));
-        }
-        let d = Dims { rows, inputs: self.inputs, outputs: self.outputs };
-        let dz = dy.contiguous()?;
-        let act = self.activation;
-        if act != Activation::Identity {
-            cpu::update_with(&dz, saved.get(1)?, |g, s| kernels::activation_backward(act, s, g))?;
-        }
-        let dx = cpu::build((rows, self.inputs), |dx| {
-            cpu::read2(&dz, self.weight(), |dzs, w| kernels::linear_input_grad(dzs, w, dx, d, threads))
-        })?;
-        Ok((Some(dx.reshape(saved.input_dims.as_slice())?), Some(Deferred { tensors: vec![x, dz] })))
+        let (x, dz) = self.dz(&saved, grad_out)?;
+        let dx = self.input_grad(&dz, &saved, threads)?;
+        Ok((Some(dx), Some(Deferred { tensors: vec![x, dz] })))
     }
 
     fn finish_backward(&mut self, deferred: Deferred, threads: usize) -> Result<()> {
         let [x, dz] = deferred.tensors.as_slice() else {
             candle_core::bail!("a deferred linear backward needs its input and pre-activation gradient")
         };
-        let d = Dims { rows: x.dim(0)?, inputs: self.inputs, outputs: self.outputs };
-        self.accumulate_param_grads(x, dz, d, threads)
+        self.accumulate_param_grads(x, dz, threads)
     }
 
     fn backward(
@@ -140,40 +104,12 @@ impl Layer for Linear {
         need_input_grad: bool,
         threads: usize,
     ) -> Result<Option<Tensor>> {
-        let x = saved.get(0)?;
-        let rows = x.dim(0)?;
-        let d = Dims { rows, inputs: self.inputs, outputs: self.outputs };
-        let dy = grad_out.reshape((rows, self.outputs))?;
-        let fused = saved.tensors.len() == 2 && cpu::is_cpu_f32(&dy);
-        let dz = if fused {
-            // The incoming gradient is ours to reuse: turn it into dz in place.
-            let dz = dy.contiguous()?;
-            let act = self.activation;
-            if act != Activation::Identity {
-                cpu::update_with(&dz, saved.get(1)?, |g, s| kernels::activation_backward(act, s, g))?;
-            }
-            self.accumulate_param_grads(x, &dz, d, threads)?;
-            dz
-        } else {
-            let (z, y) = (saved.get(1)?, saved.get(2)?);
-            let dz = activation::backward(self.activation, z, y, &dy)?;
-            let gw = dz.t()?.matmul(x)?;
-            let gb = dz.sum(0)?;
-            self.params[0].accumulate(&gw)?;
-            self.params[1].accumulate(&gb)?;
-            dz
-        };
+        let (x, dz) = self.dz(&saved, grad_out)?;
+        self.accumulate_param_grads(&x, &dz, threads)?;
         if !need_input_grad {
             return Ok(None);
         }
-        let dx = if fused {
-            cpu::build((rows, self.inputs), |dx| {
-                cpu::read2(&dz, self.weight(), |dzs, w| kernels::linear_input_grad(dzs, w, dx, d, threads))
-            })?
-        } else {
-            dz.matmul(self.weight())?
-        };
-        Ok(Some(dx.reshape(saved.input_dims.as_slice())?))
+        Ok(Some(self.input_grad(&dz, &saved, threads)?))
     }
 
     fn params(&self) -> &[Param] {

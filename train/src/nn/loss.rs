@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor, bail};
 
-use super::{cpu, kernels};
+use crate::backend::Backend;
 
 /// Labels of a batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,32 +39,24 @@ impl LossOutput {
     }
 }
 
-/// Computes the loss and its gradient. For a mean over the batch, pass `scale = 1 / rows`.
-pub fn loss_and_grad(output: &Tensor, targets: &Targets, scale: f32) -> Result<LossOutput> {
-    let device = output.device().clone();
-    let output = output.to_device(&candle_core::Device::Cpu)?;
+/// Computes the loss and its gradient on `backend`, where `output` lives. For a mean over the
+/// batch, pass `scale = 1 / rows`.
+pub fn loss_and_grad(backend: &dyn Backend, output: &Tensor, targets: &Targets, scale: f32) -> Result<LossOutput> {
     let (rows, width) = output.dims2()?;
     if targets.rows() != rows {
         bail!("batch has {rows} outputs but {} targets", targets.rows());
     }
-    let mut loss_sum = 0.0;
-    let mut correct = 0;
-    let grad = cpu::build((rows, width), |g| {
-        cpu::read(&output, |o| {
-            match targets {
-                Targets::Classes(labels) => {
-                    (loss_sum, correct) = kernels::softmax_cross_entropy(o, labels, width, scale, g)?;
-                }
-                Targets::Values { values, width: tw } => {
-                    if *tw != width {
-                        bail!("model has {width} outputs but targets have {tw} columns");
-                    }
-                    // Per-row loss is the mean over columns, so the gradient scales by 1/width.
-                    loss_sum = kernels::squared_error(o, values, scale / width as f32, g)? / width as f64;
-                }
+    let l = match targets {
+        Targets::Classes(labels) => backend.cross_entropy(output, labels, scale)?,
+        Targets::Values { values, width: tw } => {
+            if *tw != width {
+                bail!("model has {width} outputs but targets have {tw} columns");
             }
-            Ok(())
-        })
-    })?;
-    Ok(LossOutput { loss_sum, correct, rows, grad: grad.to_device(&device)? })
+            // Per-row loss is the mean over columns, so the gradient scales by 1/width.
+            let mut l = backend.squared_error(output, values, scale / width as f32)?;
+            l.loss_sum /= width as f64;
+            l
+        }
+    };
+    Ok(LossOutput { loss_sum: l.loss_sum, correct: l.correct, rows, grad: l.grad })
 }

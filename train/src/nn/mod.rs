@@ -1,11 +1,9 @@
-//! Neural-network layers with explicit forward and backward passes over candle tensors.
+//! Neural-network layers with explicit forward and backward passes over candle tensors. Their
+//! memory and kernels come from the model's [`crate::backend::Backend`].
 
-mod activation;
 mod cell;
 mod conv;
-pub mod cpu;
 mod dropout;
-pub mod kernels;
 mod layer;
 mod linear;
 pub mod loss;
@@ -14,6 +12,8 @@ mod residual;
 pub use cell::Cell;
 pub use conv::{Conv2d, Pool2d};
 pub use dropout::Dropout;
-pub use layer::{Ctx, Deferred, Layer, Mode, Param, Saved};
+pub use layer::{Ctx, Deferred, Layer, Mode, Saved};
 pub use linear::Linear;
 pub use residual::Residual;
+
+pub use crate::backend::Param;

@@ -4,7 +4,8 @@
 
 use candle_core::{Result, Tensor};
 
-use super::layer::{Ctx, Deferred, Layer, Param, Saved};
+use super::Param;
+use super::layer::{Ctx, Deferred, Layer, Saved};
 
 pub struct Residual<L> {
     inner: L,
@@ -96,43 +97,52 @@ impl<L: Layer> Layer for Residual<L> {
 mod tests {
     use shoal_common::spec::Activation;
 
+    use std::sync::Arc;
+
     use super::*;
+    use crate::backend::{self, Backend, to_host_vec};
     use crate::nn::cell::tests::{Path, check_gradients, random};
-    use crate::nn::{Linear, Mode, cpu};
+    use crate::nn::{Linear, Mode};
     use crate::rng::Rng;
 
+    fn skip_linear_on(activation: Activation, backend: &Arc<dyn Backend>) -> Residual<Linear> {
+        Residual::new(Linear::new("layers.2", 4, 4, activation, &mut Rng::new(6), backend).expect("linear"))
+    }
+
     fn skip_linear(activation: Activation) -> Residual<Linear> {
-        Residual::new(Linear::new("layers.2", 4, 4, activation, &mut Rng::new(6)).expect("linear"))
+        skip_linear_on(activation, &backend::cpu())
     }
 
     #[test]
     fn a_skip_linear_adds_its_input() {
         // Reference: the plain linear layer with the same weights, plus the input.
         let x = random((3, 4), 1);
-        let plain = Linear::new("layers.2", 4, 4, Activation::Tanh, &mut Rng::new(6)).expect("linear");
-        let skip = skip_linear(Activation::Tanh);
-        for fused in [true, false] {
+        for b in [backend::cpu(), backend::reference()] {
+            let plain = Linear::new("layers.2", 4, 4, Activation::Tanh, &mut Rng::new(6), &b).expect("linear");
+            let skip = skip_linear_on(Activation::Tanh, &b);
             let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
-            ctx.fused = fused;
-            let y = cpu::to_vec(&plain.forward(&x, &mut ctx).expect("plain").0).expect("y");
-            let got = cpu::to_vec(&skip.forward(&x, &mut ctx).expect("skip").0).expect("got");
-            let xs = cpu::to_vec(&x).expect("x");
+            let y = to_host_vec(&plain.forward(&x, &mut ctx).expect("plain").0).expect("y");
+            let got = to_host_vec(&skip.forward(&x, &mut ctx).expect("skip").0).expect("got");
+            let xs = to_host_vec(&x).expect("x");
             for ((g, y), x) in got.iter().zip(&y).zip(&xs) {
-                assert!((g - (y + x)).abs() <= 1e-6, "fused {fused}: {g} vs {y} + {x}");
+                assert!((g - (y + x)).abs() <= 1e-6, "{}: {g} vs {y} + {x}", b.name());
             }
+            assert_eq!(skip.params().len(), 2);
+            assert_eq!(skip.params()[0].name, "layers.2.weight");
         }
-        assert_eq!(skip.params().len(), 2);
-        assert_eq!(skip.params()[0].name, "layers.2.weight");
     }
 
     #[test]
     fn skip_linear_gradients_match_finite_differences() {
         let x = random((3, 4), 2);
-        // Tanh runs the fused kernels on the output, gelu on the pre-activation.
+        // Tanh runs the fused kernels on the output, gelu on the pre-activation; the reference
+        // backend runs plain candle ops.
         for act in [Activation::Tanh, Activation::Gelu, Activation::Identity] {
-            let mut layer = skip_linear(act);
-            for path in [Path::Whole { fused: true }, Path::Whole { fused: false }, Path::Split] {
-                check_gradients(&mut layer, &x, path);
+            for b in [backend::cpu(), backend::reference()] {
+                let mut layer = skip_linear_on(act, &b);
+                for path in [Path::Whole, Path::Split] {
+                    check_gradients(&mut layer, &x, path);
+                }
             }
         }
     }

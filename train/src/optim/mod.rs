@@ -1,23 +1,57 @@
 //! Optimizers over a model's parameters: SGD (momentum, Nesterov) and AdamW, driven by the job's
-//! learning-rate schedule. State lives in host buffers; on CPU the update runs in place in the
-//! parameter tensor.
-
-pub mod rules;
+//! learning-rate schedule. Their state lives next to the parameters, in backend tensors, and the
+//! backend applies the update (in place on CPU).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use shoal_common::spec::{OptimizerConfig, OptimizerKind};
 
+pub use crate::backend::rules;
+use crate::backend::{AdamStep, Backend, SgdStep};
 use crate::error::{Result, TrainError};
-use crate::nn::{Param, cpu};
+use crate::nn::Param;
+
+/// Per-parameter state, flat tensors of the parameter's size.
+enum State {
+    /// Plain SGD keeps nothing.
+    Stateless,
+    /// SGD's momentum buffer (saved as the first moment).
+    Momentum(Tensor),
+    AdamW {
+        first: Tensor,
+        second: Tensor,
+    },
+}
+
+/// Checkpoint names of the state tensors, by suffix.
+const FIRST: &str = "first_moment";
+const SECOND: &str = "second_moment";
 
 struct Slot {
     name: String,
-    /// Momentum buffer (SGD) or first moment (AdamW).
-    first: Vec<f32>,
-    /// Second moment (AdamW only).
-    second: Vec<f32>,
+    state: State,
+    backend: Arc<dyn Backend>,
+}
+
+impl Slot {
+    /// The state tensors with their checkpoint suffixes.
+    fn tensors(&self) -> Vec<(&'static str, &Tensor)> {
+        match &self.state {
+            State::Stateless => Vec::new(),
+            State::Momentum(buf) => vec![(FIRST, buf)],
+            State::AdamW { first, second } => vec![(FIRST, first), (SECOND, second)],
+        }
+    }
+
+    fn tensors_mut(&mut self) -> Vec<(&'static str, &mut Tensor)> {
+        match &mut self.state {
+            State::Stateless => Vec::new(),
+            State::Momentum(buf) => vec![(FIRST, buf)],
+            State::AdamW { first, second } => vec![(FIRST, first), (SECOND, second)],
+        }
+    }
 }
 
 pub struct Optimizer {
@@ -28,19 +62,20 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    pub fn new<'a>(config: OptimizerConfig, total_steps: u64, params: impl Iterator<Item = &'a Param>) -> Self {
+    /// State for every parameter, allocated on the parameter's backend.
+    pub fn new<'a>(config: OptimizerConfig, total_steps: u64, params: impl Iterator<Item = &'a Param>) -> Result<Self> {
         let slots = params
-            .map(|p| {
-                let n = p.elem_count();
-                let (first, second) = match config.kind {
-                    OptimizerKind::Sgd { momentum, .. } if momentum > 0.0 => (vec![0.0; n], Vec::new()),
-                    OptimizerKind::Sgd { .. } => (Vec::new(), Vec::new()),
-                    OptimizerKind::AdamW { .. } => (vec![0.0; n], vec![0.0; n]),
+            .map(|p| -> Result<Slot> {
+                let zeros = || p.backend().zeros(&[p.elem_count()]);
+                let state = match config.kind {
+                    OptimizerKind::Sgd { momentum, .. } if momentum > 0.0 => State::Momentum(zeros()?),
+                    OptimizerKind::Sgd { .. } => State::Stateless,
+                    OptimizerKind::AdamW { .. } => State::AdamW { first: zeros()?, second: zeros()? },
                 };
-                Slot { name: p.name.clone(), first, second }
+                Ok(Slot { name: p.name.clone(), state, backend: p.backend().clone() })
             })
-            .collect();
-        Self { config, total_steps, steps_done: 0, slots }
+            .collect::<Result<_>>()?;
+        Ok(Self { config, total_steps, steps_done: 0, slots })
     }
 
     /// Optimizer steps applied so far.
@@ -70,35 +105,36 @@ impl Optimizer {
             if !p.grad_valid {
                 continue;
             }
-            let kind = self.config.kind;
-            let mut apply = |w: &mut [f32], g: &[f32]| -> candle_core::Result<()> {
-                match kind {
-                    OptimizerKind::Sgd { momentum, nesterov } => {
-                        rules::sgd(w, g, &mut slot.first, lr as f32, momentum as f32, nesterov, wd, first_step)
-                    }
-                    OptimizerKind::AdamW { beta1, beta2, eps } => {
-                        let s = rules::AdamStep {
-                            lr: lr as f32,
-                            beta1: beta1 as f32,
-                            beta2: beta2 as f32,
-                            eps: eps as f32,
-                            weight_decay: wd,
-                            t,
-                        };
-                        rules::adamw(w, g, &mut slot.first, &mut slot.second, &s);
-                    }
+            let backend = &slot.backend;
+            match (self.config.kind, &mut slot.state) {
+                (OptimizerKind::Sgd { momentum, nesterov }, state) => {
+                    let s = SgdStep {
+                        lr: lr as f32,
+                        momentum: momentum as f32,
+                        nesterov,
+                        weight_decay: wd,
+                        first: first_step,
+                    };
+                    let buf = match state {
+                        State::Momentum(buf) => Some(buf),
+                        _ => None,
+                    };
+                    backend.sgd_update(&p.value, &p.grad, buf, &s)?;
                 }
-                Ok(())
-            };
-            let value = p.value.as_tensor();
-            if cpu::is_cpu_f32(value) && cpu::is_cpu_f32(&p.grad) {
-                cpu::update_with(value, &p.grad.contiguous()?, apply)?;
-            } else {
-                // Other devices: update a host copy and write it back.
-                let mut w = cpu::to_vec(value)?;
-                let g = cpu::to_vec(&p.grad)?;
-                apply(&mut w, &g)?;
-                p.value.set(&Tensor::from_vec(w, value.shape(), &Device::Cpu)?.to_device(value.device())?)?;
+                (OptimizerKind::AdamW { beta1, beta2, eps }, State::AdamW { first, second }) => {
+                    let s = AdamStep {
+                        lr: lr as f32,
+                        beta1: beta1 as f32,
+                        beta2: beta2 as f32,
+                        eps: eps as f32,
+                        weight_decay: wd,
+                        t,
+                    };
+                    backend.adamw_update(&p.value, &p.grad, first, second, &s)?;
+                }
+                (OptimizerKind::AdamW { .. }, _) => {
+                    return Err(TrainError::checkpoint("optimizer", format!("`{}` has no AdamW moments", p.name)));
+                }
             }
         }
         self.steps_done += 1;
@@ -112,21 +148,13 @@ impl Optimizer {
         lr
     }
 
-    /// Optimizer state by name, for checkpoints.
+    /// Optimizer state by name, for checkpoints: `{param}.first_moment` and `.second_moment`, flat.
+    /// The tensors share memory with the live state: save them before the next step.
     pub fn named_state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for slot in &self.slots {
-            if !slot.first.is_empty() {
-                out.insert(
-                    format!("{}.first_moment", slot.name),
-                    Tensor::from_slice(&slot.first, slot.first.len(), &Device::Cpu)?,
-                );
-            }
-            if !slot.second.is_empty() {
-                out.insert(
-                    format!("{}.second_moment", slot.name),
-                    Tensor::from_slice(&slot.second, slot.second.len(), &Device::Cpu)?,
-                );
+            for (suffix, t) in slot.tensors() {
+                out.insert(format!("{}.{suffix}", slot.name), t.clone());
             }
         }
         Ok(out)
@@ -140,22 +168,19 @@ impl Optimizer {
         origin: &std::path::Path,
     ) -> Result<()> {
         for slot in &mut self.slots {
-            for (suffix, buf) in [("first_moment", &mut slot.first), ("second_moment", &mut slot.second)] {
-                if buf.is_empty() {
-                    continue;
-                }
-                let key = format!("{}.{suffix}", slot.name);
+            let (name, backend) = (slot.name.clone(), slot.backend.clone());
+            for (suffix, buf) in slot.tensors_mut() {
+                let key = format!("{name}.{suffix}");
                 let t = state
                     .get(&key)
                     .ok_or_else(|| TrainError::checkpoint(origin, format!("optimizer state `{key}` is missing")))?;
-                let values = cpu::to_vec(t)?;
-                if values.len() != buf.len() {
+                if t.elem_count() != buf.elem_count() {
                     return Err(TrainError::checkpoint(
                         origin,
-                        format!("optimizer state `{key}` has {} values, expected {}", values.len(), buf.len()),
+                        format!("optimizer state `{key}` has {} values, expected {}", t.elem_count(), buf.elem_count()),
                     ));
                 }
-                buf.copy_from_slice(&values);
+                *buf = backend.from_host_tensor(&t.flatten_all()?)?;
             }
         }
         self.steps_done = steps_done;

@@ -9,7 +9,7 @@ use shoal_common::spec::{Partition, TrainConfig};
 
 use super::wire::protocol;
 use crate::collective::Collective;
-use crate::engine::{Plan, RunOptions, tensors};
+use crate::engine::{Plan, RunOptions};
 use crate::error::{Result, TrainError};
 use crate::link::{Dir, MsgKind, StageLink, StageMsg};
 use crate::model::{DataShape, Model};
@@ -73,7 +73,7 @@ pub fn profile_units(cfg: &TrainConfig, shape: &DataShape, rows: usize, threads:
         dims.extend_from_slice(unit.input_dims());
         let mut rng = Rng::derive(cfg.training.seed, "profile", u as u64);
         let n: usize = dims.iter().product();
-        let x = tensors::from_host((0..n).map(|_| rng.normal() as f32).collect(), dims)?;
+        let x = unit.backend().from_host((0..n).map(|_| rng.normal() as f32).collect(), &dims)?;
         let mut best = f64::INFINITY;
         for rep in 0..=PROFILE_REPS {
             let t0 = Instant::now();

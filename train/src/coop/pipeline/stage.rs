@@ -21,7 +21,6 @@ use crate::data::{Batch, Dataset};
 use crate::distributed::{self, Buckets};
 use crate::engine::{
     Cooperation, EVAL_BATCH, EvalSums, Placement, Plan, RunOptions, StageStats, Step, StepOut, checked_loss, eval_sums,
-    tensors,
 };
 use crate::error::{Result, TrainError};
 use crate::link::{Dir, MsgKind, PipePeers, StageLink, StageMsg};
@@ -161,7 +160,7 @@ impl<'a> Pipeline<'a> {
                                 None => self.recv(MsgKind::Forward, Dir::Prev, i)?,
                             };
                             let targets = take_targets(&mut msg);
-                            (to_tensor(msg.data, &input_dims)?, targets)
+                            (to_tensor(model.backend().as_ref(), msg.data, &input_dims)?, targets)
                         }
                     };
                     let t0 = Instant::now();
@@ -169,7 +168,7 @@ impl<'a> Pipeline<'a> {
                         Ctx::new(Mode::Train, threads, Rng::derive(cfg.training.seed, "dropout", dropout_seed(i)));
                     let (y, saved) = model.forward(&x, &mut ctx)?;
                     let loss = match self.is_last() {
-                        true => Some(checked_loss(&mut *s.objective, &x, &y, &targets, scale, step)?),
+                        true => Some(checked_loss(&mut *s.objective, model.backend().as_ref(), &x, &y, &targets, scale, step)?),
                         false => None,
                     };
                     let slot = &mut slots[i];
@@ -188,7 +187,7 @@ impl<'a> Pipeline<'a> {
                             slot.bytes += tensor_bytes(&loss.grad);
                             slot.grad = Some(loss.grad);
                         }
-                        None => send = Some(tensors::to_host(&y)?),
+                        None => send = Some(model.backend().to_host(&y)?),
                     }
                     let bytes = slot.bytes as isize;
                     self.stats.forward_s += t0.elapsed().as_secs_f64();
@@ -217,7 +216,7 @@ impl<'a> Pipeline<'a> {
                             out.loss_sum = msg.aux[0];
                             out.correct = msg.aux[1];
                         }
-                        to_tensor(msg.data, model.output_dims())?
+                        to_tensor(model.backend().as_ref(), msg.data, model.output_dims())?
                     };
                     let t0 = Instant::now();
                     let slot = std::mem::take(&mut slots[i]);
@@ -248,7 +247,7 @@ impl<'a> Pipeline<'a> {
                         let g = input_grad.ok_or_else(|| {
                             protocol("an input gradient", &StageMsg::new(MsgKind::Backward, i, vec![]))
                         })?;
-                        let mut msg = StageMsg::new(MsgKind::Backward, i, tensors::to_host(&g)?);
+                        let mut msg = StageMsg::new(MsgKind::Backward, i, model.backend().to_host(&g)?);
                         msg.flag = flag;
                         msg.aux = [out.loss_sum, out.correct];
                         self.link.send(Dir::Prev, msg)?;
@@ -276,17 +275,17 @@ impl<'a> Pipeline<'a> {
         for (i, chunk) in chunks.iter().enumerate() {
             let (x, targets) = if self.is_first() {
                 let (x, targets) = val.gather(chunk);
-                (tensors::from_host(x, (chunk.len(), val.features))?, targets)
+                (model.backend().from_host(x, &[chunk.len(), val.features])?, targets)
             } else {
                 let mut msg = self.recv(MsgKind::EvalForward, Dir::Prev, i)?;
                 let targets = take_targets(&mut msg);
-                (to_tensor(msg.data, &input_dims)?, targets)
+                (to_tensor(model.backend().as_ref(), msg.data, &input_dims)?, targets)
             };
             let (y, _) = model.forward(&x, &mut ctx)?;
             if self.is_last() {
-                eval_sums(&mut sums, &y, &targets)?;
+                eval_sums(model.backend().as_ref(), &mut sums, &y, &targets)?;
             } else {
-                let mut msg = StageMsg::new(MsgKind::EvalForward, i, tensors::to_host(&y)?);
+                let mut msg = StageMsg::new(MsgKind::EvalForward, i, model.backend().to_host(&y)?);
                 put_targets(&mut msg, &targets);
                 self.link.send(Dir::Next, msg)?;
             }

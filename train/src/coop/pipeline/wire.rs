@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 
 use crate::collective::CollectiveError;
-use crate::engine::tensors;
+use crate::backend::Backend;
 use crate::error::{Result, TrainError};
 use crate::link::StageMsg;
 use crate::nn::loss::Targets;
@@ -51,7 +51,7 @@ pub(super) fn protocol(what: &str, got: &StageMsg) -> TrainError {
 }
 
 /// Received values as a tensor of whole samples of shape `sample_dims`.
-pub(super) fn to_tensor(data: Vec<f32>, sample_dims: &[usize]) -> Result<Tensor> {
+pub(super) fn to_tensor(backend: &dyn Backend, data: Vec<f32>, sample_dims: &[usize]) -> Result<Tensor> {
     let per: usize = sample_dims.iter().product::<usize>().max(1);
     if !data.len().is_multiple_of(per) {
         return Err(TrainError::Collective(CollectiveError::Protocol {
@@ -60,7 +60,7 @@ pub(super) fn to_tensor(data: Vec<f32>, sample_dims: &[usize]) -> Result<Tensor>
     }
     let mut dims = vec![data.len() / per];
     dims.extend_from_slice(sample_dims);
-    tensors::from_host(data, dims)
+    Ok(backend.from_host(data, &dims)?)
 }
 
 /// Bytes held by `t`.

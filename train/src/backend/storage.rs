@@ -1,18 +1,13 @@
-//! Bridges between candle tensors and the slice kernels: borrow a CPU tensor's `f32` data, build a
-//! tensor from a fresh buffer, and run a closure in place on a tensor through candle's in-place op
-//! interface (the only sanctioned way to write into a tensor's storage).
+//! Bridges between host tensors and the slice kernels, for the CPU backend: borrow a tensor's `f32`
+//! data, build a tensor from a fresh buffer, and run a closure in place on a tensor through
+//! candle's in-place op interface (the only sanctioned way to write into a tensor's storage).
 
 use std::cell::RefCell;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, DType, Device, InplaceOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, Storage, Tensor, bail,
+    CpuStorage, Device, InplaceOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, Storage, Tensor, bail,
 };
-
-/// Whether the fused slice kernels can run on this tensor.
-pub fn is_cpu_f32(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
-}
 
 fn slice_of<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let data = match storage {
@@ -37,7 +32,7 @@ fn slice_of_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> Result<&'a 
 }
 
 /// Runs `f` on the tensor's data (made contiguous first if needed).
-pub fn read<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+pub(super) fn read<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
@@ -47,12 +42,12 @@ pub fn read<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
 }
 
 /// Runs `f` on the data of two tensors.
-pub fn read2<R>(a: &Tensor, b: &Tensor, f: impl FnOnce(&[f32], &[f32]) -> Result<R>) -> Result<R> {
+pub(super) fn read2<R>(a: &Tensor, b: &Tensor, f: impl FnOnce(&[f32], &[f32]) -> Result<R>) -> Result<R> {
     read(a, |a| read(b, |b| f(a, b)))
 }
 
 /// A new CPU tensor of `shape` whose data `fill` writes (the buffer starts zeroed).
-pub fn build(shape: impl Into<Shape>, fill: impl FnOnce(&mut [f32]) -> Result<()>) -> Result<Tensor> {
+pub(super) fn build(shape: impl Into<Shape>, fill: impl FnOnce(&mut [f32]) -> Result<()>) -> Result<Tensor> {
     let shape = shape.into();
     let mut data = vec![0f32; shape.elem_count()];
     fill(&mut data)?;
@@ -106,17 +101,17 @@ impl<F: FnMut(&mut [f32], &[f32], &[f32]) -> Result<()>> InplaceOp3 for Update3<
 }
 
 /// Updates a contiguous CPU tensor in place.
-pub fn update(t: &Tensor, f: impl FnMut(&mut [f32]) -> Result<()>) -> Result<()> {
+pub(super) fn update(t: &Tensor, f: impl FnMut(&mut [f32]) -> Result<()>) -> Result<()> {
     t.inplace_op1(&Update1(RefCell::new(f)))
 }
 
 /// Updates `t` in place, reading `a` (both contiguous, distinct storage).
-pub fn update_with(t: &Tensor, a: &Tensor, f: impl FnMut(&mut [f32], &[f32]) -> Result<()>) -> Result<()> {
+pub(super) fn update_with(t: &Tensor, a: &Tensor, f: impl FnMut(&mut [f32], &[f32]) -> Result<()>) -> Result<()> {
     t.inplace_op2(a, &Update2(RefCell::new(f)))
 }
 
 /// Updates `t` in place, reading `a` and `b`.
-pub fn update_with2(
+pub(super) fn update_with2(
     t: &Tensor,
     a: &Tensor,
     b: &Tensor,
@@ -125,14 +120,10 @@ pub fn update_with2(
     t.inplace_op3(a, b, &Update3(RefCell::new(f)))
 }
 
-/// Copies the tensor's data out as a flat vector.
-pub fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::to_host_vec as to_vec;
 
     #[test]
     fn in_place_updates_write_through_the_tensor() {
