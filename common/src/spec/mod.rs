@@ -11,7 +11,7 @@ pub use config::{
     PipeSchedule, PipelineConfig, PoolKind, PsMode, Resources, Schedule, ScheduleKind, SyncKind, Task, TrainConfig,
     TrainingConfig, cell_edges, cell_nodes,
 };
-pub use errors::{FieldError, SpecError};
+pub use errors::{FieldError, FieldErrors, SpecError};
 pub use validate::validate;
 
 use crate::proto::JobSpec;

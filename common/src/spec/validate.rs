@@ -4,12 +4,9 @@
 use std::path::PathBuf;
 
 use super::config::*;
-use super::errors::FieldError;
+use super::errors::{FieldError, FieldErrors};
 use crate::proto::{self, JobSpec};
 
-/// Largest width, channel count, batch or sample count accepted; catches typos that would
-/// otherwise allocate terabytes on a worker.
-const MAX_SIZE: i64 = 1 << 24;
 /// Largest parameter count of a model whose shape is known at submit time.
 const MAX_PARAMS: u128 = 1 << 31;
 const DEFAULT_VALIDATION_SPLIT: f64 = 0.2;
@@ -25,91 +22,9 @@ pub const MAX_RANKS: i64 = 256;
 /// Most parameter-server shards one job may ask for.
 pub const MAX_SHARDS: i64 = 64;
 
-struct Checker {
-    errors: Vec<FieldError>,
-}
-
-impl Checker {
-    fn fail(&mut self, path: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(FieldError::new(path, reason));
-    }
-
-    /// A required size: > 0 and at most MAX_SIZE.
-    fn size(&mut self, path: &str, value: i64) -> usize {
-        if value <= 0 {
-            self.fail(path, if value == 0 { "must be > 0 (required)" } else { "must be > 0" });
-            1
-        } else if value > MAX_SIZE {
-            self.fail(path, format!("must be at most {MAX_SIZE}"));
-            1
-        } else {
-            value as usize
-        }
-    }
-
-    /// An optional size with a default.
-    fn size_or(&mut self, path: &str, value: Option<i64>, default: i64) -> usize {
-        self.size(path, value.unwrap_or(default))
-    }
-
-    fn non_negative(&mut self, path: &str, value: i64) -> u64 {
-        if value < 0 {
-            self.fail(path, "must be >= 0");
-            0
-        } else {
-            value as u64
-        }
-    }
-
-    /// A finite float in [lo, hi) (or [lo, hi] when `inclusive`).
-    fn in_range(&mut self, path: &str, value: f64, lo: f64, hi: f64, inclusive: bool) -> f64 {
-        let ok = value.is_finite() && value >= lo && if inclusive { value <= hi } else { value < hi };
-        if !ok {
-            let close = if inclusive { ']' } else { ')' };
-            self.fail(path, format!("must be in [{lo}, {hi}{close}, got {value}"));
-        }
-        value
-    }
-
-    fn positive(&mut self, path: &str, value: f64) -> f64 {
-        if !(value.is_finite() && value > 0.0) {
-            self.fail(path, format!("must be a finite number > 0, got {value}"));
-        }
-        value
-    }
-
-    /// Rejects a field that has a value although it does not apply.
-    fn unused(&mut self, path: &str, is_set: bool, context: &str) {
-        if is_set {
-            self.fail(path, format!("does not apply to {context}"));
-        }
-    }
-
-    fn choice<T>(
-        &mut self,
-        path: &str,
-        value: &str,
-        default: Option<T>,
-        parse: impl Fn(&str) -> Option<T>,
-        names: &[&str],
-    ) -> Option<T> {
-        if value.is_empty() {
-            if default.is_none() {
-                self.fail(path, format!("required (one of {})", names.join(", ")));
-            }
-            return default;
-        }
-        let parsed = parse(value);
-        if parsed.is_none() {
-            self.fail(path, format!("unknown value `{value}` (expected one of {})", names.join(", ")));
-        }
-        parsed
-    }
-}
-
 /// Validates a spec, applying defaults. Returns every problem found.
 pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
-    let mut c = Checker { errors: Vec::new() };
+    let mut c = FieldErrors::new();
 
     let name = spec.name.trim().to_owned();
     if name.is_empty() {
@@ -145,11 +60,9 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
         if i.checkpoint.trim().is_empty() {
             c.fail("inherit.checkpoint", "must name the parent's checkpoint directory");
         }
-        let mut sub = Checker { errors: Vec::new() };
+        let mut sub = FieldErrors::new();
         let parent = self::model(&mut sub, i.model.as_ref(), &dataset);
-        for e in sub.errors {
-            c.fail(format!("inherit.{}", e.path), e.reason);
-        }
+        c.absorb("inherit.", sub);
         InheritConfig { checkpoint: PathBuf::from(i.checkpoint.trim()), model: parent }
     });
     if !spec.trial_params.is_empty()
@@ -161,26 +74,22 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
         c.fail("command", "external trials run on one worker (parallelism must be 1)");
     }
 
-    if c.errors.is_empty() {
-        Ok(TrainConfig {
-            name,
-            priority: spec.priority,
-            model,
-            dataset,
-            optimizer,
-            training,
-            resources,
-            parallel,
-            inherit,
-            command,
-            trial_params: spec.trial_params.clone(),
-        })
-    } else {
-        Err(c.errors)
-    }
+    c.into_result(TrainConfig {
+        name,
+        priority: spec.priority,
+        model,
+        dataset,
+        optimizer,
+        training,
+        resources,
+        parallel,
+        inherit,
+        command,
+        trial_params: spec.trial_params.clone(),
+    })
 }
 
-fn command(c: &mut Checker, cmd: Option<&proto::CommandSpec>) -> Option<CommandConfig> {
+fn command(c: &mut FieldErrors, cmd: Option<&proto::CommandSpec>) -> Option<CommandConfig> {
     let cmd = cmd?;
     if cmd.argv.is_empty() || cmd.argv[0].trim().is_empty() {
         c.fail("command.argv", "must name a program to run");
@@ -199,7 +108,7 @@ fn command(c: &mut Checker, cmd: Option<&proto::CommandSpec>) -> Option<CommandC
     })
 }
 
-fn training(c: &mut Checker, t: Option<&proto::TrainingSpec>) -> TrainingConfig {
+fn training(c: &mut FieldErrors, t: Option<&proto::TrainingSpec>) -> TrainingConfig {
     let default = proto::TrainingSpec::default();
     let t = match t {
         Some(t) => t,
@@ -270,7 +179,7 @@ fn training(c: &mut Checker, t: Option<&proto::TrainingSpec>) -> TrainingConfig 
     }
 }
 
-fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) -> DatasetConfig {
+fn dataset(c: &mut FieldErrors, d: Option<&proto::DatasetSpec>, training_seed: u64) -> DatasetConfig {
     let default = proto::DatasetSpec::default();
     let d = match d {
         Some(d) => d,
@@ -418,7 +327,7 @@ fn dataset(c: &mut Checker, d: Option<&proto::DatasetSpec>, training_seed: u64) 
     DatasetConfig { source, validation_split, seed, normalize, train_fraction }
 }
 
-fn path(c: &mut Checker, field: &str, value: &str, required: bool) -> PathBuf {
+fn path(c: &mut FieldErrors, field: &str, value: &str, required: bool) -> PathBuf {
     if value.trim().is_empty() {
         if required {
             c.fail(field, "required");
@@ -448,7 +357,7 @@ fn known_output_width(d: &DatasetConfig) -> Option<usize> {
     }
 }
 
-fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig) -> ModelConfig {
+fn model(c: &mut FieldErrors, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig) -> ModelConfig {
     let default = proto::ModelSpec::default();
     let m = match m {
         Some(m) => m,
@@ -503,7 +412,7 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
     for (i, l) in m.layers.iter().enumerate() {
         let p = |f: &str| format!("model.layers[{i}].{f}");
         let ty = if l.r#type.is_empty() { "linear" } else { l.r#type.as_str() };
-        let act = |c: &mut Checker| {
+        let act = |c: &mut FieldErrors| {
             c.choice(&p("activation"), &l.activation, Some(activation), Activation::parse, Activation::NAMES)
                 .unwrap_or(activation)
         };
@@ -615,7 +524,7 @@ fn model(c: &mut Checker, m: Option<&proto::ModelSpec>, dataset: &DatasetConfig)
 
 /// Follows the tensor shape through the layers when the input shape is known at submit time:
 /// conv and pool must not shrink an image below 1x1, and the parameter count must stay sane.
-fn check_shapes(c: &mut Checker, m: &ModelConfig, dataset: &DatasetConfig) {
+fn check_shapes(c: &mut FieldErrors, m: &ModelConfig, dataset: &DatasetConfig) {
     let declared = m.input_shape;
     let image = match dataset.source {
         DatasetSource::Digits => Some([1, 8, 8]),
@@ -704,7 +613,7 @@ fn check_shapes(c: &mut Checker, m: &ModelConfig, dataset: &DatasetConfig) {
     }
 }
 
-fn optimizer(c: &mut Checker, o: Option<&proto::OptimizerSpec>) -> OptimizerConfig {
+fn optimizer(c: &mut FieldErrors, o: Option<&proto::OptimizerSpec>) -> OptimizerConfig {
     let default = proto::OptimizerSpec { kind: "sgd".into(), ..Default::default() };
     let o = o.unwrap_or(&default);
     let kind_name = c
@@ -783,7 +692,7 @@ fn optimizer(c: &mut Checker, o: Option<&proto::OptimizerSpec>) -> OptimizerConf
 }
 
 fn parallel(
-    c: &mut Checker,
+    c: &mut FieldErrors,
     spec: &JobSpec,
     resources: &Resources,
     model: &ModelConfig,
@@ -895,7 +804,7 @@ fn parallel(
 /// Pipeline stages and their partition. A model has one unit per `model.layers` entry plus the
 /// output layer; each stage runs a contiguous, non-empty range of units.
 fn pipeline(
-    c: &mut Checker,
+    c: &mut FieldErrors,
     spec: &JobSpec,
     model: &ModelConfig,
     training: &TrainingConfig,
@@ -1021,7 +930,7 @@ fn pipeline(
     PipelineConfig { stages, micro_batches, schedule, recompute: s.recompute, partition }
 }
 
-fn resources(c: &mut Checker, r: Option<&proto::ResourceSpec>) -> Resources {
+fn resources(c: &mut FieldErrors, r: Option<&proto::ResourceSpec>) -> Resources {
     let r = r.cloned().unwrap_or_default();
     let cpus = c.size_or("resources.cpus", r.cpus, 1);
     if cpus > 4096 {
