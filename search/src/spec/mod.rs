@@ -166,8 +166,7 @@ pub fn validate(spec: &JobSpec) -> Result<SearchJob, Vec<FieldError>> {
     options.population = e.count("search.population", s.population, options.population as i64, 10_000);
     options.tournament = e.count("search.tournament", s.tournament, options.tournament as i64, 10_000);
     options.grid_points = e.count("search.grid_points", s.grid_points, options.grid_points as i64, 1000);
-    options.startup_trials =
-        e.count("search.startup_trials", s.startup_trials, options.startup_trials as i64, 10_000);
+    options.startup_trials = e.count("search.startup_trials", s.startup_trials, options.startup_trials as i64, 10_000);
 
     let job = SearchJob {
         config: SearchConfig {
