@@ -3,6 +3,7 @@
 
 mod config;
 mod errors;
+mod shape;
 mod validate;
 
 pub use config::{
@@ -12,6 +13,7 @@ pub use config::{
     TrainingConfig, cell_edges, cell_nodes,
 };
 pub use errors::{FieldError, FieldErrors, SpecError};
+pub use shape::{DataShape, ModelShape, ShapeError, infer_shape};
 pub use validate::validate;
 
 use crate::proto::JobSpec;

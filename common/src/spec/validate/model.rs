@@ -6,6 +6,7 @@ use crate::spec::config::{
     Activation, CellOp, DatasetConfig, DatasetSource, LayerConfig, ModelConfig, ModelKind, PoolKind, cell_nodes,
 };
 use crate::spec::errors::FieldErrors;
+use crate::spec::shape::{DataShape, infer_shape};
 
 /// Largest parameter count of a model whose shape is known at submit time.
 const MAX_PARAMS: u128 = 1 << 31;
@@ -49,14 +50,6 @@ pub(super) fn model(c: &mut FieldErrors, m: Option<&proto::ModelSpec>, dataset: 
             None
         }
     };
-    if let (Some([ch, h, w]), Some([f, 1, 1])) = (input_shape, known_input_shape(dataset)) {
-        if ch * h * w != f {
-            c.fail(
-                "model.input_shape",
-                format!("{ch}x{h}x{w} = {} values but the dataset has {f} features", ch * h * w),
-            );
-        }
-    }
     if m.layers.len() > 256 {
         c.fail("model.layers", "at most 256 layers");
     }
@@ -175,113 +168,44 @@ pub(super) fn model(c: &mut FieldErrors, m: Option<&proto::ModelSpec>, dataset: 
     config
 }
 
-/// Shape of the input as (channels, height, width) when known before loading.
-fn known_input_shape(d: &DatasetConfig) -> Option<[usize; 3]> {
+/// The data's shape when it is known at submit time: from the dataset kind, or from a declared
+/// `model.input_shape` (the output width is not known then).
+fn known_data(d: &DatasetConfig, declared: Option<[usize; 3]>) -> Option<DataShape> {
     match d.source {
-        DatasetSource::Digits => Some([1, 8, 8]),
-        DatasetSource::SyntheticClassification { features, .. }
-        | DatasetSource::SyntheticRegression { features, .. } => Some([features, 1, 1]),
-        _ => None,
-    }
-}
-
-fn known_output_width(d: &DatasetConfig) -> Option<usize> {
-    match d.source {
-        DatasetSource::Digits => Some(10),
-        DatasetSource::SyntheticClassification { classes, .. } => Some(classes),
-        DatasetSource::SyntheticRegression { targets, .. } => Some(targets),
-        _ => None,
-    }
-}
-
-/// Follows the tensor shape through the layers when the input shape is known at submit time:
-/// conv and pool must not shrink an image below 1x1, and the parameter count must stay sane.
-fn check_shapes(c: &mut FieldErrors, m: &ModelConfig, dataset: &DatasetConfig) {
-    let declared = m.input_shape;
-    let image = match dataset.source {
-        DatasetSource::Digits => Some([1, 8, 8]),
-        _ => None,
-    };
-    let has_spatial = m.layers.iter().any(|l| matches!(l, LayerConfig::Conv { .. } | LayerConfig::Pool { .. }));
-    let shape = match (declared, image) {
-        (Some(s), _) => Some(s),
-        (None, Some(s)) => Some(s),
-        (None, None) => {
-            if has_spatial && known_input_shape(dataset).is_some() {
-                c.fail("model.input_shape", "required for conv and pool layers on a dataset without an image shape");
-            }
-            known_input_shape(dataset)
+        DatasetSource::Digits => Some(DataShape { features: 64, image: Some([1, 8, 8]), outputs: 10 }),
+        DatasetSource::SyntheticClassification { features, classes: outputs, .. }
+        | DatasetSource::SyntheticRegression { features, targets: outputs, .. } => {
+            Some(DataShape { features, image: None, outputs })
         }
-    };
-    let Some([mut ch, mut h, mut w]) = shape else {
+        _ => {
+            let shape = declared?;
+            let features = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+            Some(DataShape { features, image: Some(shape), outputs: 0 })
+        }
+    }
+}
+
+/// Follows the shape through the layers when the data's shape is known at submit time: every
+/// layer must fit its input, and the parameter count must stay sane.
+fn check_shapes(c: &mut FieldErrors, m: &ModelConfig, dataset: &DatasetConfig) {
+    let Some(data) = known_data(dataset, m.input_shape) else {
         return;
     };
-    let mut flat: Option<usize> = None;
-    let mut params: u128 = 0;
-    for (i, l) in m.layers.iter().enumerate() {
-        match *l {
-            LayerConfig::Conv { channels, kernel, stride, padding, .. } => {
-                if flat.is_some() {
-                    c.fail(format!("model.layers[{i}].type"), "conv layers must come before linear layers");
-                    return;
-                }
-                let (hp, wp) = (h + 2 * padding, w + 2 * padding);
-                if kernel > hp || kernel > wp {
-                    c.fail(
-                        format!("model.layers[{i}].kernel"),
-                        format!("kernel {kernel} is larger than its {hp}x{wp} (padded) input"),
-                    );
-                    return;
-                }
-                params += (ch * kernel * kernel * channels + channels) as u128;
-                h = (hp - kernel) / stride + 1;
-                w = (wp - kernel) / stride + 1;
-                ch = channels;
-            }
-            LayerConfig::Pool { size, .. } => {
-                if flat.is_some() {
-                    c.fail(format!("model.layers[{i}].type"), "pool layers must come before linear layers");
-                    return;
-                }
-                if size > h || size > w {
-                    c.fail(
-                        format!("model.layers[{i}].size"),
-                        format!("window {size} is larger than its {h}x{w} input"),
-                    );
-                    return;
-                }
-                h /= size;
-                w /= size;
-            }
-            LayerConfig::Linear { width, skip, .. } => {
-                let fan_in = flat.unwrap_or(ch * h * w);
-                if skip && fan_in != width {
-                    c.fail(
-                        format!("model.layers[{i}].skip"),
-                        format!("a skip connection needs equal input and output widths, got {fan_in} -> {width}"),
-                    );
-                }
-                params += (fan_in * width + width) as u128;
-                flat = Some(width);
-            }
-            LayerConfig::Cell { ref ops, .. } => {
-                let Some(width) = flat else {
-                    c.fail(
-                        format!("model.layers[{i}].type"),
-                        "a cell needs flat features: put a linear layer before it",
-                    );
-                    return;
-                };
-                let linear = ops.iter().filter(|o| **o == CellOp::Linear).count();
-                params += (linear * (width * width + width)) as u128;
+    match infer_shape(m, &data) {
+        Ok(shape) => {
+            let params = shape.param_count();
+            if params > MAX_PARAMS {
+                c.fail(
+                    "model.layers",
+                    format!("the model has {params} parameters, more than the {MAX_PARAMS} allowed"),
+                );
             }
         }
-    }
-    if let Some(out) = known_output_width(dataset) {
-        params += (flat.unwrap_or(ch * h * w) * out + out) as u128;
-    }
-    if params > MAX_PARAMS {
-        c.fail("model.layers", format!("the model has {params} parameters, more than the {MAX_PARAMS} allowed"));
+        Err(errors) => {
+            for e in errors {
+                c.fail(format!("model.{}", e.setting()), e.to_string());
+            }
+        }
     }
 }
 
