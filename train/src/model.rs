@@ -6,33 +6,19 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use candle_core::Tensor;
-use shoal_common::spec::{Activation, LayerConfig, ModelConfig};
+use shoal_common::spec::{Activation, LayerConfig, ModelConfig, ShapeError, infer_shape};
 
 use crate::backend::{self, Backend};
 use crate::error::{Result, TrainError};
 use crate::nn::{Cell, Conv2d, Ctx, Deferred, Dropout, Layer, Linear, Param, Pool2d, Residual, Saved};
 use crate::rng::Rng;
 
-/// What the model must consume and produce.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DataShape {
-    /// Flat features per sample.
-    pub features: usize,
-    /// (channels, height, width) when the samples are images.
-    pub image: Option<[usize; 3]>,
-    /// Classes (classification) or target columns (regression).
-    pub outputs: usize,
-}
+/// What the model must consume and produce; shapes are inferred in shoal-common.
+pub use shoal_common::spec::DataShape;
 
-/// A skip connection adds a layer's input to its output, so their widths must match.
-fn check_skip(i: usize, inputs: usize, width: usize) -> Result<()> {
-    if inputs == width {
-        return Ok(());
-    }
-    Err(TrainError::Shape {
-        field: format!("layers[{i}]"),
-        reason: format!("a skip connection needs equal input and output widths, got {inputs} -> {width}"),
-    })
+/// A model that does not fit its data, as the error the spec path names (`model.layers[1]`).
+pub(crate) fn shape_error(e: &ShapeError) -> TrainError {
+    TrainError::Shape { field: e.field(), reason: e.to_string() }
 }
 
 /// Parameter-gradient work left by [`Model::backward_input_first`]: (layer index, what it needs).
@@ -88,132 +74,40 @@ impl Model {
                 reason: format!("units {units:?} are not a non-empty range of the model's {total_units}"),
             });
         }
-        let spatial = cfg.layers.iter().any(|l| matches!(l, LayerConfig::Conv { .. } | LayerConfig::Pool { .. }));
-        let input: Vec<usize> = if spatial {
-            let shape = cfg.input_shape.or(data.image).ok_or_else(|| TrainError::Shape {
-                field: "input_shape".into(),
-                reason: format!(
-                    "conv and pool layers need an image shape; the dataset has {} flat features",
-                    data.features
-                ),
-            })?;
-            if shape.iter().product::<usize>() != data.features {
-                return Err(TrainError::Shape {
-                    field: "input_shape".into(),
-                    reason: format!(
-                        "{:?} holds {} values but samples have {} features",
-                        shape,
-                        shape.iter().product::<usize>(),
-                        data.features
-                    ),
-                });
-            }
-            shape.to_vec()
-        } else {
-            vec![data.features]
-        };
-
+        // Every layer's dims, checked for the whole model even when this stage holds part of it.
+        let shape = infer_shape(cfg, data).map_err(|errors| shape_error(&errors[0]))?;
         let mut layers: Vec<Box<dyn Layer>> = Vec::new();
-        let mut dims = Vec::new();
-        let mut current = input;
-        // Units before the range only move `current` along; units in it keep their layers.
-        let mut push =
-            |unit: usize, layer: Box<dyn Layer>, layers: &mut Vec<Box<dyn Layer>>, current: &mut Vec<usize>| {
-                if units.contains(&unit) {
-                    if dims.is_empty() {
-                        dims.push(current.clone());
-                    }
-                    *current = layer.output_dims(current);
-                    dims.push(current.clone());
-                    layers.push(layer);
-                } else {
-                    *current = layer.output_dims(current);
-                }
-            };
-        for (i, l) in cfg.layers.iter().enumerate() {
+        let mut dims = vec![shape.dims[units.start].clone()];
+        for (i, l) in cfg.layers.iter().enumerate().filter(|(i, _)| units.contains(i)) {
             let name = format!("layers.{i}");
             let mut rng = Rng::derive(seed, "init", i as u64);
-            let flat_input = |what: &str, current: &[usize]| -> Result<usize> {
-                match current {
-                    &[n] => Ok(n),
-                    _ => Err(TrainError::Shape {
-                        field: format!("layers[{i}]"),
-                        reason: format!(
-                            "{what} needs flat features, not the {current:?} output of a conv or pool layer"
-                        ),
-                    }),
-                }
-            };
-            match *l {
-                LayerConfig::Linear { width, skip, .. } if !units.contains(&i) => {
-                    // Skipped without allocating its weights.
-                    if skip {
-                        check_skip(i, flat_input("a skip connection", &current)?, width)?;
-                    }
-                    current = vec![width];
-                }
+            let input = &shape.dims[i];
+            let layer: Box<dyn Layer> = match *l {
                 LayerConfig::Linear { width, activation, skip } => {
-                    if skip {
-                        check_skip(i, flat_input("a skip connection", &current)?, width)?;
-                    }
-                    let inputs = current.iter().product();
-                    let linear = Linear::new(&name, inputs, width, activation, &mut rng, backend)?;
-                    let layer: Box<dyn Layer> = if skip { Box::new(Residual::new(linear)) } else { Box::new(linear) };
-                    push(i, layer, &mut layers, &mut current);
-                    if cfg.dropout > 0.0 {
-                        push(i, Box::new(Dropout::new(cfg.dropout, backend)), &mut layers, &mut current);
-                    }
-                }
-                LayerConfig::Cell { .. } if !units.contains(&i) => {
-                    flat_input("a cell", &current)?;
+                    let linear = Linear::new(&name, input.iter().product(), width, activation, &mut rng, backend)?;
+                    if skip { Box::new(Residual::new(linear)) } else { Box::new(linear) }
                 }
                 LayerConfig::Cell { ref ops, activation } => {
-                    let width = flat_input("a cell", &current)?;
-                    let cell = Cell::new(&name, width, ops, activation, &mut rng, backend)?;
-                    push(i, Box::new(cell), &mut layers, &mut current);
-                    if cfg.dropout > 0.0 {
-                        push(i, Box::new(Dropout::new(cfg.dropout, backend)), &mut layers, &mut current);
-                    }
+                    Box::new(Cell::new(&name, input[0], ops, activation, &mut rng, backend)?)
                 }
-                LayerConfig::Conv { channels, kernel, stride, padding, activation } => {
-                    if current.len() != 3 {
-                        return Err(TrainError::Shape {
-                            field: format!("layers[{i}]"),
-                            reason: "conv layers must come before linear layers and cells".into(),
-                        });
-                    }
-                    let conv = Conv2d::new(
-                        &name, current[0], channels, kernel, stride, padding, activation, &mut rng, backend,
-                    )?;
-                    push(i, Box::new(conv), &mut layers, &mut current);
-                }
-                LayerConfig::Pool { kind, size } => {
-                    if current.len() != 3 {
-                        return Err(TrainError::Shape {
-                            field: format!("layers[{i}]"),
-                            reason: "pool layers must come before linear layers and cells".into(),
-                        });
-                    }
-                    push(i, Box::new(Pool2d::new(kind, size)), &mut layers, &mut current);
-                }
-            }
-            if current.contains(&0) {
-                return Err(TrainError::Shape {
-                    field: format!("layers[{i}]"),
-                    reason: format!("output shape {current:?} is empty"),
-                });
+                LayerConfig::Conv { channels, kernel, stride, padding, activation } => Box::new(Conv2d::new(
+                    &name, input[0], channels, kernel, stride, padding, activation, &mut rng, backend,
+                )?),
+                LayerConfig::Pool { kind, size } => Box::new(Pool2d::new(kind, size)),
+            };
+            layers.push(layer);
+            dims.push(shape.dims[i + 1].clone());
+            if cfg.dropout > 0.0 && matches!(l, LayerConfig::Linear { .. } | LayerConfig::Cell { .. }) {
+                layers.push(Box::new(Dropout::new(cfg.dropout, backend)));
+                dims.push(shape.dims[i + 1].clone());
             }
         }
         let out_unit = total_units - 1;
         if units.contains(&out_unit) {
-            let inputs = current.iter().product();
+            let inputs = shape.dims[out_unit].iter().product();
             let mut rng = Rng::derive(seed, "init", out_unit as u64);
-            push(
-                out_unit,
-                Box::new(Linear::new("output", inputs, data.outputs, Activation::Identity, &mut rng, backend)?),
-                &mut layers,
-                &mut current,
-            );
+            layers.push(Box::new(Linear::new("output", inputs, data.outputs, Activation::Identity, &mut rng, backend)?));
+            dims.push(vec![data.outputs]);
         }
         Ok(Self { layers, dims, units, total_units, backend: backend.clone() })
     }

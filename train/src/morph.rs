@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 
 use candle_core::Tensor;
-use shoal_common::spec::{Activation, CellOp, LayerConfig, ModelConfig, cell_edges, cell_nodes};
+use shoal_common::spec::{Activation, CellOp, LayerConfig, ModelConfig, cell_edges, cell_nodes, infer_shape};
 
 use crate::backend::{HOST, to_host_vec};
 use crate::error::{Result, TrainError};
@@ -137,67 +137,13 @@ fn at(child: usize, parent: usize) -> String {
     if child == parent { format!("layers[{child}]") } else { format!("layers[{child}] (parent layers[{parent}])") }
 }
 
-/// Per-sample input dims of every layer of `cfg`, then the dims the output layer consumes. The same
-/// arithmetic as [`crate::Model::build`], without allocating weights.
+/// Per-sample input dims of every layer of `cfg`, then the dims the output layer consumes, as
+/// [`infer_shape`] gives them; errors say whether they are the parent's or the child's.
 fn layer_dims(cfg: &ModelConfig, data: &DataShape, role: &str) -> Result<Vec<Vec<usize>>> {
-    let spatial = cfg.layers.iter().any(|l| matches!(l, LayerConfig::Conv { .. } | LayerConfig::Pool { .. }));
-    let mut current = if spatial {
-        let shape = cfg.input_shape.or(data.image).ok_or_else(|| {
-            shape_error("input_shape", format!("the {role} has conv or pool layers but the data has no image shape"))
-        })?;
-        if shape.iter().product::<usize>() != data.features {
-            return Err(shape_error(
-                "input_shape",
-                format!("the {role}'s {shape:?} does not hold the data's {} features", data.features),
-            ));
-        }
-        shape.to_vec()
-    } else {
-        vec![data.features]
-    };
-    let mut dims = vec![current.clone()];
-    for (i, layer) in cfg.layers.iter().enumerate() {
-        current = match (layer, current.as_slice()) {
-            (&LayerConfig::Linear { width, skip: true, .. }, &[inputs]) if inputs != width => {
-                return Err(shape_error(
-                    format!("layers[{i}]"),
-                    format!(
-                        "the {role}'s skip connection needs equal input and output widths, got {inputs} -> {width}"
-                    ),
-                ));
-            }
-            (&LayerConfig::Linear { skip: true, .. } | &LayerConfig::Cell { .. }, &[_, _, _]) => {
-                return Err(shape_error(
-                    format!("layers[{i}]"),
-                    format!(
-                        "the {role}'s {} needs flat features, not the {current:?} output of a conv or pool layer",
-                        kind(layer)
-                    ),
-                ));
-            }
-            (&LayerConfig::Linear { width, .. }, _) => vec![width],
-            (&LayerConfig::Cell { .. }, &[width]) => vec![width],
-            (&LayerConfig::Conv { channels, kernel, stride, padding, .. }, &[_, h, w]) => {
-                let out = |n: usize| (n + 2 * padding).checked_sub(kernel).map(|d| d / stride.max(1) + 1);
-                match (out(h), out(w)) {
-                    (Some(h), Some(w)) => vec![channels, h, w],
-                    _ => vec![channels, 0, 0],
-                }
-            }
-            (&LayerConfig::Pool { size, .. }, &[c, h, w]) => vec![c, h / size.max(1), w / size.max(1)],
-            _ => {
-                return Err(shape_error(
-                    format!("layers[{i}]"),
-                    format!("the {role}'s conv and pool layers must come before its linear layers"),
-                ));
-            }
-        };
-        if current.contains(&0) {
-            return Err(shape_error(format!("layers[{i}]"), format!("the {role}'s output shape {current:?} is empty")));
-        }
-        dims.push(current.clone());
+    match infer_shape(cfg, data) {
+        Ok(shape) => Ok(shape.dims),
+        Err(errors) => Err(shape_error(errors[0].field(), format!("in the {role}, {}", errors[0]))),
     }
-    Ok(dims)
 }
 
 /// What a child layer is made of.

@@ -3,6 +3,7 @@
 
 mod config;
 mod errors;
+mod shape;
 mod validate;
 
 pub use config::{
@@ -11,7 +12,8 @@ pub use config::{
     PipeSchedule, PipelineConfig, PoolKind, PsMode, Resources, Schedule, ScheduleKind, SyncKind, Task, TrainConfig,
     TrainingConfig, cell_edges, cell_nodes,
 };
-pub use errors::{FieldError, SpecError};
+pub use errors::{FieldError, FieldErrors, SpecError};
+pub use shape::{DataShape, ModelShape, ShapeError, infer_shape};
 pub use validate::validate;
 
 use crate::proto::JobSpec;

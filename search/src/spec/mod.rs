@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use shoal_common::proto::{self, JobSpec, MetricPoint};
-use shoal_common::spec::{Duration, FieldError, validate as validate_job};
+use shoal_common::spec::{Duration, FieldError, FieldErrors, validate as validate_job};
 
 use crate::arch::{MacroArch, MicroArch};
 use crate::engine::{Asha, CurveStop, SearchConfig, Trial};
@@ -30,14 +30,6 @@ pub struct SearchJob {
     pub inherit: bool,
 }
 
-struct Errors(Vec<FieldError>);
-
-impl Errors {
-    fn fail(&mut self, path: impl Into<String>, reason: impl Into<String>) {
-        self.0.push(FieldError::new(path, reason));
-    }
-}
-
 fn parse_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
@@ -45,7 +37,7 @@ fn parse_json(text: &str) -> Value {
 /// Validates a search job: its `search` section and a template that stays valid for the
 /// parameter values at the ends of every range. All errors at once.
 pub fn validate(spec: &JobSpec) -> Result<SearchJob, Vec<FieldError>> {
-    let mut e = Errors(Vec::new());
+    let mut e = FieldErrors::new();
     let Some(s) = spec.search.as_ref() else {
         return Err(vec![FieldError::new("search", "required for a search job")]);
     };
@@ -70,16 +62,8 @@ pub fn validate(spec: &JobSpec) -> Result<SearchJob, Vec<FieldError>> {
             true
         }
     };
-    let count = |e: &mut Errors, path: &str, v: Option<i64>, default: i64, max: i64| -> usize {
-        let v = v.unwrap_or(default);
-        if v <= 0 || v > max {
-            e.fail(path, format!("must be in 1..={max}, got {v}"));
-            return default as usize;
-        }
-        v as usize
-    };
-    let max_trials = count(&mut e, "search.max_trials", s.max_trials, DEFAULT_MAX_TRIALS, MAX_TRIALS);
-    let max_concurrent = count(&mut e, "search.max_concurrent", s.max_concurrent, DEFAULT_MAX_CONCURRENT, 10_000);
+    let max_trials = e.count("search.max_trials", s.max_trials, DEFAULT_MAX_TRIALS, MAX_TRIALS);
+    let max_concurrent = e.count("search.max_concurrent", s.max_concurrent, DEFAULT_MAX_CONCURRENT, 10_000);
     if let Some(w) = s.max_seconds
         && !(w.is_finite() && w > 0.0)
     {
@@ -179,11 +163,10 @@ pub fn validate(spec: &JobSpec) -> Result<SearchJob, Vec<FieldError>> {
         }
     }
     let mut options = StrategyOptions { morph_only: s.inherit, ..Default::default() };
-    options.population = count(&mut e, "search.population", s.population, options.population as i64, 10_000);
-    options.tournament = count(&mut e, "search.tournament", s.tournament, options.tournament as i64, 10_000);
-    options.grid_points = count(&mut e, "search.grid_points", s.grid_points, options.grid_points as i64, 1000);
-    options.startup_trials =
-        count(&mut e, "search.startup_trials", s.startup_trials, options.startup_trials as i64, 10_000);
+    options.population = e.count("search.population", s.population, options.population as i64, 10_000);
+    options.tournament = e.count("search.tournament", s.tournament, options.tournament as i64, 10_000);
+    options.grid_points = e.count("search.grid_points", s.grid_points, options.grid_points as i64, 1000);
+    options.startup_trials = e.count("search.startup_trials", s.startup_trials, options.startup_trials as i64, 10_000);
 
     let job = SearchJob {
         config: SearchConfig {
@@ -211,7 +194,7 @@ pub fn validate(spec: &JobSpec) -> Result<SearchJob, Vec<FieldError>> {
         for err in errors {
             e.fail(err.path, err.reason);
         }
-    } else if e.0.is_empty() {
+    } else if e.is_empty() {
         // Every trial must be a valid job: try a mid-range trial, then the ends of every range
         // (reporting only what the change itself breaks).
         let mid: Config = job.config.space.build(|_, q, _| q.from_unit(0.5));
@@ -246,15 +229,15 @@ pub fn validate(spec: &JobSpec) -> Result<SearchJob, Vec<FieldError>> {
             }
         }
     }
-    e.0.dedup();
-    if e.0.is_empty() { Ok(job) } else { Err(e.0) }
+    e.dedup();
+    e.into_result(job)
 }
 
 fn describe_config(cfg: &Config) -> String {
     cfg.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")
 }
 
-fn param(e: &mut Errors, i: usize, p: &proto::SearchParam, space: &Space, template: &Value) -> Option<Param> {
+fn param(e: &mut FieldErrors, i: usize, p: &proto::SearchParam, space: &Space, template: &Value) -> Option<Param> {
     let path = format!("search.params[{i}]");
     let name = p.name.trim().to_owned();
     if name.is_empty() {
@@ -332,7 +315,7 @@ fn param(e: &mut Errors, i: usize, p: &proto::SearchParam, space: &Space, templa
     Some(Param { name, domain, when })
 }
 
-fn arch(e: &mut Errors, a: &proto::SearchArch, template: &JobSpec) -> Option<MacroArch> {
+fn arch(e: &mut FieldErrors, a: &proto::SearchArch, template: &JobSpec) -> Option<MacroArch> {
     let model = template.model.clone().unwrap_or_default();
     if !(model.kind.is_empty() || model.kind == "mlp") {
         e.fail("search.arch", format!("searches MLP layer sequences; the template's model is `{}`", model.kind));
@@ -364,7 +347,7 @@ fn arch(e: &mut Errors, a: &proto::SearchArch, template: &JobSpec) -> Option<Mac
     Some(MacroArch { min_depth: a.min_depth, max_depth: a.max_depth, widths, activations, skips: a.skips })
 }
 
-fn micro(e: &mut Errors, a: &proto::SearchArch, template: &JobSpec) -> Option<MicroArch> {
+fn micro(e: &mut FieldErrors, a: &proto::SearchArch, template: &JobSpec) -> Option<MicroArch> {
     let model = template.model.clone().unwrap_or_default();
     if !(model.kind.is_empty() || model.kind == "mlp") {
         e.fail("search.arch", format!("searches MLP cells; the template's model is `{}`", model.kind));
