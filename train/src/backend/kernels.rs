@@ -117,7 +117,7 @@ pub fn linear_weight_grad(
 
 /// Bias gradient: `gb (+)= Σ_rows dz`.
 pub fn bias_grad(dz: &[f32], gb: &mut [f32], accumulate: bool) -> Result<()> {
-    if gb.is_empty() || dz.len() % gb.len() != 0 {
+    if gb.is_empty() || !dz.len().is_multiple_of(gb.len()) {
         bail!("bias gradient: {} values do not divide into rows of {}", dz.len(), gb.len());
     }
     if !accumulate {
@@ -308,7 +308,7 @@ mod tests {
     }
 
     fn seq(n: usize, k: f32) -> Vec<f32> {
-        (0..n).map(|i| ((i as f32 * k).sin() * 0.5) as f32).collect()
+        (0..n).map(|i| (i as f32 * k).sin() * 0.5).collect()
     }
 
     fn close(a: &[f32], b: &[f32], tol: f32) {

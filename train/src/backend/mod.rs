@@ -86,11 +86,13 @@ pub trait Backend: Send + Sync {
     // Memory.
 
     /// A backend tensor holding `data` (row-major) with shape `dims`.
+    #[allow(clippy::wrong_self_convention)] // a conversion into this backend's memory
     fn from_host(&self, data: Vec<f32>, dims: &[usize]) -> Result<Tensor> {
         Tensor::from_vec(data, dims, self.device())
     }
 
     /// A fresh backend tensor with the values of a host tensor (a checkpoint's, a morph's).
+    #[allow(clippy::wrong_self_convention)] // a conversion into this backend's memory
     fn from_host_tensor(&self, t: &Tensor) -> Result<Tensor> {
         t.to_dtype(DType::F32)?.to_device(self.device())?.copy()
     }
@@ -126,7 +128,7 @@ pub trait Backend: Send + Sync {
     // collectives and parameter servers exchange.
 
     /// Appends the parameters' values to `out`.
-    fn gather_values<'a>(&self, params: &mut dyn Iterator<Item = &'a Param>, out: &mut Vec<f32>) -> Result<()> {
+    fn gather_values(&self, params: &mut dyn Iterator<Item = &Param>, out: &mut Vec<f32>) -> Result<()> {
         for p in params {
             self.read_host(p.value.as_tensor(), &mut |v| out.extend_from_slice(v))?;
         }
@@ -134,7 +136,7 @@ pub trait Backend: Send + Sync {
     }
 
     /// Appends the gradients to `out`, zeros where a parameter has none this step.
-    fn gather_grads<'a>(&self, params: &mut dyn Iterator<Item = &'a Param>, out: &mut Vec<f32>) -> Result<()> {
+    fn gather_grads(&self, params: &mut dyn Iterator<Item = &Param>, out: &mut Vec<f32>) -> Result<()> {
         for p in params {
             if p.grad_valid {
                 self.read_host(&p.grad, &mut |g| out.extend_from_slice(g))?;
@@ -147,7 +149,7 @@ pub trait Backend: Send + Sync {
 
     /// Sets the gradients from `src` (laid out as [`Backend::gather_grads`] makes it) and marks
     /// them valid. `src` must hold at least all their values.
-    fn scatter_grads<'a>(&self, params: &mut dyn Iterator<Item = &'a mut Param>, src: &[f32]) -> Result<()> {
+    fn scatter_grads(&self, params: &mut dyn Iterator<Item = &mut Param>, src: &[f32]) -> Result<()> {
         let mut offset = 0;
         for p in params {
             let n = p.elem_count();
@@ -159,7 +161,7 @@ pub trait Backend: Send + Sync {
     }
 
     /// Sets the parameters' values from `src` (laid out as [`Backend::gather_values`] makes it).
-    fn scatter_values<'a>(&self, params: &mut dyn Iterator<Item = &'a mut Param>, src: &[f32]) -> Result<()> {
+    fn scatter_values(&self, params: &mut dyn Iterator<Item = &mut Param>, src: &[f32]) -> Result<()> {
         let mut offset = 0;
         for p in params {
             let n = p.elem_count();
@@ -171,7 +173,7 @@ pub trait Backend: Send + Sync {
 
     /// FNV-1a over the bits of every value: equal across ranks iff the parameters are (up to
     /// collisions).
-    fn checksum<'a>(&self, params: &mut dyn Iterator<Item = &'a Param>) -> Result<u64> {
+    fn checksum(&self, params: &mut dyn Iterator<Item = &Param>) -> Result<u64> {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for p in params {
             self.read_host(p.value.as_tensor(), &mut |v| {
