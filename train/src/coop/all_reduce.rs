@@ -11,7 +11,7 @@ use crate::data::Dataset;
 use crate::distributed::{self, Buckets};
 use crate::engine::{Cooperation, EvalSums, Placement, Plan, RunOptions, Step, StepOut, shard_sums};
 use crate::error::Result;
-use crate::model::{DataShape, Model};
+use crate::model::Model;
 
 /// Gradients summed across ranks by a collective.
 pub struct AllReduce<'a> {
@@ -28,18 +28,7 @@ impl<'a> AllReduce<'a> {
 
 impl Cooperation for AllReduce<'_> {
     fn placement(&self) -> Placement {
-        let (rank, world) = (self.collective.rank(), self.collective.world_size());
-        Placement { rank, data_rank: rank, data_world: world }
-    }
-
-    fn build(
-        &mut self,
-        cfg: &TrainConfig,
-        shape: &DataShape,
-        _plan: &Plan,
-        opts: &RunOptions,
-    ) -> Result<(Model, String)> {
-        local::whole_model(cfg, shape, opts)
+        Placement::data_parallel(self.collective.rank(), self.collective.world_size())
     }
 
     fn join(&mut self, cfg: &TrainConfig, _: &Plan, model: &mut Model, _: u64, _: &RunOptions) -> Result<()> {

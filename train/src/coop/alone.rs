@@ -1,12 +1,10 @@
 //! A single worker: no one to agree with, so stop requests are honoured between steps.
 
-use shoal_common::spec::TrainConfig;
-
 use super::local;
 use crate::data::Dataset;
-use crate::engine::{Cooperation, EvalSums, Placement, Plan, RunOptions, Step, StepOut, shard_sums};
+use crate::engine::{Cooperation, EvalSums, Placement, Step, StepOut, shard_sums};
 use crate::error::Result;
-use crate::model::{DataShape, Model};
+use crate::model::Model;
 
 /// Training on one worker.
 #[derive(Clone, Copy, Debug, Default)]
@@ -14,21 +12,7 @@ pub struct Alone;
 
 impl Cooperation for Alone {
     fn placement(&self) -> Placement {
-        Placement { rank: 0, data_rank: 0, data_world: 1 }
-    }
-
-    fn build(
-        &mut self,
-        cfg: &TrainConfig,
-        shape: &DataShape,
-        _plan: &Plan,
-        opts: &RunOptions,
-    ) -> Result<(Model, String)> {
-        local::whole_model(cfg, shape, opts)
-    }
-
-    fn join(&mut self, _: &TrainConfig, _: &Plan, _: &mut Model, _: u64, _: &RunOptions) -> Result<()> {
-        Ok(())
+        Placement::data_parallel(0, 1)
     }
 
     fn stops_together(&self) -> bool {

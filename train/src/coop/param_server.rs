@@ -14,7 +14,7 @@ use crate::data::Dataset;
 use crate::distributed;
 use crate::engine::{Cooperation, EvalSums, Placement, Plan, RunOptions, Step, StepOut, shard_sums};
 use crate::error::Result;
-use crate::model::{DataShape, Model};
+use crate::model::Model;
 
 /// Parameters held by parameter servers.
 pub struct ParamServer<'a> {
@@ -32,18 +32,7 @@ impl<'a> ParamServer<'a> {
 
 impl Cooperation for ParamServer<'_> {
     fn placement(&self) -> Placement {
-        let (rank, world) = (self.store.rank(), self.store.world_size());
-        Placement { rank, data_rank: rank, data_world: world }
-    }
-
-    fn build(
-        &mut self,
-        cfg: &TrainConfig,
-        shape: &DataShape,
-        _plan: &Plan,
-        opts: &RunOptions,
-    ) -> Result<(Model, String)> {
-        local::whole_model(cfg, shape, opts)
+        Placement::data_parallel(self.store.rank(), self.store.world_size())
     }
 
     fn join(

@@ -12,6 +12,7 @@ use super::objective::Objective;
 use super::plan::Plan;
 use super::progress::Window;
 use super::report::{RunOptions, StageStats};
+use super::whole::whole_model;
 use crate::data::{Batch, Dataset, Loader};
 use crate::error::{Result, TrainError};
 use crate::model::{DataShape, Model};
@@ -25,6 +26,13 @@ pub struct Placement {
     /// Its data-parallel rank and the number of data-parallel ranks: which shard it reads.
     pub data_rank: usize,
     pub data_world: usize,
+}
+
+impl Placement {
+    /// Data-parallel rank `rank` of `world`, reporting as itself.
+    pub fn data_parallel(rank: usize, world: usize) -> Self {
+        Self { rank, data_rank: rank, data_world: world }
+    }
 }
 
 /// One optimizer step as the loop hands it to a [`Cooperation`].
@@ -94,26 +102,30 @@ pub trait Cooperation {
         true
     }
 
-    /// Builds this rank's model (a pipeline stage builds only its units), with its description for
-    /// the `Started` report.
+    /// Builds this rank's model, with its description for the `Started` report: by default the
+    /// whole model (a pipeline stage builds only its units).
     fn build(
         &mut self,
         cfg: &TrainConfig,
         shape: &DataShape,
-        plan: &Plan,
+        _plan: &Plan,
         opts: &RunOptions,
-    ) -> Result<(Model, String)>;
+    ) -> Result<(Model, String)> {
+        whole_model(cfg, shape, opts)
+    }
 
     /// Brings the built (and possibly resumed) model in line with the other ranks before the first
-    /// step taken from `start_step`.
+    /// step taken from `start_step`; by default there is nothing to do.
     fn join(
         &mut self,
-        cfg: &TrainConfig,
-        plan: &Plan,
-        model: &mut Model,
-        start_step: u64,
-        opts: &RunOptions,
-    ) -> Result<()>;
+        _cfg: &TrainConfig,
+        _plan: &Plan,
+        _model: &mut Model,
+        _start: u64,
+        _opts: &RunOptions,
+    ) -> Result<()> {
+        Ok(())
+    }
 
     /// Whether stop requests ride with the step, so that every rank stops after the same step
     /// (true), or are honoured locally between steps (false).

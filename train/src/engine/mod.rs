@@ -9,6 +9,7 @@ mod plan;
 mod progress;
 mod report;
 mod run;
+mod whole;
 
 pub use cooperation::{Cooperation, Placement, Step, StepOut};
 pub use eval::{EVAL_BATCH, EvalSums, eval_point, eval_sums, evaluate, shard_sums};
@@ -17,3 +18,4 @@ pub use plan::Plan;
 pub use progress::Window;
 pub use report::{EvalPoint, Host, Outcome, Report, RunOptions, StageStats, Stop, Summary, TrainPoint};
 pub use run::run;
+pub use whole::whole_model;

@@ -1,0 +1,33 @@
+//! The model a data-parallel rank trains: the whole network, possibly inheriting a parent's
+//! weights through function-preserving morphs.
+
+use shoal_common::spec::{InheritConfig, TrainConfig};
+
+use super::report::RunOptions;
+use crate::checkpoint;
+use crate::error::Result;
+use crate::model::{DataShape, Model};
+
+/// The whole model, with the parent's weights when the job inherits them (and does not resume).
+pub fn whole_model(cfg: &TrainConfig, shape: &DataShape, opts: &RunOptions) -> Result<(Model, String)> {
+    let mut model = Model::build(&cfg.model, shape, cfg.training.seed)?;
+    let mut described = model.describe();
+    if let (Some(inherit), None) = (&cfg.inherit, &opts.resume_from) {
+        described = format!("{described}; {}", inherit_weights(&mut model, cfg, inherit, shape)?);
+    }
+    Ok((model, described))
+}
+
+/// Loads a parent's checkpoint into `model` through function-preserving morphs. Returns what was
+/// done, for the job's log.
+fn inherit_weights(model: &mut Model, cfg: &TrainConfig, inherit: &InheritConfig, shape: &DataShape) -> Result<String> {
+    let dir = if inherit.checkpoint.join("model.safetensors").exists() {
+        inherit.checkpoint.clone()
+    } else {
+        checkpoint::latest(&inherit.checkpoint).unwrap_or_else(|| inherit.checkpoint.clone())
+    };
+    let parent = checkpoint::load(&dir)?;
+    let (params, morphs) = crate::morph::inherit(&inherit.model, &parent.model, &cfg.model, shape, cfg.training.seed)?;
+    model.load_named(&params, &dir)?;
+    Ok(format!("inherited from {} ({morphs})", dir.display()))
+}
