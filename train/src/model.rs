@@ -106,7 +106,14 @@ impl Model {
         if units.contains(&out_unit) {
             let inputs = shape.dims[out_unit].iter().product();
             let mut rng = Rng::derive(seed, "init", out_unit as u64);
-            layers.push(Box::new(Linear::new("output", inputs, data.outputs, Activation::Identity, &mut rng, backend)?));
+            layers.push(Box::new(Linear::new(
+                "output",
+                inputs,
+                data.outputs,
+                Activation::Identity,
+                &mut rng,
+                backend,
+            )?));
             dims.push(vec![data.outputs]);
         }
         Ok(Self { layers, dims, units, total_units, backend: backend.clone() })

@@ -62,9 +62,9 @@ mod tests {
     use shoal_common::spec::load_toml;
 
     use super::*;
+    use crate::backend::Backend;
     use crate::checkpoint;
     use crate::data;
-    use crate::backend::Backend;
     use crate::model::Model;
     use crate::nn::loss::{LossOutput, Targets, loss_and_grad};
     use crate::nn::{Ctx, Mode};

@@ -20,7 +20,15 @@ pub(super) fn accumulate(s: &mut Step<'_>, rank: usize, world: usize, ranks_summ
             Ctx::new(Mode::Train, s.threads, Rng::derive(seed, "dropout", b.step * world as u64 + rank as u64));
         let (out, saved) = s.model.forward(&b.x, &mut ctx)?;
         let rows = b.rows();
-        let loss = checked_loss(&mut *s.objective, s.model.backend().as_ref(), &b.x, &out, &b.targets, 1.0 / (rows as f32 * scale_div), s.step)?;
+        let loss = checked_loss(
+            &mut *s.objective,
+            s.model.backend().as_ref(),
+            &b.x,
+            &out,
+            &b.targets,
+            1.0 / (rows as f32 * scale_div),
+            s.step,
+        )?;
         s.model.backward(saved, loss.grad, s.threads)?;
         s.window.record(loss.loss_sum, rows, loss.correct as f64);
     }

@@ -168,7 +168,15 @@ impl<'a> Pipeline<'a> {
                         Ctx::new(Mode::Train, threads, Rng::derive(cfg.training.seed, "dropout", dropout_seed(i)));
                     let (y, saved) = model.forward(&x, &mut ctx)?;
                     let loss = match self.is_last() {
-                        true => Some(checked_loss(&mut *s.objective, model.backend().as_ref(), &x, &y, &targets, scale, step)?),
+                        true => Some(checked_loss(
+                            &mut *s.objective,
+                            model.backend().as_ref(),
+                            &x,
+                            &y,
+                            &targets,
+                            scale,
+                            step,
+                        )?),
                         false => None,
                     };
                     let slot = &mut slots[i];

@@ -3,8 +3,8 @@
 
 use candle_core::Tensor;
 
-use crate::collective::CollectiveError;
 use crate::backend::Backend;
+use crate::collective::CollectiveError;
 use crate::error::{Result, TrainError};
 use crate::link::StageMsg;
 use crate::nn::loss::Targets;
