@@ -37,10 +37,10 @@ pub fn load_text(text: &str, origin: &Path, check_paths: bool) -> Result<JobFile
             return Err(CliError::usage(render_errors(origin, &errors)));
         }
     };
-    if spec.name.trim().is_empty() {
-        if let Some(stem) = origin.file_stem().and_then(|s| s.to_str()) {
-            spec.name = stem.to_owned();
-        }
+    if spec.name.trim().is_empty()
+        && let Some(stem) = origin.file_stem().and_then(|s| s.to_str())
+    {
+        spec.name = stem.to_owned();
     }
     let base = origin.parent().map(Path::to_path_buf).unwrap_or_default();
     if let Some(d) = spec.dataset.as_mut() {

@@ -26,7 +26,7 @@ pub fn split(values: &[f32]) -> impl Iterator<Item = (usize, Vec<u8>)> + '_ {
 
 /// Writes a chunk's bytes into `dst` at element `offset`; errors name what does not fit.
 pub fn place(dst: &mut [f32], offset: usize, bytes: &[u8]) -> Result<(), String> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(format!("chunk of {} bytes is not a whole number of f32 values", bytes.len()));
     }
     let n = bytes.len() / 4;

@@ -237,20 +237,20 @@ mod tests {
 
     #[test]
     fn bad_settings_name_their_key() {
-        let e = ServerTls { client_ca: "/x".into(), ..Default::default() }.load().unwrap_err();
+        let e = ServerTls { client_ca: "/x".into(), ..Default::default() }.load().expect_err("refused");
         assert!(e.starts_with("tls_client_ca:"), "{e}");
-        let e = ServerTls { cert: "/x".into(), ..Default::default() }.load().unwrap_err();
+        let e = ServerTls { cert: "/x".into(), ..Default::default() }.load().expect_err("refused");
         assert!(e.starts_with("tls_key:"), "{e}");
         let e = ServerTls { cert: "/nonexistent.pem".into(), key: "/k".into(), client_ca: String::new() }
             .load()
-            .unwrap_err();
+            .expect_err("refused");
         assert!(e.starts_with("tls_cert: cannot read"), "{e}");
         let dir = tempfile::tempdir().expect("tempdir");
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "hello").expect("write");
-        let e = ClientTls::new(&junk.display().to_string(), "", "", "").unwrap_err();
+        let e = ClientTls::new(&junk.display().to_string(), "", "", "").expect_err("refused");
         assert!(e.starts_with("tls_ca:") && e.contains("not a PEM file"), "{e}");
-        let e = ClientTls::new("", "/c", "/k", "").unwrap_err();
+        let e = ClientTls::new("", "/c", "/k", "").expect_err("refused");
         assert!(e.starts_with("tls_ca:"), "{e}");
         assert!(!ClientTls::new("", "", "", "").expect("plain").enabled());
         assert_eq!(ClientTls::new("", "", "", "").expect("plain").url("h:1"), "http://h:1");

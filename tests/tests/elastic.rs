@@ -9,11 +9,10 @@ use shoal_common::spec;
 use shoal_tests::{Coordinator, TWO_RANKS, get, start_worker, state_of, train_step, wait_terminal, watch_until};
 
 fn elastic() -> String {
-    let text = TWO_RANKS
+    TWO_RANKS
         .replace("steps = 1500", "steps = 4000")
         .replace("collective_timeout = 10", "collective_timeout = 5")
-        .replace("data = 2", "data = \"2..3\"");
-    text
+        .replace("data = 2", "data = \"2..3\"")
 }
 
 async fn wait_for(

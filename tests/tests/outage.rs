@@ -47,10 +47,10 @@ async fn ranks_train_through_a_coordinator_outage_and_lose_no_report() -> anyhow
     // coordinator was down (or sent into its dying connection) were resent and not doubled.
     let mut per_rank: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     for e in &events {
-        if let Some(job_event::Kind::Metric(m)) = &e.kind {
-            if m.split == Split::Train as i32 {
-                per_rank.entry(m.rank).or_default().push(m.step);
-            }
+        if let Some(job_event::Kind::Metric(m)) = &e.kind
+            && m.split == Split::Train as i32
+        {
+            per_rank.entry(m.rank).or_default().push(m.step);
         }
     }
     let expected: Vec<u64> = (1..=150).map(|i| i * 10).collect();

@@ -92,7 +92,7 @@ async fn a_killed_rank_restarts_the_job_from_its_checkpoint_on_the_spare_worker(
         })
         .expect("a resume notice");
     let step: u64 = resumed.trim_end_matches(|c: char| !c.is_ascii_digit()).parse()?;
-    assert!(step >= 200 && step % 100 == 0, "resumed at {step}");
+    assert!(step >= 200 && step.is_multiple_of(100), "resumed at {step}");
     eprintln!("fault to success: {healed:?}; resumed at step {step}; restart event: {restart}");
     Ok(())
 }

@@ -30,10 +30,10 @@ fn sibling_binary(name: &str, env: &str) -> Result<PathBuf, CliError> {
     if beside.is_file() {
         return Ok(beside);
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(found) = std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()) {
-            return Ok(found);
-        }
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(found) = std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    {
+        return Ok(found);
     }
     Err(CliError::usage(format!(
         "{name} not found next to {} or on PATH; build it with `cargo build --release` or set {env}",

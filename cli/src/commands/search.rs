@@ -119,7 +119,7 @@ pub fn bench(
             CliError::usage(format!("--strategies `{s}`: expected grid, random, tpe, evolution or reinforce"))
         })?);
     }
-    if seeds == 0 || workers == 0 || trials == 0 || !(budget >= 3.0) {
+    if seeds == 0 || workers == 0 || trials == 0 || budget.is_nan() || budget < 3.0 {
         return Err(CliError::usage("--seeds, --workers and --trials must be > 0 and --budget >= 3"));
     }
     let variants = [(false, false), (true, false), (false, true), (true, true)];

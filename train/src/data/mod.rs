@@ -115,10 +115,7 @@ pub fn load(cfg: &DatasetConfig) -> Result<Splits> {
             let train = csv::load(path, "dataset.path", label_column, *header, *task, None)?;
             let val = match validation_path {
                 Some(p) => {
-                    let classes = match &train.1 {
-                        Some(names) => Some(names.as_slice()),
-                        None => None,
-                    };
+                    let classes = train.1.as_deref();
                     Some(csv::load(p, "dataset.validation_path", label_column, *header, *task, classes)?.0)
                 }
                 None => None,
