@@ -4,26 +4,12 @@
 use std::time::Duration;
 
 use shoal_common::proto::{JobState, SubmitJobRequest};
-use shoal_tests::{Coordinator, start_worker, state_of, wait_terminal};
+use shoal_tests::{Coordinator, DIGITS_JOB, start_worker, state_of, wait_terminal};
 
-/// A small digits MLP for 400 steps with a progress report every 4 steps (100 reports).
-const FREQUENT_PROGRESS: &str = r#"
-name = "frequent-progress"
-[model]
-kind = "mlp"
-layers = [{ width = 16 }]
-[dataset]
-kind = "digits"
-validation_split = 0.2
-[optimizer]
-kind = "sgd"
-lr = 0.05
-[training]
-batch_size = 16
-steps = 400
-log_every = 4
-seed = 5
-"#;
+/// The digits job for 400 steps with a progress report every 4 steps (100 reports).
+fn frequent_progress() -> String {
+    DIGITS_JOB.replace("epochs = 20", "steps = 400").replace("log_every = 10", "log_every = 4")
+}
 
 /// Characters a progress line may gain from wider numbers (a 3-digit step, a longer loss or
 /// throughput), far less than the dozens of reports' worth of text a growing span field would add.
@@ -35,7 +21,7 @@ async fn progress_lines_do_not_grow_with_the_step_count() -> anyhow::Result<()> 
     let coordinator = Coordinator::start(dir.path(), &dir.path().join("c.db"), &[])?;
     let mut client = coordinator.client().await?;
     let worker = start_worker(dir.path(), &coordinator.url(), 1, "log-worker")?;
-    let spec = shoal_common::spec::parse_toml(FREQUENT_PROGRESS)?;
+    let spec = shoal_common::spec::parse_toml(&frequent_progress())?;
     let job = client.submit_job(SubmitJobRequest { spec: Some(spec) }).await?.into_inner().job_id;
     let done = wait_terminal(&mut client, &job, Duration::from_secs(120)).await?;
     anyhow::ensure!(state_of(&done) == JobState::Succeeded, "job ended {:?}: {}", state_of(&done), done.reason);
