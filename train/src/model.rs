@@ -370,15 +370,7 @@ mod tests {
     fn fused_kernels_agree_with_plain_candle_ops() {
         let shape = DataShape { features: 10, image: None, outputs: 4 };
         let (x, t) = batch(9, 10, 4, 5);
-        for act in [
-            Activation::Relu,
-            Activation::LeakyRelu,
-            Activation::Tanh,
-            Activation::Sigmoid,
-            Activation::Silu,
-            Activation::Gelu,
-            Activation::Identity,
-        ] {
+        for act in Activation::ALL {
             let cfg = mlp(&[16, 12], act, 0.0);
             let mut a = Model::build_on(&cfg, &shape, 11, &backend::cpu()).expect("build");
             let mut b = Model::build_on(&cfg, &shape, 11, &backend::reference()).expect("build");

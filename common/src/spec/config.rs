@@ -154,6 +154,17 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Every activation, in the order of [`Activation::NAMES`].
+    pub const ALL: [Activation; 7] = [
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Silu,
+        Activation::LeakyRelu,
+        Activation::Identity,
+    ];
+
     pub const NAMES: &'static [&'static str] = &["relu", "gelu", "tanh", "sigmoid", "silu", "leaky_relu", "identity"];
 
     pub fn parse(name: &str) -> Option<Self> {
@@ -436,6 +447,12 @@ pub struct Resources {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_activation_is_listed_once_under_its_name() {
+        let parsed: Vec<Activation> = Activation::NAMES.iter().filter_map(|n| Activation::parse(n)).collect();
+        assert_eq!(parsed, Activation::ALL);
+    }
 
     #[test]
     fn warmup_then_cosine_ends_at_min_lr() {

@@ -373,15 +373,7 @@ mod tests {
     #[test]
     fn activation_derivatives_match_finite_differences() {
         let zs: Vec<f32> = (-20..=20).map(|i| i as f32 * 0.17 + 0.013).collect();
-        for act in [
-            Activation::Relu,
-            Activation::LeakyRelu,
-            Activation::Tanh,
-            Activation::Sigmoid,
-            Activation::Silu,
-            Activation::Gelu,
-            Activation::Identity,
-        ] {
+        for act in Activation::ALL {
             let mut y = zs.clone();
             activate(act, &mut y);
             let saved = if needs_preactivation(act) { zs.clone() } else { y.clone() };
