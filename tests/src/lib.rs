@@ -382,3 +382,20 @@ pub async fn wait_registered(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits until the coordinator no longer counts any worker as ready, so that what is submitted next
+/// stays queued (a killed worker's session takes a moment to be noticed as broken).
+pub async fn wait_none_ready(client: &mut JobServiceClient<Channel>, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let list = client.list_workers(shoal_common::proto::ListWorkersRequest {}).await?.into_inner().workers;
+        let ready = list.iter().filter(|w| w.state == shoal_common::proto::WorkerState::Ready as i32).count();
+        if ready == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{ready} workers still ready after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use shoal_common::proto::{JobState, SubmitJobRequest, job_event};
-use shoal_tests::{Coordinator, DIGITS_JOB, get, start_worker, state_of, wait_terminal, watch_until};
+use shoal_tests::{Coordinator, DIGITS_JOB, get, start_worker, state_of, wait_none_ready, wait_terminal, watch_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_coordinator_restarts_with_every_job_and_metric() -> anyhow::Result<()> {
@@ -30,6 +30,7 @@ async fn a_killed_coordinator_restarts_with_every_job_and_metric() -> anyhow::Re
 
     // No worker: these stay queued through the crash.
     worker.sigkill();
+    wait_none_ready(&mut client, Duration::from_secs(10)).await?;
     let mut queued = Vec::new();
     for _ in 0..2 {
         queued.push(client.submit_job(SubmitJobRequest { spec: Some(spec.clone()) }).await?.into_inner().job_id);
