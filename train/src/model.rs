@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use candle_core::Tensor;
 use shoal_common::spec::{Activation, LayerConfig, ModelConfig, ShapeError, infer_shape};
 
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, Tensor};
 use crate::error::{Result, TrainError};
 use crate::nn::{Cell, Conv2d, Ctx, Deferred, Dropout, Layer, Linear, Param, Pool2d, Residual, Saved};
 use crate::rng::Rng;
@@ -85,7 +84,7 @@ impl Model {
             let layer: Box<dyn Layer> = match *l {
                 LayerConfig::Linear { width, activation, skip } => {
                     let linear = Linear::new(&name, input.iter().product(), width, activation, &mut rng, backend)?;
-                    if skip { Box::new(Residual::new(linear)) } else { Box::new(linear) }
+                    if skip { Box::new(Residual::new(linear, backend)) } else { Box::new(linear) }
                 }
                 LayerConfig::Cell { ref ops, activation } => {
                     Box::new(Cell::new(&name, input[0], ops, activation, &mut rng, backend)?)
@@ -93,7 +92,7 @@ impl Model {
                 LayerConfig::Conv { channels, kernel, stride, padding, activation } => Box::new(Conv2d::new(
                     &name, input[0], channels, kernel, stride, padding, activation, &mut rng, backend,
                 )?),
-                LayerConfig::Pool { kind, size } => Box::new(Pool2d::new(kind, size)),
+                LayerConfig::Pool { kind, size } => Box::new(Pool2d::new(kind, size, backend)),
             };
             layers.push(layer);
             dims.push(shape.dims[i + 1].clone());
@@ -239,25 +238,30 @@ impl Model {
         format!("{:?} -> {}", self.dims[0], parts.join(" -> "))
     }
 
-    /// Parameters by name (for checkpoints).
-    pub fn named_tensors(&self) -> HashMap<String, Tensor> {
-        self.params().map(|p| (p.name.clone(), p.value.as_tensor().clone())).collect()
+    /// Parameters by name, in host memory (for checkpoints). Host parameters are shared, not
+    /// copied: save them before the next step.
+    pub fn named_tensors(&self) -> Result<HashMap<String, candle_core::Tensor>> {
+        self.params().map(|p| Ok((p.name.clone(), p.value.to_host_tensor()?))).collect()
     }
 
     /// Loads parameters saved by [`Self::named_tensors`]; every parameter must be present with its
     /// shape.
-    pub fn load_named(&mut self, tensors: &HashMap<String, Tensor>, origin: &std::path::Path) -> Result<()> {
+    pub fn load_named(
+        &mut self,
+        tensors: &HashMap<String, candle_core::Tensor>,
+        origin: &std::path::Path,
+    ) -> Result<()> {
         for p in self.params_mut() {
             let t = tensors
                 .get(&p.name)
                 .ok_or_else(|| TrainError::checkpoint(origin, format!("parameter `{}` is missing", p.name)))?;
-            if t.shape() != p.value.shape() {
+            if t.dims() != p.value.dims() {
                 return Err(TrainError::checkpoint(
                     origin,
                     format!("parameter `{}` has shape {:?}, the model wants {:?}", p.name, t.dims(), p.value.dims()),
                 ));
             }
-            p.value.set(&p.backend().from_host_tensor(t)?)?;
+            p.value = p.backend().from_host_tensor(t)?;
         }
         Ok(())
     }
@@ -317,19 +321,21 @@ mod tests {
         for (pi, name) in names.iter().enumerate() {
             let n = analytic[pi].len();
             for &k in &[0, n / 3, n / 2, n - 1] {
-                let value = model.params().nth(pi).expect("param").value.clone();
                 let backend = model.backend().clone();
-                let orig = to_host_vec(value.as_tensor()).expect("vec");
+                fn value(m: &mut Model, pi: usize) -> &mut Tensor {
+                    &mut m.params_mut().nth(pi).expect("param").value
+                }
+                let orig = to_host_vec(value(&mut model, pi)).expect("vec");
                 let h = 1e-3f32;
                 let mut plus = orig.clone();
                 plus[k] += h;
-                backend.write_var(&value, &plus).expect("set");
+                backend.write(value(&mut model, pi), &plus).expect("set");
                 let lp = loss_of(&model, x, t);
                 let mut minus = orig.clone();
                 minus[k] -= h;
-                backend.write_var(&value, &minus).expect("set");
+                backend.write(value(&mut model, pi), &minus).expect("set");
                 let lm = loss_of(&model, x, t);
-                backend.write_var(&value, &orig).expect("set");
+                backend.write(value(&mut model, pi), &orig).expect("set");
                 let fd = (lp - lm) / (2.0 * f64::from(h));
                 let a = f64::from(analytic[pi][k]);
                 assert!(
@@ -464,7 +470,8 @@ mod tests {
         let teacher = backend::cpu()
             .from_host((0..18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect::<Vec<f32>>(), &[6, 3])
             .expect("teacher");
-        let labels = x.matmul(&teacher).and_then(|s| s.argmax(1)).and_then(|a| a.to_vec1::<u32>()).expect("labels");
+        let scores = x.host().and_then(|x| x.matmul(teacher.host()?)).expect("scores");
+        let labels = scores.argmax(1).and_then(|a| a.to_vec1::<u32>()).expect("labels");
         let t = Targets::Classes(labels);
         let mut model = Model::build(&searched(12, 0.1), &shape, 4).expect("build");
         let mut losses = Vec::new();
@@ -476,8 +483,9 @@ mod tests {
             model.zero_grad();
             model.backward(saved, l.grad, 1).expect("backward");
             for p in model.params_mut().filter(|p| p.grad_valid) {
-                let next = (p.value.as_tensor() - (&p.grad * 0.3).expect("scaled")).expect("step");
-                p.value.set(&next).expect("set");
+                let next =
+                    (p.value.host().expect("w") - (p.grad.host().expect("g") * 0.3).expect("scaled")).expect("step");
+                p.value = next.into();
             }
         }
         let (first, last) = (losses[0], losses[losses.len() - 10..].iter().sum::<f64>() / 10.0);

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use candle_core::Tensor;
 use shoal_common::spec::{Activation, CellOp, LayerConfig, ModelConfig, cell_edges, cell_nodes, infer_shape};
 
-use crate::backend::{HOST, to_host_vec};
+use crate::backend::{HOST, candle_values};
 use crate::error::{Result, TrainError};
 use crate::model::DataShape;
 use crate::rng::Rng;
@@ -516,7 +516,7 @@ fn fetch(params: &HashMap<String, Tensor>, name: &str, rows: usize, cols: usize)
             format!("the parent's tensor has shape {:?}, its config implies {rows} rows of {cols}", t.dims()),
         ));
     }
-    Ok(to_host_vec(t)?)
+    Ok(candle_values(t)?)
 }
 
 #[cfg(test)]
@@ -556,7 +556,7 @@ mod tests {
 
     fn outputs(model: &Model, x: &Tensor) -> Vec<f32> {
         let mut ctx = Ctx::new(Mode::Eval, 1, Rng::new(0));
-        to_host_vec(&model.forward(x, &mut ctx).expect("forward").0).expect("vec")
+        model.forward(&x.clone().into(), &mut ctx).expect("forward").0.to_host_vec().expect("vec")
     }
 
     struct Morphed {
@@ -576,7 +576,7 @@ mod tests {
         let rows = 6;
         let x: Vec<f32> = (0..rows * data.features).map(|_| rng.normal() as f32).collect();
         let x = Tensor::from_vec(x, (rows, data.features), &HOST).expect("x");
-        let parent_params = parent_model.named_tensors();
+        let parent_params = parent_model.named_tensors().expect("named");
         let (params, description) = inherit(parent, &parent_params, child, data, 11).expect("inherit");
         let mut child_model = Model::build(child, data, 99).expect("build child");
         let want = outputs(&parent_model, &x);
@@ -739,7 +739,7 @@ mod tests {
     fn the_same_seed_draws_the_same_copies() {
         let parent = mlp(&[(4, Activation::Relu)]);
         let child = mlp(&[(20, Activation::Relu)]);
-        let params = Model::build(&parent, &flat(5), 1).expect("build").named_tensors();
+        let params = Model::build(&parent, &flat(5), 1).expect("build").named_tensors().expect("named");
         let run = |seed| {
             let (t, _) = inherit(&parent, &params, &child, &flat(5), seed).expect("inherit");
             rows_of(&t["layers.0.weight"])
@@ -753,7 +753,7 @@ mod tests {
         use Activation::{Identity, Relu, Tanh};
         let data = flat(10);
         let refuse = |parent: &ModelConfig, child: &ModelConfig, data: &DataShape| {
-            let params = Model::build(parent, data, 1).expect("build").named_tensors();
+            let params = Model::build(parent, data, 1).expect("build").named_tensors().expect("named");
             let err = inherit(parent, &params, child, data, 0).expect_err("refused");
             assert!(matches!(err, TrainError::Shape { .. }), "{err}");
             err.to_string()
@@ -839,7 +839,7 @@ mod tests {
         let refuse = |parent: &[LayerConfig], child: &[LayerConfig]| {
             let (parent, child) =
                 (config(ModelKind::Mlp, parent.to_vec(), 0.0), config(ModelKind::Mlp, child.to_vec(), 0.0));
-            let params = Model::build(&parent, &data, 1).expect("build").named_tensors();
+            let params = Model::build(&parent, &data, 1).expect("build").named_tensors().expect("named");
             let err = inherit(&parent, &params, &child, &data, 0).expect_err("refused");
             assert!(matches!(err, TrainError::Shape { .. }), "{err}");
             err.to_string()
@@ -876,10 +876,11 @@ mod tests {
     fn parameters_that_do_not_fit_the_parent_config_are_refused() {
         let data = flat(10);
         let parent = mlp(&[(16, Activation::Relu)]);
-        let other = Model::build(&mlp(&[(15, Activation::Relu)]), &data, 1).expect("build").named_tensors();
+        let other =
+            Model::build(&mlp(&[(15, Activation::Relu)]), &data, 1).expect("build").named_tensors().expect("named");
         let err = inherit(&parent, &other, &parent, &data, 0).expect_err("refused").to_string();
         assert!(err.starts_with("model.layers.0.weight: "), "{err}");
-        let mut missing = Model::build(&parent, &data, 1).expect("build").named_tensors();
+        let mut missing = Model::build(&parent, &data, 1).expect("build").named_tensors().expect("named");
         missing.remove("output.bias");
         let err = inherit(&parent, &missing, &parent, &data, 0).expect_err("refused").to_string();
         assert!(err.contains("output.bias"), "{err}");

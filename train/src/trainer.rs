@@ -58,11 +58,10 @@ pub fn train_with(
 mod tests {
     use std::path::PathBuf;
 
-    use candle_core::Tensor;
     use shoal_common::spec::load_toml;
 
     use super::*;
-    use crate::backend::Backend;
+    use crate::backend::{Backend, Tensor};
     use crate::checkpoint;
     use crate::data;
     use crate::model::Model;
@@ -150,7 +149,7 @@ mod tests {
             threads: 1,
             spec_toml: String::new(),
             keep_checkpoints: 3,
-            warmup_steps: 0,
+            ..Default::default()
         };
         let straight =
             train(&cfg, data::load(&cfg.dataset).expect("data"), &opts("a", None), &mut Recorder::new(), Peers::Alone)
@@ -260,7 +259,7 @@ mod tests {
                 loss_sum: hard.loss_sum + f64::from(self.weight) * pull.loss_sum,
                 correct: hard.correct,
                 rows: hard.rows,
-                grad: (&hard.grad + &pull.grad)?,
+                grad: backend.add(&hard.grad, &pull.grad)?,
             })
         }
     }

@@ -2,22 +2,23 @@
 //! their storage (matmul, bias and activation in one pass; gradients accumulated into their
 //! buffers; optimizer moments updated where they lie).
 
-use candle_core::{Device, Result, Tensor, Var};
+use candle_core::{Device, Result};
 use shoal_common::spec::Activation;
 
 use super::kernels::{self, Dims};
-use super::{AdamStep, Backend, HOST, LossGrad, SgdStep, rules, storage};
+use super::{AdamStep, Backend, HOST, LossGrad, SgdStep, Tensor, rules, storage};
 use crate::rng::Rng;
 
 /// Fused kernels on host memory. Holds `f32` tensors only.
 pub struct CpuBackend;
 
-/// Makes a tensor about to be written in place contiguous (a no-op when it already is).
-fn make_contiguous(t: &mut Tensor) -> Result<()> {
-    if !t.is_contiguous() {
+/// Makes a tensor about to be written in place contiguous (a no-op when it already is) and hands
+/// back its host tensor.
+fn host_mut(t: &mut Tensor) -> Result<&candle_core::Tensor> {
+    if !t.host()?.is_contiguous() {
         *t = t.contiguous()?;
     }
-    Ok(())
+    t.host()
 }
 
 /// The row-major product shape of `x` (rows×inputs) times `w`ᵀ (w: outputs×inputs).
@@ -37,26 +38,15 @@ impl Backend for CpuBackend {
     }
 
     fn read_host(&self, t: &Tensor, f: &mut dyn FnMut(&[f32])) -> Result<()> {
-        storage::read(t, |v| {
+        storage::read(t.host()?, |v| {
             f(v);
             Ok(())
         })
     }
 
     fn write(&self, t: &mut Tensor, src: &[f32]) -> Result<()> {
-        make_contiguous(t)?;
-        storage::update(t, |v| {
+        storage::update(host_mut(t)?, |v| {
             v.copy_from_slice(src);
-            Ok(())
-        })
-    }
-
-    fn write_var(&self, v: &Var, src: &[f32]) -> Result<()> {
-        if !v.as_tensor().is_contiguous() {
-            return v.set(&self.from_host(src.to_vec(), v.dims())?);
-        }
-        storage::update(v.as_tensor(), |d| {
-            d.copy_from_slice(src);
             Ok(())
         })
     }
@@ -70,6 +60,7 @@ impl Backend for CpuBackend {
         threads: usize,
     ) -> Result<(Tensor, Tensor)> {
         let d = dims(x, w)?;
+        let (x, w, b) = (x.host()?, w.host()?, b.host()?);
         let z = storage::build((d.rows, d.outputs), |z| {
             storage::read2(x, w, |xs, ws| storage::read(b, |bs| kernels::linear_forward(xs, ws, bs, z, d, threads)))
         })?;
@@ -80,10 +71,10 @@ impl Backend for CpuBackend {
         if kernels::needs_preactivation(act) {
             let y = z.copy()?;
             storage::update(&y, activate)?;
-            Ok((y, z))
+            Ok((y.into(), z.into()))
         } else {
             storage::update(&z, activate)?;
-            Ok((z.clone(), z))
+            Ok((z.clone().into(), z.into()))
         }
     }
 
@@ -91,7 +82,7 @@ impl Backend for CpuBackend {
         // The incoming gradient is ours to reuse: turn it into dz in place.
         let dz = grad.contiguous()?;
         if act != Activation::Identity {
-            storage::update_with(&dz, saved, |g, s| kernels::activation_backward(act, s, g))?;
+            storage::update_with(dz.host()?, saved.host()?, |g, s| kernels::activation_backward(act, s, g))?;
         }
         Ok(dz)
     }
@@ -100,9 +91,10 @@ impl Backend for CpuBackend {
         let (rows, outputs) = dz.dims2()?;
         let (_, inputs) = w.dims2()?;
         let d = Dims { rows, inputs, outputs };
-        storage::build((rows, inputs), |dx| {
-            storage::read2(dz, w, |dzs, ws| kernels::linear_input_grad(dzs, ws, dx, d, threads))
-        })
+        let dx = storage::build((rows, inputs), |dx| {
+            storage::read2(dz.host()?, w.host()?, |dzs, ws| kernels::linear_input_grad(dzs, ws, dx, d, threads))
+        })?;
+        Ok(dx.into())
     }
 
     fn linear_weight_grad(
@@ -114,18 +106,18 @@ impl Backend for CpuBackend {
         threads: usize,
     ) -> Result<()> {
         let d = dims(x, gw)?;
-        make_contiguous(gw)?;
-        storage::update_with2(gw, x, dz, |g, xs, dzs| kernels::linear_weight_grad(xs, dzs, g, d, accumulate, threads))
+        storage::update_with2(host_mut(gw)?, x.host()?, dz.host()?, |g, xs, dzs| {
+            kernels::linear_weight_grad(xs, dzs, g, d, accumulate, threads)
+        })
     }
 
     fn bias_grad(&self, dz: &Tensor, gb: &mut Tensor, accumulate: bool) -> Result<()> {
-        make_contiguous(gb)?;
-        storage::update_with(gb, dz, |g, dzs| kernels::bias_grad(dzs, g, accumulate))
+        storage::update_with(host_mut(gb)?, dz.host()?, |g, dzs| kernels::bias_grad(dzs, g, accumulate))
     }
 
     fn accumulate(&self, dst: &mut Tensor, src: &Tensor, overwrite: bool) -> Result<()> {
-        make_contiguous(dst)?;
-        storage::update_with(dst, &src.contiguous()?, |d, s| {
+        let src = src.contiguous()?;
+        storage::update_with(host_mut(dst)?, src.host()?, |d, s| {
             if overwrite {
                 d.copy_from_slice(s);
             } else {
@@ -137,54 +129,60 @@ impl Backend for CpuBackend {
 
     fn dropout_mask(&self, dims: &[usize], keep: f64, rng: &mut Rng) -> Result<Tensor> {
         let scale = (1.0 / keep) as f32;
-        storage::build(dims, |m| {
+        let mask = storage::build(dims, |m| {
             m.iter_mut().for_each(|v| *v = if rng.uniform() < keep { scale } else { 0.0 });
             Ok(())
-        })
+        })?;
+        Ok(mask.into())
     }
 
     fn cross_entropy(&self, logits: &Tensor, labels: &[u32], scale: f32) -> Result<LossGrad> {
         let (rows, classes) = logits.dims2()?;
         let (mut loss_sum, mut correct) = (0.0, 0);
         let grad = storage::build((rows, classes), |g| {
-            storage::read(logits, |o| {
+            storage::read(logits.host()?, |o| {
                 (loss_sum, correct) = kernels::softmax_cross_entropy(o, labels, classes, scale, g)?;
                 Ok(())
             })
         })?;
-        Ok(LossGrad { grad, loss_sum, correct })
+        Ok(LossGrad { grad: grad.into(), loss_sum, correct })
     }
 
     fn squared_error(&self, pred: &Tensor, targets: &[f32], scale: f32) -> Result<LossGrad> {
         let mut loss_sum = 0.0;
-        let grad = storage::build(pred.shape(), |g| {
-            storage::read(pred, |p| {
+        let grad = storage::build(pred.dims(), |g| {
+            storage::read(pred.host()?, |p| {
                 loss_sum = kernels::squared_error(p, targets, scale, g)?;
                 Ok(())
             })
         })?;
-        Ok(LossGrad { grad, loss_sum, correct: 0 })
+        Ok(LossGrad { grad: grad.into(), loss_sum, correct: 0 })
     }
 
-    fn sgd_update(&self, w: &Var, g: &Tensor, momentum: Option<&mut Tensor>, s: &SgdStep) -> Result<()> {
+    fn sgd_update(&self, w: &mut Tensor, g: &Tensor, momentum: Option<&mut Tensor>, s: &SgdStep) -> Result<()> {
         let g = g.contiguous()?;
+        let (w, g) = (host_mut(w)?, g.host()?);
         match momentum {
-            Some(buf) => storage::update_with(w.as_tensor(), &g, |ws, gs| {
-                storage::update(buf, |bs| {
-                    s.apply(ws, gs, bs);
-                    Ok(())
+            Some(buf) => {
+                let buf = host_mut(buf)?;
+                storage::update_with(w, g, |ws, gs| {
+                    storage::update(buf, |bs| {
+                        s.apply(ws, gs, bs);
+                        Ok(())
+                    })
                 })
-            }),
-            None => storage::update_with(w.as_tensor(), &g, |ws, gs| {
+            }
+            None => storage::update_with(w, g, |ws, gs| {
                 s.apply(ws, gs, &mut []);
                 Ok(())
             }),
         }
     }
 
-    fn adamw_update(&self, w: &Var, g: &Tensor, m: &mut Tensor, v: &mut Tensor, s: &AdamStep) -> Result<()> {
+    fn adamw_update(&self, w: &mut Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor, s: &AdamStep) -> Result<()> {
         let g = g.contiguous()?;
-        storage::update_with(w.as_tensor(), &g, |ws, gs| {
+        let (w, g, m, v) = (host_mut(w)?, g.host()?, host_mut(m)?, host_mut(v)?);
+        storage::update_with(w, g, |ws, gs| {
             storage::update(m, |ms| {
                 storage::update(v, |vs| {
                     rules::adamw(ws, gs, ms, vs, s);
@@ -269,10 +267,10 @@ mod tests {
                 b.scatter_grads(&mut [&mut p, &mut q].into_iter(), &seq(8, 0.3)).expect("scatter");
                 let mut buf = b.zeros(&[6]).expect("buf");
                 let sgd = SgdStep { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01, first: true };
-                b.sgd_update(&p.value, &p.grad, Some(&mut buf), &sgd).expect("sgd");
+                b.sgd_update(&mut p.value, &p.grad, Some(&mut buf), &sgd).expect("sgd");
                 let (mut m, mut v) = (b.zeros(&[2]).expect("m"), b.zeros(&[2]).expect("v"));
                 let adam = AdamStep { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1, t: 1 };
-                b.adamw_update(&q.value, &q.grad, &mut m, &mut v, &adam).expect("adamw");
+                b.adamw_update(&mut q.value, &q.grad, &mut m, &mut v, &adam).expect("adamw");
                 let mut flat = Vec::new();
                 b.gather_values(&mut [&p, &q].into_iter(), &mut flat).expect("values");
                 b.gather_grads(&mut [&p, &q].into_iter(), &mut flat).expect("grads");

@@ -16,16 +16,18 @@ pub mod kernels;
 mod param;
 pub mod rules;
 mod storage;
+mod tensor;
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Result, Tensor, Var};
-use shoal_common::spec::Activation;
+use candle_core::{DType, Device, Result, Var};
+use shoal_common::spec::{Activation, PoolKind};
 
 pub use self::cpu::CpuBackend;
 pub use self::generic::CandleBackend;
 pub use self::param::Param;
 pub use self::rules::AdamStep;
+pub use self::tensor::{DeviceBuffer, Tensor};
 use crate::rng::Rng;
 
 /// Host memory, where checkpoints, datasets and collective buffers live whatever the backend.
@@ -41,9 +43,42 @@ pub fn reference() -> Arc<dyn Backend> {
     Arc::new(CandleBackend::new(HOST))
 }
 
-/// A host copy of any tensor's values as flat `f32` (checkpoints, metrics, tests).
+/// A host copy of a tensor's values as flat `f32`, wherever they live (metrics, tests).
 pub fn to_host_vec(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_host_vec()
+}
+
+/// A host copy of a candle tensor's values as flat `f32` (checkpoints, morphs).
+pub fn candle_values(t: &candle_core::Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()
+}
+
+/// Geometry of a convolution with a square kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub stride: usize,
+    pub padding: usize,
+}
+
+/// Gradients of a convolution's backward pass.
+pub struct ConvGrads {
+    /// Of the input, when asked for.
+    pub input: Option<Tensor>,
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+/// Runs candle's autograd on host tensors: the gradient of each of `wrt` given the output
+/// gradient, through the surrogate `sum(output · grad_out)`.
+fn autograd(
+    output: &candle_core::Tensor,
+    grad_out: &candle_core::Tensor,
+    wrt: &[&candle_core::Tensor],
+) -> Result<Vec<Option<Tensor>>> {
+    let grad_out = grad_out.reshape(output.shape())?;
+    let surrogate = (output * grad_out)?.sum_all()?;
+    let grads = surrogate.backward()?;
+    Ok(wrt.iter().map(|t| grads.get(t).cloned().map(Tensor::from)).collect())
 }
 
 /// One SGD step's settings (PyTorch's definition: coupled weight decay, momentum without
@@ -64,6 +99,12 @@ impl SgdStep {
     }
 }
 
+impl std::fmt::Debug for dyn Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Backend({})", self.name())
+    }
+}
+
 /// The loss kernels' result: the gradient of `scale · Σ_rows loss` with respect to the output.
 pub struct LossGrad {
     pub grad: Tensor,
@@ -74,13 +115,16 @@ pub struct LossGrad {
 }
 
 /// Memory and kernels for one kind of device. Object-safe: models hold an `Arc<dyn Backend>`.
-/// Tensors handed to a backend's kernels are its own (made by it or by candle ops on its device);
-/// all are `f32`. Kernels that take a tensor by value may overwrite it in place.
+/// Tensors handed to a backend's kernels are its own (made by it or by its kernels); all are
+/// `f32`. Kernels that take a tensor by value may overwrite it in place.
+///
+/// The default methods run plain candle ops on host tensors placed on [`Backend::device`]; a
+/// device backend overrides every one of them.
 pub trait Backend: Send + Sync {
     /// Short name for logs ("cpu").
     fn name(&self) -> &'static str;
 
-    /// Where this backend's tensors live.
+    /// The candle device the default methods compute on.
     fn device(&self) -> &Device;
 
     // Memory.
@@ -88,29 +132,34 @@ pub trait Backend: Send + Sync {
     /// A backend tensor holding `data` (row-major) with shape `dims`.
     #[allow(clippy::wrong_self_convention)] // a conversion into this backend's memory
     fn from_host(&self, data: Vec<f32>, dims: &[usize]) -> Result<Tensor> {
-        Tensor::from_vec(data, dims, self.device())
+        Ok(candle_core::Tensor::from_vec(data, dims, self.device())?.into())
     }
 
     /// A fresh backend tensor with the values of a host tensor (a checkpoint's, a morph's).
     #[allow(clippy::wrong_self_convention)] // a conversion into this backend's memory
-    fn from_host_tensor(&self, t: &Tensor) -> Result<Tensor> {
-        t.to_dtype(DType::F32)?.to_device(self.device())?.copy()
+    fn from_host_tensor(&self, t: &candle_core::Tensor) -> Result<Tensor> {
+        Ok(t.to_dtype(DType::F32)?.to_device(self.device())?.copy()?.into())
     }
 
     fn zeros(&self, dims: &[usize]) -> Result<Tensor> {
-        Tensor::zeros(dims, DType::F32, self.device())
+        Ok(candle_core::Tensor::zeros(dims, DType::F32, self.device())?.into())
+    }
+
+    /// A copy with memory of its own.
+    fn copy(&self, t: &Tensor) -> Result<Tensor> {
+        Ok(t.host()?.copy()?.into())
     }
 
     /// Runs `f` on the tensor's values in host memory: borrowed where the backend can, copied
     /// otherwise.
     fn read_host(&self, t: &Tensor, f: &mut dyn FnMut(&[f32])) -> Result<()> {
-        f(&to_host_vec(t)?);
+        f(&t.to_host_vec()?);
         Ok(())
     }
 
     /// The tensor's values copied to host memory.
     fn to_host(&self, t: &Tensor) -> Result<Vec<f32>> {
-        to_host_vec(t)
+        t.to_host_vec()
     }
 
     /// Overwrites a tensor's values from host memory (in place where the backend can).
@@ -119,18 +168,13 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// Overwrites a variable's values from host memory.
-    fn write_var(&self, v: &Var, src: &[f32]) -> Result<()> {
-        v.set(&self.from_host(src.to_vec(), v.dims())?)
-    }
-
     // Flat buffers: parameters and gradients laid end to end in model order, the layout that
     // collectives and parameter servers exchange.
 
     /// Appends the parameters' values to `out`.
     fn gather_values(&self, params: &mut dyn Iterator<Item = &Param>, out: &mut Vec<f32>) -> Result<()> {
         for p in params {
-            self.read_host(p.value.as_tensor(), &mut |v| out.extend_from_slice(v))?;
+            self.read_host(&p.value, &mut |v| out.extend_from_slice(v))?;
         }
         Ok(())
     }
@@ -165,7 +209,7 @@ pub trait Backend: Send + Sync {
         let mut offset = 0;
         for p in params {
             let n = p.elem_count();
-            self.write_var(&p.value, part(src, offset, n)?)?;
+            self.write(&mut p.value, part(src, offset, n)?)?;
             offset += n;
         }
         Ok(())
@@ -176,13 +220,30 @@ pub trait Backend: Send + Sync {
     fn checksum(&self, params: &mut dyn Iterator<Item = &Param>) -> Result<u64> {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for p in params {
-            self.read_host(p.value.as_tensor(), &mut |v| {
+            self.read_host(&p.value, &mut |v| {
                 for x in v {
                     h = (h ^ u64::from(x.to_bits())).wrapping_mul(0x100_0000_01b3);
                 }
             })?;
         }
         Ok(h)
+    }
+
+    /// Rows `start..start + len` of a tensor (along its first dimension), in a new tensor.
+    fn rows(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        Ok(t.host()?.narrow(0, start, len)?.contiguous()?.into())
+    }
+
+    // Elementwise.
+
+    /// `a + b` (same shapes) in a new tensor.
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Ok((a.host()? + b.host()?.reshape(a.dims())?)?.into())
+    }
+
+    /// `x · mask` elementwise (same element counts), in a new tensor of `x`'s shape.
+    fn multiply(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        Ok((x.host()? * mask.host()?.reshape(x.dims())?)?.into())
     }
 
     // Layer kernels. `x` is rows×inputs, `w` outputs×inputs (PyTorch layout), `dz` rows×outputs.
@@ -198,22 +259,23 @@ pub trait Backend: Send + Sync {
         threads: usize,
     ) -> Result<(Tensor, Tensor)> {
         let _ = threads;
-        let z = x.matmul(&w.t()?)?.broadcast_add(b)?;
+        let z = x.host()?.matmul(&w.host()?.t()?)?.broadcast_add(b.host()?)?;
         let y = activation::forward(act, &z)?;
         let saved = if kernels::needs_preactivation(act) { z } else { y.clone() };
-        Ok((y, saved))
+        Ok((y.into(), saved.into()))
     }
 
     /// Turns the output gradient into the pre-activation gradient `dz`, given what
     /// [`Backend::linear_forward`] saved. May reuse `grad`'s memory.
     fn activation_backward(&self, act: Activation, saved: &Tensor, grad: Tensor) -> Result<Tensor> {
-        activation::backward(act, saved, saved, &grad)
+        let s = saved.host()?;
+        Ok(activation::backward(act, s, s, &grad.host()?.reshape(s.dims())?)?.into())
     }
 
     /// Input gradient of a linear layer: `dx = dz · w`.
     fn linear_input_grad(&self, dz: &Tensor, w: &Tensor, threads: usize) -> Result<Tensor> {
         let _ = threads;
-        dz.matmul(w)
+        Ok(dz.host()?.matmul(w.host()?)?.into())
     }
 
     /// Weight gradient `gw (+)= dzᵀ · x`: added with `accumulate`, else overwritten.
@@ -226,18 +288,98 @@ pub trait Backend: Send + Sync {
         threads: usize,
     ) -> Result<()> {
         let _ = threads;
-        self.accumulate(gw, &dz.t()?.matmul(x)?, !accumulate)
+        self.accumulate(gw, &dz.host()?.t()?.matmul(x.host()?)?.into(), !accumulate)
     }
 
     /// Bias gradient `gb (+)= Σ_rows dz`.
     fn bias_grad(&self, dz: &Tensor, gb: &mut Tensor, accumulate: bool) -> Result<()> {
-        self.accumulate(gb, &dz.sum(0)?, !accumulate)
+        self.accumulate(gb, &dz.host()?.sum(0)?.into(), !accumulate)
     }
 
-    /// `dst += src`, or `dst = src` with `overwrite` (same shapes).
+    /// `dst += src`, or `dst = src` with `overwrite` (same element counts).
     fn accumulate(&self, dst: &mut Tensor, src: &Tensor, overwrite: bool) -> Result<()> {
-        *dst = if overwrite { src.copy()? } else { (&*dst + src)? };
+        let src = src.host()?.reshape(dst.dims())?;
+        *dst = if overwrite { src.copy()? } else { (dst.host()? + src)? }.into();
         Ok(())
+    }
+
+    /// `y = act(conv(x, w) + b)` on NCHW input with an (out, in, k, k) kernel. In training also
+    /// returns what [`Backend::conv2d_backward`] needs.
+    fn conv2d_forward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        geometry: ConvGeometry,
+        act: Activation,
+        train: bool,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let ConvGeometry { stride, padding } = geometry;
+        let bias = |b: &candle_core::Tensor| b.reshape((1, b.elem_count(), 1, 1));
+        if !train {
+            let z = x.host()?.conv2d(w.host()?, padding, stride, 1, 1)?.broadcast_add(&bias(b.host()?)?)?;
+            return Ok((activation::forward(act, &z)?.into(), Vec::new()));
+        }
+        // Fresh variables, so autograd in backward reaches exactly these inputs.
+        let (input, wv, bv) =
+            (Var::from_tensor(x.host()?)?, Var::from_tensor(w.host()?)?, Var::from_tensor(b.host()?)?);
+        let z = input.conv2d(&wv, padding, stride, 1, 1)?.broadcast_add(&bias(&bv)?)?;
+        let y = activation::forward(act, &z)?;
+        let saved = [input.as_tensor(), &y, wv.as_tensor(), bv.as_tensor()].map(|t| Tensor::from(t.clone()));
+        Ok((y.detach().into(), saved.into()))
+    }
+
+    /// Gradients of a convolution from what its training forward (with the same geometry and
+    /// activation) saved. May reuse `grad_out`'s memory.
+    fn conv2d_backward(
+        &self,
+        saved: &[Tensor],
+        grad_out: Tensor,
+        geometry: ConvGeometry,
+        act: Activation,
+        need_input_grad: bool,
+    ) -> Result<ConvGrads> {
+        let _ = (geometry, act);
+        let [input, output, w, b] = saved else { candle_core::bail!("conv backward without its forward's tensors") };
+        let (input, w, b) = (input.host()?, w.host()?, b.host()?);
+        let mut grads = autograd(output.host()?, grad_out.host()?, &[input, w, b])?.into_iter();
+        let mut next = |what: &str| {
+            grads
+                .next()
+                .flatten()
+                .ok_or_else(|| candle_core::Error::Msg(format!("conv backward gave no {what} gradient")))
+        };
+        let input = next("input");
+        Ok(ConvGrads {
+            weight: next("weight")?,
+            bias: next("bias")?,
+            input: if need_input_grad { Some(input?) } else { None },
+        })
+    }
+
+    /// Pooling over non-overlapping `size`×`size` windows of NCHW input. In training also returns
+    /// what [`Backend::pool_backward`] needs.
+    fn pool_forward(&self, x: &Tensor, kind: PoolKind, size: usize, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
+        let apply = |x: &candle_core::Tensor| match kind {
+            PoolKind::Max => x.max_pool2d(size),
+            PoolKind::Avg => x.avg_pool2d(size),
+        };
+        if !train {
+            return Ok((apply(x.host()?)?.into(), Vec::new()));
+        }
+        let input = Var::from_tensor(x.host()?)?;
+        let y = apply(input.as_tensor())?;
+        Ok((y.detach().into(), vec![input.as_tensor().clone().into(), y.into()]))
+    }
+
+    /// The input gradient of a pooling layer from what its training forward (of the same kind and
+    /// size) saved.
+    fn pool_backward(&self, saved: &[Tensor], grad_out: &Tensor, kind: PoolKind, size: usize) -> Result<Tensor> {
+        let _ = (kind, size);
+        let [input, output] = saved else { candle_core::bail!("pool backward without its forward's tensors") };
+        autograd(output.host()?, grad_out.host()?, &[input.host()?])?
+            .remove(0)
+            .ok_or_else(|| candle_core::Error::Msg("pool backward gave no input gradient".into()))
     }
 
     /// Inverted-dropout mask of shape `dims`: `1/keep` with probability `keep`, else 0, drawn from
@@ -271,8 +413,8 @@ pub trait Backend: Send + Sync {
     // Optimizer updates on backend-owned state (moments are flat tensors of the parameter's size).
 
     /// One SGD step on `w`; `momentum` is the buffer (None without momentum).
-    fn sgd_update(&self, w: &Var, g: &Tensor, momentum: Option<&mut Tensor>, s: &SgdStep) -> Result<()> {
-        let (mut wv, gv) = (self.to_host(w.as_tensor())?, self.to_host(g)?);
+    fn sgd_update(&self, w: &mut Tensor, g: &Tensor, momentum: Option<&mut Tensor>, s: &SgdStep) -> Result<()> {
+        let (mut wv, gv) = (self.to_host(w)?, self.to_host(g)?);
         match momentum {
             Some(buf) => {
                 let mut bv = self.to_host(buf)?;
@@ -281,17 +423,17 @@ pub trait Backend: Send + Sync {
             }
             None => s.apply(&mut wv, &gv, &mut []),
         }
-        self.write_var(w, &wv)
+        self.write(w, &wv)
     }
 
     /// One AdamW step on `w` with moments `m` and `v`.
-    fn adamw_update(&self, w: &Var, g: &Tensor, m: &mut Tensor, v: &mut Tensor, s: &AdamStep) -> Result<()> {
-        let (mut wv, gv) = (self.to_host(w.as_tensor())?, self.to_host(g)?);
+    fn adamw_update(&self, w: &mut Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor, s: &AdamStep) -> Result<()> {
+        let (mut wv, gv) = (self.to_host(w)?, self.to_host(g)?);
         let (mut mv, mut vv) = (self.to_host(m)?, self.to_host(v)?);
         rules::adamw(&mut wv, &gv, &mut mv, &mut vv, s);
         self.write(m, &mv)?;
         self.write(v, &vv)?;
-        self.write_var(w, &wv)
+        self.write(w, &wv)
     }
 }
 

@@ -2,15 +2,15 @@
 
 use std::sync::Arc;
 
-use candle_core::{Result, Tensor, Var};
+use candle_core::Result;
 
-use super::Backend;
+use super::{Backend, Tensor};
 
 /// A trainable tensor and its gradient.
 pub struct Param {
     /// Stable name (`layers.0.weight`), used in checkpoints.
     pub name: String,
-    pub value: Var,
+    pub value: Tensor,
     pub grad: Tensor,
     /// False after `zero_grad`: the next gradient overwrites instead of adding (no zeroing pass).
     pub grad_valid: bool,
@@ -22,7 +22,7 @@ impl Param {
     pub fn new(name: String, values: Vec<f32>, dims: &[usize], backend: &Arc<dyn Backend>) -> Result<Self> {
         let value = backend.from_host(values, dims)?;
         let grad = backend.zeros(dims)?;
-        Ok(Self { name, value: Var::from_tensor(&value)?, grad, grad_valid: false, backend: backend.clone() })
+        Ok(Self { name, value, grad, grad_valid: false, backend: backend.clone() })
     }
 
     /// The backend holding this parameter.
@@ -36,8 +36,7 @@ impl Param {
 
     /// Adds `g` to the gradient (or sets it, after `zero_grad`).
     pub fn accumulate(&mut self, g: &Tensor) -> Result<()> {
-        let g = g.reshape(self.grad.shape())?;
-        self.backend.accumulate(&mut self.grad, &g, !self.grad_valid)?;
+        self.backend.accumulate(&mut self.grad, g, !self.grad_valid)?;
         self.grad_valid = true;
         Ok(())
     }

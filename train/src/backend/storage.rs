@@ -123,7 +123,7 @@ pub(super) fn update_with2(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::to_host_vec as to_vec;
+    use crate::backend::candle_values as to_vec;
 
     #[test]
     fn in_place_updates_write_through_the_tensor() {

@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use candle_core::Tensor;
-
 use super::Dataset;
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, Tensor};
 use crate::error::{Result, TrainError};
 use crate::nn::loss::Targets;
 use crate::rng::Rng;
@@ -163,7 +161,7 @@ mod tests {
         let b = resumed.next().expect("batch");
         assert_eq!(b.step, 4);
         assert_eq!(b.targets, batches[4].targets);
-        assert_eq!(b.x.to_vec2::<f32>().expect("x"), batches[4].x.to_vec2::<f32>().expect("x"));
+        assert_eq!(b.x.to_host_vec().expect("x"), batches[4].x.to_host_vec().expect("x"));
     }
 
     #[test]

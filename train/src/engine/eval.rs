@@ -3,10 +3,8 @@
 
 use std::time::Instant;
 
-use candle_core::Tensor;
-
 use super::report::EvalPoint;
-use crate::backend::Backend;
+use crate::backend::{Backend, Tensor};
 use crate::collective::Collective;
 use crate::data::{Dataset, TargetData};
 use crate::distributed;

@@ -2,9 +2,7 @@
 //! something else (a teacher's outputs, a penalty on the weights) is one new [`Objective`], and the
 //! step loop and every cooperation strategy stay as they are.
 
-use candle_core::Tensor;
-
-use crate::backend::Backend;
+use crate::backend::{Backend, Tensor};
 use crate::error::{Result, TrainError};
 use crate::nn::loss::{LossOutput, Targets, loss_and_grad};
 

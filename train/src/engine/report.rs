@@ -2,6 +2,9 @@
 //! the final summary, and the options and stop requests that come in.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::backend::{self, Backend};
 
 /// Why the host wants the loop to stop early.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +82,15 @@ pub struct RunOptions {
     pub keep_checkpoints: usize,
     /// Steps excluded from the steady-state throughput in the summary.
     pub warmup_steps: u64,
+    /// Where the model trains; `None` is the CPU.
+    pub backend: Option<Arc<dyn Backend>>,
+}
+
+impl RunOptions {
+    /// The backend the model is built on.
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone().unwrap_or_else(backend::cpu)
+    }
 }
 
 /// How a finished run went.

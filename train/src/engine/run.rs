@@ -249,7 +249,7 @@ impl<'a> Run<'a> {
         let path = checkpoint::save(
             root,
             &state,
-            &self.model.named_tensors(),
+            &self.model.named_tensors()?,
             &self.opt.named_state()?,
             &self.opts.spec_toml,
             self.opts.keep_checkpoints.max(1),

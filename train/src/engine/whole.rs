@@ -10,7 +10,7 @@ use crate::model::{DataShape, Model};
 
 /// The whole model, with the parent's weights when the job inherits them (and does not resume).
 pub fn whole_model(cfg: &TrainConfig, shape: &DataShape, opts: &RunOptions) -> Result<(Model, String)> {
-    let mut model = Model::build(&cfg.model, shape, cfg.training.seed)?;
+    let mut model = Model::build_on(&cfg.model, shape, cfg.training.seed, &opts.backend())?;
     let mut described = model.describe();
     if let (Some(inherit), None) = (&cfg.inherit, &opts.resume_from) {
         described = format!("{described}; {}", inherit_weights(&mut model, cfg, inherit, shape)?);

@@ -1,16 +1,16 @@
 //! A DAG cell on flat features that keeps their width: node 0 is the input, node j sums an
 //! operation (zero, identity, or a width x width linear map with the cell's activation) applied to
-//! each of the nodes before it, and the last node is the output. Plain candle ops on the backend's
-//! device throughout.
+//! each of the nodes before it, and the last node is the output. The backend's linear kernels run
+//! the edges.
 
 use std::sync::Arc;
 
-use candle_core::{Result, Tensor};
+use candle_core::Result;
 use shoal_common::spec::{Activation, CellOp, cell_edges, cell_nodes};
 
 use super::Param;
 use super::layer::{Ctx, Layer, Saved};
-use crate::backend::{Backend, activation};
+use crate::backend::{Backend, Tensor};
 use crate::rng::Rng;
 
 /// One edge of the cell: `from -> to` with its operation, and for a linear edge the index of its
@@ -31,6 +31,7 @@ pub struct Cell {
     nodes: usize,
     width: usize,
     activation: Activation,
+    backend: Arc<dyn Backend>,
 }
 
 impl Cell {
@@ -65,7 +66,7 @@ impl Cell {
             }
             edges.push(Edge { from, to, op, param });
         }
-        Ok(Self { params, edges, nodes, width, activation })
+        Ok(Self { params, edges, nodes, width, activation, backend: backend.clone() })
     }
 
     fn linear_edges(&self) -> usize {
@@ -77,14 +78,18 @@ impl Cell {
         self.edges.iter().any(|e| e.from == i && e.op == CellOp::Linear)
     }
 
-    /// Whether a linear edge keeps a tensor for the activation's backward: `activation::backward`
-    /// reads only `y` for tanh and sigmoid, only `z` for the others, and nothing for the identity.
+    /// Whether a linear edge keeps a tensor for the activation's backward (the one the backend's
+    /// linear forward hands back); the identity needs none.
     fn keeps_activation(&self) -> bool {
         self.activation != Activation::Identity
     }
 
-    fn keeps_output(&self) -> bool {
-        matches!(self.activation, Activation::Tanh | Activation::Sigmoid)
+    fn add(&self, slot: &mut Option<Tensor>, t: Tensor) -> Result<()> {
+        *slot = Some(match slot.take() {
+            None => t,
+            Some(s) => self.backend.add(&s, &t)?,
+        });
+        Ok(())
     }
 }
 
@@ -109,25 +114,20 @@ impl Layer for Cell {
                     CellOp::Zero => continue,
                     CellOp::Identity => h.clone(),
                     CellOp::Linear => {
-                        let (w, b) =
-                            (self.params[e.param].value.as_tensor(), self.params[e.param + 1].value.as_tensor());
-                        let z = h.matmul(&w.t()?)?.broadcast_add(b)?;
-                        let y = activation::forward(self.activation, &z)?;
+                        let (w, b) = (&self.params[e.param].value, &self.params[e.param + 1].value);
+                        let (y, keep) = self.backend.linear_forward(h, w, b, self.activation, ctx.threads)?;
                         if ctx.train() && self.keeps_activation() {
-                            edge_saves.push(if self.keeps_output() { y.clone() } else { z });
+                            edge_saves.push(keep);
                         }
                         y
                     }
                 };
-                sum = Some(match sum {
-                    None => term,
-                    Some(s) => (s + term)?,
-                });
+                self.add(&mut sum, term)?;
             }
             // A node whose edges are all zero is zero.
             nodes.push(match sum {
                 Some(s) => s,
-                None => nodes[0].zeros_like()?,
+                None => self.backend.zeros(nodes[0].dims())?,
             });
         }
         let y = nodes[self.nodes].clone();
@@ -146,7 +146,7 @@ impl Layer for Cell {
         saved: Saved,
         grad_out: Tensor,
         need_input_grad: bool,
-        _threads: usize,
+        threads: usize,
     ) -> Result<Option<Tensor>> {
         // Where each saved node value sits, and where the edge tensors start.
         let mut node_slot = vec![None; self.nodes + 1];
@@ -166,13 +166,6 @@ impl Layer for Cell {
         grads[self.nodes] = Some(grad_out.reshape((rows, self.width))?);
         // Edge tensors in edge order, so walk the edges backwards with a cursor from the end.
         let mut edge_slot = saved.tensors.len();
-        let add = |slot: &mut Option<Tensor>, g: Tensor| -> Result<()> {
-            *slot = Some(match slot.take() {
-                None => g,
-                Some(s) => (s + g)?,
-            });
-            Ok(())
-        };
         // Edges are ordered by target node, so the reverse order visits every node after all the
         // nodes it feeds: its gradient is complete when its own incoming edges are reached.
         for k in (0..self.edges.len()).rev() {
@@ -191,24 +184,26 @@ impl Layer for Cell {
                 CellOp::Zero => {}
                 CellOp::Identity => {
                     if wants_input {
-                        add(&mut grads[e.from], g)?;
+                        self.add(&mut grads[e.from], g)?;
                     }
                 }
                 CellOp::Linear => {
+                    // The activation's backward may overwrite its gradient, which other edges read.
                     let dz = match saved_act {
-                        Some(s) => activation::backward(self.activation, s, s, &g)?,
+                        Some(s) => self.backend.activation_backward(self.activation, s, self.backend.copy(&g)?)?,
                         None => g,
                     };
                     let slot = node_slot[e.from]
                         .ok_or_else(|| candle_core::Error::Msg(format!("cell node {} was not saved", e.from)))?;
                     let h = saved.get(slot)?;
-                    let gw = dz.t()?.matmul(h)?;
-                    let gb = dz.sum(0)?;
-                    self.params[e.param].accumulate(&gw)?;
-                    self.params[e.param + 1].accumulate(&gb)?;
+                    let (weights, biases) = self.params.split_at_mut(e.param + 1);
+                    let (w, b) = (&mut weights[e.param], &mut biases[0]);
+                    self.backend.linear_weight_grad(h, &dz, &mut w.grad, w.grad_valid, threads)?;
+                    self.backend.bias_grad(&dz, &mut b.grad, b.grad_valid)?;
+                    (w.grad_valid, b.grad_valid) = (true, true);
                     if wants_input {
-                        let dh = dz.matmul(self.params[e.param].value.as_tensor())?;
-                        add(&mut grads[e.from], dh)?;
+                        let dh = self.backend.linear_input_grad(&dz, &self.params[e.param].value, threads)?;
+                        self.add(&mut grads[e.from], dh)?;
                     }
                 }
             }
@@ -218,7 +213,7 @@ impl Layer for Cell {
         }
         let dx = match grads[0].take() {
             Some(g) => g,
-            None => Tensor::zeros((rows, self.width), grad_out.dtype(), grad_out.device())?,
+            None => self.backend.zeros(&[rows, self.width])?,
         };
         Ok(Some(dx.reshape(saved.input_dims.as_slice())?))
     }
@@ -290,10 +285,10 @@ pub(super) mod tests {
         let rv = to_host_vec(&r).expect("vec");
         layer.params_mut().iter_mut().for_each(Param::zero_grad);
         let dx = match path {
-            Path::Whole => layer.backward(saved, r.copy().expect("copy"), true, 1).expect("backward"),
+            Path::Whole => layer.backward(saved, backend::cpu().copy(&r).expect("copy"), true, 1).expect("backward"),
             Path::Split => {
                 let (dx, deferred): (_, Option<Deferred>) =
-                    layer.backward_input_first(saved, r.copy().expect("copy"), 1).expect("backward");
+                    layer.backward_input_first(saved, backend::cpu().copy(&r).expect("copy"), 1).expect("backward");
                 if let Some(d) = deferred {
                     layer.finish_backward(d, 1).expect("finish");
                 }
@@ -318,13 +313,13 @@ pub(super) mod tests {
             let p = &layer.params()[pi];
             let (name, value) = (p.name.clone(), p.value.clone());
             let grad = if p.grad_valid { to_host_vec(&p.grad).expect("vec") } else { vec![0.0; p.elem_count()] };
-            let orig = value.as_tensor().copy().expect("copy");
+            let set = |layer: &mut dyn Layer, t: Tensor| layer.params_mut()[pi].value = t;
             for (k, &a) in grad.iter().enumerate() {
-                value.set(&nudged(&orig, k, eps)).expect("set");
+                set(layer, nudged(&value, k, eps));
                 let plus = probe(layer, x, &rv);
-                value.set(&nudged(&orig, k, -eps)).expect("set");
+                set(layer, nudged(&value, k, -eps));
                 let minus = probe(layer, x, &rv);
-                value.set(&orig).expect("set");
+                set(layer, value.clone());
                 close(format!("{name}[{k}]"), (plus - minus) / (2.0 * f64::from(eps)), f64::from(a));
             }
         }
@@ -353,19 +348,20 @@ pub(super) mod tests {
         // Reference: the same DAG written out with candle ops, node by node.
         let x = random((3, 5), 2);
         let cell = mixed(Activation::Tanh);
-        let p: Vec<&Tensor> = cell.params().iter().map(|p| p.value.as_tensor()).collect();
-        let lin = |h: &Tensor, e: usize| -> Tensor {
+        let p: Vec<&candle_core::Tensor> = cell.params().iter().map(|p| p.value.host().expect("host")).collect();
+        let lin = |h: &candle_core::Tensor, e: usize| -> candle_core::Tensor {
             h.matmul(&p[2 * e].t().expect("t"))
                 .and_then(|z| z.broadcast_add(p[2 * e + 1]))
                 .and_then(|z| z.tanh())
                 .expect("linear")
         };
-        let h1 = lin(&x, 0);
-        let h2 = (&x + lin(&h1, 1)).expect("h2");
+        let xh = x.host().expect("host");
+        let h1 = lin(xh, 0);
+        let h2 = (xh + lin(&h1, 1)).expect("h2");
         let h3 = (lin(&h1, 2) + &h2).expect("h3");
         let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
         let (y, saved) = cell.forward(&x, &mut ctx).expect("forward");
-        let (got, want) = (to_host_vec(&y).expect("y"), to_host_vec(&h3).expect("h3"));
+        let (got, want) = (to_host_vec(&y).expect("y"), backend::candle_values(&h3).expect("h3"));
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "cell {g} vs reference {w}");
         }
@@ -398,7 +394,10 @@ pub(super) mod tests {
         let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
         let (y, saved) = cell.forward(&x, &mut ctx).expect("forward");
         assert_eq!(to_host_vec(&y).expect("y"), vec![0.0; 8]);
-        let dx = cell.backward(saved, y.ones_like().expect("ones"), true, 1).expect("backward").expect("dx");
+        let dx = cell
+            .backward(saved, y.host().and_then(|y| y.ones_like()).expect("ones").into(), true, 1)
+            .expect("backward")
+            .expect("dx");
         assert_eq!(to_host_vec(&dx).expect("dx"), vec![0.0; 8]);
         // The dead edge's parameters get no gradient this step, so the optimizer leaves them alone.
         assert!(cell.params().iter().all(|p| !p.grad_valid));

@@ -1,30 +1,20 @@
-//! Convolution and pooling, built from candle's own ops and differentiated by candle's autograd
-//! inside the layer: the input is wrapped in a fresh variable, and backward runs candle's
-//! `backward` on `sum(output · grad_output)`, which yields exactly the input and parameter
-//! gradients.
+//! Convolution and pooling layers. The backend runs both passes (candle's ops and autograd on the
+//! host); the layers own the parameters and the shapes.
 
 use std::sync::Arc;
 
-use candle_core::{Result, Tensor, Var};
+use candle_core::Result;
 use shoal_common::spec::{Activation, PoolKind};
 
 use super::Param;
 use super::layer::{Ctx, Layer, Saved};
-use crate::backend::{Backend, activation};
+use crate::backend::{Backend, ConvGeometry, Tensor};
 use crate::rng::Rng;
-
-/// Runs candle's autograd for one layer: returns the gradient of each of `wrt` given the output
-/// gradient.
-fn autograd(output: &Tensor, grad_out: &Tensor, wrt: &[&Tensor]) -> Result<Vec<Option<Tensor>>> {
-    let grad_out = grad_out.reshape(output.shape())?;
-    let surrogate = (output * grad_out)?.sum_all()?;
-    let grads = surrogate.backward()?;
-    Ok(wrt.iter().map(|t| grads.get(t).cloned()).collect())
-}
 
 /// 2-D convolution with a square kernel, zero padding, stride, bias and activation.
 pub struct Conv2d {
     params: [Param; 2],
+    backend: Arc<dyn Backend>,
     activation: Activation,
     in_channels: usize,
     out_channels: usize,
@@ -53,7 +43,16 @@ impl Conv2d {
         let w_dims = [out_channels, in_channels, kernel, kernel];
         let w = Param::new(format!("{name}.weight"), draw(out_channels * fan_in), &w_dims, backend)?;
         let b = Param::new(format!("{name}.bias"), draw(out_channels), &[out_channels], backend)?;
-        Ok(Self { params: [w, b], activation, in_channels, out_channels, kernel, stride, padding })
+        Ok(Self {
+            params: [w, b],
+            backend: backend.clone(),
+            activation,
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+        })
     }
 
     fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
@@ -68,20 +67,10 @@ impl Layer for Conv2d {
     }
 
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Saved)> {
-        let input_dims = x.dims().to_vec();
+        let geometry = ConvGeometry { stride: self.stride, padding: self.padding };
         let (w, b) = (&self.params[0].value, &self.params[1].value);
-        if ctx.train() {
-            let input = Var::from_tensor(x)?;
-            let z = input.conv2d(w.as_tensor(), self.padding, self.stride, 1, 1)?;
-            let z = z.broadcast_add(&b.as_tensor().reshape((1, self.out_channels, 1, 1))?)?;
-            let y = activation::forward(self.activation, &z)?;
-            Ok((y.detach(), Saved::new(vec![input.as_tensor().clone(), y], &input_dims)))
-        } else {
-            let w = w.as_detached_tensor();
-            let b = b.as_detached_tensor().reshape((1, self.out_channels, 1, 1))?;
-            let z = x.conv2d(&w, self.padding, self.stride, 1, 1)?.broadcast_add(&b)?;
-            Ok((activation::forward(self.activation, &z)?, Saved::default()))
-        }
+        let (y, keep) = self.backend.conv2d_forward(x, w, b, geometry, self.activation, ctx.train())?;
+        Ok((y, Saved::new(keep, x.dims())))
     }
 
     fn backward(
@@ -91,15 +80,12 @@ impl Layer for Conv2d {
         need_input_grad: bool,
         _threads: usize,
     ) -> Result<Option<Tensor>> {
-        let (input, output) = (saved.get(0)?, saved.get(1)?);
+        let geometry = ConvGeometry { stride: self.stride, padding: self.padding };
         let grads =
-            autograd(output, &grad_out, &[input, self.params[0].value.as_tensor(), self.params[1].value.as_tensor()])?;
-        for (param, grad) in self.params.iter_mut().zip(&grads[1..]) {
-            if let Some(g) = grad {
-                param.accumulate(g)?;
-            }
-        }
-        Ok(if need_input_grad { grads[0].clone() } else { None })
+            self.backend.conv2d_backward(&saved.tensors, grad_out, geometry, self.activation, need_input_grad)?;
+        self.params[0].accumulate(&grads.weight)?;
+        self.params[1].accumulate(&grads.bias)?;
+        Ok(grads.input)
     }
 
     fn params(&self) -> &[Param] {
@@ -125,18 +111,12 @@ impl Layer for Conv2d {
 pub struct Pool2d {
     kind: PoolKind,
     size: usize,
+    backend: Arc<dyn Backend>,
 }
 
 impl Pool2d {
-    pub fn new(kind: PoolKind, size: usize) -> Self {
-        Self { kind, size }
-    }
-
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        match self.kind {
-            PoolKind::Max => x.max_pool2d(self.size),
-            PoolKind::Avg => x.avg_pool2d(self.size),
-        }
+    pub fn new(kind: PoolKind, size: usize, backend: &Arc<dyn Backend>) -> Self {
+        Self { kind, size, backend: backend.clone() }
     }
 }
 
@@ -146,14 +126,8 @@ impl Layer for Pool2d {
     }
 
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Saved)> {
-        let input_dims = x.dims().to_vec();
-        if ctx.train() {
-            let input = Var::from_tensor(x)?;
-            let y = self.apply(input.as_tensor())?;
-            Ok((y.detach(), Saved::new(vec![input.as_tensor().clone(), y], &input_dims)))
-        } else {
-            Ok((self.apply(x)?, Saved::default()))
-        }
+        let (y, keep) = self.backend.pool_forward(x, self.kind, self.size, ctx.train())?;
+        Ok((y, Saved::new(keep, x.dims())))
     }
 
     fn backward(
@@ -166,8 +140,7 @@ impl Layer for Pool2d {
         if !need_input_grad {
             return Ok(None);
         }
-        let (input, output) = (saved.get(0)?, saved.get(1)?);
-        Ok(autograd(output, &grad_out, &[input])?.remove(0))
+        Ok(Some(self.backend.pool_backward(&saved.tensors, &grad_out, self.kind, self.size)?))
     }
 
     fn params(&self) -> &[Param] {

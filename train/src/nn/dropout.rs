@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use candle_core::{Result, Tensor};
+use candle_core::Result;
 
 use super::Param;
 use super::layer::{Ctx, Layer, Saved};
-use crate::backend::Backend;
+use crate::backend::{Backend, Tensor};
 
 pub struct Dropout {
     p: f64,
@@ -31,7 +31,7 @@ impl Layer for Dropout {
             return Ok((x.clone(), Saved::new(Vec::new(), x.dims())));
         }
         let mask = self.backend.dropout_mask(x.dims(), 1.0 - self.p, &mut ctx.rng)?;
-        let y = (x * &mask)?;
+        let y = self.backend.multiply(x, &mask)?;
         Ok((y, Saved::new(vec![mask], x.dims())))
     }
 
@@ -46,7 +46,7 @@ impl Layer for Dropout {
             return Ok(None);
         }
         match saved.tensors.first() {
-            Some(mask) => Ok(Some((grad_out.reshape(mask.shape())? * mask)?)),
+            Some(mask) => Ok(Some(self.backend.multiply(&grad_out, mask)?)),
             None => Ok(Some(grad_out)),
         }
     }

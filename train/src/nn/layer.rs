@@ -3,9 +3,10 @@
 //! gradient. Keeping the saved activations outside the layer lets a pipeline stage keep several
 //! micro-batches in flight, drop them to recompute later, and count their bytes.
 
-use candle_core::{Result, Tensor};
+use candle_core::Result;
 
 use super::Param;
+use crate::backend::Tensor;
 use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +51,7 @@ impl Saved {
 
     /// Bytes of activation memory held.
     pub fn bytes(&self) -> usize {
-        self.tensors.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
+        self.tensors.iter().map(Tensor::bytes).sum()
     }
 
     pub(crate) fn get(&self, i: usize) -> Result<&Tensor> {

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use candle_core::{Result, Tensor};
+use candle_core::Result;
 use shoal_common::spec::Activation;
 
 use super::Param;
 use super::layer::{Ctx, Deferred, Layer, Saved};
-use crate::backend::Backend;
+use crate::backend::{Backend, Tensor};
 use crate::rng::Rng;
 
 pub struct Linear {
@@ -37,7 +37,7 @@ impl Linear {
     }
 
     fn weight(&self) -> &Tensor {
-        self.params[0].value.as_tensor()
+        &self.params[0].value
     }
 
     /// Adds `dzᵀ·x` and the column sums of `dz` to the weight and bias gradients.
@@ -73,7 +73,7 @@ impl Layer for Linear {
         let input_dims = x.dims().to_vec();
         let x = if x.rank() == 2 { x.clone() } else { x.flatten_from(1)? };
         let x = x.contiguous()?;
-        let (w, b) = (self.weight(), self.params[1].value.as_tensor());
+        let (w, b) = (self.weight(), &self.params[1].value);
         let (y, keep) = self.backend.linear_forward(&x, w, b, self.activation, ctx.threads)?;
         let saved = if ctx.train() { Saved::new(vec![x, keep], &input_dims) } else { Saved::default() };
         Ok((y, saved))

@@ -1,9 +1,9 @@
 //! Losses, computed with their gradient in one fused pass: softmax cross-entropy for
 //! classification, mean squared error for regression.
 
-use candle_core::{Result, Tensor, bail};
+use candle_core::{Result, bail};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Tensor};
 
 /// Labels of a batch.
 #[derive(Clone, Debug, PartialEq)]

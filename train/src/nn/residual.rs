@@ -2,33 +2,37 @@
 //! wrapped layer runs unchanged (fused kernels and split backward included); the wrapper only adds
 //! the input to the output, and the output gradient to the input gradient.
 
-use candle_core::{Result, Tensor};
+use std::sync::Arc;
+
+use candle_core::Result;
 
 use super::Param;
 use super::layer::{Ctx, Deferred, Layer, Saved};
+use crate::backend::{Backend, Tensor};
 
 pub struct Residual<L> {
     inner: L,
+    backend: Arc<dyn Backend>,
 }
 
 impl<L: Layer> Residual<L> {
     /// Wraps `inner`, whose output must have the shape of its input (checked by the caller, which
-    /// knows the layer's index for the error).
-    pub fn new(inner: L) -> Self {
-        Self { inner }
+    /// knows the layer's index for the error). The sums run on `backend`, where the layer's
+    /// tensors live.
+    pub fn new(inner: L, backend: &Arc<dyn Backend>) -> Self {
+        Self { inner, backend: backend.clone() }
     }
 
     /// `grad_out` for the wrapped layer, and the copy that flows along the skip. Layers may turn
     /// the gradient they are given into their own in place (the fused linear backward does), so
     /// the skip needs a copy of its own.
-    fn split(grad_out: Tensor) -> Result<(Tensor, Tensor)> {
-        let skip = grad_out.copy()?;
+    fn split(&self, grad_out: Tensor) -> Result<(Tensor, Tensor)> {
+        let skip = self.backend.copy(&grad_out)?;
         Ok((grad_out, skip))
     }
 
-    fn join(dx: Tensor, skip: &Tensor) -> Result<Tensor> {
-        let skip = skip.reshape(dx.shape())?;
-        dx + skip
+    fn join(&self, dx: Tensor, skip: &Tensor) -> Result<Tensor> {
+        self.backend.add(&dx, skip)
     }
 }
 
@@ -40,7 +44,7 @@ impl<L: Layer> Layer for Residual<L> {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Saved)> {
         let (y, saved) = self.inner.forward(x, ctx)?;
         // A new tensor: `y` may share storage with what the inner layer saved.
-        let out = (&y + x.reshape(y.shape())?)?;
+        let out = self.backend.add(&y, x)?;
         Ok((out, saved))
     }
 
@@ -54,9 +58,9 @@ impl<L: Layer> Layer for Residual<L> {
         if !need_input_grad {
             return self.inner.backward(saved, grad_out, false, threads);
         }
-        let (grad_out, skip) = Self::split(grad_out)?;
+        let (grad_out, skip) = self.split(grad_out)?;
         match self.inner.backward(saved, grad_out, true, threads)? {
-            Some(dx) => Ok(Some(Self::join(dx, &skip)?)),
+            Some(dx) => Ok(Some(self.join(dx, &skip)?)),
             None => Ok(None),
         }
     }
@@ -67,9 +71,9 @@ impl<L: Layer> Layer for Residual<L> {
         grad_out: Tensor,
         threads: usize,
     ) -> Result<(Option<Tensor>, Option<Deferred>)> {
-        let (grad_out, skip) = Self::split(grad_out)?;
+        let (grad_out, skip) = self.split(grad_out)?;
         let (dx, deferred) = self.inner.backward_input_first(saved, grad_out, threads)?;
-        Ok((dx.map(|dx| Self::join(dx, &skip)).transpose()?, deferred))
+        Ok((dx.map(|dx| self.join(dx, &skip)).transpose()?, deferred))
     }
 
     fn finish_backward(&mut self, deferred: Deferred, threads: usize) -> Result<()> {
@@ -106,7 +110,7 @@ mod tests {
     use crate::rng::Rng;
 
     fn skip_linear_on(activation: Activation, backend: &Arc<dyn Backend>) -> Residual<Linear> {
-        Residual::new(Linear::new("layers.2", 4, 4, activation, &mut Rng::new(6), backend).expect("linear"))
+        Residual::new(Linear::new("layers.2", 4, 4, activation, &mut Rng::new(6), backend).expect("linear"), backend)
     }
 
     fn skip_linear(activation: Activation) -> Residual<Linear> {
@@ -153,7 +157,9 @@ mod tests {
         let mut layer = skip_linear(Activation::Relu);
         let mut ctx = Ctx::new(Mode::Train, 1, Rng::new(0));
         let (y, saved) = layer.forward(&x, &mut ctx).expect("forward");
-        let (dx, deferred) = layer.backward_input_first(saved, y.ones_like().expect("ones"), 1).expect("backward");
+        let (dx, deferred) = layer
+            .backward_input_first(saved, y.host().and_then(|y| y.ones_like()).expect("ones").into(), 1)
+            .expect("backward");
         assert!(dx.is_some());
         assert!(layer.params().iter().all(|p| !p.grad_valid), "parameter gradients came early");
         layer.finish_backward(deferred.expect("deferred"), 1).expect("finish");

@@ -5,11 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::Tensor;
 use shoal_common::spec::{OptimizerConfig, OptimizerKind};
 
 pub use crate::backend::rules;
-use crate::backend::{AdamStep, Backend, SgdStep};
+use crate::backend::{AdamStep, Backend, SgdStep, Tensor};
 use crate::error::{Result, TrainError};
 use crate::nn::Param;
 
@@ -119,7 +118,7 @@ impl Optimizer {
                         State::Momentum(buf) => Some(buf),
                         _ => None,
                     };
-                    backend.sgd_update(&p.value, &p.grad, buf, &s)?;
+                    backend.sgd_update(&mut p.value, &p.grad, buf, &s)?;
                 }
                 (OptimizerKind::AdamW { beta1, beta2, eps }, State::AdamW { first, second }) => {
                     let s = AdamStep {
@@ -130,7 +129,7 @@ impl Optimizer {
                         weight_decay: wd,
                         t,
                     };
-                    backend.adamw_update(&p.value, &p.grad, first, second, &s)?;
+                    backend.adamw_update(&mut p.value, &p.grad, first, second, &s)?;
                 }
                 (OptimizerKind::AdamW { .. }, _) => {
                     return Err(TrainError::checkpoint("optimizer", format!("`{}` has no AdamW moments", p.name)));
@@ -148,13 +147,14 @@ impl Optimizer {
         lr
     }
 
-    /// Optimizer state by name, for checkpoints: `{param}.first_moment` and `.second_moment`, flat.
-    /// The tensors share memory with the live state: save them before the next step.
-    pub fn named_state(&self) -> Result<HashMap<String, Tensor>> {
+    /// Optimizer state by name, in host memory, for checkpoints: `{param}.first_moment` and
+    /// `.second_moment`, flat. Host state is shared with the live state, not copied: save it
+    /// before the next step.
+    pub fn named_state(&self) -> Result<HashMap<String, candle_core::Tensor>> {
         let mut out = HashMap::new();
         for slot in &self.slots {
             for (suffix, t) in slot.tensors() {
-                out.insert(format!("{}.{suffix}", slot.name), t.clone());
+                out.insert(format!("{}.{suffix}", slot.name), t.to_host_tensor()?);
             }
         }
         Ok(out)
@@ -163,7 +163,7 @@ impl Optimizer {
     /// Restores state saved by [`Self::named_state`] after `steps_done` steps.
     pub fn load_state(
         &mut self,
-        state: &HashMap<String, Tensor>,
+        state: &HashMap<String, candle_core::Tensor>,
         steps_done: u64,
         origin: &std::path::Path,
     ) -> Result<()> {

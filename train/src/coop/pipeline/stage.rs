@@ -10,12 +10,12 @@
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::Tensor;
+use crate::backend::Tensor;
 use shoal_common::spec::TrainConfig;
 
 use super::partition::{partition, write_bounds};
 use super::schedule::{Op, micro_rows, schedule_ops};
-use super::wire::{pack_f64, protocol, put_targets, slice_targets, take_targets, tensor_bytes, to_tensor, unpack_f64};
+use super::wire::{pack_f64, protocol, put_targets, slice_targets, take_targets, to_tensor, unpack_f64};
 use crate::collective::Collective;
 use crate::data::{Batch, Dataset};
 use crate::distributed::{self, Buckets};
@@ -151,9 +151,10 @@ impl<'a> Pipeline<'a> {
             match op {
                 Op::Forward(i) => {
                     let (x, targets) = match batch {
-                        Some(b) => {
-                            (b.x.narrow(0, offsets[i], rows_of[i])?, slice_targets(&b.targets, offsets[i], rows_of[i]))
-                        }
+                        Some(b) => (
+                            model.backend().rows(&b.x, offsets[i], rows_of[i])?,
+                            slice_targets(&b.targets, offsets[i], rows_of[i]),
+                        ),
                         None => {
                             let mut msg = match first_msg.take() {
                                 Some(msg) => msg,
@@ -181,7 +182,7 @@ impl<'a> Pipeline<'a> {
                     };
                     let slot = &mut slots[i];
                     if recompute {
-                        slot.bytes += tensor_bytes(&x);
+                        slot.bytes += x.bytes();
                         slot.input = Some(x);
                     } else {
                         slot.bytes += saved.iter().map(Saved::bytes).sum::<usize>();
@@ -192,7 +193,7 @@ impl<'a> Pipeline<'a> {
                         Some(loss) => {
                             out.loss_sum += loss.loss_sum;
                             out.correct += loss.correct as f64;
-                            slot.bytes += tensor_bytes(&loss.grad);
+                            slot.bytes += loss.grad.bytes();
                             slot.grad = Some(loss.grad);
                         }
                         None => send = Some(model.backend().to_host(&y)?),
@@ -341,7 +342,8 @@ impl Cooperation for Pipeline<'_> {
         };
         let bounds = partition(cfg, shape, plan, opts, &mut *self.link, replicas, self.replica)?;
         let (stage, stages) = (self.stage, self.stages);
-        let model = Model::build_stage(&cfg.model, shape, cfg.training.seed, bounds[stage]..bounds[stage + 1])?;
+        let units = bounds[stage]..bounds[stage + 1];
+        let model = Model::build_stage_on(&cfg.model, shape, cfg.training.seed, units, &opts.backend())?;
         let described = format!(
             "stage {}/{stages}, units {}..{} of {bounds:?}: {}",
             stage + 1,

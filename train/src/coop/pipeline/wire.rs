@@ -1,9 +1,7 @@
 //! What stage messages carry, packed and unpacked: targets, tensors of whole samples, f64 sums as
 //! f32 pairs, and the protocol error a stage reports when a neighbour sends something unexpected.
 
-use candle_core::Tensor;
-
-use crate::backend::Backend;
+use crate::backend::{Backend, Tensor};
 use crate::collective::CollectiveError;
 use crate::error::{Result, TrainError};
 use crate::link::StageMsg;
@@ -61,11 +59,6 @@ pub(super) fn to_tensor(backend: &dyn Backend, data: Vec<f32>, sample_dims: &[us
     let mut dims = vec![data.len() / per];
     dims.extend_from_slice(sample_dims);
     Ok(backend.from_host(data, &dims)?)
-}
-
-/// Bytes held by `t`.
-pub(super) fn tensor_bytes(t: &Tensor) -> usize {
-    t.elem_count() * t.dtype().size_in_bytes()
 }
 
 /// f64 values as pairs of f32 bit patterns, for messages that carry f32.
