@@ -434,6 +434,30 @@ pub struct TrainingConfig {
     pub collective_timeout: std::time::Duration,
     /// Automatic restarts after infrastructure failures.
     pub max_retries: u32,
+    /// Matrix-product precision on a GPU.
+    pub precision: Precision,
+}
+
+/// Precision of the matrix products on a GPU (`training.precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// IEEE fp32 throughout.
+    #[default]
+    Fp32,
+    /// fp32 storage and accumulation, TF32 tensor-core products.
+    Tf32,
+}
+
+impl Precision {
+    pub const NAMES: &'static [&'static str] = &["fp32", "tf32"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "" | "fp32" => Some(Self::Fp32),
+            "tf32" => Some(Self::Tf32),
+            _ => None,
+        }
+    }
 }
 
 /// What a job needs on its worker.

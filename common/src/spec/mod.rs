@@ -9,8 +9,8 @@ mod validate;
 pub use config::{
     Activation, Backend, CellOp, ColumnRef, CommandConfig, DatasetConfig, DatasetSource, Duration, InheritConfig,
     LayerConfig, ModelConfig, ModelKind, Normalize, OptimizerConfig, OptimizerKind, ParallelConfig, Partition,
-    PipeSchedule, PipelineConfig, PoolKind, PsMode, Resources, Schedule, ScheduleKind, SyncKind, Task, TrainConfig,
-    TrainingConfig, cell_edges, cell_nodes,
+    PipeSchedule, PipelineConfig, PoolKind, Precision, PsMode, Resources, Schedule, ScheduleKind, SyncKind, Task,
+    TrainConfig, TrainingConfig, cell_edges, cell_nodes,
 };
 pub use errors::{FieldError, FieldErrors, SpecError};
 pub use shape::{DataShape, ModelShape, ShapeError, infer_shape};

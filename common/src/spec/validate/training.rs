@@ -2,7 +2,7 @@
 //! accumulation, collective timeout and retries.
 
 use crate::proto;
-use crate::spec::config::{Duration, TrainingConfig};
+use crate::spec::config::{Duration, Precision, TrainingConfig};
 use crate::spec::errors::FieldErrors;
 
 const DEFAULT_LOG_EVERY: i64 = 10;
@@ -63,7 +63,16 @@ pub(super) fn training(c: &mut FieldErrors, t: Option<&proto::TrainingSpec>) -> 
     if !(0..=100).contains(&max_retries) {
         c.fail("training.max_retries", format!("must be in 0..=100, got {max_retries}"));
     }
+    let precision = Precision::parse(&t.precision).unwrap_or_else(|| {
+        let reason = match t.precision.as_str() {
+            "bf16" => "bf16 is not supported yet; use \"fp32\" or \"tf32\"".to_owned(),
+            other => format!("must be one of {}, got {other:?}", Precision::NAMES.join(", ")),
+        };
+        c.fail("training.precision", reason);
+        Precision::Fp32
+    });
     TrainingConfig {
+        precision,
         max_retries: max_retries.clamp(0, 100) as u32,
         accumulate_steps,
         collective_timeout: std::time::Duration::from_secs_f64(if timeout.is_finite() && timeout > 0.0 {
@@ -91,5 +100,18 @@ mod tests {
         assert_eq!(errors, vec!["training.steps: set either training.epochs or training.steps, not both"]);
         let errors = errors_of(&DIGITS.replace("epochs = 5", "epochs = -5"));
         assert_eq!(errors, vec!["training.epochs: must be > 0"]);
+    }
+
+    #[test]
+    fn precision_is_fp32_or_tf32() {
+        use crate::spec::{Precision, load_toml};
+        let (_, cfg) = load_toml(DIGITS).expect("digits");
+        assert_eq!(cfg.training.precision, Precision::Fp32, "the default");
+        let (_, cfg) = load_toml(&DIGITS.replace("epochs = 5", "epochs = 5\nprecision = \"tf32\"")).expect("tf32");
+        assert_eq!(cfg.training.precision, Precision::Tf32);
+        let errors = errors_of(&DIGITS.replace("epochs = 5", "epochs = 5\nprecision = \"fp16\""));
+        assert_eq!(errors, vec!["training.precision: must be one of fp32, tf32, got \"fp16\""]);
+        let errors = errors_of(&DIGITS.replace("epochs = 5", "epochs = 5\nprecision = \"bf16\""));
+        assert_eq!(errors, vec!["training.precision: bf16 is not supported yet; use \"fp32\" or \"tf32\""]);
     }
 }
