@@ -60,6 +60,13 @@ pub enum RunError {
     NoNcclId { job: JobId, rank: usize, timeout: Duration },
     #[error("cannot join NCCL on GPU {gpu}: {source}")]
     NcclJoin { job: JobId, rank: usize, gpu: u32, source: Box<CollectiveError> },
+    /// GPUs were reserved but this build cannot train on them (never silently on the CPU).
+    #[error(
+        "GPUs {gpus:?} were reserved, but this worker was built without the `cuda` feature and cannot train on them"
+    )]
+    NoCudaTraining { job: JobId, gpus: Vec<u32> },
+    #[error("cannot train on GPU {gpu}: {reason}")]
+    GpuOpen { job: JobId, gpu: u32, reason: String },
     #[error("the training thread panicked: {what}")]
     Panicked { job: JobId, what: String },
     #[error("no command to run")]
@@ -94,7 +101,9 @@ impl RunError {
             | Self::NcclId { .. }
             | Self::BadNcclId { .. }
             | Self::NoNcclId { .. }
-            | Self::NcclJoin { .. } => true,
+            | Self::NcclJoin { .. }
+            | Self::NoCudaTraining { .. }
+            | Self::GpuOpen { .. } => true,
             _ => false,
         }
     }
@@ -115,6 +124,8 @@ impl RunError {
             | Self::BadNcclId { job, .. }
             | Self::NoNcclId { job, .. }
             | Self::NcclJoin { job, .. }
+            | Self::NoCudaTraining { job, .. }
+            | Self::GpuOpen { job, .. }
             | Self::Panicked { job, .. }
             | Self::NoCommand { job }
             | Self::CommandStart { job, .. }

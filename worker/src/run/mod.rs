@@ -2,6 +2,7 @@
 //! candle (the loader prefetches on its own thread) and streams reports to the session task.
 
 mod command;
+mod device;
 mod error;
 mod group;
 mod report;
@@ -200,6 +201,11 @@ fn run(
         "dataset loaded"
     );
     let rank = assignment.rank as usize;
+    // Before joining, so a rank that cannot train where it was placed fails before its peers wait.
+    let backend = match device::backend_for(&job(), &assignment.gpus, cfg.training.precision) {
+        Ok(b) => b,
+        Err(e) => return failed(attempt, &e),
+    };
     let mut joined = match group::join(&assignment, &cfg, ctx, updates, rendezvous) {
         Ok(c) => c,
         Err(e) => return failed(attempt, &e),
@@ -219,18 +225,13 @@ fn run(
         spec_toml: spec::to_toml(&job_spec),
         keep_checkpoints: ctx.keep_checkpoints,
         warmup_steps: 0,
+        backend,
     };
     let mut host = ReportHost::new(job_id.clone(), attempt, rank, updates.clone(), stop);
     if let Some(note) = elastic_lr(&mut cfg, assignment.world_size.max(1) as usize)
         && rank == 0
     {
         host.info(note);
-    }
-    if !assignment.gpus.is_empty() {
-        host.warn(format!(
-            "GPUs {:?} were reserved, but this worker's candle build has no CUDA kernels; training runs on CPU",
-            assignment.gpus
-        ));
     }
     let outcome = train(&cfg, splits, &opts, &mut host, joined.peers());
     // Every stage of a pipeline sees all of its replica's samples.
