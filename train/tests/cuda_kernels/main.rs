@@ -1,12 +1,14 @@
 //! Checks of the CUDA kernels without a GPU. Host emulation (always): `kernels.cu` is compiled
 //! as C++ and every kernel is compared with the CPU engine's kernels (`backend::kernels`,
 //! `backend::rules`) or, for convolution and pooling, with candle's ops and autograd, under
-//! several launch shapes.
+//! several launch shapes. NVRTC (feature `cuda`): the source compiles to PTX with every kernel.
 
 mod activations;
 mod conv;
 mod emulation;
 mod losses;
+#[cfg(feature = "cuda")]
+mod nvrtc;
 mod optim;
 mod pool;
 
