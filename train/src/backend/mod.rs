@@ -11,6 +11,7 @@
 
 pub mod activation;
 mod cpu;
+pub mod cuda;
 mod generic;
 pub mod kernels;
 mod param;
