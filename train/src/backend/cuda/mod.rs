@@ -1,9 +1,23 @@
-//! The kernels of the CUDA backend: their source ([`source`]), how they are launched
-//! ([`launch`]) and, with the `cuda` feature, their compilation to PTX by NVRTC loaded at run
-//! time ([`ptx`]). Nothing here needs CUDA to build; `tests/cuda_kernels` checks every kernel's
-//! numerics on the host against the CPU engine.
+//! The CUDA backend. Host logic that needs no CUDA: the kernels' source ([`source`]), how they
+//! are launched ([`launch`]) and how row-major products map onto cuBLAS ([`gemm`]); with the
+//! `cuda` feature, their compilation to PTX by NVRTC loaded at run time ([`ptx`]), the GPU
+//! ([`Gpu`]: context, stream, cuBLAS, loaded kernels), device buffers, and [`CudaBackend`].
+//! Nothing here needs CUDA to build; `tests/cuda_kernels` checks every kernel's numerics on the
+//! host against the CPU engine.
 
+#[cfg(feature = "cuda")]
+mod backend;
+#[cfg(feature = "cuda")]
+mod buffer;
+pub mod gemm;
+#[cfg(feature = "cuda")]
+mod gpu;
 pub mod launch;
 #[cfg(feature = "cuda")]
 pub mod ptx;
 pub mod source;
+
+#[cfg(feature = "cuda")]
+pub use self::backend::CudaBackend;
+#[cfg(feature = "cuda")]
+pub use self::gpu::{Gpu, GpuError, MathMode};

@@ -1,0 +1,264 @@
+//! One GPU as the CUDA backend drives it: its context, the stream every kernel, copy and product
+//! of the backend runs on (so they are ordered without events), a cuBLAS handle bound to that
+//! stream, and the kernels compiled by NVRTC and loaded into the context. The driver, cuBLAS and
+//! NVRTC are loaded at run time; each is checked for before the first call into it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::cublas::CudaBlas;
+use cudarc::cublas::sys as blas;
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+
+use super::gemm::{GemmPlan, Op};
+use super::launch::LaunchDims;
+use super::ptx::{self, PtxError};
+use super::source::KERNELS;
+
+/// Why a GPU could not be opened for training.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("the CUDA driver library (libcuda.so) could not be loaded")]
+    DriverMissing,
+    #[error("cuBLAS could not be loaded: none of {} was found", candidates.join(", "))]
+    BlasMissing { candidates: Vec<String> },
+    #[error("GPU {ordinal} does not exist: this machine has {count}")]
+    NoSuchDevice { ordinal: usize, count: i32 },
+    #[error("CUDA driver call failed on GPU {ordinal}: {source}")]
+    Driver {
+        ordinal: usize,
+        #[source]
+        source: cudarc::driver::DriverError,
+    },
+    #[error("cuBLAS failed on GPU {ordinal}: {source}")]
+    Blas {
+        ordinal: usize,
+        #[source]
+        source: cudarc::cublas::result::CublasError,
+    },
+    #[error(transparent)]
+    Ptx(#[from] PtxError),
+}
+
+/// Matrix-product precision on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MathMode {
+    /// IEEE fp32 products.
+    Fp32,
+    /// fp32 storage, TF32 tensor-core products.
+    Tf32,
+}
+
+/// A kernel argument.
+#[derive(Clone, Copy, Debug)]
+pub enum Arg {
+    /// A device address.
+    Ptr(u64),
+    Int(i32),
+    Float(f32),
+}
+
+/// An opened GPU.
+pub struct Gpu {
+    ordinal: usize,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    kernels: HashMap<&'static str, CudaFunction>,
+}
+
+/// A driver error as a candle error, for the [`crate::backend::Backend`] methods.
+pub(super) fn wrap<E: std::error::Error + Send + Sync + 'static>(e: E) -> candle_core::Error {
+    candle_core::Error::wrap(e)
+}
+
+impl Gpu {
+    /// Opens GPU `ordinal`, compiles and loads the kernels, and binds cuBLAS to its stream.
+    pub fn open(ordinal: usize, math: MathMode) -> Result<Arc<Self>, GpuError> {
+        // SAFETY: only opens the candidate libraries; nothing is called through them yet.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(GpuError::DriverMissing);
+        }
+        // SAFETY: as above.
+        if !unsafe { blas::is_culib_present() } {
+            return Err(GpuError::BlasMissing { candidates: cudarc::get_lib_name_candidates("cublas") });
+        }
+        let driver = |source| GpuError::Driver { ordinal, source };
+        let count = CudaContext::device_count().map_err(driver)?;
+        if ordinal >= count.max(0) as usize {
+            return Err(GpuError::NoSuchDevice { ordinal, count });
+        }
+        let ctx = CudaContext::new(ordinal).map_err(driver)?;
+        // One stream orders everything the backend does, so the per-buffer events cudarc would
+        // otherwise record are not needed.
+        // SAFETY: every buffer of this context is used only on `stream`.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let blas = CudaBlas::new(stream.clone()).map_err(|source| GpuError::Blas { ordinal, source })?;
+        let mode = match math {
+            MathMode::Fp32 => blas::cublasMath_t::CUBLAS_DEFAULT_MATH,
+            MathMode::Tf32 => blas::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
+        };
+        // SAFETY: the handle is live; setting the math mode has no other effect.
+        unsafe { blas::cublasSetMathMode(*blas.handle(), mode) }
+            .result()
+            .map_err(|source| GpuError::Blas { ordinal, source })?;
+        let module = ctx.load_module(ptx::compile()?).map_err(driver)?;
+        let mut kernels = HashMap::new();
+        for &name in KERNELS {
+            kernels.insert(name, module.load_function(name).map_err(driver)?);
+        }
+        Ok(Arc::new(Self { ordinal, ctx, stream, blas, kernels }))
+    }
+
+    pub fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+
+    /// The device's name, for logs.
+    pub fn name(&self) -> String {
+        self.ctx.name().unwrap_or_else(|_| format!("GPU {}", self.ordinal))
+    }
+
+    /// Uninitialised device memory for `n` values of `T` (every caller writes all of it).
+    pub(super) fn alloc<T: cudarc::driver::DeviceRepr>(&self, n: usize) -> candle_core::Result<(CudaSlice<T>, u64)> {
+        // SAFETY: the memory is written by a copy or kernel before anything reads it.
+        let slice = unsafe { self.stream.alloc::<T>(n.max(1)) }.map_err(wrap)?;
+        let (ptr, _) = slice.device_ptr(&self.stream);
+        Ok((slice, ptr))
+    }
+
+    /// Device memory holding `src`.
+    pub(super) fn upload<T: cudarc::driver::DeviceRepr>(&self, src: &[T]) -> candle_core::Result<(CudaSlice<T>, u64)> {
+        let (slice, ptr) = self.alloc::<T>(src.len())?;
+        self.copy_in(ptr, src)?;
+        Ok((slice, ptr))
+    }
+
+    /// Copies host values to `dst` (which holds at least as many).
+    pub(super) fn copy_in<T>(&self, dst: u64, src: &[T]) -> candle_core::Result<()> {
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.ctx.bind_to_thread().map_err(wrap)?;
+        // SAFETY: `dst` is device memory of this context with room for `src`; from pageable
+        // memory the call returns once `src` has been read.
+        unsafe { cudarc::driver::result::memcpy_htod_async(dst, src, self.stream.cu_stream()) }.map_err(wrap)
+    }
+
+    /// Copies `dst.len()` values from device memory at `src` and waits for them.
+    pub(super) fn copy_out<T>(&self, src: u64, dst: &mut [T]) -> candle_core::Result<()> {
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.ctx.bind_to_thread().map_err(wrap)?;
+        // SAFETY: `src` holds at least `dst.len()` values; the stream is synchronised before
+        // `dst` is read.
+        unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src, self.stream.cu_stream()) }.map_err(wrap)?;
+        self.stream.synchronize().map_err(wrap)
+    }
+
+    /// Copies `n` f32 values between device buffers.
+    pub(super) fn copy_within(&self, dst: u64, src: u64, n: usize) -> candle_core::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.ctx.bind_to_thread().map_err(wrap)?;
+        // SAFETY: both ranges are live device memory of this context, `n` values long.
+        unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, n * 4, self.stream.cu_stream()) }.map_err(wrap)
+    }
+
+    /// Launches kernel `name` on the backend's stream.
+    pub(super) fn launch(&self, name: &str, dims: LaunchDims, args: &[Arg]) -> candle_core::Result<()> {
+        let f = self
+            .kernels
+            .get(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("the CUDA kernels have no `{name}`")))?;
+        let mut builder = self.stream.launch_builder(f);
+        for a in args {
+            match a {
+                Arg::Ptr(p) => builder.arg(p),
+                Arg::Int(i) => builder.arg(i),
+                Arg::Float(x) => builder.arg(x),
+            };
+        }
+        let cfg = LaunchConfig { grid_dim: (dims.grid, 1, 1), block_dim: (dims.block, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: the argument list matches the kernel's signature in kernels.cu (each call site
+        // mirrors it), and every pointer is live device memory of the sizes passed.
+        unsafe { builder.launch(cfg) }.map(|_| ()).map_err(wrap)
+    }
+
+    /// `C = alpha · op(A) · op(B) + beta · C`, repeated `batch` times with the given strides
+    /// (in values) between the operands of consecutive products.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gemm(
+        &self,
+        p: &GemmPlan,
+        a: u64,
+        b: u64,
+        c: u64,
+        beta: f32,
+        batch: usize,
+        strides: [usize; 3],
+    ) -> candle_core::Result<()> {
+        let op = |o: Op| match o {
+            Op::N => blas::cublasOperation_t::CUBLAS_OP_N,
+            Op::T => blas::cublasOperation_t::CUBLAS_OP_T,
+        };
+        let int =
+            |v: usize| i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("matrix size {v} too large")));
+        let (m, n, k, lda, ldb, ldc) = (int(p.m)?, int(p.n)?, int(p.k)?, int(p.lda)?, int(p.ldb)?, int(p.ldc)?);
+        let alpha = 1.0f32;
+        let (a, b, c) = (a as *const f32, b as *const f32, c as *mut f32);
+        // SAFETY: the plan's sizes and leading dimensions describe buffers the callers allocated
+        // for exactly these products.
+        let status = unsafe {
+            if batch == 1 {
+                blas::cublasSgemm_v2(
+                    *self.blas.handle(),
+                    op(p.op_a),
+                    op(p.op_b),
+                    m,
+                    n,
+                    k,
+                    &alpha,
+                    a,
+                    lda,
+                    b,
+                    ldb,
+                    &beta,
+                    c,
+                    ldc,
+                )
+            } else {
+                let [sa, sb, sc] = strides.map(|s| s as i64);
+                blas::cublasSgemmStridedBatched(
+                    *self.blas.handle(),
+                    op(p.op_a),
+                    op(p.op_b),
+                    m,
+                    n,
+                    k,
+                    &alpha,
+                    a,
+                    lda,
+                    sa,
+                    b,
+                    ldb,
+                    sb,
+                    &beta,
+                    c,
+                    ldc,
+                    sc,
+                    int(batch)?,
+                )
+            }
+        };
+        status.result().map_err(wrap)
+    }
+
+    /// Waits for everything queued so far.
+    pub fn synchronize(&self) -> candle_core::Result<()> {
+        self.stream.synchronize().map_err(wrap)
+    }
+}
