@@ -198,62 +198,21 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::backend::{Param, reference};
+    use crate::backend::{Param, conformance, reference};
 
     fn seq(n: usize, k: f32) -> Vec<f32> {
         (0..n).map(|i| (i as f32 * k).sin()).collect()
     }
 
-    fn close(a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "index {i}: {x} vs {y}");
-        }
-    }
-
-    /// Runs the same kernels on the CPU backend and on plain candle ops (the reference) and
+    /// Runs the conformance suite on the CPU backend and on plain candle ops (the reference) and
     /// compares every result.
     #[test]
     fn cpu_kernels_agree_with_the_candle_reference() {
-        let backends: [Arc<dyn Backend>; 2] = [Arc::new(CpuBackend), reference()];
-        let (rows, inputs, outputs) = (5, 7, 3);
-        for act in [Activation::Relu, Activation::Tanh, Activation::Gelu, Activation::Identity] {
-            let results: Vec<Vec<Vec<f32>>> = backends
-                .iter()
-                .map(|b| {
-                    let t = |v: Vec<f32>, d: &[usize]| b.from_host(v, d).expect("tensor");
-                    let x = t(seq(rows * inputs, 0.37), &[rows, inputs]);
-                    let w = t(seq(outputs * inputs, 0.11), &[outputs, inputs]);
-                    let bias = t(seq(outputs, 1.3), &[outputs]);
-                    let (y, saved) = b.linear_forward(&x, &w, &bias, act, 1).expect("forward");
-                    let dz =
-                        b.activation_backward(act, &saved, t(seq(rows * outputs, 0.9), &[rows, outputs])).expect("dz");
-                    let dx = b.linear_input_grad(&dz, &w, 1).expect("dx");
-                    let (mut gw, mut gb) = (b.zeros(&[outputs, inputs]).expect("gw"), b.zeros(&[outputs]).expect("gb"));
-                    for accumulate in [false, true] {
-                        b.linear_weight_grad(&x, &dz, &mut gw, accumulate, 1).expect("gw");
-                        b.bias_grad(&dz, &mut gb, accumulate).expect("gb");
-                    }
-                    let ce = b.cross_entropy(&y, &[0, 2, 1, 1, 0], 0.5).expect("ce");
-                    let mse = b.squared_error(&y, &seq(rows * outputs, 0.2), 0.5).expect("mse");
-                    let mask = b.dropout_mask(&[rows, outputs], 0.5, &mut Rng::new(3)).expect("mask");
-                    let host = |t: &Tensor| b.to_host(t).expect("host");
-                    vec![
-                        host(&y),
-                        host(&dz),
-                        host(&dx),
-                        host(&gw),
-                        host(&gb),
-                        host(&ce.grad),
-                        vec![ce.loss_sum as f32, ce.correct as f32, mse.loss_sum as f32],
-                        host(&mask),
-                    ]
-                })
-                .collect();
-            for (u, v) in results[0].iter().zip(&results[1]) {
-                close(u, v, 1e-5);
-            }
-        }
+        let cpu: Arc<dyn Backend> = Arc::new(CpuBackend);
+        let got = conformance::run(&cpu).expect("cpu");
+        let want = conformance::run(&reference()).expect("reference");
+        assert!(got.len() > 60, "{} results", got.len());
+        conformance::compare(&got, &want, 1e-5).expect("the CPU backend agrees with candle");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! backend's device; host copies are made only for checkpoints, metrics and collectives.
 
 pub mod activation;
+pub mod conformance;
 mod cpu;
 pub mod cuda;
 mod generic;
