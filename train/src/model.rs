@@ -357,19 +357,22 @@ mod tests {
 
     #[test]
     fn cnn_gradients_match_finite_differences() {
-        let cfg = ModelConfig {
-            kind: ModelKind::Cnn,
-            layers: vec![
-                LayerConfig::Conv { channels: 3, kernel: 3, stride: 1, padding: 1, activation: Activation::Tanh },
-                LayerConfig::Pool { kind: PoolKind::Avg, size: 2 },
-                LayerConfig::Linear { width: 5, activation: Activation::Tanh, skip: false },
-            ],
-            dropout: 0.0,
-            input_shape: None,
-        };
-        let shape = DataShape { features: 2 * 6 * 6, image: Some([2, 6, 6]), outputs: 4 };
-        let (x, t) = batch(3, 72, 4, 2);
-        check_gradients(&cfg, &shape, &x, &t);
+        // Both poolings, on an odd image (7x7: the last row and column are cut off by the floor).
+        for kind in [PoolKind::Avg, PoolKind::Max] {
+            let cfg = ModelConfig {
+                kind: ModelKind::Cnn,
+                layers: vec![
+                    LayerConfig::Conv { channels: 3, kernel: 3, stride: 1, padding: 1, activation: Activation::Tanh },
+                    LayerConfig::Pool { kind, size: 2 },
+                    LayerConfig::Linear { width: 5, activation: Activation::Tanh, skip: false },
+                ],
+                dropout: 0.0,
+                input_shape: None,
+            };
+            let shape = DataShape { features: 2 * 7 * 7, image: Some([2, 7, 7]), outputs: 4 };
+            let (x, t) = batch(3, 98, 4, 2);
+            check_gradients(&cfg, &shape, &x, &t);
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod cuda;
 mod generic;
 pub mod kernels;
 mod param;
+pub mod pool;
 pub mod rules;
 mod storage;
 mod tensor;
@@ -359,29 +360,27 @@ pub trait Backend: Send + Sync {
         })
     }
 
-    /// Pooling over non-overlapping `size`×`size` windows of NCHW input. In training also returns
-    /// what [`Backend::pool_backward`] needs.
+    /// Pooling over non-overlapping `size`×`size` windows of NCHW input, as [`pool`] defines it.
+    /// In training also returns what [`Backend::pool_backward`] needs.
     fn pool_forward(&self, x: &Tensor, kind: PoolKind, size: usize, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
-        let apply = |x: &candle_core::Tensor| match kind {
-            PoolKind::Max => x.max_pool2d(size),
-            PoolKind::Avg => x.avg_pool2d(size),
-        };
-        if !train {
-            return Ok((apply(x.host()?)?.into(), Vec::new()));
-        }
-        let input = Var::from_tensor(x.host()?)?;
-        let y = apply(input.as_tensor())?;
-        Ok((y.detach().into(), vec![input.as_tensor().clone().into(), y.into()]))
+        let d = pool_dims(x, size)?;
+        let mut dims = x.dims().to_vec();
+        (dims[2], dims[3]) = (d.h / size, d.w / size);
+        let y = self.from_host(pool::forward(kind, d, &self.to_host(x)?), &dims)?;
+        let saved = if train { vec![x.clone(), y.clone()] } else { Vec::new() };
+        Ok((y, saved))
     }
 
     /// The input gradient of a pooling layer from what its training forward (of the same kind and
     /// size) saved.
     fn pool_backward(&self, saved: &[Tensor], grad_out: &Tensor, kind: PoolKind, size: usize) -> Result<Tensor> {
-        let _ = (kind, size);
-        let [input, output] = saved else { candle_core::bail!("pool backward without its forward's tensors") };
-        autograd(output.host()?, grad_out.host()?, &[input.host()?])?
-            .remove(0)
-            .ok_or_else(|| candle_core::Error::Msg("pool backward gave no input gradient".into()))
+        let [input, _] = saved else { candle_core::bail!("pool backward without its forward's tensors") };
+        let d = pool_dims(input, size)?;
+        if grad_out.elem_count() != d.out_len() {
+            candle_core::bail!("pool backward got {} gradients for {} outputs", grad_out.elem_count(), d.out_len());
+        }
+        let dx = pool::backward(kind, d, &self.to_host(input)?, &self.to_host(grad_out)?);
+        self.from_host(dx, input.dims())
     }
 
     /// Inverted-dropout mask of shape `dims`: `1/keep` with probability `keep`, else 0, drawn from
@@ -436,6 +435,14 @@ pub trait Backend: Send + Sync {
         self.write(m, &mv)?;
         self.write(v, &vv)?;
         self.write(w, &wv)
+    }
+}
+
+/// The pooling sizes of an NCHW tensor.
+fn pool_dims(x: &Tensor, size: usize) -> Result<pool::PoolDims> {
+    match *x.dims() {
+        [batch, channels, h, w] if size > 0 => Ok(pool::PoolDims { planes: batch * channels, h, w, size }),
+        ref d => candle_core::bail!("pooling by {size} needs NCHW input, got {d:?}"),
     }
 }
 

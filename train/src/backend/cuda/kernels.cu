@@ -113,15 +113,6 @@ __device__ __forceinline__ float activation_grad(int act, float s, float g) {
     }
 }
 
-// The source row (or column) that candle's upsample_nearest2d reads for output index `i` when
-// it scales `src` values up to `dst`: min(src - 1, floor(i * (src / dst))), in f64 as candle
-// computes it; `scale` is src / dst. Pooling backward routes gradients through it, also for
-// cut-off rows.
-__device__ __forceinline__ unsigned int nearest_source(unsigned int i, unsigned int src, double scale) {
-    unsigned int s = (unsigned int)((double)i * scale);
-    return s < src - 1 ? s : src - 1;
-}
-
 // f32(1 / size²), rounded from f64 as candle's pooling does.
 __device__ __forceinline__ float window_scale(int size) { return (float)(1.0 / (double)(size * size)); }
 
@@ -431,66 +422,52 @@ extern "C" __global__ void avg_pool_forward(const float* x, float* y, int planes
     }
 }
 
-// Candle 0.11's MaxPool2D backward, gathered per input pixel. With U the nearest-upsampling map
-// from input rows to output rows (and V for columns):
-//   mask[i][j] = (x[i][j] == y[U(i)][V(j)])
-//   avg[oy][ox] = f32(1/size²) · Σ_window(oy, ox) mask
-//   dx[i][j] = mask[i][j] ? dy[U(i)][V(j)] · avg[U(i)][V(j)] : 0
-// So every maximum of a window gets dy scaled by (maxima in the window)/size², and rows or
-// columns cut off by the floor are routed through U like candle does.
+// Max-pool backward, gathered per input pixel: the window's first maximum (row-major, the one
+// max_pool_forward keeps) receives the window's dy; every other pixel, and rows or columns cut
+// off by the floor, receive 0. The host engine's pool kernels (backend/pool.rs) do the same.
 extern "C" __global__ void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int planes,
                                              int h, int w, int size) {
     unsigned int oh = (unsigned int)(h / size), ow = (unsigned int)(w / size);
-    unsigned int uh = (unsigned int)h, uw = (unsigned int)w, us = (unsigned int)size;
-    unsigned int hw = uh * uw;
+    unsigned int uw = (unsigned int)w, us = (unsigned int)size;
+    unsigned int hw = (unsigned int)h * uw;
     unsigned int n_total = (unsigned int)planes * hw;
-    float k2 = shoal::window_scale(size);
-    double scale_h = (double)oh / (double)uh, scale_w = (double)ow / (double)uw;
+    (void)y;
     SHOAL_GRID_STRIDE(i, n_total) {
-        if (oh == 0 || ow == 0) {
-            dx[i] = 0.0f;
-            continue;
-        }
         unsigned int p = i / hw;
         unsigned int yi = (i % hw) / uw, xi = i % uw;
-        const float* xs = x + p * hw;
-        const float* ys = y + p * oh * ow;
-        unsigned int u = shoal::nearest_source(yi, oh, scale_h), v = shoal::nearest_source(xi, ow, scale_w);
+        unsigned int oy = yi / us, ox = xi / us;
         float out = 0.0f;
-        if (xs[yi * uw + xi] == ys[u * ow + v]) {
-            float count = 0.0f;
+        if (oy < oh && ox < ow) {
+            const float* xs = x + p * hw;
+            unsigned int y0 = oy * us, x0 = ox * us;
+            unsigned int best = y0 * uw + x0;
             for (unsigned int a = 0; a < us; a++) {
-                unsigned int r = u * us + a;
-                unsigned int ur = shoal::nearest_source(r, oh, scale_h);
                 for (unsigned int b = 0; b < us; b++) {
-                    unsigned int c = v * us + b;
-                    unsigned int vc = shoal::nearest_source(c, ow, scale_w);
-                    count += xs[r * uw + c] == ys[ur * ow + vc] ? 1.0f : 0.0f;
+                    unsigned int at = (y0 + a) * uw + x0 + b;
+                    if (xs[best] < xs[at]) {
+                        best = at;
+                    }
                 }
             }
-            out = dy[p * oh * ow + u * ow + v] * (count * k2);
+            if (best == yi * uw + xi) {
+                out = dy[p * oh * ow + oy * ow + ox];
+            }
         }
         dx[i] = out;
     }
 }
 
-// Candle 0.11's AvgPool2D backward: dx[i][j] = dy[U(i)][V(j)] · f32(1/size²), with U and V the
-// nearest-upsampling maps above (so cut-off rows and columns also receive a share).
+// Avg-pool backward: every pixel of a window receives f32(1/size²) · its dy; rows or columns cut
+// off by the floor receive 0.
 extern "C" __global__ void avg_pool_backward(const float* dy, float* dx, int planes, int h, int w, int size) {
     unsigned int oh = (unsigned int)(h / size), ow = (unsigned int)(w / size);
-    unsigned int uh = (unsigned int)h, uw = (unsigned int)w;
-    unsigned int hw = uh * uw;
+    unsigned int uw = (unsigned int)w, us = (unsigned int)size;
+    unsigned int hw = (unsigned int)h * uw;
     unsigned int n_total = (unsigned int)planes * hw;
     float k2 = shoal::window_scale(size);
-    double scale_h = (double)oh / (double)uh, scale_w = (double)ow / (double)uw;
     SHOAL_GRID_STRIDE(i, n_total) {
-        if (oh == 0 || ow == 0) {
-            dx[i] = 0.0f;
-            continue;
-        }
         unsigned int p = i / hw;
-        unsigned int u = shoal::nearest_source((i % hw) / uw, oh, scale_h);
-        unsigned int v = shoal::nearest_source(i % uw, ow, scale_w);
-        dx[i] = dy[p * oh * ow + u * ow + v] * k2;
+        unsigned int oy = ((i % hw) / uw) / us, ox = (i % uw) / us;
+        dx[i] = (oy < oh && ox < ow) ? dy[p * oh * ow + oy * ow + ox] * k2 : 0.0f;
     }
 }
