@@ -95,7 +95,7 @@ fn gpus() -> (Vec<GpuInfo>, String) {
         let name = result::device::get_name(dev).unwrap_or_else(|_| "unknown CUDA device".into());
         // SAFETY: `dev` is a valid device handle returned by the initialised driver.
         let memory_bytes = unsafe { result::device::total_mem(dev) }.map_or(0, |m| m as u64);
-        out.push(GpuInfo { index, name, memory_bytes });
+        out.push(GpuInfo { index, name, memory_bytes, ..Default::default() });
     }
     let note =
         if out.is_empty() { "the CUDA driver reports no devices; training runs on CPU".into() } else { String::new() };

@@ -326,7 +326,7 @@ async fn an_interrupted_job_resumes_from_its_checkpoint() {
     let job = c.lock().submit(Some(job_spec("a", 1))).expect("submit").job_id;
     let (w, epoch, mut rx) = connect(&c, 1, "", vec![]);
     assigned(&mut rx);
-    send(&c, &w, epoch, worker_message::Kind::Heartbeat(Heartbeat { running: vec![], draining: true }));
+    send(&c, &w, epoch, worker_message::Kind::Heartbeat(Heartbeat { running: vec![], draining: true, gpus: vec![] }));
     finish(&c, &w, epoch, &job, 1, Outcome::Interrupted, "/ckpt/step-7");
     assert_eq!(state(&c, &job), JobState::Queued);
     assert!(next_kind(&mut rx).is_none(), "a draining worker gets nothing new");
@@ -523,7 +523,7 @@ async fn an_interrupted_gang_requeues_from_rank_zeros_checkpoint_once_every_rank
         }),
     );
     for (w, e) in [(&z, ze), (&o, oe)] {
-        send(&c, w, e, worker_message::Kind::Heartbeat(Heartbeat { running: vec![], draining: true }));
+        send(&c, w, e, worker_message::Kind::Heartbeat(Heartbeat { running: vec![], draining: true, gpus: vec![] }));
     }
     finish(&c, &o, oe, &job, 1, Outcome::Interrupted, "");
     assert_eq!(state(&c, &job), JobState::Running, "rank 0 has not stopped yet");

@@ -288,6 +288,7 @@ impl State {
                     free_gpus: free.map_or(0, |f| f.gpus),
                     registered_at: ms_to_timestamp(w.registered_ms),
                     last_seen: ms_to_timestamp(w.last_seen_ms),
+                    gpu_usage: Vec::new(),
                 }
             })
             .collect();

@@ -313,7 +313,7 @@ impl Worker {
             tokio::select! {
                 _ = heartbeat.tick() => {
                     self.reap_finished();
-                    let hb = Heartbeat { running: self.running(), draining: self.draining() };
+                    let hb = Heartbeat { running: self.running(), draining: self.draining(), gpus: Vec::new() };
                     if out.send(WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)), seq: 0 }).await.is_err() {
                         return SessionEnd::Lost(SessionLost::StreamClosed);
                     }
@@ -329,7 +329,7 @@ impl Worker {
                 },
                 _ = self.drain.cancelled(), if !self.draining() => {
                     self.start_drain();
-                    let hb = Heartbeat { running: self.running(), draining: true };
+                    let hb = Heartbeat { running: self.running(), draining: true, gpus: Vec::new() };
                     let _ = out.send(WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)), seq: 0 }).await;
                 }
                 _ = sleep_until(self.drain_deadline.unwrap_or(far)), if self.draining() => {

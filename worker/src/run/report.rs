@@ -109,6 +109,7 @@ impl Host for ReportHost<'_> {
                         .chain(p.extra.iter().cloned())
                         .collect(),
                     rank: p.rank as u32,
+                    gpus: Vec::new(),
                 });
             }
             Report::Validation(p) => {
