@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use shoal_common::proto::{
-    CoordinatorMessage, Heartbeat, Hello, JobFinished, JobMetric, JobResult, JobSpec, JobState, MetricPoint, Outcome,
-    RegisterRequest, RunningJob, Split, WorkerInfo, WorkerMessage, WorkerState, coordinator_message, job_event,
-    worker_message,
+    CoordinatorMessage, GpuInfo, GpuUsage, Heartbeat, Hello, JobFinished, JobMetric, JobResult, JobSpec, JobState,
+    MetricPoint, Outcome, RegisterRequest, RunningJob, Split, WorkerInfo, WorkerMessage, WorkerState,
+    coordinator_message, job_event, worker_message,
 };
 use shoal_common::{WorkerId, spec, version};
 use tokio::sync::mpsc;
@@ -298,6 +298,36 @@ async fn a_silent_worker_is_lost_but_heartbeats_keep_it_alive() {
     assert_eq!(view.state, JobState::Failed as i32);
     assert!(view.reason.contains("no heartbeat for 6s"), "{}", view.reason);
     assert!(next_kind(&mut rx).is_none(), "the lost worker's session is closed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_newest_heartbeat_gpu_sample_is_listed_until_the_session_ends() {
+    let c = coordinator();
+    let gpu = |index| GpuInfo { index, name: "gpu".into(), memory_bytes: 80 << 30, ..Default::default() };
+    let info = WorkerInfo { gpus: vec![gpu(0), gpu(1)], ..info(4) };
+    let resp = c.lock().register(RegisterRequest { info: Some(info), worker_id: String::new() }).expect("register");
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let hello = Hello { worker_id: resp.worker_id, running: vec![], draining: false, boot_id: 7 };
+    let (w, epoch) = c.lock().open_session(hello, tx).expect("session");
+    let usage = |index, used_gib: u64, busy| GpuUsage {
+        index,
+        memory_used_bytes: used_gib << 30,
+        memory_total_bytes: 80 << 30,
+        utilization_percent: busy,
+    };
+    let listed = |c: &Coordinator| c.lock().list_workers().remove(0).gpu_usage;
+    assert!(listed(&c).is_empty(), "nothing sampled before the first heartbeat");
+
+    let first = vec![usage(0, 10, Some(50)), usage(1, 1, None)];
+    send(&c, &w, epoch, worker_message::Kind::Heartbeat(Heartbeat { gpus: first.clone(), ..Default::default() }));
+    assert_eq!(listed(&c), first);
+    // The next sample replaces the previous one; a GPU the worker never registered is dropped.
+    let second = vec![usage(0, 30, Some(99)), usage(7, 1, Some(1))];
+    send(&c, &w, epoch, worker_message::Kind::Heartbeat(Heartbeat { gpus: second, ..Default::default() }));
+    assert_eq!(listed(&c), vec![usage(0, 30, Some(99))]);
+
+    c.lock().close_session(&w, epoch, "test");
+    assert!(listed(&c).is_empty(), "a disconnected worker's sample is stale");
 }
 
 #[tokio::test(start_paused = true)]
