@@ -1,6 +1,6 @@
 //! Text formatting for people: numbers, durations, jobs and tables.
 
-use shoal_common::proto::{Job, JobResult, JobState, MetricPoint, WorkerState, WorkerStatus};
+use shoal_common::proto::{GpuUsage, Job, JobResult, JobState, MetricPoint, WorkerState, WorkerStatus};
 
 pub fn state_of(job: &Job) -> JobState {
     JobState::try_from(job.state).unwrap_or(JobState::Unspecified)
@@ -36,6 +36,21 @@ pub fn duration(seconds: f64) -> String {
 pub fn bytes(b: u64) -> String {
     let gib = b as f64 / (1u64 << 30) as f64;
     if gib >= 1.0 { format!("{gib:.1} GiB") } else { format!("{} MiB", b >> 20) }
+}
+
+/// "12.1/139.8 GiB": a GPU's memory in use of its total.
+pub fn gpu_memory(u: &GpuUsage) -> String {
+    format!("{:.1}/{}", u.memory_used_bytes as f64 / (1u64 << 30) as f64, bytes(u.memory_total_bytes))
+}
+
+/// "87%", or "-" where the GPU cannot tell (MIG instances).
+pub fn gpu_utilization(u: &GpuUsage) -> String {
+    u.utilization_percent.map_or_else(|| "-".to_owned(), |p| format!("{p}%"))
+}
+
+/// "12.1/139.8 GiB, 87%".
+pub fn gpu_use(u: &GpuUsage) -> String {
+    format!("{}, {}", gpu_memory(u), gpu_utilization(u))
 }
 
 /// "loss 0.4123 acc 0.912".
@@ -106,6 +121,9 @@ pub fn job(j: &Job) -> String {
             metric(p),
             si(p.samples_per_s)
         ));
+    }
+    for u in j.last_train.iter().flat_map(|p| &p.gpus) {
+        out.push_str(&format!("\n  gpu {:<5} {}", u.index, gpu_use(u)));
     }
     if let Some(p) = &j.last_validation {
         out.push_str(&format!("\n  validation at step {}: {}", p.step, metric(p)));
@@ -195,8 +213,45 @@ pub fn workers_table(workers: &[WorkerStatus]) -> String {
     table(&["WORKER", "HOST", "STATE", "CPUS FREE", "MEMORY FREE", "GPUS", "JOBS", "SEEN"], &rows)
 }
 
+/// `shoal workers`: the workers, then one row per GPU with its newest sample (memory in use of
+/// the total, utilisation), or why no worker has GPUs.
+pub fn workers(workers: &[WorkerStatus]) -> String {
+    let mut out = workers_table(workers);
+    let mut rows = Vec::new();
+    for w in workers {
+        for g in w.info.iter().flat_map(|i| &i.gpus) {
+            // No sample: the worker has no NVML, or its session is not open.
+            let (used, util) = match w.gpu_usage.iter().find(|u| u.index == g.index) {
+                Some(u) => (gpu_memory(u), gpu_utilization(u)),
+                None => (format!("-/{}", bytes(g.memory_bytes)), "-".to_owned()),
+            };
+            rows.push(vec![w.worker_id.clone(), g.index.to_string(), g.name.clone(), used, util]);
+        }
+    }
+    if rows.is_empty() {
+        let mut notes: Vec<&str> = workers
+            .iter()
+            .filter_map(|w| w.info.as_ref())
+            .filter(|i| i.role != "param-server" && !i.gpu_note.is_empty())
+            .map(|i| i.gpu_note.as_str())
+            .collect();
+        notes.sort_unstable();
+        notes.dedup();
+        out.push_str("\n\nno GPUs");
+        if !notes.is_empty() {
+            out.push_str(&format!(": {}", notes.join("; ")));
+        }
+    } else {
+        out.push_str("\n\n");
+        out.push_str(&table(&["WORKER", "GPU", "NAME", "MEMORY USED", "UTIL"], &rows));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use shoal_common::proto::{GpuInfo, WorkerInfo};
+
     use super::*;
 
     #[test]
@@ -207,5 +262,71 @@ mod tests {
         assert_eq!(duration(75.0), "1m15s");
         assert_eq!(duration(7300.0), "2h01m");
         assert_eq!(table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]), "A    BB\nxyz  1");
+    }
+
+    fn worker(id: &str, gpus: Vec<GpuInfo>, usage: Vec<GpuUsage>, note: &str) -> WorkerStatus {
+        WorkerStatus {
+            worker_id: id.into(),
+            info: Some(WorkerInfo {
+                hostname: "host".into(),
+                cpu_cores: 8,
+                gpus,
+                gpu_note: note.into(),
+                ..Default::default()
+            }),
+            state: WorkerState::Ready as i32,
+            gpu_usage: usage,
+            ..Default::default()
+        }
+    }
+
+    /// A made-up sample: what is tested is where its numbers go.
+    #[test]
+    fn workers_show_each_gpu_with_its_newest_sample() {
+        let gpu = |index| GpuInfo { index, name: "NVIDIA H200".into(), memory_bytes: 140 << 30, ..Default::default() };
+        let sampled = GpuUsage {
+            index: 0,
+            memory_used_bytes: 12 << 30,
+            memory_total_bytes: 140 << 30,
+            utilization_percent: Some(87),
+        };
+        let text = workers(&[
+            worker("wrk-a", vec![gpu(0), gpu(1)], vec![sampled], ""),
+            worker("wrk-b", vec![], vec![], "no CUDA driver found"),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines.iter().position(|l| l.starts_with("WORKER  GPU")).expect("a GPU table");
+        assert_eq!(lines[header], "WORKER  GPU  NAME         MEMORY USED     UTIL");
+        assert_eq!(lines[header + 1], "wrk-a   0    NVIDIA H200  12.0/140.0 GiB  87%");
+        assert_eq!(lines[header + 2], "wrk-a   1    NVIDIA H200  -/140.0 GiB     -", "GPU 1 sent no sample");
+        assert_eq!(lines.len(), header + 3, "a worker without GPUs has no GPU rows:\n{text}");
+        assert!(!text.contains("no GPUs"), "{text}");
+    }
+
+    #[test]
+    fn cpu_only_workers_say_why_there_are_no_gpus() {
+        let note = "this worker was built without the `cuda` feature; training runs on CPU";
+        let text = workers(&[worker("wrk-a", vec![], vec![], note), worker("wrk-b", vec![], vec![], note)]);
+        assert!(text.ends_with(&format!("\n\nno GPUs: {note}")), "one note for both workers:\n{text}");
+        assert!(!text.contains("MEMORY USED"), "{text}");
+    }
+
+    #[test]
+    fn a_progress_point_shows_the_use_of_its_gpus() {
+        let point = MetricPoint {
+            step: 5,
+            total_steps: 10,
+            gpus: vec![GpuUsage {
+                index: 3,
+                memory_used_bytes: 1 << 29,
+                memory_total_bytes: 80 << 30,
+                utilization_percent: None,
+            }],
+            ..Default::default()
+        };
+        let text = job(&Job { job_id: "job-1".into(), last_train: Some(point), ..Default::default() });
+        assert!(text.contains("\n  gpu 3     0.5/80.0 GiB, -"), "{text}");
+        let cpu = job(&Job { job_id: "job-1".into(), last_train: Some(MetricPoint::default()), ..Default::default() });
+        assert!(!cpu.contains("gpu"), "{cpu}");
     }
 }

@@ -147,7 +147,7 @@ async fn session(
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = heartbeat.tick() => {
-                let hb = Heartbeat { running: Vec::new(), draining: false };
+                let hb = Heartbeat { running: Vec::new(), draining: false, gpus: Vec::new() };
                 out.send(WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)), seq: 0 }).await.map_err(|e| lost(&e))?;
             }
             msg = inbound.message() => match msg {

@@ -35,11 +35,48 @@ async fn a_digits_job_submitted_with_the_cli_trains_to_accuracy() -> anyhow::Res
     assert_eq!(workers[0]["state"], "ready");
     assert_eq!(workers[0]["free_cpus"], 1);
     assert!(!workers[0]["gpu_note"].as_str().unwrap_or_default().is_empty(), "a CPU-only worker says why");
+    assert_eq!(workers[0]["gpus"].as_array().map(Vec::len), Some(0));
+    let table = shoal(&coordinator.url(), &["workers"]);
+    assert_eq!(code(&table), 0, "{}", stderr(&table));
+    assert!(stdout(&table).contains("\nno GPUs: "), "a CPU-only cluster says why it has no GPUs:\n{}", stdout(&table));
+    assert!(!stdout(&table).contains("MEMORY USED"), "no GPU table without GPUs:\n{}", stdout(&table));
 
     // A late watcher gets the whole history and the final summary.
     let again = shoal(&coordinator.url(), &["watch", &job_id]);
     assert_eq!(code(&again), 0);
     assert!(stdout(&again).contains("final validation accuracy"), "{}", stdout(&again));
+    Ok(())
+}
+
+/// On a machine without a GPU driver (where the tests run) every GPU library says why it is
+/// missing, and the command still succeeds. What it prints on a GPU host cannot be checked here.
+#[test]
+fn worker_devices_names_each_gpu_library_or_why_it_is_missing() -> anyhow::Result<()> {
+    let run = |args: &[&str]| std::process::Command::new(shoal_tests::bin("shoal-worker")).args(args).output();
+    let out = run(&["devices"])?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    for name in ["driver", "CUDA", "cuBLAS", "NVRTC", "NCCL", "NVML"] {
+        let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{name} "))).unwrap_or_default();
+        assert!(!line.trim().is_empty(), "no {name} line:\n{text}");
+        let answer = line.trim_start()[name.len()..].trim();
+        assert!(
+            answer.starts_with("missing: ") || answer.starts_with(|c: char| c.is_ascii_digit()),
+            "{name}: neither a version nor a reason: {line}"
+        );
+    }
+
+    let out = run(&["devices", "--json"])?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+    assert!(v["cpu_cores"].as_u64().unwrap_or_default() >= 1, "{v}");
+    for name in ["driver", "cuda", "cublas", "nvrtc", "nccl", "nvml"] {
+        let lib = &v["libraries"][name];
+        assert!(lib["version"].is_string() || lib["missing"].is_string(), "{name}: {lib}");
+    }
+    if v["gpus"].as_array().is_some_and(Vec::is_empty) {
+        assert!(!v["gpu_note"].as_str().unwrap_or_default().is_empty(), "no GPUs must come with a reason: {v}");
+    }
     Ok(())
 }
 

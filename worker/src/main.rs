@@ -73,8 +73,14 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the devices this worker would register (CPUs, memory, GPUs, NCCL) as JSON.
-    Devices,
+    /// Print the devices this worker would register (CPUs, memory, GPUs and their current use)
+    /// and the GPU libraries it can load (driver, CUDA, cuBLAS, NVRTC, NCCL, NVML): the version
+    /// found, or why each is missing.
+    Devices {
+        /// Print one JSON object instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks that run inside this process and print JSON lines.
     Bench {
         #[command(subcommand)]
@@ -114,8 +120,13 @@ fn main() -> ExitCode {
     }
     match args.command {
         Some(Command::Bench { which }) => bench::run(which),
-        Some(Command::Devices) => {
-            println!("{}", shoal_worker::devices::detect().to_json());
+        Some(Command::Devices { json }) => {
+            let inventory = devices::Inventory::gather();
+            if json {
+                println!("{}", inventory.json());
+            } else {
+                println!("{}", inventory.text());
+            }
             ExitCode::SUCCESS
         }
         None => serve(config),

@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use shoal_common::proto::{CancelJobRequest, GetJobRequest, JobState, ListJobsRequest, ListWorkersRequest};
+use shoal_common::proto::{
+    CancelJobRequest, GetJobRequest, GpuInfo, GpuUsage, JobState, ListJobsRequest, ListWorkersRequest,
+};
 
 use crate::client::Target;
 use crate::error::CliError;
@@ -12,10 +14,27 @@ fn to_json(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
+fn usage_json(u: &GpuUsage) -> serde_json::Value {
+    serde_json::json!({
+        "index": u.index, "memory_used_bytes": u.memory_used_bytes, "memory_total_bytes": u.memory_total_bytes,
+        "utilization_percent": u.utilization_percent,
+    })
+}
+
+/// A registered GPU and its newest sample (`null` fields when there is none).
+fn gpu_json(g: &GpuInfo, usage: &[GpuUsage]) -> serde_json::Value {
+    let u = usage.iter().find(|u| u.index == g.index);
+    serde_json::json!({
+        "index": g.index, "name": g.name, "memory_bytes": g.memory_bytes, "pci_bus_id": g.pci_bus_id,
+        "compute_capability": format!("{}.{}", g.compute_capability_major, g.compute_capability_minor),
+        "memory_used_bytes": u.map(|u| u.memory_used_bytes), "utilization_percent": u.and_then(|u| u.utilization_percent),
+    })
+}
+
 /// A job as JSON (prost types do not derive serde; pick the useful fields).
 fn job_json(j: &shoal_common::proto::Job) -> serde_json::Value {
     let point = |p: &Option<shoal_common::proto::MetricPoint>| {
-        p.as_ref().map(|p| serde_json::json!({"step": p.step, "total_steps": p.total_steps, "epoch": p.epoch, "loss": p.loss, "accuracy": p.accuracy, "samples_per_s": p.samples_per_s, "extra": p.extra}))
+        p.as_ref().map(|p| serde_json::json!({"step": p.step, "total_steps": p.total_steps, "epoch": p.epoch, "loss": p.loss, "accuracy": p.accuracy, "samples_per_s": p.samples_per_s, "extra": p.extra, "gpus": p.gpus.iter().map(usage_json).collect::<Vec<_>>()}))
     };
     serde_json::json!({
         "job_id": j.job_id,
@@ -94,7 +113,7 @@ pub async fn workers(target: &Target, json: bool) -> Result<ExitCode, CliError> 
                 serde_json::json!({
                     "worker_id": w.worker_id, "hostname": info.hostname, "state": shoal_common::proto::WorkerState::try_from(w.state).map(|s| s.label()).unwrap_or("unknown"),
                     "reason": w.reason, "cpu_cores": info.cpu_cores, "free_cpus": w.free_cpus, "memory_bytes": info.memory_bytes,
-                    "free_memory_bytes": w.free_memory_bytes, "gpus": info.gpus.iter().map(|g| serde_json::json!({"index": g.index, "name": g.name, "memory_bytes": g.memory_bytes})).collect::<Vec<_>>(),
+                    "free_memory_bytes": w.free_memory_bytes, "gpus": info.gpus.iter().map(|g| gpu_json(g, &w.gpu_usage)).collect::<Vec<_>>(),
                     "gpu_note": info.gpu_note, "data_addr": info.data_addr, "version": info.version, "jobs": w.job_ids,
                 })
             })
@@ -103,7 +122,7 @@ pub async fn workers(target: &Target, json: bool) -> Result<ExitCode, CliError> 
     } else if workers.is_empty() {
         println!("no workers registered");
     } else {
-        println!("{}", render::workers_table(&workers));
+        println!("{}", render::workers(&workers));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use shoal_common::proto::{CoordinatorMessage, JobEvent, WorkerInfo, WorkerState, job_event};
+use shoal_common::proto::{CoordinatorMessage, GpuUsage, JobEvent, WorkerInfo, WorkerState, job_event};
 use shoal_common::{JobId, WorkerId};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -72,6 +72,9 @@ struct WorkerEntry {
     /// Restored from the database after a coordinator restart and not back yet: it gets
     /// `restart_grace` rather than `reconnect_grace`.
     restored: bool,
+    /// Its GPUs' use as the newest heartbeat sampled it; cleared when the session ends. Kept in
+    /// memory only: after a coordinator restart the next heartbeat brings it back.
+    gpu_usage: Vec<GpuUsage>,
 }
 
 impl WorkerEntry {
@@ -211,6 +214,7 @@ impl State {
                     boot_id,
                     acked,
                     restored: true,
+                    gpu_usage: Vec::new(),
                 },
             );
         }

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use shoal_common::proto::{
-    CoordinatorMessage, Heartbeat, Hello, JobFinished, JobMetric, JobResult, JobSpec, JobState, MetricPoint, Outcome,
-    RegisterRequest, RunningJob, Split, WorkerInfo, WorkerMessage, WorkerState, coordinator_message, job_event,
-    worker_message,
+    CoordinatorMessage, GpuInfo, GpuUsage, Heartbeat, Hello, JobFinished, JobMetric, JobResult, JobSpec, JobState,
+    MetricPoint, Outcome, RegisterRequest, RunningJob, Split, WorkerInfo, WorkerMessage, WorkerState,
+    coordinator_message, job_event, worker_message,
 };
 use shoal_common::{WorkerId, spec, version};
 use tokio::sync::mpsc;
@@ -301,6 +301,36 @@ async fn a_silent_worker_is_lost_but_heartbeats_keep_it_alive() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_newest_heartbeat_gpu_sample_is_listed_until_the_session_ends() {
+    let c = coordinator();
+    let gpu = |index| GpuInfo { index, name: "gpu".into(), memory_bytes: 80 << 30, ..Default::default() };
+    let info = WorkerInfo { gpus: vec![gpu(0), gpu(1)], ..info(4) };
+    let resp = c.lock().register(RegisterRequest { info: Some(info), worker_id: String::new() }).expect("register");
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let hello = Hello { worker_id: resp.worker_id, running: vec![], draining: false, boot_id: 7 };
+    let (w, epoch) = c.lock().open_session(hello, tx).expect("session");
+    let usage = |index, used_gib: u64, busy| GpuUsage {
+        index,
+        memory_used_bytes: used_gib << 30,
+        memory_total_bytes: 80 << 30,
+        utilization_percent: busy,
+    };
+    let listed = |c: &Coordinator| c.lock().list_workers().remove(0).gpu_usage;
+    assert!(listed(&c).is_empty(), "nothing sampled before the first heartbeat");
+
+    let first = vec![usage(0, 10, Some(50)), usage(1, 1, None)];
+    send(&c, &w, epoch, worker_message::Kind::Heartbeat(Heartbeat { gpus: first.clone(), ..Default::default() }));
+    assert_eq!(listed(&c), first);
+    // The next sample replaces the previous one; a GPU the worker never registered is dropped.
+    let second = vec![usage(0, 30, Some(99)), usage(7, 1, Some(1))];
+    send(&c, &w, epoch, worker_message::Kind::Heartbeat(Heartbeat { gpus: second, ..Default::default() }));
+    assert_eq!(listed(&c), vec![usage(0, 30, Some(99))]);
+
+    c.lock().close_session(&w, epoch, "test");
+    assert!(listed(&c).is_empty(), "a disconnected worker's sample is stale");
+}
+
+#[tokio::test(start_paused = true)]
 async fn cancelling_frees_the_worker_once_it_confirms() {
     let c = coordinator();
     let first = c.lock().submit(Some(job_spec("a", 2))).expect("submit").job_id;
@@ -326,7 +356,7 @@ async fn an_interrupted_job_resumes_from_its_checkpoint() {
     let job = c.lock().submit(Some(job_spec("a", 1))).expect("submit").job_id;
     let (w, epoch, mut rx) = connect(&c, 1, "", vec![]);
     assigned(&mut rx);
-    send(&c, &w, epoch, worker_message::Kind::Heartbeat(Heartbeat { running: vec![], draining: true }));
+    send(&c, &w, epoch, worker_message::Kind::Heartbeat(Heartbeat { running: vec![], draining: true, gpus: vec![] }));
     finish(&c, &w, epoch, &job, 1, Outcome::Interrupted, "/ckpt/step-7");
     assert_eq!(state(&c, &job), JobState::Queued);
     assert!(next_kind(&mut rx).is_none(), "a draining worker gets nothing new");
@@ -523,7 +553,7 @@ async fn an_interrupted_gang_requeues_from_rank_zeros_checkpoint_once_every_rank
         }),
     );
     for (w, e) in [(&z, ze), (&o, oe)] {
-        send(&c, w, e, worker_message::Kind::Heartbeat(Heartbeat { running: vec![], draining: true }));
+        send(&c, w, e, worker_message::Kind::Heartbeat(Heartbeat { running: vec![], draining: true, gpus: vec![] }));
     }
     finish(&c, &o, oe, &job, 1, Outcome::Interrupted, "");
     assert_eq!(state(&c, &job), JobState::Running, "rank 0 has not stopped yet");

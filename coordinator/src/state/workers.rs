@@ -54,6 +54,7 @@ impl State {
             boot_id: 0,
             acked: 0,
             restored: false,
+            gpu_usage: Vec::new(),
         });
         entry.info = info;
         tracing::info!(worker_id = %id, hostname = %entry.info.hostname, cpus = entry.info.cpu_cores, gpus = entry.info.gpus.len(), "worker registered");
@@ -178,6 +179,9 @@ impl State {
                     entry.reason = "draining: finishing its jobs, taking no new ones".into();
                     self.scheduler.set_schedulable(worker, false);
                 }
+                // Only GPUs the worker registered; each heartbeat replaces the previous sample.
+                let known = &entry.info.gpus;
+                entry.gpu_usage = hb.gpus.into_iter().filter(|u| known.iter().any(|g| g.index == u.index)).collect();
                 self.send(worker, coordinator_message::Kind::Ack(ack));
             }
             Some(worker_message::Kind::Started(s)) => self.on_started(worker, &s.job_id, s.attempt),
@@ -202,6 +206,7 @@ impl State {
             return;
         }
         entry.session = None;
+        entry.gpu_usage.clear();
         if entry.state == WorkerState::Draining && idle {
             tracing::info!(worker_id = %worker, "worker drained and left");
             entry.state = WorkerState::Left;
@@ -265,6 +270,7 @@ impl State {
         entry.reason = why.to_owned();
         entry.session = None;
         entry.disconnected_since = None;
+        entry.gpu_usage.clear();
         self.fail_jobs_of(id, &format!("worker {name} lost: {why}"));
         self.schedule();
     }
@@ -288,6 +294,7 @@ impl State {
                     free_gpus: free.map_or(0, |f| f.gpus),
                     registered_at: ms_to_timestamp(w.registered_ms),
                     last_seen: ms_to_timestamp(w.last_seen_ms),
+                    gpu_usage: w.gpu_usage.clone(),
                 }
             })
             .collect();

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use crate::config::WorkerConfig;
-use crate::devices::Devices;
+use crate::devices::{Devices, GpuMonitor};
 use crate::run::{self, JobContext, JobHandle};
 use crate::sync::DataPlane;
 use backoff::Backoff;
@@ -39,6 +39,8 @@ enum SessionEnd {
 pub struct Worker {
     config: WorkerConfig,
     devices: Devices,
+    /// Samples the GPUs for heartbeats and progress reports; `None` without GPUs or NVML.
+    gpu_monitor: Option<GpuMonitor>,
     data_addr: SocketAddr,
     plane: DataPlane,
     worker_id: Option<WorkerId>,
@@ -75,10 +77,12 @@ impl Worker {
         let data_addr = config.data_advertise()?.unwrap_or_else(|| plane.addr());
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
         let tls = config.tls()?;
+        let gpu_monitor = GpuMonitor::start(&devices.gpus);
         Ok(Self {
             tls,
             config,
             devices,
+            gpu_monitor,
             data_addr,
             plane,
             worker_id: None,
@@ -155,6 +159,13 @@ impl Worker {
 
     fn draining(&self) -> bool {
         self.drain_deadline.is_some()
+    }
+
+    /// What runs here, whether the worker drains, and how its GPUs are used right now.
+    fn heartbeat(&self) -> WorkerMessage {
+        let gpus = self.gpu_monitor.as_ref().map(GpuMonitor::sample).unwrap_or_default();
+        let hb = Heartbeat { running: self.running(), draining: self.draining(), gpus };
+        WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)), seq: 0 }
     }
 
     /// Runs until drained. Returns an error only when the coordinator refuses this worker.
@@ -293,6 +304,7 @@ impl Worker {
             max_threads: self.devices.cpu_cores as usize,
             plane: self.plane.clone(),
             ps_access: crate::sync::PsAccess { tls: self.tls.clone(), token: self.config.join_token.clone() },
+            gpu_monitor: self.gpu_monitor.clone(),
         };
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -313,8 +325,7 @@ impl Worker {
             tokio::select! {
                 _ = heartbeat.tick() => {
                     self.reap_finished();
-                    let hb = Heartbeat { running: self.running(), draining: self.draining() };
-                    if out.send(WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)), seq: 0 }).await.is_err() {
+                    if out.send(self.heartbeat()).await.is_err() {
                         return SessionEnd::Lost(SessionLost::StreamClosed);
                     }
                 }
@@ -329,8 +340,7 @@ impl Worker {
                 },
                 _ = self.drain.cancelled(), if !self.draining() => {
                     self.start_drain();
-                    let hb = Heartbeat { running: self.running(), draining: true };
-                    let _ = out.send(WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)), seq: 0 }).await;
+                    let _ = out.send(self.heartbeat()).await;
                 }
                 _ = sleep_until(self.drain_deadline.unwrap_or(far)), if self.draining() => {
                     self.abandon_jobs();

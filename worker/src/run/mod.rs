@@ -42,6 +42,8 @@ pub struct JobContext {
     pub plane: DataPlane,
     /// How to reach parameter servers.
     pub ps_access: crate::sync::PsAccess,
+    /// Samples the GPUs reserved for a job into its progress points (`None` without GPUs).
+    pub gpu_monitor: Option<crate::devices::GpuMonitor>,
 }
 
 /// Values other ranks published through the coordinator (the NCCL unique id).
@@ -228,6 +230,9 @@ fn run(
         backend,
     };
     let mut host = ReportHost::new(job_id.clone(), attempt, rank, updates.clone(), stop);
+    if let Some(monitor) = &ctx.gpu_monitor {
+        host.sample_gpus(monitor.clone(), assignment.gpus.clone());
+    }
     if let Some(note) = elastic_lr(&mut cfg, assignment.world_size.max(1) as usize)
         && rank == 0
     {

@@ -10,12 +10,16 @@ use shoal_common::proto::{
 use shoal_train::{Host, Outcome as TrainOutcome, Report, Stop, Summary, TrainError};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::devices::GpuMonitor;
+
 pub struct ReportHost<'a> {
     job_id: String,
     attempt: u32,
     rank: usize,
     updates: UnboundedSender<WorkerMessage>,
     stop: &'a AtomicU8,
+    /// The GPUs reserved for this rank, sampled into each training point.
+    gpus: Option<(GpuMonitor, Vec<u32>)>,
 }
 
 impl<'a> ReportHost<'a> {
@@ -26,7 +30,12 @@ impl<'a> ReportHost<'a> {
         updates: UnboundedSender<WorkerMessage>,
         stop: &'a AtomicU8,
     ) -> Self {
-        Self { job_id, attempt, rank, updates, stop }
+        Self { job_id, attempt, rank, updates, stop, gpus: None }
+    }
+
+    /// Training points carry the use of these GPUs (none when `gpus` is empty).
+    pub fn sample_gpus(&mut self, monitor: GpuMonitor, gpus: Vec<u32>) {
+        self.gpus = (!gpus.is_empty()).then_some((monitor, gpus));
     }
 
     fn send(&self, kind: worker_message::Kind) {
@@ -109,6 +118,8 @@ impl Host for ReportHost<'_> {
                         .chain(p.extra.iter().cloned())
                         .collect(),
                     rank: p.rank as u32,
+                    // Not in the log line above: the session message carries it.
+                    gpus: self.gpus.as_ref().map(|(m, gpus)| m.sample_of(gpus)).unwrap_or_default(),
                 });
             }
             Report::Validation(p) => {

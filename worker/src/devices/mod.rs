@@ -1,7 +1,20 @@
 //! What this machine offers: CPU cores, memory, and CUDA GPUs (found at run time through the
-//! driver when built with the `cuda` feature).
+//! driver when built with the `cuda` feature); the GPU libraries it can load; and the GPUs'
+//! current use (through NVML, in every build).
 
+#[cfg(feature = "cuda")]
+mod cuda;
+pub mod libraries;
+pub mod nvml;
+mod report;
+mod usage;
+
+#[cfg(feature = "cuda")]
+use cuda::gpus;
 use shoal_common::proto::GpuInfo;
+
+pub use report::Inventory;
+pub use usage::GpuMonitor;
 
 /// Detected hardware.
 #[derive(Clone, Debug)]
@@ -14,20 +27,6 @@ pub struct Devices {
     pub gpu_note: String,
     /// NCCL can be loaded.
     pub nccl: bool,
-}
-
-impl Devices {
-    /// The devices as one JSON object (for `shoal-worker devices`).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "hostname": self.hostname,
-            "cpu_cores": self.cpu_cores,
-            "memory_bytes": self.memory_bytes,
-            "gpus": self.gpus.iter().map(|g| serde_json::json!({"index": g.index, "name": g.name, "memory_bytes": g.memory_bytes})).collect::<Vec<_>>(),
-            "gpu_note": self.gpu_note,
-            "nccl": self.nccl,
-        })
-    }
 }
 
 pub fn hostname() -> String {
@@ -69,37 +68,6 @@ pub fn detect() -> Devices {
 #[cfg(not(feature = "cuda"))]
 fn gpus() -> (Vec<GpuInfo>, String) {
     (Vec::new(), "this worker was built without the `cuda` feature; training runs on CPU".into())
-}
-
-#[cfg(feature = "cuda")]
-fn gpus() -> (Vec<GpuInfo>, String) {
-    use cudarc::driver::result;
-    // SAFETY: only checks whether the driver library can be loaded; never calls into it.
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return (Vec::new(), "no CUDA driver found (libcuda could not be loaded); training runs on CPU".into());
-    }
-    if let Err(e) = result::init() {
-        return (Vec::new(), format!("the CUDA driver did not initialise ({e}); training runs on CPU"));
-    }
-    let count = match result::device::get_count() {
-        Ok(n) => n.max(0) as u32,
-        Err(e) => {
-            return (Vec::new(), format!("cannot count CUDA devices ({e}); training runs on CPU"));
-        }
-    };
-    let mut out = Vec::new();
-    for index in 0..count {
-        let Ok(dev) = result::device::get(index as i32) else {
-            continue;
-        };
-        let name = result::device::get_name(dev).unwrap_or_else(|_| "unknown CUDA device".into());
-        // SAFETY: `dev` is a valid device handle returned by the initialised driver.
-        let memory_bytes = unsafe { result::device::total_mem(dev) }.map_or(0, |m| m as u64);
-        out.push(GpuInfo { index, name, memory_bytes });
-    }
-    let note =
-        if out.is_empty() { "the CUDA driver reports no devices; training runs on CPU".into() } else { String::new() };
-    (out, note)
 }
 
 #[cfg(test)]
