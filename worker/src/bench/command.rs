@@ -135,6 +135,10 @@ pub fn run(which: Bench) -> ExitCode {
         Bench::Train { device, .. } if device != "cpu" => {
             fail(format!("--device `{device}`: only the CPU trains through parameter servers"), 2)
         }
+        Bench::Train { batch, precision, .. } if batch != 128 || precision != "fp32" => fail(
+            format!("--batch `{batch}` --precision `{precision}`: parameter-server runs take the peers' 128 and fp32"),
+            2,
+        ),
         Bench::Train { steps, warmup, rank, world, ps_servers, ps_mode, .. } => {
             match ps::reference(steps, warmup, rank, world, &ps_servers, &ps_mode) {
                 Ok(Some(record)) => emit([meta::header("shoal_train"), record]),
