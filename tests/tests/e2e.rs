@@ -167,6 +167,82 @@ fn bench_train_prints_the_peer_fields() {
     }
     assert_eq!(r["world_size"], 1);
     assert_eq!(r["threads_per_rank"], 1);
+    assert_eq!(r["device"], "cpu");
+    assert_eq!(r["precision"], "fp32");
     assert!(r["samples_per_s"].as_f64().expect("number") > 0.0);
     assert!(r["loss_final"].as_f64().expect("loss") < r["loss_first"].as_f64().expect("loss"));
+}
+
+fn bench(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(shoal_tests::bin("shoal")).arg("bench").args(args).output().expect("run bench")
+}
+
+#[test]
+fn bench_train_takes_the_batch_sizes_of_the_gpu_peer() {
+    let out = bench(&["train", "--steps", "3", "--warmup", "1", "--batch", "1024"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let last = stdout(&out).lines().last().map(str::to_owned).unwrap_or_default();
+    let r: serde_json::Value = serde_json::from_str(&last).expect("JSON line");
+    assert_eq!(r["batch_per_rank"], 1024);
+    assert_eq!(r["global_batch"], 1024);
+}
+
+#[test]
+fn bench_train_on_a_gpu_fails_cleanly_where_there_is_none() {
+    // The test binaries are built without the `cuda` feature; a build with it on a machine without
+    // a GPU fails the same way with the driver's reason. Either way: exit 2, naming --device.
+    let out = bench(&["train", "--device", "cuda", "--steps", "20", "--warmup", "5"]);
+    if code(&out) == 0 {
+        let last = stdout(&out).lines().last().map(str::to_owned).unwrap_or_default();
+        let r: serde_json::Value = serde_json::from_str(&last).expect("JSON line");
+        assert_eq!(r["device"], "cuda:0", "a GPU is here: it must have trained on it");
+        return;
+    }
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("--device `cuda`"), "{err}");
+    assert!(err.contains("`cuda` feature") || err.contains("cannot open GPU 0"), "{err}");
+    assert!(stdout(&out).is_empty(), "no records from a run that did not start: {}", stdout(&out));
+
+    let parity = bench(&["parity", "--steps", "10"]);
+    assert_eq!(code(&parity), 2, "{}", stderr(&parity));
+    assert!(stderr(&parity).contains("--device `cuda`"), "{}", stderr(&parity));
+}
+
+#[test]
+fn bench_train_rejects_unknown_devices_and_precisions_naming_the_flag() {
+    for (args, flag) in [
+        (&["train", "--device", "tpu"][..], "--device `tpu`"),
+        (&["train", "--device", "cuda:x"], "--device `cuda:x`"),
+        (&["train", "--device", "cuda", "--precision", "fp16"], "--precision `fp16`"),
+        (&["train", "--precision", "bf16"], "--precision `bf16`"),
+        (&["train", "--batch", "0"], "--batch `0`"),
+        (&["train", "--device", "cuda", "--ranks", "2"], "--device `cuda`"),
+        (&["parity", "--device", "tpu"], "--device `tpu`"),
+    ] {
+        let out = bench(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(flag), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn bench_parity_of_the_cpu_with_itself_finds_no_difference() {
+    let out = bench(&["parity", "--device", "cpu", "--steps", "6"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records: Vec<serde_json::Value> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(records[0]["kind"], "meta");
+    let models: Vec<(&str, &str)> = records[1..]
+        .iter()
+        .map(|r| (r["model"].as_str().unwrap_or_default(), r["kind"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(models, [("mlp", "parity"), ("cnn", "parity"), ("cnn", "resume")]);
+    for r in &records[1..] {
+        assert_eq!(r["max_rel_diff"], 0.0, "{r}");
+        assert_eq!(r["within_1e-4"], true, "{r}");
+        assert_eq!(r["steps"], 6, "{r}");
+    }
+    // Every weight and bias of 784-512-512-10.
+    assert_eq!(records[1]["params"], 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10);
 }

@@ -19,7 +19,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Subcommand, Debug)]
 pub enum Which {
     /// Train the peers' reference MLP (784-512-512-10, batch 128 per rank, SGD lr 0.05) with one
-    /// thread per rank, as `ddp_mlp.py` does; data-parallel over the TCP ring with --ranks > 1.
+    /// thread per rank, as `ddp_mlp.py` does; data-parallel over the TCP ring with --ranks > 1. With
+    /// --device cuda it trains on one GPU, the workload of `gpu_mlp.py`.
     Train {
         #[arg(long, default_value_t = 400)]
         steps: u64,
@@ -29,6 +30,29 @@ pub enum Which {
         #[arg(long, default_value_t = 1)]
         ranks: usize,
         /// Matmul threads per rank.
+        #[arg(long, default_value_t = 1)]
+        threads: u32,
+        /// Samples per step and rank (`gpu_mlp.py` measures 128, 1024 and 8192).
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// cpu, cuda (GPU 0) or cuda:N; a GPU needs a worker built with the `cuda` feature.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Matrix products on a GPU: fp32 or tf32.
+        #[arg(long, default_value = "fp32")]
+        precision: String,
+    },
+    /// Numerics of a GPU against the CPU engine: the reference MLP and the digits CNN trained from
+    /// the same seed and data on both, every parameter compared (relative difference
+    /// |a-b|/max(|a|,|b|,1e-3), within 1e-4 expected), and the CNN resumed from the GPU's
+    /// checkpoint onto the CPU halfway. One JSON line per comparison.
+    Parity {
+        #[arg(long, default_value_t = 200)]
+        steps: u64,
+        /// cuda (GPU 0) or cuda:N; cpu compares the CPU with itself.
+        #[arg(long, default_value = "cuda")]
+        device: String,
+        /// Matmul threads of the CPU runs.
         #[arg(long, default_value_t = 1)]
         threads: u32,
     },
@@ -181,12 +205,17 @@ pub async fn run(which: Which) -> Result<ExitCode, CliError> {
             }
             bench_ps(&workers, &shards, model_mb, iters, train_steps, warmup).await
         }
-        Which::Train { steps, warmup, ranks, threads } => {
+        Which::Train { steps, warmup, ranks, threads, batch, device, precision } => {
             if steps <= warmup {
                 return Err(CliError::usage("--steps must be larger than --warmup"));
             }
             if threads == 0 || ranks == 0 || ranks > 64 {
                 return Err(CliError::usage("--threads must be > 0 and --ranks between 1 and 64"));
+            }
+            // The worker checks --device, --precision and --batch (only it knows whether it was
+            // built with the `cuda` feature); what it rejects exits 2 here too.
+            if ranks > 1 && device != "cpu" {
+                return Err(CliError::usage(format!("--device `{device}`: --ranks above 1 train on the CPU only")));
             }
             let args = |rank: usize| {
                 vec![
@@ -196,9 +225,21 @@ pub async fn run(which: Which) -> Result<ExitCode, CliError> {
                     format!("--warmup={warmup}"),
                     format!("--rank={rank}"),
                     format!("--world={ranks}"),
+                    format!("--batch={batch}"),
+                    format!("--device={device}"),
+                    format!("--precision={precision}"),
                 ]
             };
             run_ranks(ranks, threads, args).await
+        }
+        Which::Parity { steps, device, threads } => {
+            if threads == 0 {
+                return Err(CliError::usage("--threads must be > 0"));
+            }
+            let args = |_rank: usize| {
+                vec!["bench".into(), "parity".into(), format!("--steps={steps}"), format!("--device={device}")]
+            };
+            run_ranks(1, threads, args).await
         }
         Which::Allreduce { ranks, sizes, warmup, min_iters, max_iters, budget_s, backend } => {
             if backend != "ring" && backend != "nccl" {
@@ -263,8 +304,15 @@ async fn run_ranks(world: usize, threads: u32, args: impl Fn(usize) -> Vec<Strin
             let line = tokio::time::timeout(START_TIMEOUT, out.next_line())
                 .await
                 .map_err(|_| CliError::unavailable(format!("rank {rank} did not start within {START_TIMEOUT:?}")))?
-                .map_err(|e| CliError::unavailable(format!("rank {rank}: {e}")))?
-                .ok_or_else(|| CliError::unavailable(format!("rank {rank} exited before it started")))?;
+                .map_err(|e| CliError::unavailable(format!("rank {rank}: {e}")))?;
+            let Some(line) = line else {
+                // A rank that rejected its flags has said why on stderr: exit 2 as it did.
+                let status = children[rank].wait().await.map_err(|e| CliError::unavailable(e.to_string()))?;
+                if status.code() == Some(2) {
+                    return Ok(ExitCode::from(2));
+                }
+                return Err(CliError::unavailable(format!("rank {rank} exited before it started ({status})")));
+            };
             let addr = line
                 .strip_prefix("addr ")
                 .ok_or_else(|| CliError::unavailable(format!("rank {rank} printed `{line}`")))?;
@@ -292,11 +340,21 @@ async fn run_ranks(world: usize, threads: u32, args: impl Fn(usize) -> Vec<Strin
     for d in drains {
         let _ = d.await;
     }
-    let mut failed = false;
+    let mut codes = Vec::with_capacity(world);
     for child in children.iter_mut() {
-        failed |= !child.wait().await.map_err(|e| CliError::unavailable(e.to_string()))?.success();
+        codes.push(child.wait().await.map_err(|e| CliError::unavailable(e.to_string()))?.code());
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(ExitCode::from(exit_code(&codes)))
+}
+
+/// The exit code of a benchmark from its ranks' exit codes (`None`: killed by a signal): 0 when
+/// all succeeded, 2 when rank 0 rejected its flags (bad input, as for every command), else 1.
+fn exit_code(ranks: &[Option<i32>]) -> u8 {
+    match ranks.first() {
+        Some(Some(2)) => 2,
+        _ if ranks.iter().all(|c| *c == Some(0)) => 0,
+        _ => 1,
+    }
 }
 
 /// Parameter-server processes for a benchmark; killed when dropped.
@@ -440,4 +498,21 @@ async fn bench_ps(
         ]
     };
     run_ranks(2, 1, args).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rank_that_rejects_its_flags_makes_the_bench_exit_2() {
+        assert_eq!(exit_code(&[Some(0)]), 0);
+        assert_eq!(exit_code(&[Some(0), Some(0)]), 0);
+        assert_eq!(exit_code(&[Some(2)]), 2);
+        assert_eq!(exit_code(&[Some(2), Some(1)]), 2);
+        assert_eq!(exit_code(&[Some(1)]), 1);
+        assert_eq!(exit_code(&[Some(0), Some(2)]), 1, "only rank 0's verdict on the flags counts");
+        assert_eq!(exit_code(&[None]), 1, "killed by a signal");
+        assert_eq!(exit_code(&[Some(0), None]), 1);
+    }
 }

@@ -9,8 +9,11 @@ use serde_json::Value;
 use shoal_train::Collective;
 
 use super::allreduce::{self, AllReducePlan};
+use super::device::{self, Device, Opened};
+use super::error::BenchError;
 use super::pipeline::{self, PipelinePlan};
-use super::{meta, ps, rendezvous, train};
+use super::train::Reference;
+use super::{meta, parity, ps, rendezvous, train};
 
 /// Deadline of benchmark collectives.
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -18,12 +21,22 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// The benchmarks, each one rank of a run that `shoal bench` starts (or a person, across machines).
 #[derive(Subcommand, Debug)]
 pub enum Bench {
-    /// Train the peers' reference MLP (784-512-512-10, batch 128, SGD lr 0.05) on one worker.
+    /// Train the peers' reference MLP (784-512-512-10, batch 128, SGD lr 0.05) on one worker, or
+    /// on one GPU (`gpu_mlp.py`'s workload) with --device cuda.
     Train {
         #[arg(long, default_value_t = 400)]
         steps: u64,
         #[arg(long, default_value_t = 50)]
         warmup: u64,
+        /// Samples per step and rank (the peers: 128; `gpu_mlp.py` also 1024 and 8192).
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// cpu, cuda (GPU 0) or cuda:N; a GPU needs the `cuda` feature and trains one rank.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Matrix products on a GPU: fp32 or tf32.
+        #[arg(long, default_value = "fp32")]
+        precision: String,
         /// This process's rank, and the number of ranks (data-parallel over the TCP ring). With
         /// several ranks it prints `addr HOST:PORT` and reads every rank's address from stdin.
         #[arg(long, default_value_t = 0)]
@@ -37,6 +50,16 @@ pub enum Bench {
         /// Parameter-server mode: async, ssp or sync.
         #[arg(long, default_value = "async")]
         ps_mode: String,
+    },
+    /// Train the reference MLP and the digits CNN on the CPU engine and on --device (fp32) from
+    /// the same seed and data, compare every parameter, and resume the CNN from the device onto
+    /// the CPU halfway. One JSON line per comparison.
+    Parity {
+        #[arg(long, default_value_t = 200)]
+        steps: u64,
+        /// cuda (GPU 0), cuda:N, or cpu (the CPU against itself: a check of the comparison).
+        #[arg(long, default_value = "cuda")]
+        device: String,
     },
     /// Push-and-pull throughput against parameter servers: one rank of `shoal bench ps`.
     PsLoad {
@@ -100,10 +123,23 @@ pub enum Bench {
 /// Runs one benchmark and says how it ended: 0, 1 when it failed, 2 for bad flags.
 pub fn run(which: Bench) -> ExitCode {
     match which {
-        Bench::Train { steps, warmup, rank, world, ps_servers, .. } if ps_servers.is_empty() => {
-            train_ring(steps, warmup, rank, world)
+        Bench::Train { steps, warmup, batch, device, precision, rank, world, ps_servers, .. }
+            if ps_servers.is_empty() =>
+        {
+            let flags = TrainFlags { steps, warmup, batch, device: &device, precision: &precision, rank, world };
+            match flags.check() {
+                Ok((plan, device)) => train_ring(plan, device, rank, world),
+                Err(e) => device_failed(&device, &e),
+            }
         }
-        Bench::Train { steps, warmup, rank, world, ps_servers, ps_mode } => {
+        Bench::Train { device, .. } if device != "cpu" => {
+            fail(format!("--device `{device}`: only the CPU trains through parameter servers"), 2)
+        }
+        Bench::Train { batch, precision, .. } if batch != 128 || precision != "fp32" => fail(
+            format!("--batch `{batch}` --precision `{precision}`: parameter-server runs take the peers' 128 and fp32"),
+            2,
+        ),
+        Bench::Train { steps, warmup, rank, world, ps_servers, ps_mode, .. } => {
             match ps::reference(steps, warmup, rank, world, &ps_servers, &ps_mode) {
                 Ok(Some(record)) => emit([meta::header("shoal_train"), record]),
                 Ok(None) => ExitCode::SUCCESS,
@@ -120,6 +156,7 @@ pub fn run(which: Bench) -> ExitCode {
             let plan = AllReducePlan { warmup, min_iters: min_iters.max(1), max_iters: max_iters.max(1), budget_s };
             all_reduce(rank, world, &sizes, &backend, &plan)
         }
+        Bench::Parity { steps, device } => parity(steps, &device),
         Bench::Pipeline { rank, stages, dims, schedules, microbatches, recompute, steps, warmup } => {
             let plan = PipelinePlan { dims, schedules, microbatches, recompute, steps, warmup, timeout: TIMEOUT };
             pipeline(rank, stages, &plan)
@@ -140,13 +177,67 @@ fn fail(message: impl std::fmt::Display, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn train_ring(steps: u64, warmup: u64, rank: usize, world: usize) -> ExitCode {
-    if steps <= warmup {
-        return fail("--steps must be larger than --warmup", 2);
+/// The flags of `bench train` as given.
+struct TrainFlags<'a> {
+    steps: u64,
+    warmup: u64,
+    batch: usize,
+    device: &'a str,
+    precision: &'a str,
+    rank: usize,
+    world: usize,
+}
+
+/// The largest `--batch`.
+const MAX_BATCH: usize = 16_384;
+
+impl TrainFlags<'_> {
+    /// Checks the flags and opens the device: the run's plan, or what is wrong, naming the flag.
+    fn check(&self) -> Result<(Reference, Opened), BenchError> {
+        let bad = |flag, value: String, expected| BenchError::BadFlag { flag, value, expected };
+        if self.steps <= self.warmup {
+            return Err(bad("--steps", self.steps.to_string(), "a number larger than --warmup"));
+        }
+        if self.world == 0 || self.rank >= self.world {
+            return Err(bad("--rank", self.rank.to_string(), "a rank below --world"));
+        }
+        if self.batch == 0 || self.batch > MAX_BATCH {
+            return Err(bad("--batch", self.batch.to_string(), "between 1 and 16384"));
+        }
+        let device = Device::parse(self.device)?;
+        let precision = device::parse_precision(self.precision)?;
+        if device != Device::Cpu && self.world > 1 {
+            return Err(bad("--device", self.device.to_owned(), "cpu when --world is above 1 (a GPU trains one rank)"));
+        }
+        let opened = device::open(device, precision)?;
+        Ok((Reference { steps: self.steps, warmup: self.warmup, batch: self.batch }, opened))
     }
-    if world == 0 || rank >= world {
-        return fail("--rank must be below --world", 2);
+}
+
+/// A device that cannot be opened is a usage error that names the flag.
+fn device_failed(device: &str, e: &BenchError) -> ExitCode {
+    match e {
+        BenchError::BadFlag { .. } => fail(e, 2),
+        _ => fail(format!("--device `{device}`: {e}"), 2),
     }
+}
+
+fn parity(steps: u64, device: &str) -> ExitCode {
+    if !(2..=100_000).contains(&steps) {
+        return fail(format!("--steps `{steps}`: expected between 2 and 100000"), 2);
+    }
+    let opened = match Device::parse(device).and_then(|d| device::open(d, shoal_common::spec::Precision::Fp32)) {
+        Ok(o) => o,
+        Err(e) => return device_failed(device, &e),
+    };
+    println!("{}", meta::header("parity"));
+    match parity::run(steps, &opened) {
+        Ok(records) => emit(records),
+        Err(e) => fail(format!("benchmark failed: {e}"), 1),
+    }
+}
+
+fn train_ring(plan: Reference, device: Opened, rank: usize, world: usize) -> ExitCode {
     let mut ring = None;
     if world > 1 {
         match rendezvous::join_ring(rank, world, TIMEOUT) {
@@ -155,7 +246,7 @@ fn train_ring(steps: u64, warmup: u64, rank: usize, world: usize) -> ExitCode {
         }
     }
     let collective = ring.as_mut().map(|r| r as &mut dyn Collective);
-    match train::reference(steps, warmup, collective) {
+    match train::reference(plan, &device, collective) {
         Ok(record) if rank == 0 => emit([meta::header("shoal_train"), record]),
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(format!("benchmark failed: {e}"), 1),

@@ -32,10 +32,38 @@ pub enum BenchError {
     /// Stage `rank`'s summary has no pipeline statistics.
     #[error("no stage statistics")]
     NoStageStats { rank: usize },
-    /// `--backend nccl` on a worker built without the `cuda` feature.
+    /// A flag's value is not one it takes; `expected` lists what it does take.
+    #[error("{flag} `{value}`: expected {expected}")]
+    BadFlag { flag: &'static str, value: String, expected: &'static str },
+    /// `--backend nccl` or `--device cuda` on a worker built without the `cuda` feature.
     #[cfg(not(feature = "cuda"))]
     #[error("this shoal-worker was built without the `cuda` feature")]
     NoCuda,
+    /// GPU `ordinal` could not be opened for training (no driver, cuBLAS or NVRTC, no such GPU).
+    #[cfg(feature = "cuda")]
+    #[error("cannot open GPU {ordinal}: {source}")]
+    Gpu {
+        ordinal: usize,
+        #[source]
+        source: shoal_train::backend::cuda::GpuError,
+    },
+    /// Two checkpoints that should hold the same model do not: a tensor is missing from one of
+    /// them or has another shape.
+    #[error("checkpoints differ in layout at `{tensor}`: {reason}")]
+    Layout { tensor: String, reason: String },
+    /// A tensor of a checkpoint could not be read back as f32 values.
+    #[error("cannot read tensor `{tensor}`: {source}")]
+    Tensor {
+        tensor: String,
+        #[source]
+        source: candle_core::Error,
+    },
+    /// A run that should have written a checkpoint did not.
+    #[error("the {what} run wrote no checkpoint")]
+    NoCheckpoint { what: String },
+    /// The scratch folder of a benchmark could not be made.
+    #[error("cannot create a scratch folder: {source}")]
+    Scratch { source: std::io::Error },
     /// NCCL could not set up the communicator of `rank`.
     #[cfg(feature = "cuda")]
     #[error("{reason}")]

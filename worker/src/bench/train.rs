@@ -1,11 +1,13 @@
 //! `shoal bench train`: the reference MLP of `ddp_mlp.py` on one rank, or data-parallel over the
-//! TCP ring, reported with the peer's field names.
+//! TCP ring, reported with the peer's field names; on one GPU it is the workload of `gpu_mlp.py`
+//! and adds that peer's `device` and `precision` (and the GPU's name).
 
 use serde_json::{Value, json};
 use shoal_common::spec::TrainConfig;
 use shoal_train::{Collective, Host, Outcome, Peers, ReduceOp, Report, RunOptions, Stop, Summary, data, train};
 
 use super::cpu::CpuSnapshot;
+use super::device::{Opened, precision_name};
 use super::error::BenchError;
 use super::workloads;
 
@@ -25,14 +27,31 @@ pub fn threads() -> usize {
     std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(1)
 }
 
-/// Runs the reference MLP for `steps` steps (data-parallel when `collective` has several ranks,
-/// each with the peers' per-rank batch) and returns the result record.
-pub fn reference(steps: u64, warmup: u64, mut collective: Option<&mut dyn Collective>) -> Result<Value, BenchError> {
+/// Training FLOPs per sample of the reference MLP as `gpu_mlp.py` counts them.
+const REFERENCE_FLOPS_PER_SAMPLE: f64 = 6.0 * (784.0 * 512.0 + 512.0 * 512.0 + 512.0 * 10.0);
+
+/// How to run the reference MLP.
+#[derive(Clone, Copy)]
+pub struct Reference {
+    pub steps: u64,
+    pub warmup: u64,
+    /// Samples per step and rank.
+    pub batch: usize,
+}
+
+/// Runs the reference MLP for `steps` steps on `device` (data-parallel when `collective` has
+/// several ranks, each with `batch` samples per step) and returns the result record.
+pub fn reference(
+    plan: Reference,
+    device: &Opened,
+    mut collective: Option<&mut dyn Collective>,
+) -> Result<Value, BenchError> {
+    let Reference { steps, warmup, batch } = plan;
     let (rank, world) = collective.as_ref().map_or((0, 1), |c| (c.rank(), c.world_size()));
-    let cfg = workloads::reference_mlp(steps)?;
+    let cfg = workloads::reference_mlp(steps, batch)?;
     let splits = data::load(&cfg.dataset)?;
     let threads = threads();
-    let opts = RunOptions { threads, warmup_steps: warmup, ..Default::default() };
+    let opts = RunOptions { threads, warmup_steps: warmup, backend: device.backend.clone(), ..Default::default() };
     if let Some(c) = collective.as_mut() {
         c.all_reduce(&mut [0.0], ReduceOp::Sum)?;
     }
@@ -46,7 +65,14 @@ pub fn reference(steps: u64, warmup: u64, mut collective: Option<&mut dyn Collec
     let foreign = snapshot
         .foreign_share(wall.elapsed().as_secs_f64(), collective.as_mut().map(|c| &mut **c as &mut dyn Collective));
     let Outcome::Completed(summary) = outcome else { return Err(BenchError::StoppedEarly { rank }) };
-    Ok(record(&cfg, &summary, Measured { steps, warmup, world, threads }, Some(foreign)))
+    let mut out = record(&cfg, &summary, Measured { steps, warmup, world, threads }, Some(foreign));
+    out["device"] = json!(device.device.to_string());
+    out["gpu"] = json!(device.gpu);
+    out["precision"] = json!(precision_name(device.precision));
+    // The peer's figure: 6 FLOPs per weight and sample (forward, and backward for both the input
+    // and the weight gradients), biases not counted.
+    out["tflops"] = json!(out["samples_per_s"].as_f64().unwrap_or(0.0) * REFERENCE_FLOPS_PER_SAMPLE / 1e12);
+    Ok(out)
 }
 
 /// How a training benchmark was run.
