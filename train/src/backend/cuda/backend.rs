@@ -367,6 +367,9 @@ impl Backend for CudaBackend {
         if labels.len() != rows {
             bail!("{rows} rows of logits but {} labels", labels.len());
         }
+        if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes) {
+            bail!("label {bad} is out of range for {classes} classes");
+        }
         let (_labels, lp) = self.gpu.upload(labels)?;
         let (grad, gp) = self.empty(logits.dims())?;
         let (_loss, lossp) = self.gpu.alloc::<f32>(rows)?;
