@@ -26,6 +26,35 @@ pub trait Collective {
 
     /// Every rank's `value`, in rank order.
     fn all_gather_u64(&mut self, value: u64) -> Result<Vec<u64>, CollectiveError>;
+
+    /// The part of this collective that sums device memory where it lives (NCCL), if it has one.
+    /// Host collectives (the TCP ring) have none.
+    fn on_device(&mut self) -> Option<&mut dyn DeviceCollective> {
+        None
+    }
+}
+
+/// `len` contiguous `f32` values in the memory of one GPU, by address (a `CUdeviceptr`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceSpan {
+    pub ptr: u64,
+    pub len: usize,
+}
+
+/// Sums in device memory, queued on a stream of the collective's own so that communication
+/// overlaps the compute still queued on the training stream. Streams are passed by handle (a
+/// `CUstream`; 0 is the context's default stream) because the backend that owns the training stream
+/// and the collective are built separately. Every rank must queue the same sums in the same order.
+pub trait DeviceCollective {
+    /// Queues an in-place sum across ranks of every span, as one group, to start once the work
+    /// queued so far on `compute` has finished. The spans must stay allocated, and nothing may
+    /// read or write them, until [`DeviceCollective::finish`] returns.
+    fn queue_sum(&mut self, spans: &[DeviceSpan], compute: u64) -> Result<(), CollectiveError>;
+
+    /// Waits, within the collective's deadline, until every queued sum has completed, and makes
+    /// `compute` wait for them too. A sum that misses the deadline aborts the communicator; the
+    /// error names the rank.
+    fn finish(&mut self, compute: u64) -> Result<(), CollectiveError>;
 }
 
 /// Parameters held by parameter servers: the step loop pushes gradients and pulls parameters;

@@ -46,6 +46,17 @@ impl Buckets {
         self.groups.len()
     }
 
+    /// The parameter indices (in model order) of bucket `b`; buckets count from the last layer.
+    pub fn params_of(&self, b: usize) -> Range<usize> {
+        self.groups[b].0.clone()
+    }
+
+    /// How many buckets, counted from the first, hold only parameters with index `first_final` or
+    /// above: those whose gradients are final once backward has reached parameter `first_final`.
+    pub fn ready(&self, first_final: usize) -> usize {
+        self.groups.iter().take_while(|(ids, _)| ids.start >= first_final).count()
+    }
+
     /// Sums every gradient across ranks, in place, with `flag` appended to the last bucket.
     /// Returns the flag summed over ranks.
     pub fn all_reduce(&mut self, model: &mut Model, collective: &mut dyn Collective, flag: f32) -> Result<f32> {

@@ -23,7 +23,7 @@ pub mod optim;
 pub mod rng;
 pub mod trainer;
 
-pub use collective::{Collective, ParamStore, ReduceOp};
+pub use collective::{Collective, DeviceCollective, DeviceSpan, ParamStore, ReduceOp};
 pub use coop::pipeline;
 pub use error::{Cause, CollectiveError, Op, Peer, PsFault, Result, ShardServer, TrainError};
 pub use model::{DataShape, Model};

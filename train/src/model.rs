@@ -170,10 +170,30 @@ impl Model {
     /// Backward through every layer, accumulating parameter gradients. Returns the gradient of the
     /// input for a later pipeline stage; the data needs none, so the first stage skips it.
     pub fn backward(&mut self, saved: Vec<Saved>, grad: Tensor, threads: usize) -> Result<Option<Tensor>> {
+        self.backward_observed(saved, grad, threads, &mut |_, _| Ok(()))
+    }
+
+    /// [`Self::backward`], calling `after(model, first)` as soon as a layer's parameter gradients
+    /// are final: `first` is the index, in [`Self::params`] order, of that layer's first
+    /// parameter, so every parameter from `first` on has its gradient for this pass. Gradient
+    /// buckets start their all-reduce from there while backward goes on.
+    pub fn backward_observed(
+        &mut self,
+        saved: Vec<Saved>,
+        grad: Tensor,
+        threads: usize,
+        after: &mut dyn FnMut(&Model, usize) -> Result<()>,
+    ) -> Result<Option<Tensor>> {
         let mut grad = grad;
         let input_grad = !self.takes_data();
-        for (i, (layer, s)) in self.layers.iter_mut().zip(saved).enumerate().rev() {
-            match layer.backward(s, grad, i > 0 || input_grad, threads)? {
+        let mut first = self.params().count();
+        let mut saved = saved;
+        while let Some(s) = saved.pop() {
+            let i = saved.len();
+            let next = self.layers[i].backward(s, grad, i > 0 || input_grad, threads)?;
+            first -= self.layers[i].params().len();
+            after(self, first)?;
+            match next {
                 Some(g) => grad = g,
                 None => return Ok(None),
             }

@@ -31,6 +31,7 @@ pub use self::generic::CandleBackend;
 pub use self::param::Param;
 pub use self::rules::AdamStep;
 pub use self::tensor::{DeviceBuffer, Tensor};
+use crate::collective::DeviceSpan;
 use crate::rng::Rng;
 
 /// Host memory, where checkpoints, datasets and collective buffers live whatever the backend.
@@ -130,12 +131,33 @@ pub trait Backend: Send + Sync {
     /// The candle device the default methods compute on.
     fn device(&self) -> &Device;
 
+    // Device collectives.
+
+    /// The handle of the stream this backend's kernels run on (a `CUstream`), for a device
+    /// collective to order its work after; `None` for host memory.
+    fn stream_handle(&self) -> Option<u64> {
+        None
+    }
+
+    /// Where a tensor of this backend lives in device memory; `None` for host memory.
+    fn device_span(&self, t: &Tensor) -> Option<DeviceSpan> {
+        let _ = t;
+        None
+    }
+
     // Memory.
 
     /// A backend tensor holding `data` (row-major) with shape `dims`.
     #[allow(clippy::wrong_self_convention)] // a conversion into this backend's memory
     fn from_host(&self, data: Vec<f32>, dims: &[usize]) -> Result<Tensor> {
         Ok(candle_core::Tensor::from_vec(data, dims, self.device())?.into())
+    }
+
+    /// A batch of inputs streamed in by the loader or the evaluation: like [`Backend::from_host`],
+    /// but a device backend copies it from pinned memory on a stream of its own, overlapping the
+    /// step that is computing.
+    fn batch_from_host(&self, data: Vec<f32>, dims: &[usize]) -> Result<Tensor> {
+        self.from_host(data, dims)
     }
 
     /// A fresh backend tensor with the values of a host tensor (a checkpoint's, a morph's).

@@ -4,6 +4,7 @@
 use crate::distributed;
 use crate::engine::{Step, checked_loss};
 use crate::error::Result;
+use crate::model::Model;
 use crate::nn::{Ctx, Mode};
 use crate::rng::Rng;
 
@@ -11,10 +12,23 @@ use crate::rng::Rng;
 /// The loss of a micro-batch is scaled by its share of the step's rows, and by 1/`ranks_summed`
 /// where that many ranks' gradients are summed afterwards (all-reduce).
 pub(super) fn accumulate(s: &mut Step<'_>, rank: usize, world: usize, ranks_summed: f32) -> Result<()> {
+    accumulate_observed(s, rank, world, ranks_summed, &mut |_, _| Ok(()))
+}
+
+/// [`accumulate`], with the last micro-batch's backward reporting each layer whose gradients are
+/// final to `after` (see [`Model::backward_observed`]).
+pub(super) fn accumulate_observed(
+    s: &mut Step<'_>,
+    rank: usize,
+    world: usize,
+    ranks_summed: f32,
+    after: &mut dyn FnMut(&Model, usize) -> Result<()>,
+) -> Result<()> {
     let micro = distributed::micro_range(s.step, s.plan.accumulate, s.plan.total_micro);
     let scale_div = (micro.end - micro.start) as f32 * ranks_summed;
     let seed = s.cfg.training.seed;
-    for _ in micro {
+    let last = micro.end.saturating_sub(1);
+    for m in micro {
         let Some(b) = s.next_batch()? else { break };
         let mut ctx =
             Ctx::new(Mode::Train, s.threads, Rng::derive(seed, "dropout", b.step * world as u64 + rank as u64));
@@ -29,7 +43,11 @@ pub(super) fn accumulate(s: &mut Step<'_>, rank: usize, world: usize, ranks_summ
             1.0 / (rows as f32 * scale_div),
             s.step,
         )?;
-        s.model.backward(saved, loss.grad, s.threads)?;
+        if m == last {
+            s.model.backward_observed(saved, loss.grad, s.threads, after)?;
+        } else {
+            s.model.backward(saved, loss.grad, s.threads)?;
+        }
         s.window.record(loss.loss_sum, rows, loss.correct as f64);
     }
     Ok(())

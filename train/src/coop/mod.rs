@@ -4,6 +4,7 @@
 mod all_reduce;
 mod alone;
 mod local;
+mod overlap;
 mod param_server;
 pub mod pipeline;
 

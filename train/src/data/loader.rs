@@ -132,7 +132,7 @@ fn produce(data: &Dataset, plan: BatchPlan, backend: &dyn Backend, tx: &SyncSend
         let rows = &order[i..(i + plan.batch).min(shard)];
         let (x, targets) = data.gather(rows);
         let batch = backend
-            .from_host(x, &[rows.len(), data.features])
+            .batch_from_host(x, &[rows.len(), data.features])
             .map(|x| Batch { x, targets, step, epoch })
             .map_err(TrainError::from);
         if tx.send(batch).is_err() {

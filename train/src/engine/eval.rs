@@ -47,7 +47,7 @@ pub fn shard_sums(
     let mut ctx = Ctx::new(Mode::Eval, threads, Rng::new(0));
     for chunk in rows.chunks(EVAL_BATCH) {
         let (x, targets) = data.gather(chunk);
-        let x = model.backend().from_host(x, &[chunk.len(), data.features])?;
+        let x = model.backend().batch_from_host(x, &[chunk.len(), data.features])?;
         let (out, _) = model.forward(&x, &mut ctx)?;
         eval_sums(model.backend().as_ref(), &mut sums, &out, &targets)?;
     }

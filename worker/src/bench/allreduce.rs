@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use shoal_train::{Collective, ReduceOp};
+use shoal_train::backend::Backend;
+use shoal_train::{Collective, ReduceOp, TrainError};
 
 use super::cpu::CpuSnapshot;
 use super::error::BenchError;
@@ -108,7 +109,69 @@ pub fn measure(
                 "warmup": plan.warmup, "threads": 1, "time_median_s": med, "time_min_s": min,
                 "time_mean_s": ts.iter().sum::<f64>() / ts.len() as f64, "algbw_GBps": algbw,
                 "busbw_GBps": algbw * 2.0 * (n as f64 - 1.0) / n as f64, "algbw_GBps_best": bytes as f64 / min / 1e9,
+                "path": if backend == "nccl" { "staged" } else { "host" },
                 "correct": correct, "foreign_cpu_frac": foreign,
+            }));
+        }
+    }
+    Ok(out)
+}
+
+/// All-reduce bandwidth of buffers that already live in device memory (NCCL's in-place sum on a
+/// training backend's buffers, queued on the collective's stream and waited for as a training
+/// step does: one queue and one finish per all-reduce), for each size. Rank 0 returns the records.
+pub fn measure_device(
+    c: &mut dyn Collective,
+    on: &dyn Backend,
+    sizes: &[usize],
+    plan: &AllReducePlan,
+    backend: &str,
+) -> Result<Vec<Value>, BenchError> {
+    let (n, r) = (c.world_size(), c.rank());
+    let stream = on.stream_handle().ok_or(BenchError::NotOnDevice)?;
+    let mut out = Vec::new();
+    for &bytes in sizes {
+        let numel = bytes / 4;
+        let values: Vec<f32> = (0..numel).map(|i| (i % 1021 + r) as f32).collect();
+        let buf = on.from_host(values, &[numel]).map_err(TrainError::from)?;
+        let span = on.device_span(&buf).ok_or(BenchError::NotOnDevice)?;
+        let sum = |c: &mut dyn Collective| -> Result<(), BenchError> {
+            let device = c.on_device().ok_or(BenchError::NotOnDevice)?;
+            device.queue_sum(&[span], stream)?;
+            device.finish(stream)?;
+            Ok(())
+        };
+        sum(c)?;
+        let got = on.to_host(&buf).map_err(TrainError::from)?;
+        let correct = got.iter().enumerate().all(|(i, v)| *v == (n * (i % 1021) + n * (n - 1) / 2) as f32);
+        for _ in 0..plan.warmup {
+            sum(c)?;
+        }
+        c.all_reduce(&mut [0.0], ReduceOp::Sum)?;
+        let t0 = Instant::now();
+        sum(c)?;
+        let mut probe = [t0.elapsed().as_secs_f32()];
+        c.all_reduce(&mut probe, ReduceOp::Max)?;
+        let iters = (plan.budget_s / f64::from(probe[0]).max(1e-9)).clamp(plan.min_iters as f64, plan.max_iters as f64)
+            as usize;
+        let mut times = vec![0f32; iters];
+        for t in times.iter_mut() {
+            c.all_reduce(&mut [0.0], ReduceOp::Sum)?;
+            let t0 = Instant::now();
+            sum(c)?;
+            *t = t0.elapsed().as_secs_f32();
+        }
+        c.all_reduce(&mut times, ReduceOp::Max)?;
+        if r == 0 {
+            let ts: Vec<f64> = times.iter().map(|t| f64::from(*t)).collect();
+            let med = median(&ts);
+            let min = ts.iter().copied().fold(f64::INFINITY, f64::min);
+            let algbw = bytes as f64 / med / 1e9;
+            out.push(json!({
+                "bench": "shoal_allreduce", "backend": backend, "path": "device", "world_size": n,
+                "bytes": bytes, "size": human_bytes(bytes), "dtype": "float32", "op": "sum", "iters": iters,
+                "warmup": plan.warmup, "time_median_s": med, "time_min_s": min, "algbw_GBps": algbw,
+                "busbw_GBps": algbw * 2.0 * (n as f64 - 1.0) / n as f64, "correct": correct,
             }));
         }
     }

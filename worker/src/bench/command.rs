@@ -309,8 +309,21 @@ fn all_reduce(rank: usize, world: usize, sizes: &str, backend: &str, plan: &AllR
     if rank == 0 {
         println!("{}", meta::header("shoal_allreduce"));
     }
-    match allreduce::measure(collective.as_mut(), &sizes, plan, backend) {
-        Ok(records) => emit(records),
-        Err(e) => fail(format!("benchmark failed: {e}"), 1),
+    let mut records = match allreduce::measure(collective.as_mut(), &sizes, plan, backend) {
+        Ok(records) => records,
+        Err(e) => return fail(format!("benchmark failed: {e}"), 1),
+    };
+    if backend == "nccl" {
+        // The same sizes again on buffers in GPU memory, as training sums its gradients.
+        let opened = match device::open(Device::Cuda(0), shoal_common::spec::Precision::Fp32) {
+            Ok(o) => o,
+            Err(e) => return fail(format!("benchmark failed: {e}"), 1),
+        };
+        let Some(gpu) = opened.backend else { return fail("benchmark failed: no GPU backend", 1) };
+        match allreduce::measure_device(collective.as_mut(), gpu.as_ref(), &sizes, plan, backend) {
+            Ok(more) => records.extend(more),
+            Err(e) => return fail(format!("benchmark failed: {e}"), 1),
+        }
     }
+    emit(records)
 }

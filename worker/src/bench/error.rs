@@ -32,6 +32,10 @@ pub enum BenchError {
     /// Stage `rank`'s summary has no pipeline statistics.
     #[error("no stage statistics")]
     NoStageStats { rank: usize },
+    /// The device-resident all-reduce ran without a GPU backend or without a collective that sums
+    /// device memory.
+    #[error("the device-resident all-reduce needs a GPU backend and NCCL")]
+    NotOnDevice,
     /// A flag's value is not one it takes; `expected` lists what it does take.
     #[error("{flag} `{value}`: expected {expected}")]
     BadFlag { flag: &'static str, value: String, expected: &'static str },

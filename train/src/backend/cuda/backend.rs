@@ -15,6 +15,7 @@ use super::launch::{LaunchDims, elementwise, int_arg, per_column, per_row};
 use super::source::{activation_code, adam_bias_terms};
 use crate::backend::kernels::needs_preactivation;
 use crate::backend::{AdamStep, Backend, ConvGeometry, ConvGrads, HOST, LossGrad, SgdStep, Tensor, candle_values};
+use crate::collective::DeviceSpan;
 
 /// Kernels and memory on one GPU.
 pub struct CudaBackend {
@@ -120,6 +121,14 @@ impl Backend for CudaBackend {
         &HOST
     }
 
+    fn stream_handle(&self) -> Option<u64> {
+        Some(self.gpu.stream_handle())
+    }
+
+    fn device_span(&self, t: &Tensor) -> Option<DeviceSpan> {
+        ptr(t).ok().map(|ptr| DeviceSpan { ptr, len: t.elem_count() })
+    }
+
     fn from_host(&self, data: Vec<f32>, dims: &[usize]) -> Result<Tensor> {
         if data.len() != dims.iter().product::<usize>() {
             bail!("{} values cannot have shape {dims:?}", data.len());
@@ -127,6 +136,13 @@ impl Backend for CudaBackend {
         let (t, p) = self.empty(dims)?;
         self.gpu.copy_in(p, &data)?;
         Ok(t)
+    }
+
+    fn batch_from_host(&self, data: Vec<f32>, dims: &[usize]) -> Result<Tensor> {
+        if data.len() != dims.iter().product::<usize>() {
+            bail!("{} values cannot have shape {dims:?}", data.len());
+        }
+        Tensor::on_device(Arc::new(CudaBuffer::staged(&self.gpu, &data)?), dims)
     }
 
     fn from_host_tensor(&self, t: &candle_core::Tensor) -> Result<Tensor> {

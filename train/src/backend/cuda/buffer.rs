@@ -9,11 +9,20 @@ use candle_core::Result;
 use cudarc::driver::CudaSlice;
 
 use super::gpu::Gpu;
+use super::staging::Lease;
 use crate::backend::{DeviceBuffer, Tensor};
+
+/// What keeps a buffer's memory allocated.
+enum Memory {
+    /// An allocation of the training stream, freed in its order.
+    Owned { _slice: CudaSlice<f32> },
+    /// A staging slot holding a batch, reused once this is dropped.
+    Staged { _lease: Lease },
+}
 
 pub(super) struct CudaBuffer {
     /// Owns the memory; never read through (kernels use `ptr`).
-    _slice: CudaSlice<f32>,
+    _memory: Memory,
     ptr: u64,
     len: usize,
     gpu: Arc<Gpu>,
@@ -23,7 +32,13 @@ impl CudaBuffer {
     /// Uninitialised memory for `len` values: the caller writes all of it before it is read.
     pub(super) fn alloc(gpu: &Arc<Gpu>, len: usize) -> Result<Self> {
         let (slice, ptr) = gpu.alloc::<f32>(len)?;
-        Ok(Self { _slice: slice, ptr, len, gpu: gpu.clone() })
+        Ok(Self { _memory: Memory::Owned { _slice: slice }, ptr, len, gpu: gpu.clone() })
+    }
+
+    /// A batch copied in through the staging ring (see [`Gpu::stage`]).
+    pub(super) fn staged(gpu: &Arc<Gpu>, src: &[f32]) -> Result<Self> {
+        let (ptr, lease) = gpu.stage(src)?;
+        Ok(Self { _memory: Memory::Staged { _lease: lease }, ptr, len: src.len(), gpu: gpu.clone() })
     }
 
     pub(super) fn ptr(&self) -> u64 {

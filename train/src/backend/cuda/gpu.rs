@@ -14,6 +14,7 @@ use super::gemm::{GemmPlan, Op};
 use super::launch::LaunchDims;
 use super::ptx::{self, PtxError};
 use super::source::KERNELS;
+use super::staging::{Lease, Staging};
 
 /// Why a GPU could not be opened for training.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,7 @@ pub struct Gpu {
     stream: Arc<CudaStream>,
     blas: CudaBlas,
     kernels: HashMap<&'static str, CudaFunction>,
+    staging: Arc<Staging>,
 }
 
 /// A driver error as a candle error, for the [`crate::backend::Backend`] methods.
@@ -108,7 +110,8 @@ impl Gpu {
         for &name in KERNELS {
             kernels.insert(name, module.load_function(name).map_err(driver)?);
         }
-        Ok(Arc::new(Self { ordinal, ctx, stream, blas, kernels }))
+        let staging = Staging::new(&ctx, &stream).map_err(driver)?;
+        Ok(Arc::new(Self { ordinal, ctx, stream, blas, kernels, staging }))
     }
 
     pub fn ordinal(&self) -> usize {
@@ -133,6 +136,12 @@ impl Gpu {
         let (slice, ptr) = self.alloc::<T>(src.len())?;
         self.copy_in(ptr, src)?;
         Ok((slice, ptr))
+    }
+
+    /// Device memory holding a batch, copied from pinned memory on the copy stream while the
+    /// training stream computes; the training stream waits for the copy before reading it.
+    pub(super) fn stage(&self, src: &[f32]) -> candle_core::Result<(u64, Lease)> {
+        self.staging.upload(src)
     }
 
     /// Copies host values to `dst` (which holds at least as many).
@@ -255,6 +264,11 @@ impl Gpu {
             }
         };
         status.result().map_err(wrap)
+    }
+
+    /// The backend's stream as a raw handle, for a device collective to order its work after.
+    pub fn stream_handle(&self) -> u64 {
+        self.stream.cu_stream() as u64
     }
 
     /// Waits for everything queued so far.
