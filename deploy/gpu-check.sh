@@ -24,8 +24,8 @@
 #                 line (the CNN drained on the GPU and finished on the CPU)
 #   local         `shoal local` on a GPU worker: digits MLP and CNN with resources.gpus = 1 reach
 #                 >= 0.90 validation accuracy, and trained on the GPU (the worker's log says so)
-#   bench_train   `shoal bench train --device cuda` at batch 128, 1024, 8192 in fp32 and tf32
-#                 (bf16: one line saying it is not implemented)
+#   bench_train   `shoal bench train --device cuda` at batch 128, 1024, 8192 in fp32, tf32 and
+#                 bf16
 #   peer          ../shared/peers/gpu_mlp.py in the same run: eager and graph modes, the same
 #                 batches and precisions, and its gemm_peak lines
 #   allreduce     NCCL all-reduce of 256 MiB at world size 1 (`shoal bench allreduce --backend
@@ -51,7 +51,7 @@ LOGS=$WORK/logs
 RESULTS=$WORK/results.jsonl
 BIN=$WORK/bin
 BATCHES=(128 1024 8192)
-PRECISIONS=(fp32 tf32)
+PRECISIONS=(fp32 tf32 bf16)
 if [[ $QUICK == 1 ]]; then
   TRAIN_STEPS=60 TRAIN_WARMUP=10 PARITY_STEPS=20
 else
@@ -390,7 +390,6 @@ check_bench_train() {
       fi
     done
   done
-  emit bench_train false "precision=bf16" "missing:=true" "reason=bf16 is not implemented by Shoal's CUDA backend (training.precision takes fp32 or tf32)"
 }
 
 check_peer() {

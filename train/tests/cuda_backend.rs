@@ -17,9 +17,9 @@ use shoal_train::optim::Optimizer;
 use shoal_train::rng::Rng;
 use shoal_train::{DataShape, Model};
 
-/// GPU 0, or `None` after printing why there is none.
-fn gpu() -> Option<Arc<dyn Backend>> {
-    match CudaBackend::open(0, MathMode::Fp32) {
+/// GPU 0 with its products in `math`, or `None` after printing why there is none.
+fn gpu_in(math: MathMode) -> Option<Arc<dyn Backend>> {
+    match CudaBackend::open(0, math) {
         Ok(b) => Some(Arc::new(b)),
         Err(e) => {
             assert!(std::env::var("SHOAL_REQUIRE_GPU").as_deref() != Ok("1"), "SHOAL_REQUIRE_GPU=1 but: {e}");
@@ -30,12 +30,26 @@ fn gpu() -> Option<Arc<dyn Backend>> {
     }
 }
 
+fn gpu() -> Option<Arc<dyn Backend>> {
+    gpu_in(MathMode::Fp32)
+}
+
 #[test]
 fn every_kernel_agrees_with_the_cpu_backend() {
     let Some(cuda) = gpu() else { return };
     let got = conformance::run(&cuda).expect("cuda");
     let want = conformance::run(&backend::cpu()).expect("cpu");
     conformance::compare(&got, &want, 1e-4).expect("the CUDA backend agrees with the CPU backend");
+}
+
+/// bf16 operands carry 8 significant bits: products (and the kernels built on them) stay within a
+/// few bf16 roundings of the fp32 CPU results.
+#[test]
+fn bf16_products_stay_within_bf16_rounding_of_the_cpu() {
+    let Some(cuda) = gpu_in(MathMode::Bf16) else { return };
+    let got = conformance::run(&cuda).expect("cuda");
+    let want = conformance::run(&backend::cpu()).expect("cpu");
+    conformance::compare(&got, &want, 5e-2).expect("bf16 products close to fp32");
 }
 
 #[test]

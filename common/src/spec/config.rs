@@ -446,16 +446,28 @@ pub enum Precision {
     Fp32,
     /// fp32 storage and accumulation, TF32 tensor-core products.
     Tf32,
+    /// Products of bf16 copies of the operands, accumulated in fp32; master weights, optimizer
+    /// state and everything else in fp32.
+    Bf16,
 }
 
 impl Precision {
-    pub const NAMES: &'static [&'static str] = &["fp32", "tf32"];
+    pub const NAMES: &'static [&'static str] = &["fp32", "tf32", "bf16"];
 
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "" | "fp32" => Some(Self::Fp32),
             "tf32" => Some(Self::Tf32),
+            "bf16" => Some(Self::Bf16),
             _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Tf32 => "tf32",
+            Self::Bf16 => "bf16",
         }
     }
 }

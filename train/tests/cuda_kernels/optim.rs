@@ -148,3 +148,32 @@ fn adamw_follows_the_cpu_rule() {
         }
     }
 }
+
+type ToBf16 = unsafe extern "C" fn(*const f32, *mut u16, i32);
+
+/// Reference: the `half` crate's f32 to bf16 conversion (round to nearest, ties to even; NaN
+/// kept quiet), on random values and the edge cases: both kinds of tie, infinities, NaN, the
+/// largest f32 (which rounds to infinity), negative zero and a subnormal.
+#[test]
+fn to_bf16_rounds_to_nearest_even() {
+    let emu = emulator();
+    let mut x = values(N, 31);
+    x.extend([
+        f32::from_bits(0x3f80_8000),
+        f32::from_bits(0x3f81_8000),
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MAX,
+        -0.0,
+        1e-40,
+    ]);
+    let want: Vec<u16> = x.iter().map(|v| half::bf16::from_f32(*v).to_bits()).collect();
+    assert_eq!(want[N..N + 2], [0x3f80, 0x3f82], "ties go to the even neighbour");
+    for dims in launches(launch::elementwise(x.len())) {
+        let mut y = vec![0u16; x.len()];
+        let p = y.as_mut_ptr();
+        emu.launch("to_bf16", dims, |f: ToBf16| unsafe { f(x.as_ptr(), p, x.len() as i32) });
+        assert_eq!(y, want, "{dims:?}");
+    }
+}

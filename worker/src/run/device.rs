@@ -20,11 +20,7 @@ pub fn backend_for(job: &JobId, gpus: &[u32], precision: Precision) -> Result<Op
 #[cfg(feature = "cuda")]
 fn open(job: &JobId, gpu: u32, _gpus: &[u32], precision: Precision) -> Result<Arc<dyn Backend>, RunError> {
     use shoal_train::backend::cuda::{CudaBackend, MathMode};
-    let math = match precision {
-        Precision::Fp32 => MathMode::Fp32,
-        Precision::Tf32 => MathMode::Tf32,
-    };
-    let backend = CudaBackend::open(gpu as usize, math).map_err(|e| RunError::GpuOpen {
+    let backend = CudaBackend::open(gpu as usize, MathMode::from(precision)).map_err(|e| RunError::GpuOpen {
         job: job.clone(),
         gpu,
         reason: e.to_string(),

@@ -64,10 +64,7 @@ pub(super) fn training(c: &mut FieldErrors, t: Option<&proto::TrainingSpec>) -> 
         c.fail("training.max_retries", format!("must be in 0..=100, got {max_retries}"));
     }
     let precision = Precision::parse(&t.precision).unwrap_or_else(|| {
-        let reason = match t.precision.as_str() {
-            "bf16" => "bf16 is not supported yet; use \"fp32\" or \"tf32\"".to_owned(),
-            other => format!("must be one of {}, got {other:?}", Precision::NAMES.join(", ")),
-        };
+        let reason = format!("must be one of {}, got {:?}", Precision::NAMES.join(", "), t.precision);
         c.fail("training.precision", reason);
         Precision::Fp32
     });
@@ -103,15 +100,15 @@ mod tests {
     }
 
     #[test]
-    fn precision_is_fp32_or_tf32() {
+    fn precision_is_fp32_tf32_or_bf16() {
         use crate::spec::{Precision, load_toml};
         let (_, cfg) = load_toml(DIGITS).expect("digits");
         assert_eq!(cfg.training.precision, Precision::Fp32, "the default");
         let (_, cfg) = load_toml(&DIGITS.replace("epochs = 5", "epochs = 5\nprecision = \"tf32\"")).expect("tf32");
         assert_eq!(cfg.training.precision, Precision::Tf32);
         let errors = errors_of(&DIGITS.replace("epochs = 5", "epochs = 5\nprecision = \"fp16\""));
-        assert_eq!(errors, vec!["training.precision: must be one of fp32, tf32, got \"fp16\""]);
-        let errors = errors_of(&DIGITS.replace("epochs = 5", "epochs = 5\nprecision = \"bf16\""));
-        assert_eq!(errors, vec!["training.precision: bf16 is not supported yet; use \"fp32\" or \"tf32\""]);
+        assert_eq!(errors, vec!["training.precision: must be one of fp32, tf32, bf16, got \"fp16\""]);
+        let (_, cfg) = load_toml(&DIGITS.replace("epochs = 5", "epochs = 5\nprecision = \"bf16\"")).expect("bf16");
+        assert_eq!(cfg.training.precision, Precision::Bf16);
     }
 }

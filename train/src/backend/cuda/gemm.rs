@@ -23,6 +23,35 @@ pub struct GemmPlan {
     pub ldc: usize,
 }
 
+impl GemmPlan {
+    /// Values BLAS reads of A in `batch` products `stride` values apart (column-major: the last
+    /// column of the last product ends `rows` values into it), for copies of the operand such as
+    /// the bf16 ones of `training.precision = "bf16"`.
+    pub fn a_len(&self, batch: usize, stride: usize) -> usize {
+        let (rows, cols) = match self.op_a {
+            Op::N => (self.m, self.k),
+            Op::T => (self.k, self.m),
+        };
+        operand_len(rows, cols, self.lda, batch, stride)
+    }
+
+    /// Values BLAS reads of B (see [`GemmPlan::a_len`]).
+    pub fn b_len(&self, batch: usize, stride: usize) -> usize {
+        let (rows, cols) = match self.op_b {
+            Op::N => (self.k, self.n),
+            Op::T => (self.n, self.k),
+        };
+        operand_len(rows, cols, self.ldb, batch, stride)
+    }
+}
+
+fn operand_len(rows: usize, cols: usize, ld: usize, batch: usize, stride: usize) -> usize {
+    if rows == 0 || cols == 0 || batch == 0 {
+        return 0;
+    }
+    (batch - 1) * stride + (cols - 1) * ld + rows
+}
+
 /// Which operands of the engine's product sit in BLAS's A and B slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slots {
@@ -147,6 +176,17 @@ pub fn reference_gemm(p: &GemmPlan, alpha: f32, a: &[f32], b: &[f32], beta: f32,
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn operand_lengths_cover_exactly_what_blas_reads() {
+        let p = GemmPlan { op_a: Op::T, op_b: Op::N, m: 3, n: 4, k: 5, lda: 5, ldb: 6, ldc: 3 };
+        // A is k x m = 5 x 3 with lda 5: 15 values; B is k x n = 5 x 4 in columns of 6: 3*6 + 5.
+        assert_eq!((p.a_len(1, 0), p.b_len(1, 0)), (15, 23));
+        // Two products 40 values apart read the second one's extent past the first's start.
+        assert_eq!(p.a_len(2, 40), 55);
+        let empty = GemmPlan { k: 0, ..p };
+        assert_eq!(empty.a_len(3, 10), 0);
+    }
+
     use super::*;
 
     /// Row-major `r×c` matrix from a formula.

@@ -4,6 +4,7 @@
 //! NVRTC are loaded at run time; each is checked for before the first call into it.
 
 use std::collections::HashMap;
+use std::ffi::c_void;
 use std::sync::Arc;
 
 use cudarc::cublas::CudaBlas;
@@ -11,7 +12,7 @@ use cudarc::cublas::sys as blas;
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
 
 use super::gemm::{GemmPlan, Op};
-use super::launch::LaunchDims;
+use super::launch::{LaunchDims, elementwise};
 use super::ptx::{self, PtxError};
 use super::source::KERNELS;
 use super::staging::{Lease, Staging};
@@ -48,6 +49,20 @@ pub enum MathMode {
     Fp32,
     /// fp32 storage, TF32 tensor-core products.
     Tf32,
+    /// fp32 storage (master weights, optimizer state, activations), products of bf16 copies of
+    /// the operands on tensor cores, accumulated and written in fp32.
+    Bf16,
+}
+
+impl From<shoal_common::spec::Precision> for MathMode {
+    fn from(p: shoal_common::spec::Precision) -> Self {
+        use shoal_common::spec::Precision;
+        match p {
+            Precision::Fp32 => Self::Fp32,
+            Precision::Tf32 => Self::Tf32,
+            Precision::Bf16 => Self::Bf16,
+        }
+    }
 }
 
 /// A kernel argument.
@@ -67,6 +82,7 @@ pub struct Gpu {
     blas: CudaBlas,
     kernels: HashMap<&'static str, CudaFunction>,
     staging: Arc<Staging>,
+    math: MathMode,
 }
 
 /// A driver error as a candle error, for the [`crate::backend::Backend`] methods.
@@ -100,6 +116,7 @@ impl Gpu {
         let mode = match math {
             MathMode::Fp32 => blas::cublasMath_t::CUBLAS_DEFAULT_MATH,
             MathMode::Tf32 => blas::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
+            MathMode::Bf16 => blas::cublasMath_t::CUBLAS_DEFAULT_MATH,
         };
         // SAFETY: the handle is live; setting the math mode has no other effect.
         unsafe { blas::cublasSetMathMode(*blas.handle(), mode) }
@@ -111,7 +128,7 @@ impl Gpu {
             kernels.insert(name, module.load_function(name).map_err(driver)?);
         }
         let staging = Staging::new(&ctx, &stream).map_err(driver)?;
-        Ok(Arc::new(Self { ordinal, ctx, stream, blas, kernels, staging }))
+        Ok(Arc::new(Self { ordinal, ctx, stream, blas, kernels, staging, math }))
     }
 
     pub fn ordinal(&self) -> usize {
@@ -218,6 +235,75 @@ impl Gpu {
             |v: usize| i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("matrix size {v} too large")));
         let (m, n, k, lda, ldb, ldc) = (int(p.m)?, int(p.n)?, int(p.k)?, int(p.lda)?, int(p.ldb)?, int(p.ldc)?);
         let alpha = 1.0f32;
+        if self.math == MathMode::Bf16 {
+            // bf16 copies of both operands (stream-ordered scratch, freed after the product).
+            let a_len = p.a_len(batch, strides[0]);
+            let b_len = p.b_len(batch, strides[1]);
+            let (_a16, a16) = self.alloc::<u16>(a_len)?;
+            let (_b16, b16) = self.alloc::<u16>(b_len)?;
+            for (src, dst, n) in [(a, a16, a_len), (b, b16, b_len)] {
+                self.launch("to_bf16", elementwise(n), &[Arg::Ptr(src), Arg::Ptr(dst), Arg::Int(int(n)?)])?;
+            }
+            let (a, b, c) = (a16 as *const c_void, b16 as *const c_void, c as *mut c_void);
+            let (alpha, beta) = (&alpha as *const f32 as *const c_void, &beta as *const f32 as *const c_void);
+            let (bf16, f32) = (blas::cudaDataType::CUDA_R_16BF, blas::cudaDataType::CUDA_R_32F);
+            let compute = blas::cublasComputeType_t::CUBLAS_COMPUTE_32F;
+            let algo = blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT;
+            // SAFETY: as for the fp32 products below; the bf16 copies hold exactly what BLAS reads.
+            let status = unsafe {
+                if batch == 1 {
+                    blas::cublasGemmEx(
+                        *self.blas.handle(),
+                        op(p.op_a),
+                        op(p.op_b),
+                        m,
+                        n,
+                        k,
+                        alpha,
+                        a,
+                        bf16,
+                        lda,
+                        b,
+                        bf16,
+                        ldb,
+                        beta,
+                        c,
+                        f32,
+                        ldc,
+                        compute,
+                        algo,
+                    )
+                } else {
+                    let [sa, sb, sc] = strides.map(|s| s as i64);
+                    blas::cublasGemmStridedBatchedEx(
+                        *self.blas.handle(),
+                        op(p.op_a),
+                        op(p.op_b),
+                        m,
+                        n,
+                        k,
+                        alpha,
+                        a,
+                        bf16,
+                        lda,
+                        sa,
+                        b,
+                        bf16,
+                        ldb,
+                        sb,
+                        beta,
+                        c,
+                        f32,
+                        ldc,
+                        sc,
+                        int(batch)?,
+                        compute,
+                        algo,
+                    )
+                }
+            };
+            return status.result().map_err(wrap);
+        }
         let (a, b, c) = (a as *const f32, b as *const f32, c as *mut f32);
         // SAFETY: the plan's sizes and leading dimensions describe buffers the callers allocated
         // for exactly these products.

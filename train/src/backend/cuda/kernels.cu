@@ -34,9 +34,15 @@ extern "C" __attribute__((visibility("default"))) void shoal_set_thread(unsigned
 }
 static inline float shoal_neg_infinity() { return -INFINITY; }
 static inline float shoal_nan() { return NAN; }
+static inline unsigned int shoal_float_bits(float x) {
+    unsigned int b;
+    __builtin_memcpy(&b, &x, sizeof b);
+    return b;
+}
 #else
 __device__ __forceinline__ float shoal_neg_infinity() { return __int_as_float(0xff800000); }
 __device__ __forceinline__ float shoal_nan() { return __int_as_float(0x7fffffff); }
+__device__ __forceinline__ unsigned int shoal_float_bits(float x) { return __float_as_uint(x); }
 #endif
 
 #define SHOAL_GRID_STRIDE(i, n) \
@@ -273,6 +279,19 @@ extern "C" __global__ void scale(float* x, int n, float s) {
 // x = value (zeroing gradients and buffers).
 extern "C" __global__ void fill(float* x, int n, float value) {
     SHOAL_GRID_STRIDE(i, (unsigned int)n) { x[i] = value; }
+}
+
+// bf16 copies of f32 operands for the products of training.precision = "bf16": the upper 16 bits,
+// rounded to nearest with ties to even (as PyTorch converts); NaN stays a quiet NaN.
+extern "C" __global__ void to_bf16(const float* x, unsigned short* y, int n) {
+    SHOAL_GRID_STRIDE(i, (unsigned int)n) {
+        unsigned int b = shoal_float_bits(x[i]);
+        if ((b & 0x7fffffffu) > 0x7f800000u) {
+            y[i] = (unsigned short)((b >> 16) | 0x40u);
+        } else {
+            y[i] = (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+        }
+    }
 }
 
 // ---- Optimizer updates ---------------------------------------------------------------------

@@ -6,9 +6,9 @@
 //! for images), grid-stride loops, so any launch computes the whole result. Two departures from
 //! a one-to-one port of the CPU kernels: `adamw` takes `step_size` and `bias2_sqrt` (see
 //! [`adam_bias_terms`]) instead of the step number, because the CPU rule computes the bias
-//! corrections in f64; and two small kernels with no CPU counterpart: `fill` sets a buffer to a
-//! value, and `plane_sum` sums each plane of an NCHW tensor (a conv bias gradient in two steps
-//! with more parallelism than `channel_sum`).
+//! corrections in f64; and three small kernels with no CPU counterpart: `fill` sets a buffer to a
+//! value, `plane_sum` sums each plane of an NCHW tensor (a conv bias gradient in two steps
+//! with more parallelism than `channel_sum`), and `to_bf16` rounds product operands to bf16.
 
 use shoal_common::spec::Activation;
 
@@ -31,6 +31,7 @@ pub const KERNELS: &[&str] = &[
     "multiply",
     "scale",
     "fill",
+    "to_bf16",
     "sgd",
     "adamw",
     "im2col",

@@ -284,7 +284,7 @@ impl<'a> Pipeline<'a> {
         for (i, chunk) in chunks.iter().enumerate() {
             let (x, targets) = if self.is_first() {
                 let (x, targets) = val.gather(chunk);
-                (model.backend().from_host(x, &[chunk.len(), val.features])?, targets)
+                (model.backend().batch_from_host(x, &[chunk.len(), val.features])?, targets)
             } else {
                 let mut msg = self.recv(MsgKind::EvalForward, Dir::Prev, i)?;
                 let targets = take_targets(&mut msg);
