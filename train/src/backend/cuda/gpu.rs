@@ -109,19 +109,11 @@ impl Gpu {
         let ctx = CudaContext::new(ordinal).map_err(driver)?;
         // One stream orders everything the backend does, so the per-buffer events cudarc would
         // otherwise record are not needed.
-        // SAFETY: every buffer of this context is used only on `stream`.
+        // SAFETY: every buffer of this context is used only on `stream`, except the staging slots,
+        // which order their copy stream with the training stream by explicit events.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone()).map_err(|source| GpuError::Blas { ordinal, source })?;
-        let mode = match math {
-            MathMode::Fp32 => blas::cublasMath_t::CUBLAS_DEFAULT_MATH,
-            MathMode::Tf32 => blas::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
-            MathMode::Bf16 => blas::cublasMath_t::CUBLAS_DEFAULT_MATH,
-        };
-        // SAFETY: the handle is live; setting the math mode has no other effect.
-        unsafe { blas::cublasSetMathMode(*blas.handle(), mode) }
-            .result()
-            .map_err(|source| GpuError::Blas { ordinal, source })?;
         let module = ctx.load_module(ptx::compile()?).map_err(driver)?;
         let mut kernels = HashMap::new();
         for &name in KERNELS {
@@ -234,121 +226,90 @@ impl Gpu {
         let int =
             |v: usize| i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("matrix size {v} too large")));
         let (m, n, k, lda, ldb, ldc) = (int(p.m)?, int(p.n)?, int(p.k)?, int(p.lda)?, int(p.ldb)?, int(p.ldc)?);
-        let alpha = 1.0f32;
-        if self.math == MathMode::Bf16 {
-            // bf16 copies of both operands (stream-ordered scratch, freed after the product).
-            let a_len = p.a_len(batch, strides[0]);
-            let b_len = p.b_len(batch, strides[1]);
-            let (_a16, a16) = self.alloc::<u16>(a_len)?;
-            let (_b16, b16) = self.alloc::<u16>(b_len)?;
-            for (src, dst, n) in [(a, a16, a_len), (b, b16, b_len)] {
-                self.launch("to_bf16", elementwise(n), &[Arg::Ptr(src), Arg::Ptr(dst), Arg::Int(int(n)?)])?;
-            }
-            let (a, b, c) = (a16 as *const c_void, b16 as *const c_void, c as *mut c_void);
-            let (alpha, beta) = (&alpha as *const f32 as *const c_void, &beta as *const f32 as *const c_void);
-            let (bf16, f32) = (blas::cudaDataType::CUDA_R_16BF, blas::cudaDataType::CUDA_R_32F);
-            let compute = blas::cublasComputeType_t::CUBLAS_COMPUTE_32F;
-            let algo = blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT;
-            // SAFETY: as for the fp32 products below; the bf16 copies hold exactly what BLAS reads.
-            let status = unsafe {
-                if batch == 1 {
-                    blas::cublasGemmEx(
-                        *self.blas.handle(),
-                        op(p.op_a),
-                        op(p.op_b),
-                        m,
-                        n,
-                        k,
-                        alpha,
-                        a,
-                        bf16,
-                        lda,
-                        b,
-                        bf16,
-                        ldb,
-                        beta,
-                        c,
-                        f32,
-                        ldc,
-                        compute,
-                        algo,
-                    )
-                } else {
-                    let [sa, sb, sc] = strides.map(|s| s as i64);
-                    blas::cublasGemmStridedBatchedEx(
-                        *self.blas.handle(),
-                        op(p.op_a),
-                        op(p.op_b),
-                        m,
-                        n,
-                        k,
-                        alpha,
-                        a,
-                        bf16,
-                        lda,
-                        sa,
-                        b,
-                        bf16,
-                        ldb,
-                        sb,
-                        beta,
-                        c,
-                        f32,
-                        ldc,
-                        sc,
-                        int(batch)?,
-                        compute,
-                        algo,
-                    )
+        // bf16: copies of both operands (stream-ordered scratch, freed after the product), exactly
+        // as long as what BLAS reads of them.
+        let copies = match self.math {
+            MathMode::Bf16 => {
+                let lens = [p.a_len(batch, strides[0]), p.b_len(batch, strides[1])];
+                let mut copies = Vec::with_capacity(2);
+                for (src, len) in [a, b].into_iter().zip(lens) {
+                    let (slice, dst) = self.alloc::<u16>(len)?;
+                    self.launch("to_bf16", elementwise(len), &[Arg::Ptr(src), Arg::Ptr(dst), Arg::Int(int(len)?)])?;
+                    copies.push((slice, dst));
                 }
-            };
-            return status.result().map_err(wrap);
-        }
-        let (a, b, c) = (a as *const f32, b as *const f32, c as *mut f32);
+                Some(copies)
+            }
+            MathMode::Fp32 | MathMode::Tf32 => None,
+        };
+        let (a, b, operands) = match &copies {
+            Some(c) => (c[0].1, c[1].1, blas::cudaDataType::CUDA_R_16BF),
+            None => (a, b, blas::cudaDataType::CUDA_R_32F),
+        };
+        let compute = match self.math {
+            MathMode::Tf32 => blas::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32,
+            MathMode::Fp32 | MathMode::Bf16 => blas::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+        };
+        let out = blas::cudaDataType::CUDA_R_32F;
+        let algo = blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT;
+        let (a, b, c) = (a as *const c_void, b as *const c_void, c as *mut c_void);
+        let alpha = 1.0f32;
+        let (alpha, beta) = (&alpha as *const f32 as *const c_void, &beta as *const f32 as *const c_void);
         // SAFETY: the plan's sizes and leading dimensions describe buffers the callers allocated
-        // for exactly these products.
+        // for exactly these products (and the bf16 copies hold what BLAS reads of them); alpha and
+        // beta are f32, as the fp32 compute type requires.
         let status = unsafe {
             if batch == 1 {
-                blas::cublasSgemm_v2(
+                blas::cublasGemmEx(
                     *self.blas.handle(),
                     op(p.op_a),
                     op(p.op_b),
                     m,
                     n,
                     k,
-                    &alpha,
+                    alpha,
                     a,
+                    operands,
                     lda,
                     b,
+                    operands,
                     ldb,
-                    &beta,
+                    beta,
                     c,
+                    out,
                     ldc,
+                    compute,
+                    algo,
                 )
             } else {
                 let [sa, sb, sc] = strides.map(|s| s as i64);
-                blas::cublasSgemmStridedBatched(
+                blas::cublasGemmStridedBatchedEx(
                     *self.blas.handle(),
                     op(p.op_a),
                     op(p.op_b),
                     m,
                     n,
                     k,
-                    &alpha,
+                    alpha,
                     a,
+                    operands,
                     lda,
                     sa,
                     b,
+                    operands,
                     ldb,
                     sb,
-                    &beta,
+                    beta,
                     c,
+                    out,
                     ldc,
                     sc,
                     int(batch)?,
+                    compute,
+                    algo,
                 )
             }
         };
+        drop(copies);
         status.result().map_err(wrap)
     }
 
