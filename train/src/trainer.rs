@@ -57,6 +57,7 @@ pub fn train_with(
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+    use std::sync::Arc;
 
     use shoal_common::spec::load_toml;
 
@@ -279,5 +280,76 @@ mod tests {
         let Outcome::Completed(p) = plain else { panic!("not completed") };
         assert!(d.first_loss > p.first_loss, "the teacher term adds to the loss: {} vs {}", d.first_loss, p.first_loss);
         assert!(d.last10_loss < d.first_loss, "loss {} -> {}", d.first_loss, d.last10_loss);
+    }
+
+    /// Rank 0 of two whose twin holds the same values: host sums double, broadcasts change
+    /// nothing, device sums are only recorded (nothing is read or written through their spans).
+    #[derive(Default)]
+    struct Twin {
+        host_sums: Vec<usize>,
+        device_groups: Vec<usize>,
+        finishes: usize,
+    }
+
+    impl Collective for Twin {
+        fn rank(&self) -> usize {
+            0
+        }
+
+        fn world_size(&self) -> usize {
+            2
+        }
+
+        fn all_reduce(&mut self, buf: &mut [f32], op: crate::ReduceOp) -> Result<(), crate::CollectiveError> {
+            self.host_sums.push(buf.len());
+            if op == crate::ReduceOp::Sum {
+                buf.iter_mut().for_each(|v| *v *= 2.0);
+            }
+            Ok(())
+        }
+
+        fn broadcast(&mut self, _: &mut [f32], _: usize) -> Result<(), crate::CollectiveError> {
+            Ok(())
+        }
+
+        fn all_gather_u64(&mut self, value: u64) -> Result<Vec<u64>, crate::CollectiveError> {
+            Ok(vec![value, value])
+        }
+
+        fn on_device(&mut self) -> Option<&mut dyn crate::DeviceCollective> {
+            Some(self)
+        }
+    }
+
+    impl crate::DeviceCollective for Twin {
+        fn queue_sum(&mut self, spans: &[crate::DeviceSpan], _: u64) -> Result<(), crate::CollectiveError> {
+            self.device_groups.push(spans.len());
+            Ok(())
+        }
+
+        fn finish(&mut self, _: u64) -> Result<(), crate::CollectiveError> {
+            self.finishes += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn gradients_in_device_memory_go_to_the_device_collective_bucket_by_bucket() {
+        // Parameters 10x32 + 32, 32x3 + 3 values; 256-value buckets from the last parameter:
+        // [3, 96, 32] and [320], the stop flag riding in the last.
+        let cfg = config("steps = 4\n[allreduce]\nbucket_mb = 0.0009765625");
+        let splits = data::load(&cfg.dataset).expect("data");
+        let opts = RunOptions {
+            threads: 1,
+            backend: Some(Arc::new(crate::backend::spanned::Spanned::new())),
+            ..Default::default()
+        };
+        let mut twin = Twin::default();
+        let outcome = train(&cfg, splits, &opts, &mut Recorder::new(), Peers::AllReduce(&mut twin)).expect("train");
+        let Outcome::Completed(s) = outcome else { panic!("not completed: {outcome:?}") };
+        assert_eq!(s.steps, 4);
+        assert_eq!(twin.device_groups, [3, 2].repeat(4), "two buckets a step, the flag in the second");
+        assert_eq!(twin.finishes, 4, "one wait a step");
+        assert!(twin.host_sums.iter().all(|&n| n < 32), "no gradient went through host buffers: {:?}", twin.host_sums);
     }
 }

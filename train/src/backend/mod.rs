@@ -18,6 +18,8 @@ pub mod kernels;
 mod param;
 pub mod pool;
 pub mod rules;
+#[cfg(test)]
+pub(crate) mod spanned;
 mod storage;
 mod tensor;
 

@@ -96,44 +96,16 @@ mod tests {
     use std::rc::Rc;
     use std::sync::Arc;
 
-    use candle_core::{CpuStorage, Device, Storage};
     use shoal_common::spec::{Activation, LayerConfig, ModelConfig, ModelKind};
 
     use super::*;
-    use crate::backend::{self, Backend, CandleBackend, HOST, Tensor};
+    use crate::backend::spanned::{STREAM, Spanned};
+    use crate::backend::{self, Backend};
     use crate::collective::CollectiveError;
     use crate::model::DataShape;
     use crate::nn::loss::{Targets, loss_and_grad};
     use crate::nn::{Ctx, Mode};
     use crate::rng::Rng;
-
-    /// Candle ops on the host that report their tensors' host addresses as device spans, so the
-    /// queueing logic can be followed without a GPU.
-    struct Spanned(CandleBackend);
-
-    impl Backend for Spanned {
-        fn name(&self) -> &'static str {
-            "spanned"
-        }
-
-        fn device(&self) -> &Device {
-            self.0.device()
-        }
-
-        fn stream_handle(&self) -> Option<u64> {
-            Some(7)
-        }
-
-        fn device_span(&self, t: &Tensor) -> Option<DeviceSpan> {
-            let (storage, layout) = t.host().ok()?.storage_and_layout();
-            match &*storage {
-                Storage::Cpu(CpuStorage::F32(v)) => {
-                    Some(DeviceSpan { ptr: v.as_ptr() as u64 + 4 * layout.start_offset() as u64, len: t.elem_count() })
-                }
-                _ => None,
-            }
-        }
-    }
 
     #[derive(Debug, PartialEq)]
     enum Event {
@@ -147,13 +119,13 @@ mod tests {
 
     impl DeviceCollective for Recorder {
         fn queue_sum(&mut self, spans: &[DeviceSpan], compute: u64) -> Result<(), CollectiveError> {
-            assert_eq!(compute, 7, "sums wait for the training stream");
+            assert_eq!(compute, STREAM, "sums wait for the training stream");
             self.0.borrow_mut().push(Event::Sum(spans.iter().map(|s| s.len).collect()));
             Ok(())
         }
 
         fn finish(&mut self, compute: u64) -> Result<(), CollectiveError> {
-            assert_eq!(compute, 7);
+            assert_eq!(compute, STREAM);
             self.0.borrow_mut().push(Event::Finish);
             Ok(())
         }
@@ -184,7 +156,7 @@ mod tests {
         let loss = loss_and_grad(backend.as_ref(), &out, &Targets::Classes(vec![0, 1, 2, 0, 1]), 0.2).expect("loss");
         let events = Rc::new(RefCell::new(Vec::new()));
         let mut sums = Recorder(events.clone());
-        let mut overlap = Overlap::new(buckets, 7);
+        let mut overlap = Overlap::new(buckets, STREAM);
         model
             .backward_observed(saved, loss.grad, 1, &mut |m, first| {
                 events.borrow_mut().push(Event::Layer(first));
@@ -212,7 +184,7 @@ mod tests {
 
     #[test]
     fn each_bucket_is_queued_as_soon_as_backward_has_produced_it() {
-        let mut m = model(Arc::new(Spanned(CandleBackend::new(HOST))));
+        let mut m = model(Arc::new(Spanned::new()));
         // Parameters 0..6: 8x4 + 8, 6x8 + 6, 3x6 + 3 values. Buckets of at most 30 values, filled
         // from the last parameter: [3, 18, 6] (parameters 3..6, across two layers), [48], [8], [32].
         let buckets = Buckets::new(&m, 30 * 4);
@@ -237,14 +209,14 @@ mod tests {
 
     #[test]
     fn a_bucket_without_gradients_waits_and_is_zeroed() {
-        let mut m = model(Arc::new(Spanned(CandleBackend::new(HOST))));
+        let mut m = model(Arc::new(Spanned::new()));
         let buckets = Buckets::new(&m, 30 * 4);
         // Backward that skips nothing, then a pass where no gradient was produced yet:
         // the first bucket (and every later one) waits until after backward, which zeroes them.
         let (first, _) = step(&mut m, &buckets, 0.0);
         assert_eq!(first.iter().filter(|e| matches!(e, Event::Sum(_))).count(), 4);
         m.zero_grad();
-        let mut overlap = Overlap::new(&buckets, 7);
+        let mut overlap = Overlap::new(&buckets, STREAM);
         let events = Rc::new(RefCell::new(Vec::new()));
         let mut sums = Recorder(events.clone());
         overlap.on_layer(&m, 2, &mut sums).expect("nothing valid yet");

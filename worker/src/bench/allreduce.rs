@@ -58,61 +58,86 @@ fn median(xs: &[f64]) -> f64 {
     if n % 2 == 1 { s[n / 2] } else { 0.5 * (s[n / 2 - 1] + s[n / 2]) }
 }
 
-/// All-reduce bandwidth for each size, timed as `allreduce_gloo.py` does: a barrier, then one
-/// all-reduce, the time taken as the maximum over ranks. Rank 0 returns one record per size.
+/// One all-reduce of the buffer under test, given the collective.
+type Sum<'a> = dyn FnMut(&mut dyn Collective) -> Result<(), BenchError> + 'a;
+
+/// Correctness over the whole buffer: element i of rank r holds (i mod 1021) + r, so the sum is
+/// n·(i mod 1021) + n(n-1)/2, exact in f32 at these magnitudes.
+fn pattern(numel: usize, rank: usize) -> Vec<f32> {
+    (0..numel).map(|i| (i % 1021 + rank) as f32).collect()
+}
+
+fn summed_correctly(got: &[f32], world: usize) -> bool {
+    got.iter().enumerate().all(|(i, v)| *v == (world * (i % 1021) + world * (world - 1) / 2) as f32)
+}
+
+/// Times `sum` as `allreduce_gloo.py` does: warm-up, then each timed all-reduce after a barrier,
+/// the time of each taken as the maximum over ranks. Rank 0 gets the record.
+fn time_sums(
+    c: &mut dyn Collective,
+    plan: &AllReducePlan,
+    bytes: usize,
+    labels: (&str, &str),
+    correct: bool,
+    sum: &mut Sum<'_>,
+) -> Result<Option<Value>, BenchError> {
+    let n = c.world_size();
+    for _ in 0..plan.warmup {
+        sum(c)?;
+    }
+    c.all_reduce(&mut [0.0], ReduceOp::Sum)?;
+    let t0 = Instant::now();
+    sum(c)?;
+    let mut probe = [t0.elapsed().as_secs_f32()];
+    c.all_reduce(&mut probe, ReduceOp::Max)?;
+    let iters =
+        (plan.budget_s / f64::from(probe[0]).max(1e-9)).clamp(plan.min_iters as f64, plan.max_iters as f64) as usize;
+    let snapshot = CpuSnapshot::take();
+    let wall = Instant::now();
+    let mut times = vec![0f32; iters];
+    for t in times.iter_mut() {
+        c.all_reduce(&mut [0.0], ReduceOp::Sum)?;
+        let t0 = Instant::now();
+        sum(c)?;
+        *t = t0.elapsed().as_secs_f32();
+    }
+    let foreign = snapshot.foreign_share(wall.elapsed().as_secs_f64(), Some(&mut *c));
+    c.all_reduce(&mut times, ReduceOp::Max)?;
+    if c.rank() != 0 {
+        return Ok(None);
+    }
+    let ts: Vec<f64> = times.iter().map(|t| f64::from(*t)).collect();
+    let med = median(&ts);
+    let min = ts.iter().copied().fold(f64::INFINITY, f64::min);
+    let algbw = bytes as f64 / med / 1e9;
+    let (backend, path) = labels;
+    Ok(Some(json!({
+        "bench": "shoal_allreduce", "backend": backend, "path": path, "world_size": n, "bytes": bytes,
+        "size": human_bytes(bytes), "dtype": "float32", "op": "sum", "iters": iters,
+        "warmup": plan.warmup, "threads": 1, "time_median_s": med, "time_min_s": min,
+        "time_mean_s": ts.iter().sum::<f64>() / ts.len() as f64, "algbw_GBps": algbw,
+        "busbw_GBps": algbw * 2.0 * (n as f64 - 1.0) / n as f64, "algbw_GBps_best": bytes as f64 / min / 1e9,
+        "correct": correct, "foreign_cpu_frac": foreign,
+    })))
+}
+
+/// All-reduce bandwidth of host buffers for each size (through the ring, or staged through GPU
+/// memory by NCCL). Rank 0 returns one record per size.
 pub fn measure(
     c: &mut dyn Collective,
     sizes: &[usize],
     plan: &AllReducePlan,
     backend: &str,
 ) -> Result<Vec<Value>, BenchError> {
-    let n = c.world_size();
+    let path = if backend == "nccl" { "staged" } else { "host" };
     let mut out = Vec::new();
     for &bytes in sizes {
-        let numel = bytes / 4;
-        // Correctness over the whole buffer: element i of rank r holds (i mod 1021) + r, so the sum
-        // is n·(i mod 1021) + n(n-1)/2, exact in f32 at these magnitudes.
-        let r = c.rank();
-        let mut buf: Vec<f32> = (0..numel).map(|i| (i % 1021 + r) as f32).collect();
+        let mut buf = pattern(bytes / 4, c.rank());
         c.all_reduce(&mut buf, ReduceOp::Sum)?;
-        let correct = buf.iter().enumerate().all(|(i, v)| *v == (n * (i % 1021) + n * (n - 1) / 2) as f32);
+        let correct = summed_correctly(&buf, c.world_size());
         buf.iter_mut().for_each(|v| *v = 0.0);
-        for _ in 0..plan.warmup {
-            c.all_reduce(&mut buf, ReduceOp::Sum)?;
-        }
-        c.all_reduce(&mut [0.0], ReduceOp::Sum)?;
-        let t0 = Instant::now();
-        c.all_reduce(&mut buf, ReduceOp::Sum)?;
-        let mut probe = [t0.elapsed().as_secs_f32()];
-        c.all_reduce(&mut probe, ReduceOp::Max)?;
-        let iters = (plan.budget_s / f64::from(probe[0]).max(1e-9)).clamp(plan.min_iters as f64, plan.max_iters as f64)
-            as usize;
-        let snapshot = CpuSnapshot::take();
-        let wall = Instant::now();
-        let mut times = vec![0f32; iters];
-        for t in times.iter_mut() {
-            c.all_reduce(&mut [0.0], ReduceOp::Sum)?;
-            let t0 = Instant::now();
-            c.all_reduce(&mut buf, ReduceOp::Sum)?;
-            *t = t0.elapsed().as_secs_f32();
-        }
-        let foreign = snapshot.foreign_share(wall.elapsed().as_secs_f64(), Some(&mut *c));
-        c.all_reduce(&mut times, ReduceOp::Max)?;
-        if c.rank() == 0 {
-            let ts: Vec<f64> = times.iter().map(|t| f64::from(*t)).collect();
-            let med = median(&ts);
-            let min = ts.iter().copied().fold(f64::INFINITY, f64::min);
-            let algbw = bytes as f64 / med / 1e9;
-            out.push(json!({
-                "bench": "shoal_allreduce", "backend": backend, "world_size": n, "bytes": bytes,
-                "size": human_bytes(bytes), "dtype": "float32", "op": "sum", "iters": iters,
-                "warmup": plan.warmup, "threads": 1, "time_median_s": med, "time_min_s": min,
-                "time_mean_s": ts.iter().sum::<f64>() / ts.len() as f64, "algbw_GBps": algbw,
-                "busbw_GBps": algbw * 2.0 * (n as f64 - 1.0) / n as f64, "algbw_GBps_best": bytes as f64 / min / 1e9,
-                "path": if backend == "nccl" { "staged" } else { "host" },
-                "correct": correct, "foreign_cpu_frac": foreign,
-            }));
-        }
+        let mut sum = |c: &mut dyn Collective| Ok(c.all_reduce(&mut buf, ReduceOp::Sum)?);
+        out.extend(time_sums(c, plan, bytes, (backend, path), correct, &mut sum)?);
     }
     Ok(out)
 }
@@ -127,53 +152,21 @@ pub fn measure_device(
     plan: &AllReducePlan,
     backend: &str,
 ) -> Result<Vec<Value>, BenchError> {
-    let (n, r) = (c.world_size(), c.rank());
     let stream = on.stream_handle().ok_or(BenchError::NotOnDevice)?;
     let mut out = Vec::new();
     for &bytes in sizes {
         let numel = bytes / 4;
-        let values: Vec<f32> = (0..numel).map(|i| (i % 1021 + r) as f32).collect();
-        let buf = on.from_host(values, &[numel]).map_err(TrainError::from)?;
+        let buf = on.from_host(pattern(numel, c.rank()), &[numel]).map_err(TrainError::from)?;
         let span = on.device_span(&buf).ok_or(BenchError::NotOnDevice)?;
-        let sum = |c: &mut dyn Collective| -> Result<(), BenchError> {
+        let mut sum = |c: &mut dyn Collective| -> Result<(), BenchError> {
             let device = c.on_device().ok_or(BenchError::NotOnDevice)?;
             device.queue_sum(&[span], stream)?;
             device.finish(stream)?;
             Ok(())
         };
         sum(c)?;
-        let got = on.to_host(&buf).map_err(TrainError::from)?;
-        let correct = got.iter().enumerate().all(|(i, v)| *v == (n * (i % 1021) + n * (n - 1) / 2) as f32);
-        for _ in 0..plan.warmup {
-            sum(c)?;
-        }
-        c.all_reduce(&mut [0.0], ReduceOp::Sum)?;
-        let t0 = Instant::now();
-        sum(c)?;
-        let mut probe = [t0.elapsed().as_secs_f32()];
-        c.all_reduce(&mut probe, ReduceOp::Max)?;
-        let iters = (plan.budget_s / f64::from(probe[0]).max(1e-9)).clamp(plan.min_iters as f64, plan.max_iters as f64)
-            as usize;
-        let mut times = vec![0f32; iters];
-        for t in times.iter_mut() {
-            c.all_reduce(&mut [0.0], ReduceOp::Sum)?;
-            let t0 = Instant::now();
-            sum(c)?;
-            *t = t0.elapsed().as_secs_f32();
-        }
-        c.all_reduce(&mut times, ReduceOp::Max)?;
-        if r == 0 {
-            let ts: Vec<f64> = times.iter().map(|t| f64::from(*t)).collect();
-            let med = median(&ts);
-            let min = ts.iter().copied().fold(f64::INFINITY, f64::min);
-            let algbw = bytes as f64 / med / 1e9;
-            out.push(json!({
-                "bench": "shoal_allreduce", "backend": backend, "path": "device", "world_size": n,
-                "bytes": bytes, "size": human_bytes(bytes), "dtype": "float32", "op": "sum", "iters": iters,
-                "warmup": plan.warmup, "time_median_s": med, "time_min_s": min, "algbw_GBps": algbw,
-                "busbw_GBps": algbw * 2.0 * (n as f64 - 1.0) / n as f64, "correct": correct,
-            }));
-        }
+        let correct = summed_correctly(&on.to_host(&buf).map_err(TrainError::from)?, c.world_size());
+        out.extend(time_sums(c, plan, bytes, (backend, "device"), correct, &mut sum)?);
     }
     Ok(out)
 }

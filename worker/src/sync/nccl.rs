@@ -158,6 +158,17 @@ impl Nccl {
         f(comm, self.stream.cu_stream() as nccl_sys::cudaStream_t).map(|_| ()).map_err(nccl_failed(self.rank, what))
     }
 
+    /// Queues an in-place `op` over `len` f32 values of device memory at `ptr` on the
+    /// communication stream. The memory must stay allocated and untouched until the wait.
+    fn reduce_in_place(&self, ptr: u64, len: usize, op: nccl_sys::ncclRedOp_t) -> Result<(), CollectiveError> {
+        self.call("all-reduce", |comm, stream| {
+            let p = ptr as *mut std::ffi::c_void;
+            // SAFETY: `ptr` is live device memory of this GPU holding `len` values, which nothing
+            // else reads or writes before the wait (the callers' contract).
+            unsafe { nccl_result::all_reduce(p, p, len, nccl_sys::ncclDataType_t::ncclFloat32, op, comm, stream) }
+        })
+    }
+
     /// Waits on the host, within the deadline, for the work queued so far on the communication
     /// stream; a miss aborts the communicator.
     fn wait(&mut self, what: Op) -> Result<(), CollectiveError> {
@@ -232,24 +243,9 @@ impl DeviceCollective for Nccl {
             return Err(self.fail(cuda_failed(rank, "ordering the sum after backward")(e)));
         }
         let queued = nccl_result::group_start().map_err(nccl_failed(rank, "ncclGroupStart")).and_then(|_| {
-            let sums = spans.iter().try_for_each(|span| {
-                self.call("all-reduce", |comm, stream| {
-                    let p = span.ptr as *mut std::ffi::c_void;
-                    // SAFETY: the span is live device memory of this GPU, `len` f32 values long,
-                    // which nothing touches until `finish` (the DeviceCollective contract).
-                    unsafe {
-                        nccl_result::all_reduce(
-                            p,
-                            p,
-                            span.len,
-                            nccl_sys::ncclDataType_t::ncclFloat32,
-                            nccl_sys::ncclRedOp_t::ncclSum,
-                            comm,
-                            stream,
-                        )
-                    }
-                })
-            });
+            let sums = spans
+                .iter()
+                .try_for_each(|span| self.reduce_in_place(span.ptr, span.len, nccl_sys::ncclRedOp_t::ncclSum));
             // The group is closed whatever happened inside it.
             let end = nccl_result::group_end().map(|_| ()).map_err(nccl_failed(rank, "ncclGroupEnd"));
             sums.and(end)
@@ -292,15 +288,7 @@ impl Collective for Nccl {
             ReduceOp::Max => nccl_sys::ncclRedOp_t::ncclMax,
         };
         let count = buf.len();
-        self.staged(buf, Op::AllReduce, |me, ptr| {
-            me.call("all-reduce", |comm, stream| {
-                let p = ptr as *mut std::ffi::c_void;
-                // SAFETY: `ptr` is the staging buffer of `count` values, live until the wait.
-                unsafe {
-                    nccl_result::all_reduce(p, p, count, nccl_sys::ncclDataType_t::ncclFloat32, nccl_op, comm, stream)
-                }
-            })
-        })
+        self.staged(buf, Op::AllReduce, |me, ptr| me.reduce_in_place(ptr, count, nccl_op))
     }
 
     fn broadcast(&mut self, buf: &mut [f32], root: usize) -> Result<(), CollectiveError> {
@@ -310,7 +298,7 @@ impl Collective for Nccl {
         self.staged(buf, Op::Broadcast, |me, ptr| {
             me.call("broadcast", |comm, stream| {
                 let p = ptr as *mut std::ffi::c_void;
-                // SAFETY: as for the all-reduce.
+                // SAFETY: `ptr` is the staging buffer of `count` values, untouched until the wait.
                 unsafe {
                     nccl_result::broadcast(p, p, count, nccl_sys::ncclDataType_t::ncclFloat32, root, comm, stream)
                 }

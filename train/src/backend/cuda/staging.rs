@@ -24,9 +24,13 @@ struct Slot {
     released: CudaEvent,
 }
 
+/// A slot's buffers, locked on their own: a busy slot is touched only by its batch, so the ring's
+/// lock is held just long enough to choose a slot, never across a copy.
+type Cell = Arc<Mutex<Option<Slot>>>;
+
 struct Ring {
     book: SlotBook,
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Cell>,
 }
 
 /// The staging ring of one GPU.
@@ -41,18 +45,22 @@ pub(super) struct Staging {
 pub(super) struct Lease {
     staging: Arc<Staging>,
     index: usize,
+    cell: Cell,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let mut ring = self.staging.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(Some(slot)) = ring.slots.get(self.index) {
+        if let Some(slot) = &*lock(&self.cell) {
             // Without the mark the slot cannot be proven free on the device: keep it busy.
             if slot.released.record(&self.staging.compute).is_err() {
                 return;
             }
         }
-        ring.book.give_back(self.index);
+        lock(&self.staging.ring).book.give_back(self.index);
     }
 }
 
@@ -81,31 +89,35 @@ impl Staging {
     /// Copies `src` into a slot's device memory on the copy stream and makes the training stream
     /// wait for the copy. Returns the slot's device address and the lease that keeps it.
     pub(super) fn upload(self: &Arc<Self>, src: &[f32]) -> Result<(u64, Lease)> {
-        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        let taken = ring.book.take(src.len().max(1));
-        match self.fill(&mut ring, taken.index, taken.allocate, src) {
-            Ok(ptr) => Ok((ptr, Lease { staging: self.clone(), index: taken.index })),
+        let (taken, cell) = {
+            let mut ring = lock(&self.ring);
+            let taken = ring.book.take(src.len().max(1));
+            if ring.slots.len() <= taken.index {
+                ring.slots.resize_with(taken.index + 1, Cell::default);
+            }
+            (taken, ring.slots[taken.index].clone())
+        };
+        let filled = self.fill(&mut lock(&cell), taken.allocate, src);
+        match filled {
+            Ok(ptr) => Ok((ptr, Lease { staging: self.clone(), index: taken.index, cell })),
             Err(e) => {
-                ring.book.give_back(taken.index);
+                lock(&self.ring).book.give_back(taken.index);
                 Err(e)
             }
         }
     }
 
-    fn fill(&self, ring: &mut Ring, index: usize, allocate: bool, src: &[f32]) -> Result<u64> {
-        if ring.slots.len() <= index {
-            ring.slots.resize_with(index + 1, || None);
-        }
-        if allocate || ring.slots[index].is_none() {
-            if let Some(old) = ring.slots[index].take() {
+    fn fill(&self, cell: &mut Option<Slot>, allocate: bool, src: &[f32]) -> Result<u64> {
+        if allocate || cell.is_none() {
+            if let Some(old) = cell.take() {
                 // The old device memory is freed on the copy stream: only after the training
                 // stream is done with it.
                 self.copy.wait(&old.released).map_err(wrap)?;
                 drop(old);
             }
-            ring.slots[index] = Some(self.allocate(src.len().max(1))?);
+            *cell = Some(self.allocate(src.len().max(1))?);
         }
-        let slot = ring.slots[index].as_mut().ok_or_else(|| candle_core::Error::Msg("no staging slot".into()))?;
+        let slot = cell.as_mut().ok_or_else(|| candle_core::Error::Msg("no staging slot".into()))?;
         slot.copied.synchronize().map_err(wrap)?;
         slot.host.as_mut_slice().map_err(wrap)?[..src.len()].copy_from_slice(src);
         self.copy.wait(&slot.released).map_err(wrap)?;
