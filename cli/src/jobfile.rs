@@ -1,5 +1,5 @@
-//! Reading job files: parse, default the name to the file name, resolve dataset paths against the
-//! file's folder, validate, and check that dataset files exist here.
+//! Reading job files: parse, default the name to the file name, resolve dataset and teacher paths
+//! against the file's folder, validate, and check that dataset files exist here.
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +63,9 @@ pub fn load_text(text: &str, origin: &Path, check_paths: bool) -> Result<JobFile
         && c.workdir.trim().is_empty()
     {
         c.workdir = std::path::absolute(&base).unwrap_or(base.clone()).display().to_string();
+    }
+    if let Some(d) = spec.distill.as_mut() {
+        crate::teacher::resolve(d, &base, check_paths).map_err(|e| CliError::usage(render_errors(origin, &[e])))?;
     }
     let config = spec::validate(&spec).map_err(|errors| CliError::usage(render_errors(origin, &errors)))?;
     let search = match spec.search {

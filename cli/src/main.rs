@@ -9,6 +9,7 @@ mod commands;
 mod error;
 mod jobfile;
 mod render;
+mod teacher;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

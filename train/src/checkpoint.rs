@@ -15,7 +15,8 @@ const FORMAT: u32 = 1;
 const MODEL_FILE: &str = "model.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
-const SPEC_FILE: &str = "job.toml";
+/// The job file saved beside the weights.
+pub const SPEC_FILE: &str = "job.toml";
 
 /// Where training stood when the checkpoint was taken.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -24,6 +24,9 @@ pub enum TrainError {
     #[error("checkpoint {}: {reason}", path.display())]
     Checkpoint { path: PathBuf, reason: String },
     /// The loss became NaN or infinite.
+    #[error("distill.teacher {}: {reason}", path.display())]
+    Teacher { path: PathBuf, reason: String },
+
     #[error("training diverged at step {step}: loss is {loss}")]
     Diverged { step: u64, loss: f64 },
     /// The background data loader's thread could not be started.

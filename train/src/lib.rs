@@ -5,11 +5,12 @@
 //! Modules form layers and import only downward (checked by `tests/layering.rs`): `error`; the
 //! transport traits (`collective`, `link`) and `rng`; the compute backend; `nn`; `data`, `model`,
 //! `optim`, `checkpoint`, `morph`, `distributed`; the loop core (`engine`); the cooperation
-//! strategies (`coop`); and the entry point (`trainer`).
+//! strategies (`coop`) and compression job kinds (`compress`); and the entry point (`trainer`).
 
 pub mod backend;
 pub mod checkpoint;
 pub mod collective;
+pub mod compress;
 pub mod coop;
 pub mod data;
 pub mod distributed;

@@ -22,6 +22,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("distributed", 4),
     ("engine", 5),
     ("coop", 6),
+    ("compress", 6),
     ("trainer", 7),
 ];
 

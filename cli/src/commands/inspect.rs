@@ -39,6 +39,7 @@ fn job_json(j: &shoal_common::proto::Job) -> serde_json::Value {
     serde_json::json!({
         "job_id": j.job_id,
         "name": j.spec.as_ref().map(|s| s.name.clone()),
+        "spec": j.spec,
         "state": render::state_of(j).label(),
         "reason": j.reason,
         "worker_id": j.worker_id,

@@ -21,6 +21,25 @@ pub struct TrainConfig {
     pub command: Option<CommandConfig>,
     /// A search trial's parameters as a JSON object ("" for other jobs).
     pub trial_params: String,
+    /// Train on a teacher's softened outputs as well as the labels.
+    pub distill: Option<DistillConfig>,
+}
+
+/// Knowledge distillation (`[distill]`): the loss is
+/// `alpha · T² · KL(softmax(teacher / T) ‖ softmax(student / T)) + (1 − alpha) · CE(labels)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistillConfig {
+    /// The teacher's checkpoint: a step directory or a job's checkpoint folder. Empty until the
+    /// coordinator resolves `teacher_job`.
+    pub teacher: PathBuf,
+    /// The finished job named as the teacher ("" when given by checkpoint).
+    pub teacher_job: String,
+    /// The teacher's model, when the spec carries it (otherwise read from the checkpoint).
+    pub teacher_model: Option<ModelConfig>,
+    /// The temperature `T`, > 0.
+    pub temperature: f64,
+    /// The teacher term's weight, in [0, 1].
+    pub alpha: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]

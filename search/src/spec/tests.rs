@@ -205,3 +205,24 @@ fn macro_skips_become_skip_layers_of_equal_width() {
     }
     assert!(skips > 0);
 }
+
+#[test]
+fn every_trial_of_a_search_distills_from_the_template_teacher() {
+    let j = job(r#"
+[distill]
+teacher = "/ckpt/teacher/step-0000000300"
+temperature = 3.0
+[search]
+strategy = "random"
+max_trials = 4
+arch = { min_depth = 1, max_depth = 2, widths = [8, 16], activations = ["relu"] }
+"#);
+    let mut rng = crate::rng::Rng::new(4);
+    for _ in 0..4 {
+        let cfg = j.config.space.sample(&mut rng);
+        let trial = shoal_common::spec::validate(&trial_spec(&j, &cfg, None, true)).expect("valid trial");
+        let d = trial.distill.expect("the trial distills");
+        assert_eq!(d.teacher, std::path::PathBuf::from("/ckpt/teacher/step-0000000300"));
+        assert_eq!(d.temperature, 3.0);
+    }
+}

@@ -255,6 +255,9 @@ fn confine_paths(cfg: &spec::TrainConfig, ctx: &JobContext, job: JobId) -> Resul
     if let Some(i) = &cfg.inherit {
         paths.push(("inherit.checkpoint", &i.checkpoint));
     }
+    if let Some(d) = &cfg.distill {
+        paths.push(("distill.teacher", &d.teacher));
+    }
     if let Some(dir) = cfg.command.as_ref().and_then(|c| c.workdir.as_ref()) {
         paths.push(("command.workdir", dir));
     }

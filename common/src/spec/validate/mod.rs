@@ -3,6 +3,7 @@
 
 mod command;
 mod dataset;
+mod distill;
 mod model;
 mod optimizer;
 mod parallel;
@@ -12,7 +13,7 @@ mod training;
 
 use std::path::PathBuf;
 
-use super::config::{InheritConfig, TrainConfig};
+use super::config::{DatasetConfig, InheritConfig, TrainConfig};
 use super::errors::{FieldError, FieldErrors};
 use crate::proto::{self, JobSpec};
 
@@ -67,6 +68,10 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
     if command.is_some() && parallel.data * parallel.pipeline.stages > 1 {
         c.fail("command", "external trials run on one worker (parallelism must be 1)");
     }
+    let distill = spec.distill.as_ref().map(|d| distill::distill(&mut c, d, &dataset, &parallel));
+    if command.is_some() && distill.is_some() {
+        c.fail("distill", "external trials bring their own model: a teacher cannot be attached");
+    }
 
     c.into_result(TrainConfig {
         name,
@@ -80,7 +85,13 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
         inherit,
         command,
         trial_params: spec.trial_params.clone(),
+        distill,
     })
+}
+
+/// Classes (or regression targets) of a dataset, when they are known before it is loaded.
+pub fn known_outputs(dataset: &DatasetConfig) -> Option<usize> {
+    model::known_data(dataset, None).map(|s| s.outputs).filter(|&n| n > 0)
 }
 
 /// A valid job file and a helper that collects a bad one's errors, for the tests of every section.

@@ -170,7 +170,7 @@ pub(super) fn model(c: &mut FieldErrors, m: Option<&proto::ModelSpec>, dataset: 
 
 /// The data's shape when it is known at submit time: from the dataset kind, or from a declared
 /// `model.input_shape` (the output width is not known then).
-fn known_data(d: &DatasetConfig, declared: Option<[usize; 3]>) -> Option<DataShape> {
+pub(super) fn known_data(d: &DatasetConfig, declared: Option<[usize; 3]>) -> Option<DataShape> {
     match d.source {
         DatasetSource::Digits => Some(DataShape { features: 64, image: Some([1, 8, 8]), outputs: 10 }),
         DatasetSource::SyntheticClassification { features, classes: outputs, .. }

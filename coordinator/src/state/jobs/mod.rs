@@ -8,6 +8,7 @@ mod queries;
 mod recovery;
 mod reports;
 mod submit;
+mod teacher;
 mod watch;
 
 pub use watch::{Subscription, is_terminal_event};

@@ -15,11 +15,12 @@ const MAX_SPEC_BYTES: usize = 256 * 1024;
 
 impl State {
     pub fn submit(&mut self, spec: Option<JobSpec>) -> Result<Job, CoordinatorError> {
-        let spec = spec.ok_or_else(|| CoordinatorError::invalid("spec", "required"))?;
+        let mut spec = spec.ok_or_else(|| CoordinatorError::invalid("spec", "required"))?;
         let size = prost::Message::encoded_len(&spec);
         if size > MAX_SPEC_BYTES {
             return Err(CoordinatorError::invalid("spec", format!("{size} bytes, at most {MAX_SPEC_BYTES}")));
         }
+        self.resolve_teacher(&mut spec)?;
         if spec.search.is_some() {
             return self.submit_search(spec);
         }

@@ -1,0 +1,144 @@
+//! Knowledge distillation through the real binaries: a teacher trained on digits, a small student
+//! trained alone and the same student distilled from the teacher (named by job id, resolved by the
+//! coordinator), on two data-parallel ranks, inside a search, and the teachers that are refused.
+
+use serde_json::Value;
+use shoal_tests::{Coordinator, code, job_file, shoal, start_worker, stderr, stdout};
+
+const TEACHER: &str = r#"
+name = "teacher"
+[model]
+kind = "mlp"
+layers = [{ width = 256 }, { width = 128 }]
+[dataset]
+kind = "digits"
+[optimizer]
+kind = "sgd"
+lr = 0.05
+momentum = 0.9
+[training]
+batch_size = 32
+epochs = 30
+seed = 1
+log_every = 100
+"#;
+
+/// The student: one narrow hidden layer that sees a tenth of the training images.
+const STUDENT: &str = r#"
+name = "student"
+[model]
+kind = "mlp"
+layers = [{ width = 16 }]
+[dataset]
+kind = "digits"
+train_fraction = 0.1
+[optimizer]
+kind = "sgd"
+lr = 0.05
+momentum = 0.9
+[training]
+batch_size = 32
+steps = 300
+seed = 2
+log_every = 100
+"#;
+
+/// Submits a job file with `--watch` and returns its `status --json` once it succeeded.
+fn run(url: &str, dir: &std::path::Path, name: &str, text: &str) -> anyhow::Result<Value> {
+    let file = job_file(dir, name, text);
+    let out = shoal(url, &["submit", file.to_str().expect("utf-8 path"), "--watch"]);
+    assert_eq!(code(&out), 0, "{name} failed:\n{}\n{}", stdout(&out), stderr(&out));
+    let id = stdout(&out).lines().next().expect("job id").trim().to_owned();
+    let status = shoal(url, &["status", &id, "--json"]);
+    assert_eq!(code(&status), 0, "{}", stderr(&status));
+    Ok(serde_json::from_str(&stdout(&status))?)
+}
+
+fn accuracy(job: &Value) -> f64 {
+    job["result"]["validation_accuracy"].as_f64().expect("validation accuracy")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_distilled_student_beats_the_same_student_trained_alone() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let coordinator = Coordinator::start(dir.path(), &dir.path().join("c.db"), &[])?;
+    let url = coordinator.url();
+    let _workers = [start_worker(dir.path(), &url, 1, "w-1")?, start_worker(dir.path(), &url, 1, "w-2")?];
+
+    let teacher = run(&url, dir.path(), "teacher", TEACHER)?;
+    let teacher_id = teacher["job_id"].as_str().expect("id").to_owned();
+    let alone = accuracy(&run(&url, dir.path(), "alone", STUDENT)?);
+    let distill = format!("{STUDENT}\n[distill]\nteacher_job = \"{teacher_id}\"\ntemperature = 4.0\nalpha = 0.7\n");
+    let distilled = run(&url, dir.path(), "distilled", &distill)?;
+    assert!(
+        accuracy(&distilled) >= alone + 0.02,
+        "teacher {:.4}: the distilled student ({:.4}) should beat the student alone ({alone:.4}) by 2 points",
+        accuracy(&teacher),
+        accuracy(&distilled)
+    );
+    let resolved = &distilled["spec"]["distill"];
+    assert_eq!(resolved["teacher"].as_str(), teacher["result"]["checkpoint"].as_str(), "{resolved}");
+    assert_eq!(resolved["teacher_outputs"].as_i64(), Some(10), "{resolved}");
+
+    // Two data-parallel ranks each run the teacher on their shard of every batch.
+    let two = distill.replace("name = \"student\"", "name = \"student-2\"\n[parallelism]\ndata = 2");
+    let two = accuracy(&run(&url, dir.path(), "distilled-2", &two)?);
+    assert!(two >= alone, "two ranks distilled {two:.4}, one alone {alone:.4}");
+
+    // A search looks for the best student of the teacher: every trial distills.
+    let search = format!(
+        "{distill}\n[search]\nstrategy = \"random\"\nmax_trials = 2\nmax_concurrent = 2\nseed = 1\n\
+         arch = {{ min_depth = 1, max_depth = 1, widths = [8, 16], activations = [\"relu\"] }}\n"
+    );
+    let search = run(&url, dir.path(), "search", &search)?;
+    let trials = shoal(&url, &["trials", search["job_id"].as_str().expect("id"), "--json"]);
+    assert_eq!(code(&trials), 0, "{}", stderr(&trials));
+    let trials: Value = serde_json::from_str(&stdout(&trials))?;
+    let trials = trials["trials"].as_array().expect("trials");
+    assert_eq!(trials.len(), 2, "{trials:#?}");
+    for t in trials {
+        let job = shoal(&url, &["status", t["job_id"].as_str().expect("trial job"), "--json"]);
+        let job: Value = serde_json::from_str(&stdout(&job))?;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        assert_eq!(job["spec"]["distill"]["teacher"], resolved["teacher"], "the trial distills from the teacher");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teachers_that_do_not_fit_are_refused_with_the_field() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let coordinator = Coordinator::start(dir.path(), &dir.path().join("c.db"), &[])?;
+    let url = coordinator.url();
+    let _worker = start_worker(dir.path(), &url, 1, "w-1")?;
+    let submit = |name: &str, text: &str| {
+        let file = job_file(dir.path(), name, text);
+        shoal(&url, &["submit", file.to_str().expect("utf-8 path")])
+    };
+
+    let unknown = submit("unknown", &format!("{STUDENT}\n[distill]\nteacher_job = \"job-nope\"\n"));
+    assert_eq!(code(&unknown), 2, "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("distill.teacher_job: no job `job-nope`"), "{}", stderr(&unknown));
+
+    let bad = submit("bad", &format!("{STUDENT}\n[distill]\nteacher = \"nowhere\"\ntemperature = 0\n"));
+    assert_eq!(code(&bad), 2, "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("distill.teacher: no checkpoint at"), "{}", stderr(&bad));
+
+    // A three-class teacher cannot teach a ten-class student: refused before it is queued.
+    let three = TEACHER
+        .replace("kind = \"digits\"", "kind = \"synthetic_classification\"\nsamples = 300\nfeatures = 64\nclasses = 3")
+        .replace("epochs = 30", "epochs = 1");
+    let three = run(&url, dir.path(), "three", &three)?;
+    let checkpoint = three["result"]["checkpoint"].as_str().expect("checkpoint").to_owned();
+    let wrong = submit("wrong", &format!("{STUDENT}\n[distill]\nteacher = \"{checkpoint}\"\n"));
+    assert_eq!(code(&wrong), 2, "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("distill.teacher: the teacher has 3 outputs but the student's dataset has 10 classes"),
+        "{}",
+        stderr(&wrong)
+    );
+    let zero = submit("zero", &format!("{STUDENT}\n[distill]\nteacher = \"{checkpoint}\"\ntemperature = 0\n"));
+    assert_eq!(code(&zero), 2, "{}", stderr(&zero));
+    assert!(stderr(&zero).contains("distill.temperature: must be in (0, 100], got 0"), "{}", stderr(&zero));
+    Ok(())
+}
