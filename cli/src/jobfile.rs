@@ -1,11 +1,13 @@
-//! Reading job files: parse, default the name to the file name, resolve dataset and teacher paths
-//! against the file's folder, validate, and check that dataset files exist here.
+//! Reading job files: parse, default the name to the file name, resolve dataset and checkpoint
+//! paths against the file's folder (reading the teacher's and parent's job files), validate, and
+//! check that dataset files exist here.
 
 use std::path::{Path, PathBuf};
 
 use shoal_common::proto::JobSpec;
 use shoal_common::spec::{self, FieldError, SpecError};
 
+use crate::checkpoints;
 use crate::error::CliError;
 
 /// A job file, ready to submit.
@@ -64,8 +66,12 @@ pub fn load_text(text: &str, origin: &Path, check_paths: bool) -> Result<JobFile
     {
         c.workdir = std::path::absolute(&base).unwrap_or(base.clone()).display().to_string();
     }
+    let checkpoint_error = |e: FieldError| CliError::usage(render_errors(origin, &[e]));
     if let Some(d) = spec.distill.as_mut() {
-        crate::teacher::resolve(d, &base, check_paths).map_err(|e| CliError::usage(render_errors(origin, &[e])))?;
+        checkpoints::resolve_teacher(d, &base, check_paths).map_err(checkpoint_error)?;
+    }
+    if let Some(i) = spec.inherit.as_mut() {
+        checkpoints::resolve_parent(i, &base, check_paths).map_err(checkpoint_error)?;
     }
     let config = spec::validate(&spec).map_err(|errors| CliError::usage(render_errors(origin, &errors)))?;
     let search = match spec.search {

@@ -4,12 +4,12 @@
 //! spec the coordinator rejects and unknown ids), 3 the coordinator could not be reached or
 //! failed internally.
 
+mod checkpoints;
 mod client;
 mod commands;
 mod error;
 mod jobfile;
 mod render;
-mod teacher;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -219,6 +219,27 @@ pub fn job_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// Submits the job file `text` with `shoal submit --watch` and returns its `shoal status --json`
+/// once it succeeded.
+pub fn run_job(url: &str, dir: &Path, name: &str, text: &str) -> Result<serde_json::Value> {
+    let file = job_file(dir, name, text);
+    let out = shoal(url, &["submit", file.to_str().context("utf-8 path")?, "--watch"]);
+    if code(&out) != 0 {
+        return Err(anyhow!("{name} failed:\n{}\n{}", stdout(&out), stderr(&out)));
+    }
+    let id = stdout(&out).lines().next().context("job id")?.trim().to_owned();
+    let status = shoal(url, &["status", &id, "--json"]);
+    if code(&status) != 0 {
+        return Err(anyhow!("status of {name}: {}", stderr(&status)));
+    }
+    Ok(serde_json::from_str(&stdout(&status))?)
+}
+
+/// The final validation accuracy in a `shoal status --json` object.
+pub fn accuracy(job: &serde_json::Value) -> f64 {
+    job["result"]["validation_accuracy"].as_f64().expect("validation accuracy")
+}
+
 fn unique() -> u64 {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)

@@ -3,7 +3,7 @@
 //! coordinator), on two data-parallel ranks, inside a search, and the teachers that are refused.
 
 use serde_json::Value;
-use shoal_tests::{Coordinator, code, job_file, shoal, start_worker, stderr, stdout};
+use shoal_tests::{Coordinator, accuracy, code, job_file, run_job as run, shoal, start_worker, stderr, stdout};
 
 const TEACHER: &str = r#"
 name = "teacher"
@@ -42,21 +42,6 @@ steps = 300
 seed = 2
 log_every = 100
 "#;
-
-/// Submits a job file with `--watch` and returns its `status --json` once it succeeded.
-fn run(url: &str, dir: &std::path::Path, name: &str, text: &str) -> anyhow::Result<Value> {
-    let file = job_file(dir, name, text);
-    let out = shoal(url, &["submit", file.to_str().expect("utf-8 path"), "--watch"]);
-    assert_eq!(code(&out), 0, "{name} failed:\n{}\n{}", stdout(&out), stderr(&out));
-    let id = stdout(&out).lines().next().expect("job id").trim().to_owned();
-    let status = shoal(url, &["status", &id, "--json"]);
-    assert_eq!(code(&status), 0, "{}", stderr(&status));
-    Ok(serde_json::from_str(&stdout(&status))?)
-}
-
-fn accuracy(job: &Value) -> f64 {
-    job["result"]["validation_accuracy"].as_f64().expect("validation accuracy")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_distilled_student_beats_the_same_student_trained_alone() -> anyhow::Result<()> {

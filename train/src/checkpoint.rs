@@ -7,13 +7,16 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
+use shoal_common::spec::{ModelConfig, load_toml};
 
 use crate::backend::HOST;
 use crate::error::{Result, TrainError};
 
 const FORMAT: u32 = 1;
-const MODEL_FILE: &str = "model.safetensors";
-const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The weights, dense or (after pruning) partly in [`crate::sparse`] form.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// The optimizer's state (empty in a compressed artifact).
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
 /// The job file saved beside the weights.
 pub const SPEC_FILE: &str = "job.toml";
@@ -70,6 +73,34 @@ pub fn save(
     Ok(final_dir)
 }
 
+/// Replaces the weights of the checkpoint `dir` (and its job file, when given) by a compressed
+/// model. The optimizer state is dropped: it belongs to the model before compression.
+pub fn rewrite(dir: &Path, model: &HashMap<String, Tensor>, spec_toml: Option<&str>) -> Result<()> {
+    let fail = |e: String| TrainError::checkpoint(dir, e);
+    let replace = |file: &str, write: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
+        let tmp = dir.join(format!(".tmp-{file}"));
+        write(&tmp)?;
+        std::fs::rename(&tmp, dir.join(file)).map_err(|e| fail(e.to_string()))
+    };
+    replace(MODEL_FILE, &|p| candle_core::safetensors::save(model, p).map_err(|e| fail(e.to_string())))?;
+    let empty: HashMap<String, Tensor> = HashMap::new();
+    replace(OPTIMIZER_FILE, &|p| candle_core::safetensors::save(&empty, p).map_err(|e| fail(e.to_string())))?;
+    if let Some(text) = spec_toml {
+        replace(SPEC_FILE, &|p| std::fs::write(p, text).map_err(|e| fail(e.to_string())))?;
+    }
+    Ok(())
+}
+
+/// The model section of the job file saved with the checkpoint `dir`.
+pub fn model_of(dir: &Path) -> Result<ModelConfig> {
+    let path = dir.join(SPEC_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| TrainError::checkpoint(dir, format!("cannot read its job file {}: {e}", path.display())))?;
+    let (_, cfg) =
+        load_toml(&text).map_err(|e| TrainError::checkpoint(dir, format!("its job file is not valid: {e}")))?;
+    Ok(cfg.model)
+}
+
 /// Checkpoint directories under `root`, oldest first.
 pub fn list(root: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(root) else {
@@ -115,8 +146,9 @@ pub fn load(dir: &Path) -> Result<Loaded> {
             format!("format {} is not supported (this build reads {FORMAT})", state.format),
         ));
     }
-    let model = candle_core::safetensors::load(dir.join(MODEL_FILE), &HOST)
+    let mut model = candle_core::safetensors::load(dir.join(MODEL_FILE), &HOST)
         .map_err(|e| TrainError::checkpoint(dir, format!("{MODEL_FILE}: {e}")))?;
+    crate::sparse::decode_all(&mut model).map_err(|e| TrainError::checkpoint(dir, format!("{MODEL_FILE}: {e}")))?;
     let optimizer = candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &HOST)
         .map_err(|e| TrainError::checkpoint(dir, format!("{OPTIMIZER_FILE}: {e}")))?;
     Ok(Loaded { state, model, optimizer })

@@ -22,6 +22,7 @@ pub mod morph;
 pub mod nn;
 pub mod optim;
 pub mod rng;
+pub mod sparse;
 pub mod trainer;
 
 pub use collective::{Collective, DeviceCollective, DeviceSpan, ParamStore, ReduceOp};

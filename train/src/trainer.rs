@@ -5,7 +5,7 @@
 use shoal_common::spec::TrainConfig;
 
 use crate::collective::{Collective, ParamStore};
-use crate::compress::Distill;
+use crate::compress::{Distill, Pruner};
 use crate::coop::{AllReduce, Alone, ParamServer, Pipeline};
 use crate::data::Splits;
 pub use crate::engine::{EvalPoint, Host, Outcome, Report, RunOptions, Stop, Summary, TrainPoint, evaluate};
@@ -26,7 +26,8 @@ pub enum Peers<'a> {
 }
 
 /// Trains `cfg` on already loaded data, against the labels or, for `[distill]` jobs, a teacher's
-/// outputs as well. With peers this runs one data-parallel rank on its shard
+/// outputs as well; `[prune]` jobs are masked on their schedule and their final checkpoint is
+/// rewritten as the compressed artifact, with the sparsity report in the summary. With peers this runs one data-parallel rank on its shard
 /// of the data: gradients are summed across ranks every step (all-reduce), or pushed to parameter
 /// servers that apply the optimizer and serve the parameters back; or one pipeline stage.
 pub fn train(
@@ -36,14 +37,29 @@ pub fn train(
     host: &mut dyn Host,
     peers: Peers<'_>,
 ) -> Result<Outcome> {
-    match &cfg.distill {
+    let mut teacher = match &cfg.distill {
         Some(d) => {
-            let (mut teacher, line) = Distill::load(d, &data.train.shape(), &opts.backend(), opts.threads.max(1))?;
+            let (teacher, line) = Distill::load(d, &data.train.shape(), &opts.backend(), opts.threads.max(1))?;
             tracing::info!("{line}");
-            train_with(cfg, data, opts, host, peers, &mut teacher)
+            Some(teacher)
         }
-        None => train_with(cfg, data, opts, host, peers, &mut Labels),
+        None => None,
+    };
+    let objective: &mut dyn Objective = match teacher.as_mut() {
+        Some(t) => t,
+        None => &mut Labels,
+    };
+    let Some(prune) = cfg.prune else {
+        return train_with(cfg, data, opts, host, peers, objective);
+    };
+    let mut pruner = Pruner::new(prune, &cfg.model, objective);
+    let outcome = train_with(cfg, data, opts, host, peers, &mut pruner)?;
+    let Outcome::Completed(mut summary) = outcome else { return Ok(outcome) };
+    if let Some(dir) = &summary.checkpoint {
+        pruner.finish(dir)?;
     }
+    summary.extra.extend(pruner.report());
+    Ok(Outcome::Completed(summary))
 }
 
 /// [`train`] with the loss of each micro-batch taken from `objective` (distillation, penalties).
@@ -65,6 +81,7 @@ pub fn train_with(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::path::PathBuf;
     use std::sync::Arc;
 
@@ -362,17 +379,17 @@ mod tests {
         assert!(twin.host_sums.iter().all(|&n| n < 32), "no gradient went through host buffers: {:?}", twin.host_sums);
     }
 
-    /// Final validation accuracy of a digits MLP, trained alone or distilled.
-    fn digits_accuracy(
+    /// A digits MLP run to completion; `tail` holds sections after `[training]`.
+    fn digits_run(
         layers: &str,
         dataset: &str,
         training: &str,
-        distill: &str,
+        tail: &str,
         checkpoints: Option<&std::path::Path>,
-    ) -> f64 {
+    ) -> Summary {
         let text = format!(
             "name = \"digits\"\n[model]\nkind = \"mlp\"\nlayers = {layers}\n[dataset]\nkind = \"digits\"\n{dataset}\n\
-             [optimizer]\nkind = \"sgd\"\nlr = 0.05\nmomentum = 0.9\n[training]\nbatch_size = 32\n{training}\n{distill}\n"
+             [optimizer]\nkind = \"sgd\"\nlr = 0.05\nmomentum = 0.9\n[training]\nbatch_size = 32\n{training}\n{tail}\n"
         );
         let cfg = load_toml(&text).expect("valid spec").1;
         let opts = RunOptions {
@@ -385,7 +402,82 @@ mod tests {
         let outcome = train(&cfg, data::load(&cfg.dataset).expect("data"), &opts, &mut Recorder::new(), Peers::Alone)
             .expect("train");
         let Outcome::Completed(s) = outcome else { panic!("not completed: {outcome:?}") };
+        s
+    }
+
+    /// Final validation accuracy of a digits MLP, trained alone or distilled.
+    fn digits_accuracy(
+        layers: &str,
+        dataset: &str,
+        training: &str,
+        distill: &str,
+        checkpoints: Option<&std::path::Path>,
+    ) -> f64 {
+        let s = digits_run(layers, dataset, training, distill, checkpoints);
         s.validation.and_then(|v| v.accuracy).expect("accuracy")
+    }
+
+    /// Validation accuracy of the model in a checkpoint, built from the job file saved with it.
+    fn accuracy_of_artifact(dir: &std::path::Path) -> f64 {
+        let text = std::fs::read_to_string(dir.join(checkpoint::SPEC_FILE)).expect("job file");
+        let cfg = load_toml(&text).expect("valid job file").1;
+        let splits = data::load(&cfg.dataset).expect("data");
+        let mut model = Model::build(&cfg.model, &splits.train.shape(), 0).expect("model");
+        model.load_named(&checkpoint::load(dir).expect("load").model, dir).expect("weights fit");
+        let started = std::time::Instant::now();
+        let val = splits.validation.as_ref().expect("validation");
+        let point = evaluate(&model, val, 1, 0, 0, started, None).expect("evaluate");
+        point.accuracy.expect("accuracy")
+    }
+
+    fn model_bytes(dir: &std::path::Path) -> u64 {
+        std::fs::metadata(dir.join(checkpoint::MODEL_FILE)).expect("model file").len()
+    }
+
+    #[test]
+    fn structured_pruning_halves_the_hidden_units_and_keeps_the_accuracy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layers = "[{ width = 128 }, { width = 128 }]";
+        let base = digits_run(layers, "", "epochs = 20\nseed = 1", "", Some(&dir.path().join("base")));
+        let base_dir = base.checkpoint.expect("checkpoint");
+        let base_acc = base.validation.and_then(|v| v.accuracy).expect("accuracy");
+        let tail = format!(
+            "[inherit]\ncheckpoint = \"{}\"\nmodel = {{ kind = \"mlp\", layers = {layers} }}\n\
+             [prune]\nmethod = \"structured\"\nsparsity = 0.5\n",
+            base_dir.display()
+        );
+        let pruned = digits_run(layers, "", "steps = 200\nseed = 1", &tail, Some(&dir.path().join("pruned")));
+        let pruned_dir = pruned.checkpoint.clone().expect("checkpoint");
+        let acc = pruned.validation.as_ref().and_then(|v| v.accuracy).expect("accuracy");
+        assert!(acc >= base_acc - 0.02, "pruned {acc:.4}, base {base_acc:.4}");
+        let report: HashMap<String, f64> = pruned.extra.iter().cloned().collect();
+        assert_eq!(report["width/layers.0"], 64.0, "{report:?}");
+        assert_eq!(report["width/layers.1"], 64.0, "{report:?}");
+        assert!(model_bytes(&pruned_dir) * 2 <= model_bytes(&base_dir), "the artifact must halve");
+        let job = std::fs::read_to_string(pruned_dir.join(checkpoint::SPEC_FILE)).expect("job file");
+        assert!(!job.contains("[prune]") && !job.contains("[inherit]"), "{job}");
+        let again = accuracy_of_artifact(&pruned_dir);
+        assert!((again - acc).abs() < 1e-9, "the smaller model computes what the masked one did: {again} vs {acc}");
+    }
+
+    #[test]
+    fn gradual_magnitude_pruning_stores_the_weights_sparsely() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tail = "[prune]\nmethod = \"magnitude\"\nsparsity = 0.8\nschedule = \"gradual\"\n\
+                    begin_step = 100\nend_step = 400\nfrequency = 50\n";
+        let layers = "[{ width = 128 }]";
+        let dense = digits_run(layers, "", "steps = 600\nseed = 1", "", Some(&dir.path().join("dense")));
+        let pruned = digits_run(layers, "", "steps = 600\nseed = 1", tail, Some(&dir.path().join("pruned")));
+        let pruned_dir = pruned.checkpoint.clone().expect("checkpoint");
+        let report: HashMap<String, f64> = pruned.extra.iter().cloned().collect();
+        assert!((report["sparsity"] - 0.8).abs() < 1e-3, "{report:?}");
+        let acc = pruned.validation.as_ref().and_then(|v| v.accuracy).expect("accuracy");
+        let dense_acc = dense.validation.and_then(|v| v.accuracy).expect("accuracy");
+        assert!(acc >= dense_acc - 0.03, "pruned {acc:.4}, dense {dense_acc:.4}");
+        let (small, big) = (model_bytes(&pruned_dir), model_bytes(&dense.checkpoint.expect("checkpoint")));
+        assert!(small * 2 < big, "sparse storage: {small} bytes vs {big} dense");
+        let again = accuracy_of_artifact(&pruned_dir);
+        assert!((again - acc).abs() < 1e-9, "the sparse artifact loads to the same model: {again} vs {acc}");
     }
 
     /// A 16-unit student that sees a tenth of the digits learns far more from a wide teacher's

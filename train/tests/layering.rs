@@ -12,6 +12,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("collective", 1),
     ("link", 1),
     ("rng", 1),
+    ("sparse", 2),
     ("backend", 2),
     ("nn", 3),
     ("data", 4),

@@ -23,6 +23,70 @@ pub struct TrainConfig {
     pub trial_params: String,
     /// Train on a teacher's softened outputs as well as the labels.
     pub distill: Option<DistillConfig>,
+    /// Remove weights or neurons on a schedule while training.
+    pub prune: Option<PruneConfig>,
+}
+
+/// Pruning (`[prune]`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PruneConfig {
+    pub method: PruneMethod,
+    /// Share removed at the end of the schedule, in [0, 1).
+    pub sparsity: f64,
+    pub schedule: PruneSchedule,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PruneMethod {
+    /// The smallest weights, by one threshold over all weight tensors (`global`) or per tensor.
+    Magnitude { global: bool },
+    /// Whole hidden units of linear layers, ranked by the L1 (or L2) norm of their incoming weights.
+    Structured { l2: bool },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PruneSchedule {
+    /// Everything before step `at` (0-based: 0 = before training).
+    OneShot { at: u64 },
+    /// Every `frequency` steps from `begin` to `end`, the sparsity rising as
+    /// `s · (1 − (1 − progress)³)`.
+    Gradual { begin: u64, end: u64, frequency: u64 },
+}
+
+impl PruneSchedule {
+    /// The share to remove when `done` steps are done, if pruning is due then.
+    pub fn due(&self, sparsity: f64, done: u64) -> Option<f64> {
+        match *self {
+            Self::OneShot { at } => (done == at).then_some(sparsity),
+            Self::Gradual { begin, end, frequency } => {
+                if done < begin || done > end || (!(done - begin).is_multiple_of(frequency) && done != end) {
+                    return None;
+                }
+                let progress = (done - begin) as f64 / (end - begin) as f64;
+                Some(sparsity * (1.0 - (1.0 - progress).powi(3)))
+            }
+        }
+    }
+
+    /// The share removed once `done` steps are done (0 before the schedule starts).
+    pub fn reached(&self, sparsity: f64, done: u64) -> f64 {
+        match *self {
+            Self::OneShot { at } => {
+                if done >= at {
+                    sparsity
+                } else {
+                    0.0
+                }
+            }
+            Self::Gradual { begin, end, frequency } => {
+                if done < begin {
+                    return 0.0;
+                }
+                let last = if done >= end { end } else { begin + (done - begin) / frequency * frequency };
+                self.due(sparsity, last).unwrap_or(0.0)
+            }
+        }
+    }
 }
 
 /// Knowledge distillation (`[distill]`): the loss is
@@ -45,7 +109,8 @@ pub struct DistillConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct InheritConfig {
     pub checkpoint: PathBuf,
-    pub model: ModelConfig,
+    /// The parent's model; read from the job file saved with the checkpoint when not given.
+    pub model: Option<ModelConfig>,
 }
 
 /// An external trial: a program that reads its parameters and prints metric lines.
@@ -518,6 +583,23 @@ mod tests {
         assert!((s.lr_at(0.1, 110, 110) - 0.001).abs() < 1e-12);
         let mid = s.lr_at(0.1, 60, 110);
         assert!((mid - (0.001 + 0.5 * 0.099)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn gradual_pruning_rises_as_a_cubic_and_holds_after_its_end() {
+        let g = PruneSchedule::Gradual { begin: 100, end: 400, frequency: 50 };
+        assert_eq!(g.due(0.8, 99), None);
+        assert_eq!(g.due(0.8, 100), Some(0.0));
+        assert_eq!(g.due(0.8, 120), None, "only every 50 steps");
+        let half = g.due(0.8, 250).expect("due at 250");
+        assert!((half - 0.8 * (1.0 - 0.5f64.powi(3))).abs() < 1e-12, "{half}");
+        assert_eq!(g.due(0.8, 400), Some(0.8));
+        assert_eq!(g.due(0.8, 450), None);
+        assert_eq!(g.reached(0.8, 260), half, "between prunings the last share holds");
+        assert_eq!(g.reached(0.8, 1000), 0.8);
+        assert_eq!(g.reached(0.8, 50), 0.0);
+        let once = PruneSchedule::OneShot { at: 0 };
+        assert_eq!((once.due(0.5, 0), once.due(0.5, 1), once.reached(0.5, 7)), (Some(0.5), None, 0.5));
     }
 
     #[test]

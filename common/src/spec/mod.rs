@@ -9,12 +9,12 @@ mod validate;
 pub use config::{
     Activation, Backend, CellOp, ColumnRef, CommandConfig, DatasetConfig, DatasetSource, DistillConfig, Duration,
     InheritConfig, LayerConfig, ModelConfig, ModelKind, Normalize, OptimizerConfig, OptimizerKind, ParallelConfig,
-    Partition, PipeSchedule, PipelineConfig, PoolKind, Precision, PsMode, Resources, Schedule, ScheduleKind, SyncKind,
-    Task, TrainConfig, TrainingConfig, cell_edges, cell_nodes,
+    Partition, PipeSchedule, PipelineConfig, PoolKind, Precision, PruneConfig, PruneMethod, PruneSchedule, PsMode,
+    Resources, Schedule, ScheduleKind, SyncKind, Task, TrainConfig, TrainingConfig, cell_edges, cell_nodes,
 };
 pub use errors::{FieldError, FieldErrors, SpecError};
 pub use shape::{DataShape, ModelShape, ShapeError, infer_shape};
-pub use validate::{known_outputs, validate};
+pub use validate::{known_outputs, prunable_unit, validate};
 
 use crate::proto::JobSpec;
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use shoal_common::spec::{DistillConfig, ModelConfig, load_toml};
+use shoal_common::spec::DistillConfig;
 
 use crate::backend::{Backend, Tensor};
 use crate::checkpoint;
@@ -38,7 +38,7 @@ impl Distill {
         let dir = teacher_dir(cfg)?;
         let model_cfg = match &cfg.teacher_model {
             Some(m) => m.clone(),
-            None => model_of_job_file(&dir)?,
+            None => checkpoint::model_of(&dir).map_err(|e| teacher_error(&dir, e.to_string()))?,
         };
         let saved = checkpoint::load(&dir)?;
         if let Some(out) = saved.model.get("output.weight")
@@ -155,15 +155,6 @@ fn teacher_dir(cfg: &DistillConfig) -> Result<PathBuf> {
     }
     checkpoint::latest(&cfg.teacher)
         .ok_or_else(|| teacher_error(&cfg.teacher, "no checkpoint there (model.safetensors or step-* folders)".into()))
-}
-
-/// The model section of the job file saved with a checkpoint.
-fn model_of_job_file(dir: &Path) -> Result<ModelConfig> {
-    let path = dir.join(checkpoint::SPEC_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| teacher_error(dir, format!("cannot read its job file {}: {e}", path.display())))?;
-    let (_, cfg) = load_toml(&text).map_err(|e| teacher_error(dir, format!("its job file is not valid: {e}")))?;
-    Ok(cfg.model)
 }
 
 fn teacher_error(path: &Path, reason: String) -> TrainError {

@@ -4,6 +4,7 @@
 
 use crate::backend::{Backend, Tensor};
 use crate::error::{Result, TrainError};
+use crate::model::Model;
 use crate::nn::loss::{LossOutput, Targets, loss_and_grad};
 
 /// The loss of one micro-batch and its gradient with respect to the model's output.
@@ -24,6 +25,13 @@ pub trait Objective {
         targets: &Targets,
         scale: f32,
     ) -> Result<LossOutput>;
+
+    /// Called before every optimizer step with the number of steps done, and once more after the
+    /// last one: a job kind that constrains the parameters themselves (pruning masks) applies
+    /// them here. Every rank calls it at the same points with the same parameters.
+    fn constrain(&mut self, _model: &mut Model, _done: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The default objective: cross-entropy against class labels, mean squared error against values.

@@ -112,6 +112,8 @@ pub struct Summary {
     pub checkpoint: Option<PathBuf>,
     /// How a pipeline stage spent the steps after `warmup_steps`.
     pub pipeline: Option<StageStats>,
+    /// Figures a job kind adds to the result (a pruning job's sparsity per layer).
+    pub extra: Vec<(String, f64)>,
 }
 
 /// How a run ended.

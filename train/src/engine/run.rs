@@ -145,6 +145,7 @@ impl<'a> Run<'a> {
                 totals.warmed_up();
                 coop.warmed_up();
             }
+            objective.constrain(&mut self.model, step)?;
             let out = coop.step(Step {
                 step,
                 flag,
@@ -198,6 +199,7 @@ impl<'a> Run<'a> {
             }
         }
 
+        objective.constrain(&mut self.model, total_steps)?;
         let wall_s = totals.steady_elapsed_s().unwrap_or_else(|| self.started.elapsed().as_secs_f64());
         coop.finish(&mut self.model, wall_s)?;
         if let Some(val) = validation.as_ref() {
@@ -221,6 +223,7 @@ impl<'a> Run<'a> {
             elapsed_s,
             checkpoint: last_checkpoint,
             pipeline: coop.stage_stats(),
+            extra: Vec::new(),
         }))
     }
 

@@ -27,7 +27,11 @@ fn inherit_weights(model: &mut Model, cfg: &TrainConfig, inherit: &InheritConfig
         checkpoint::latest(&inherit.checkpoint).unwrap_or_else(|| inherit.checkpoint.clone())
     };
     let parent = checkpoint::load(&dir)?;
-    let (params, morphs) = crate::morph::inherit(&inherit.model, &parent.model, &cfg.model, shape, cfg.training.seed)?;
+    let parent_model = match &inherit.model {
+        Some(m) => m.clone(),
+        None => checkpoint::model_of(&dir)?,
+    };
+    let (params, morphs) = crate::morph::inherit(&parent_model, &parent.model, &cfg.model, shape, cfg.training.seed)?;
     model.load_named(&params, &dir)?;
     Ok(format!("inherited from {} ({morphs})", dir.display()))
 }

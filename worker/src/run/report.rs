@@ -168,6 +168,7 @@ pub fn result_of(s: &Summary) -> JobResult {
     if let Some(r2) = val.and_then(|v| v.r2) {
         extra.insert("validation_r2".to_owned(), r2);
     }
+    extra.extend(s.extra.iter().cloned());
     JobResult {
         steps: s.steps,
         epochs: s.epochs as u32,

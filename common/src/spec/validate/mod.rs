@@ -8,6 +8,7 @@ mod model;
 mod optimizer;
 mod parallel;
 mod pipeline;
+mod prune;
 mod resources;
 mod training;
 
@@ -55,9 +56,12 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
         if i.checkpoint.trim().is_empty() {
             c.fail("inherit.checkpoint", "must name the parent's checkpoint directory");
         }
-        let mut sub = FieldErrors::new();
-        let parent = model::model(&mut sub, i.model.as_ref(), &dataset);
-        c.absorb("inherit.", sub);
+        let parent = i.model.as_ref().map(|m| {
+            let mut sub = FieldErrors::new();
+            let parent = model::model(&mut sub, Some(m), &dataset);
+            c.absorb("inherit.", sub);
+            parent
+        });
         InheritConfig { checkpoint: PathBuf::from(i.checkpoint.trim()), model: parent }
     });
     if !spec.trial_params.is_empty()
@@ -69,8 +73,9 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
         c.fail("command", "external trials run on one worker (parallelism must be 1)");
     }
     let distill = spec.distill.as_ref().map(|d| distill::distill(&mut c, d, &dataset, &parallel));
-    if command.is_some() && distill.is_some() {
-        c.fail("distill", "external trials bring their own model: a teacher cannot be attached");
+    let prune = spec.prune.as_ref().map(|p| prune::prune(&mut c, p, &model, &parallel));
+    if command.is_some() && (distill.is_some() || prune.is_some()) {
+        c.fail("command", "external trials bring their own model: it cannot be distilled or pruned here");
     }
 
     c.into_result(TrainConfig {
@@ -86,8 +91,11 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
         command,
         trial_params: spec.trial_params.clone(),
         distill,
+        prune,
     })
 }
+
+pub use prune::prunable_unit;
 
 /// Classes (or regression targets) of a dataset, when they are known before it is loaded.
 pub fn known_outputs(dataset: &DatasetConfig) -> Option<usize> {

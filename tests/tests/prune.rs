@@ -1,0 +1,105 @@
+//! Pruning through the real binaries on digits: a trained model pruned to half its hidden units
+//! and fine-tuned (a smaller dense artifact whose job file has the reduced widths), gradual
+//! magnitude pruning from scratch (a sparse artifact), and the settings that are refused.
+
+use std::path::Path;
+
+use serde_json::Value;
+use shoal_tests::{Coordinator, accuracy, code, job_file, run_job, shoal, start_worker, stderr};
+
+const BASE: &str = r#"
+name = "base"
+[model]
+kind = "mlp"
+layers = [{ width = 128 }, { width = 128 }]
+[dataset]
+kind = "digits"
+[optimizer]
+kind = "sgd"
+lr = 0.05
+momentum = 0.9
+[training]
+batch_size = 32
+epochs = 20
+seed = 1
+log_every = 100
+"#;
+
+fn checkpoint(job: &Value) -> String {
+    job["result"]["checkpoint"].as_str().expect("checkpoint").to_owned()
+}
+
+fn model_bytes(dir: &str) -> u64 {
+    std::fs::metadata(Path::new(dir).join("model.safetensors")).expect("model file").len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruned_models_are_really_smaller_and_keep_their_accuracy() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let coordinator = Coordinator::start(dir.path(), &dir.path().join("c.db"), &[])?;
+    let url = coordinator.url();
+    let _workers = [start_worker(dir.path(), &url, 1, "w-1")?, start_worker(dir.path(), &url, 1, "w-2")?];
+
+    let base = run_job(&url, dir.path(), "base", BASE)?;
+    // Half the hidden units of both layers go, then 200 fine-tuning steps on two ranks. The
+    // parent's model comes from the job file saved with its checkpoint.
+    let structured = BASE.replace("epochs = 20", "steps = 200").replace("name = \"base\"", "name = \"structured\"")
+        + &format!(
+            "[parallelism]\ndata = 2\n[inherit]\ncheckpoint = \"{}\"\n[prune]\nmethod = \"structured\"\nsparsity = 0.5\n",
+            checkpoint(&base)
+        );
+    let structured = run_job(&url, dir.path(), "structured", &structured)?;
+    assert!(accuracy(&structured) >= accuracy(&base) - 0.02, "{} vs {}", accuracy(&structured), accuracy(&base));
+    let report = &structured["result"]["extra"];
+    assert_eq!(report["width/layers.0"], 64.0, "{report}");
+    assert_eq!(report["width/layers.1"], 64.0, "{report}");
+    let artifact = checkpoint(&structured);
+    assert!(model_bytes(&artifact) * 2 <= model_bytes(&checkpoint(&base)), "the artifact must halve");
+    let job = std::fs::read_to_string(Path::new(&artifact).join("job.toml"))?;
+    assert_eq!(job.matches("width = 64").count(), 2, "{job}");
+
+    // The smaller model is an ordinary checkpoint: a job can start from it as it is.
+    let child = BASE.replace("epochs = 20", "steps = 10").replace("128", "64")
+        + &format!("[inherit]\ncheckpoint = \"{artifact}\"\n");
+    let child = run_job(&url, dir.path(), "child", &child)?;
+    assert!(accuracy(&child) >= accuracy(&structured) - 0.02, "{}", accuracy(&child));
+
+    let gradual = BASE.replace("epochs = 20", "steps = 600").replace("name = \"base\"", "name = \"gradual\"")
+        + "[prune]\nsparsity = 0.8\nschedule = \"gradual\"\nbegin_step = 100\nend_step = 400\nfrequency = 50\n";
+    let gradual = run_job(&url, dir.path(), "gradual", &gradual)?;
+    let report = &gradual["result"]["extra"];
+    assert!((report["sparsity"].as_f64().expect("sparsity") - 0.8).abs() < 1e-3, "{report}");
+    assert!(report["sparsity/layers.0.weight"].as_f64().is_some(), "a row per layer: {report}");
+    assert!(accuracy(&gradual) >= accuracy(&base) - 0.03, "{}", accuracy(&gradual));
+    assert!(model_bytes(&checkpoint(&gradual)) * 2 < model_bytes(&checkpoint(&base)), "stored sparsely");
+    Ok(())
+}
+
+#[test]
+fn bad_pruning_settings_are_refused_with_the_field() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let validate = |name: &str, prune: &str| {
+        let (top, prune) = prune.split_once("[prune]").expect("a prune section");
+        let text = BASE.replace("name = \"base\"", &format!("name = \"base\"\n{top}"));
+        let file = job_file(dir.path(), name, &format!("{text}\n[prune]{prune}"));
+        shoal("http://127.0.0.1:9", &["validate", file.to_str().expect("utf-8 path")])
+    };
+    for (prune, expected) in [
+        ("[prune]\nsparsity = 1.0\n", "prune.sparsity: must be in [0, 1), got 1"),
+        ("[prune]\nmethod = \"structured\"\n", "prune.sparsity: required"),
+        ("[prune]\nsparsity = 0.5\nschedule = \"gradual\"\n", "prune.end_step: required for a gradual schedule"),
+        ("[prune]\nsparsity = 0.5\nmethod = \"random\"\n", "prune.method: unknown value `random`"),
+        ("[prune]\nsparsity = 0.5\nnorm = \"l2\"\n", "prune.norm: does not apply to magnitude pruning"),
+        ("sync = \"ps\"\n[prune]\nsparsity = 0.5\n", "prune: parameter servers own the weights"),
+    ] {
+        let out = validate("bad", prune);
+        assert_eq!(code(&out), 2, "{prune}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{prune}: expected `{expected}` in\n{}", stderr(&out));
+    }
+    let skips = BASE.replace("layers = [{ width = 128 }, { width = 128 }]", "layers = [{ width = 64, skip = true }]");
+    let file = job_file(dir.path(), "skips", &format!("{skips}\n[prune]\nmethod = \"structured\"\nsparsity = 0.5\n"));
+    let out = shoal("http://127.0.0.1:9", &["validate", file.to_str().expect("utf-8 path")]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("prune.method: structured pruning needs a hidden linear layer"), "{}", stderr(&out));
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! Pruning: masks that zero the smallest weights (magnitude) or whole hidden units (structured)
+//! on a schedule while the job trains or fine-tunes, applied before every step so the optimizer
+//! cannot revive them. At the end the artifact really shrinks: structured pruning writes a dense
+//! model with the reduced widths (and a job file that says so), magnitude pruning stores its
+//! weights sparsely.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use shoal_common::spec::{self, Activation, LayerConfig, ModelConfig, PruneConfig, PruneMethod};
+
+use crate::backend::{Backend, Tensor};
+use crate::checkpoint;
+use crate::engine::Objective;
+use crate::error::{Result, TrainError};
+use crate::model::Model;
+use crate::nn::loss::{LossOutput, Targets};
+
+/// Which elements of one parameter are kept.
+struct Mask {
+    param: String,
+    keep: Vec<bool>,
+}
+
+/// The pruning objective: the inner objective's loss, and masks on the parameters.
+pub struct Pruner<'a> {
+    cfg: PruneConfig,
+    model: ModelConfig,
+    inner: &'a mut dyn Objective,
+    masks: Vec<Mask>,
+    /// Kept units of each structurally pruned layer, by index into `model.layers`.
+    units: HashMap<usize, Vec<usize>>,
+}
+
+impl<'a> Pruner<'a> {
+    pub fn new(cfg: PruneConfig, model: &ModelConfig, inner: &'a mut dyn Objective) -> Self {
+        Self { cfg, model: model.clone(), inner, masks: Vec::new(), units: HashMap::new() }
+    }
+
+    /// Recomputes the masks so that `share` is removed.
+    fn prune(&mut self, model: &Model, share: f64) -> Result<()> {
+        self.masks.clear();
+        self.units.clear();
+        match self.cfg.method {
+            PruneMethod::Magnitude { global } => {
+                let weights: Vec<(String, Vec<f32>)> = model
+                    .params()
+                    .filter(|p| p.name.ends_with(".weight") && p.value.dims().len() >= 2)
+                    .map(|p| Ok((p.name.clone(), p.backend().to_host(&p.value)?)))
+                    .collect::<Result<_>>()?;
+                if global {
+                    let all: Vec<f32> = weights.iter().flat_map(|(_, w)| w.iter().map(|v| v.abs())).collect();
+                    let keep = smallest_removed(&all, share);
+                    let mut at = 0;
+                    for (name, w) in &weights {
+                        self.masks.push(Mask { param: name.clone(), keep: keep[at..at + w.len()].to_vec() });
+                        at += w.len();
+                    }
+                } else {
+                    for (name, w) in weights {
+                        let abs: Vec<f32> = w.iter().map(|v| v.abs()).collect();
+                        self.masks.push(Mask { param: name, keep: smallest_removed(&abs, share) });
+                    }
+                }
+            }
+            PruneMethod::Structured { l2 } => {
+                for i in (0..self.model.layers.len()).filter(|&i| spec::prunable_unit(&self.model, i)) {
+                    let name = format!("layers.{i}");
+                    let p =
+                        model.params().find(|p| p.name == format!("{name}.weight")).ok_or_else(|| missing(&name))?;
+                    let (width, inputs) = p.value.dims2()?;
+                    let w = p.backend().to_host(&p.value)?;
+                    let scores: Vec<f32> = w
+                        .chunks_exact(inputs)
+                        .map(|row| {
+                            if l2 {
+                                row.iter().map(|v| v * v).sum::<f32>().sqrt()
+                            } else {
+                                row.iter().map(|v| v.abs()).sum()
+                            }
+                        })
+                        .collect();
+                    let removed = ((share * width as f64).floor() as usize).min(width - 1);
+                    let keep_unit = smallest_removed(&scores, removed as f64 / width as f64);
+                    self.units.insert(i, (0..width).filter(|&u| keep_unit[u]).collect());
+                    let keep_w = (0..width * inputs).map(|e| keep_unit[e / inputs]).collect();
+                    self.masks.push(Mask { param: format!("{name}.weight"), keep: keep_w });
+                    self.masks.push(Mask { param: format!("{name}.bias"), keep: keep_unit });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-parameter sparsity of the masks, the overall share removed and, for structured
+    /// pruning, the kept width of each pruned layer: the job's pruning report.
+    pub fn report(&self) -> Vec<(String, f64)> {
+        let mut rows = Vec::new();
+        let (mut zeros, mut total) = (0usize, 0usize);
+        for m in &self.masks {
+            let z = m.keep.iter().filter(|k| !**k).count();
+            rows.push((format!("sparsity/{}", m.param), z as f64 / m.keep.len().max(1) as f64));
+            if m.param.ends_with(".weight") {
+                (zeros, total) = (zeros + z, total + m.keep.len());
+            }
+        }
+        rows.push(("sparsity".into(), zeros as f64 / total.max(1) as f64));
+        let mut units: Vec<_> = self.units.iter().collect();
+        units.sort();
+        for (i, kept) in units {
+            rows.push((format!("width/layers.{i}"), kept.len() as f64));
+        }
+        rows
+    }
+
+    /// Rewrites the final checkpoint `dir` (written from the masked model, with the job file
+    /// `spec_toml`) as the compressed artifact.
+    pub fn finish(&self, dir: &Path) -> Result<()> {
+        let saved = checkpoint::load(dir)?;
+        let (tensors, toml) = match self.cfg.method {
+            PruneMethod::Magnitude { .. } => {
+                let mut out = HashMap::new();
+                for (name, t) in saved.model {
+                    if self.masks.iter().any(|m| m.param == name) {
+                        out.extend(crate::sparse::encode(&name, &t)?);
+                    } else {
+                        out.insert(name, t);
+                    }
+                }
+                (out, None)
+            }
+            PruneMethod::Structured { .. } => {
+                (shrink(&self.model, &self.units, saved.model)?, Some(self.reduced_job_file(dir)?))
+            }
+        };
+        checkpoint::rewrite(dir, &tensors, toml.as_deref())
+    }
+
+    /// The checkpoint's job file with the kept widths, as a plain job (no pruning, no parent).
+    fn reduced_job_file(&self, dir: &Path) -> Result<String> {
+        let path = dir.join(checkpoint::SPEC_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::checkpoint(dir, e))?;
+        let mut job = spec::parse_toml(&text).map_err(|e| TrainError::checkpoint(dir, e))?;
+        if let Some(m) = job.model.as_mut() {
+            for (i, kept) in &self.units {
+                if let Some(l) = m.layers.get_mut(*i) {
+                    l.width = kept.len() as i64;
+                }
+            }
+        }
+        job.prune = None;
+        job.inherit = None;
+        Ok(spec::to_toml(&job))
+    }
+}
+
+impl Objective for Pruner<'_> {
+    fn loss(
+        &mut self,
+        backend: &dyn Backend,
+        input: &Tensor,
+        output: &Tensor,
+        targets: &Targets,
+        scale: f32,
+    ) -> Result<LossOutput> {
+        self.inner.loss(backend, input, output, targets, scale)
+    }
+
+    fn constrain(&mut self, model: &mut Model, done: u64) -> Result<()> {
+        let (s, sched) = (self.cfg.sparsity, self.cfg.schedule);
+        if let Some(share) = sched.due(s, done) {
+            self.prune(model, share)?;
+        } else if self.masks.is_empty() && sched.reached(s, done) > 0.0 {
+            // Resumed after the schedule began: the zeros in the checkpoint are the smallest
+            // weights, so recomputing at the share reached keeps them pruned.
+            self.prune(model, sched.reached(s, done))?;
+        }
+        for m in &self.masks {
+            let p = model.params_mut().find(|p| p.name == m.param).ok_or_else(|| missing(&m.param))?;
+            let mut values = p.backend().to_host(&p.value)?;
+            for (v, &k) in values.iter_mut().zip(&m.keep) {
+                if !k {
+                    *v = 0.0;
+                }
+            }
+            p.value = p.backend().from_host(values, p.value.dims())?;
+        }
+        self.inner.constrain(model, done)
+    }
+}
+
+/// Keep flags for `scores` with the `share` of them that score lowest removed (ties broken by
+/// position, so every rank removes the same ones).
+fn smallest_removed(scores: &[f32], share: f64) -> Vec<bool> {
+    let removed = ((share * scores.len() as f64).floor() as usize).min(scores.len());
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+    let mut keep = vec![true; scores.len()];
+    for &i in &order[..removed] {
+        keep[i] = false;
+    }
+    keep
+}
+
+fn missing(name: &str) -> TrainError {
+    TrainError::Shape { field: "layers".into(), reason: format!("pruning found no parameter `{name}`") }
+}
+
+/// What a unit outputs when its incoming weights and bias are zero.
+fn at_zero(a: Activation) -> f32 {
+    if a == Activation::Sigmoid { 0.5 } else { 0.0 }
+}
+
+/// The dense tensors of the model with only the kept units of each pruned layer. A removed unit
+/// outputs the constant `act(0)`, so its outgoing weights times that constant are folded into
+/// the next layer's bias: the smaller model computes what the masked one did.
+fn shrink(
+    model: &ModelConfig,
+    units: &HashMap<usize, Vec<usize>>,
+    mut tensors: HashMap<String, candle_core::Tensor>,
+) -> Result<HashMap<String, candle_core::Tensor>> {
+    let host = |t: &candle_core::Tensor| -> Result<(Vec<f32>, usize, usize)> {
+        let (rows, cols) = t.dims2()?;
+        Ok((t.flatten_all()?.to_vec1::<f32>()?, rows, cols))
+    };
+    for i in 0..=model.layers.len() {
+        let name = if i == model.layers.len() { "output".to_owned() } else { format!("layers.{i}") };
+        let prev = i.checked_sub(1).and_then(|p| units.get(&p).map(|kept| (p, kept)));
+        let own = units.get(&i);
+        if prev.is_none() && own.is_none() {
+            continue;
+        }
+        let (wk, bk) = (format!("{name}.weight"), format!("{name}.bias"));
+        let (mut w, mut rows, mut cols) = host(tensors.get(&wk).ok_or_else(|| missing(&wk))?)?;
+        let mut b = tensors.get(&bk).ok_or_else(|| missing(&bk))?.to_vec1::<f32>()?;
+        if let Some((p, kept)) = prev {
+            let LayerConfig::Linear { activation, .. } = model.layers[p] else { continue };
+            let c0 = at_zero(activation);
+            let keep: Vec<bool> = (0..cols).map(|c| kept.binary_search(&c).is_ok()).collect();
+            for r in 0..rows {
+                let row = &w[r * cols..(r + 1) * cols];
+                b[r] += c0 * (0..cols).filter(|&c| !keep[c]).map(|c| row[c]).sum::<f32>();
+            }
+            w = (0..rows).flat_map(|r| kept.iter().map(move |&c| (r, c))).map(|(r, c)| w[r * cols + c]).collect();
+            cols = kept.len();
+        }
+        if let Some(kept) = own {
+            w = kept.iter().flat_map(|&r| w[r * cols..(r + 1) * cols].to_vec()).collect();
+            b = kept.iter().map(|&r| b[r]).collect();
+            rows = kept.len();
+        }
+        tensors.insert(wk, candle_core::Tensor::from_vec(w, (rows, cols), &crate::backend::HOST)?);
+        tensors.insert(bk, candle_core::Tensor::from_vec(b, rows, &crate::backend::HOST)?);
+    }
+    Ok(tensors)
+}
