@@ -143,6 +143,12 @@ enum Command {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
+    /// Quantize an fp32 checkpoint to int8 (post-training, calibrated); `--help` lists the options.
+    #[command(disable_help_flag = true)]
+    Quantize {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Benchmarks; each prints JSON lines on stdout.
     Bench {
         #[command(subcommand)]
@@ -219,5 +225,6 @@ async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError>
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { which } => commands::bench::run(which).await,
+        Command::Quantize { args } => commands::compress::quantize(&args),
     }
 }

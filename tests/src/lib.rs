@@ -265,6 +265,15 @@ seed = 3
 log_every = 10
 "#;
 
+/// A digits MLP job file: `layers` as in `model.layers`, SGD with momentum 0.9 at lr 0.05, batch
+/// 32; `training` adds its length and seed (`"epochs = 20\nseed = 1"`).
+pub fn digits_mlp(name: &str, layers: &str, training: &str) -> String {
+    format!(
+        "name = \"{name}\"\n[model]\nkind = \"mlp\"\nlayers = {layers}\n[dataset]\nkind = \"digits\"\n\
+         [optimizer]\nkind = \"sgd\"\nlr = 0.05\nmomentum = 0.9\n[training]\nbatch_size = 32\nlog_every = 100\n{training}\n"
+    )
+}
+
 /// Two ranks on digits (MLP 64-512-512-10), long enough to be hit mid-run (1,500 steps),
 /// checkpoints every 100 steps. Failure, outage, elastic and chaos tests vary it with `replace`.
 pub const TWO_RANKS: &str = r#"

@@ -3,45 +3,19 @@
 //! coordinator), on two data-parallel ranks, inside a search, and the teachers that are refused.
 
 use serde_json::Value;
-use shoal_tests::{Coordinator, accuracy, code, job_file, run_job as run, shoal, start_worker, stderr, stdout};
+use shoal_tests::{
+    Coordinator, accuracy, code, digits_mlp, job_file, run_job as run, shoal, start_worker, stderr, stdout,
+};
 
-const TEACHER: &str = r#"
-name = "teacher"
-[model]
-kind = "mlp"
-layers = [{ width = 256 }, { width = 128 }]
-[dataset]
-kind = "digits"
-[optimizer]
-kind = "sgd"
-lr = 0.05
-momentum = 0.9
-[training]
-batch_size = 32
-epochs = 30
-seed = 1
-log_every = 100
-"#;
+fn teacher_job() -> String {
+    digits_mlp("teacher", "[{ width = 256 }, { width = 128 }]", "epochs = 30\nseed = 1")
+}
 
 /// The student: one narrow hidden layer that sees a tenth of the training images.
-const STUDENT: &str = r#"
-name = "student"
-[model]
-kind = "mlp"
-layers = [{ width = 16 }]
-[dataset]
-kind = "digits"
-train_fraction = 0.1
-[optimizer]
-kind = "sgd"
-lr = 0.05
-momentum = 0.9
-[training]
-batch_size = 32
-steps = 300
-seed = 2
-log_every = 100
-"#;
+fn student() -> String {
+    digits_mlp("student", "[{ width = 16 }]", "steps = 300\nseed = 2")
+        .replace("kind = \"digits\"", "kind = \"digits\"\ntrain_fraction = 0.1")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_distilled_student_beats_the_same_student_trained_alone() -> anyhow::Result<()> {
@@ -50,10 +24,10 @@ async fn a_distilled_student_beats_the_same_student_trained_alone() -> anyhow::R
     let url = coordinator.url();
     let _workers = [start_worker(dir.path(), &url, 1, "w-1")?, start_worker(dir.path(), &url, 1, "w-2")?];
 
-    let teacher = run(&url, dir.path(), "teacher", TEACHER)?;
+    let teacher = run(&url, dir.path(), "teacher", &teacher_job())?;
     let teacher_id = teacher["job_id"].as_str().expect("id").to_owned();
-    let alone = accuracy(&run(&url, dir.path(), "alone", STUDENT)?);
-    let distill = format!("{STUDENT}\n[distill]\nteacher_job = \"{teacher_id}\"\ntemperature = 4.0\nalpha = 0.7\n");
+    let alone = accuracy(&run(&url, dir.path(), "alone", &student())?);
+    let distill = format!("{}\n[distill]\nteacher_job = \"{teacher_id}\"\ntemperature = 4.0\nalpha = 0.7\n", student());
     let distilled = run(&url, dir.path(), "distilled", &distill)?;
     assert!(
         accuracy(&distilled) >= alone + 0.02,
@@ -101,28 +75,28 @@ async fn teachers_that_do_not_fit_are_refused_with_the_field() -> anyhow::Result
         shoal(&url, &["submit", file.to_str().expect("utf-8 path")])
     };
 
-    let unknown = submit("unknown", &format!("{STUDENT}\n[distill]\nteacher_job = \"job-nope\"\n"));
+    let unknown = submit("unknown", &format!("{}\n[distill]\nteacher_job = \"job-nope\"\n", student()));
     assert_eq!(code(&unknown), 2, "{}", stderr(&unknown));
     assert!(stderr(&unknown).contains("distill.teacher_job: no job `job-nope`"), "{}", stderr(&unknown));
 
-    let bad = submit("bad", &format!("{STUDENT}\n[distill]\nteacher = \"nowhere\"\ntemperature = 0\n"));
+    let bad = submit("bad", &format!("{}\n[distill]\nteacher = \"nowhere\"\ntemperature = 0\n", student()));
     assert_eq!(code(&bad), 2, "{}", stderr(&bad));
     assert!(stderr(&bad).contains("distill.teacher: no checkpoint at"), "{}", stderr(&bad));
 
     // A three-class teacher cannot teach a ten-class student: refused before it is queued.
-    let three = TEACHER
+    let three = teacher_job()
         .replace("kind = \"digits\"", "kind = \"synthetic_classification\"\nsamples = 300\nfeatures = 64\nclasses = 3")
         .replace("epochs = 30", "epochs = 1");
     let three = run(&url, dir.path(), "three", &three)?;
     let checkpoint = three["result"]["checkpoint"].as_str().expect("checkpoint").to_owned();
-    let wrong = submit("wrong", &format!("{STUDENT}\n[distill]\nteacher = \"{checkpoint}\"\n"));
+    let wrong = submit("wrong", &format!("{}\n[distill]\nteacher = \"{checkpoint}\"\n", student()));
     assert_eq!(code(&wrong), 2, "{}", stderr(&wrong));
     assert!(
         stderr(&wrong).contains("distill.teacher: the teacher has 3 outputs but the student's dataset has 10 classes"),
         "{}",
         stderr(&wrong)
     );
-    let zero = submit("zero", &format!("{STUDENT}\n[distill]\nteacher = \"{checkpoint}\"\ntemperature = 0\n"));
+    let zero = submit("zero", &format!("{}\n[distill]\nteacher = \"{checkpoint}\"\ntemperature = 0\n", student()));
     assert_eq!(code(&zero), 2, "{}", stderr(&zero));
     assert!(stderr(&zero).contains("distill.temperature: must be in (0, 100], got 0"), "{}", stderr(&zero));
     Ok(())

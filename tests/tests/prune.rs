@@ -5,25 +5,11 @@
 use std::path::Path;
 
 use serde_json::Value;
-use shoal_tests::{Coordinator, accuracy, code, job_file, run_job, shoal, start_worker, stderr};
+use shoal_tests::{Coordinator, accuracy, code, digits_mlp, job_file, run_job, shoal, start_worker, stderr};
 
-const BASE: &str = r#"
-name = "base"
-[model]
-kind = "mlp"
-layers = [{ width = 128 }, { width = 128 }]
-[dataset]
-kind = "digits"
-[optimizer]
-kind = "sgd"
-lr = 0.05
-momentum = 0.9
-[training]
-batch_size = 32
-epochs = 20
-seed = 1
-log_every = 100
-"#;
+fn base_job() -> String {
+    digits_mlp("base", "[{ width = 128 }, { width = 128 }]", "epochs = 20\nseed = 1")
+}
 
 fn checkpoint(job: &Value) -> String {
     job["result"]["checkpoint"].as_str().expect("checkpoint").to_owned()
@@ -40,10 +26,12 @@ async fn pruned_models_are_really_smaller_and_keep_their_accuracy() -> anyhow::R
     let url = coordinator.url();
     let _workers = [start_worker(dir.path(), &url, 1, "w-1")?, start_worker(dir.path(), &url, 1, "w-2")?];
 
-    let base = run_job(&url, dir.path(), "base", BASE)?;
+    let base = run_job(&url, dir.path(), "base", &base_job())?;
     // Half the hidden units of both layers go, then 200 fine-tuning steps on two ranks. The
     // parent's model comes from the job file saved with its checkpoint.
-    let structured = BASE.replace("epochs = 20", "steps = 200").replace("name = \"base\"", "name = \"structured\"")
+    let structured = base_job()
+        .replace("epochs = 20", "steps = 200")
+        .replace("name = \"base\"", "name = \"structured\"")
         + &format!(
             "[parallelism]\ndata = 2\n[inherit]\ncheckpoint = \"{}\"\n[prune]\nmethod = \"structured\"\nsparsity = 0.5\n",
             checkpoint(&base)
@@ -59,12 +47,12 @@ async fn pruned_models_are_really_smaller_and_keep_their_accuracy() -> anyhow::R
     assert_eq!(job.matches("width = 64").count(), 2, "{job}");
 
     // The smaller model is an ordinary checkpoint: a job can start from it as it is.
-    let child = BASE.replace("epochs = 20", "steps = 10").replace("128", "64")
+    let child = base_job().replace("epochs = 20", "steps = 10").replace("128", "64")
         + &format!("[inherit]\ncheckpoint = \"{artifact}\"\n");
     let child = run_job(&url, dir.path(), "child", &child)?;
     assert!(accuracy(&child) >= accuracy(&structured) - 0.02, "{}", accuracy(&child));
 
-    let gradual = BASE.replace("epochs = 20", "steps = 600").replace("name = \"base\"", "name = \"gradual\"")
+    let gradual = base_job().replace("epochs = 20", "steps = 600").replace("name = \"base\"", "name = \"gradual\"")
         + "[prune]\nsparsity = 0.8\nschedule = \"gradual\"\nbegin_step = 100\nend_step = 400\nfrequency = 50\n";
     let gradual = run_job(&url, dir.path(), "gradual", &gradual)?;
     let report = &gradual["result"]["extra"];
@@ -80,7 +68,7 @@ fn bad_pruning_settings_are_refused_with_the_field() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let validate = |name: &str, prune: &str| {
         let (top, prune) = prune.split_once("[prune]").expect("a prune section");
-        let text = BASE.replace("name = \"base\"", &format!("name = \"base\"\n{top}"));
+        let text = base_job().replace("name = \"base\"", &format!("name = \"base\"\n{top}"));
         let file = job_file(dir.path(), name, &format!("{text}\n[prune]{prune}"));
         shoal("http://127.0.0.1:9", &["validate", file.to_str().expect("utf-8 path")])
     };
@@ -96,7 +84,8 @@ fn bad_pruning_settings_are_refused_with_the_field() -> anyhow::Result<()> {
         assert_eq!(code(&out), 2, "{prune}: {}", stderr(&out));
         assert!(stderr(&out).contains(expected), "{prune}: expected `{expected}` in\n{}", stderr(&out));
     }
-    let skips = BASE.replace("layers = [{ width = 128 }, { width = 128 }]", "layers = [{ width = 64, skip = true }]");
+    let skips =
+        base_job().replace("layers = [{ width = 128 }, { width = 128 }]", "layers = [{ width = 64, skip = true }]");
     let file = job_file(dir.path(), "skips", &format!("{skips}\n[prune]\nmethod = \"structured\"\nsparsity = 0.5\n"));
     let out = shoal("http://127.0.0.1:9", &["validate", file.to_str().expect("utf-8 path")]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));

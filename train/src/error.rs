@@ -27,6 +27,9 @@ pub enum TrainError {
     #[error("distill.teacher {}: {reason}", path.display())]
     Teacher { path: PathBuf, reason: String },
 
+    #[error("quantize {}: {reason}", path.display())]
+    Quantize { path: PathBuf, reason: String },
+
     #[error("training diverged at step {step}: loss is {loss}")]
     Diverged { step: u64, loss: f64 },
     /// The background data loader's thread could not be started.

@@ -494,4 +494,26 @@ mod tests {
         assert!(teacher > 0.95, "teacher {teacher}");
         assert!(distilled > alone + 0.03, "teacher {teacher:.4}: alone {alone:.4}, distilled {distilled:.4}");
     }
+
+    /// Clipping at the 20th percentile wrecks int8; with a budget the layers go back to fp32,
+    /// most sensitive first, until it holds, and the report says which.
+    #[test]
+    fn quantization_under_a_budget_returns_layers_to_fp32_until_it_holds() {
+        use crate::compress::{Calibration, QuantizeOptions, quantize};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = digits_run("[{ width = 64 }, { width = 64 }]", "", "epochs = 10\nseed = 1", "", Some(dir.path()));
+        let ckpt = base.checkpoint.expect("checkpoint");
+        let opts = |budget| QuantizeOptions {
+            calibration: Calibration::Percentile(20.0),
+            batches: 4,
+            batch: 64,
+            max_accuracy_drop: budget,
+        };
+        let wrecked = quantize(&ckpt, &dir.path().join("a"), &opts(None)).expect("quantize");
+        assert!(wrecked.accuracy_drop > 0.05, "{wrecked:?}");
+        let held = quantize(&ckpt, &dir.path().join("b"), &opts(Some(0.01))).expect("quantize");
+        assert!(held.met && held.accuracy_drop <= 0.01, "{held:?}");
+        assert!(held.precision.iter().any(|(_, p)| *p == "fp32"), "{held:?}");
+        assert!(held.accuracy > wrecked.accuracy);
+    }
 }

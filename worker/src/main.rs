@@ -1,6 +1,7 @@
 //! `shoal-worker`: runs training jobs for a coordinator, or a benchmark on its own.
 
 mod bench;
+mod compress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +82,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Quantize an fp32 checkpoint to int8 (what `shoal quantize` runs).
+    Quantize(compress::QuantizeArgs),
     /// Benchmarks that run inside this process and print JSON lines.
     Bench {
         #[command(subcommand)]
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
     }
     match args.command {
         Some(Command::Bench { which }) => bench::run(which),
+        Some(Command::Quantize(args)) => compress::quantize(args),
         Some(Command::Devices { json }) => {
             let inventory = devices::Inventory::gather();
             if json {

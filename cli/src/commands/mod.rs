@@ -1,6 +1,7 @@
 //! One module per command family.
 
 pub mod bench;
+pub mod compress;
 pub mod inspect;
 pub mod local;
 pub mod search;

@@ -1,0 +1,100 @@
+//! Activation ranges for post-training quantization: the absolute values a layer's input takes
+//! on calibration batches, reduced to the clipping threshold of its int8 scale by the largest
+//! value (`minmax`), a percentile of them, or the threshold whose quantized histogram loses the
+//! least information (`entropy`: smallest KL divergence, as TensorRT calibrates).
+
+/// How a layer's input range is chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Calibration {
+    MinMax,
+    /// The given percentile (in (0, 100]) of the absolute values.
+    Percentile(f64),
+    Entropy,
+}
+
+impl Calibration {
+    pub const NAMES: &'static [&'static str] = &["minmax", "percentile", "entropy"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MinMax => "minmax",
+            Self::Percentile(_) => "percentile",
+            Self::Entropy => "entropy",
+        }
+    }
+}
+
+/// Histogram bins over [0, max |x|] for the entropy search.
+const BINS: usize = 2048;
+/// Int8 levels on one side of zero.
+const LEVELS: usize = 128;
+
+/// The clipping threshold for `abs`, the absolute values seen (not empty).
+pub fn threshold(method: Calibration, abs: &mut [f32]) -> f32 {
+    let max = abs.iter().fold(0f32, |m, &v| m.max(v));
+    if max == 0.0 {
+        return 0.0;
+    }
+    match method {
+        Calibration::MinMax => max,
+        Calibration::Percentile(p) => {
+            let rank = ((p / 100.0) * (abs.len() - 1) as f64).round() as usize;
+            let (_, v, _) = abs.select_nth_unstable_by(rank.min(abs.len() - 1), f32::total_cmp);
+            v.max(f32::MIN_POSITIVE)
+        }
+        Calibration::Entropy => {
+            let mut hist = vec![0f64; BINS];
+            for &v in abs.iter() {
+                hist[((v / max * BINS as f32) as usize).min(BINS - 1)] += 1.0;
+            }
+            let best = (LEVELS..=BINS).min_by(|&a, &b| kl_at(&hist, a).total_cmp(&kl_at(&hist, b))).unwrap_or(BINS);
+            max * best as f32 / BINS as f32
+        }
+    }
+}
+
+/// KL(P ‖ Q) for clipping at bin `edge`: P is the histogram with everything above folded into
+/// its last bin (what clipping does), Q the bins below the edge alone merged into `LEVELS` levels
+/// and spread back over the bins that were not empty (what int8 can represent). Clipping too
+/// much piles mass into P's last bin that Q lacks; clipping too little blurs Q.
+fn kl_at(hist: &[f64], edge: usize) -> f64 {
+    let mut p = hist[..edge].to_vec();
+    p[edge - 1] += hist[edge..].iter().sum::<f64>();
+    let mut q = vec![0f64; edge];
+    for level in 0..LEVELS {
+        let (lo, hi) = (level * edge / LEVELS, ((level + 1) * edge / LEVELS).min(edge));
+        let mass: f64 = hist[lo..hi].iter().sum();
+        let filled = hist[lo..hi].iter().filter(|&&v| v > 0.0).count();
+        for i in lo..hi {
+            if hist[i] > 0.0 {
+                q[i] = mass / filled as f64;
+            }
+        }
+    }
+    let (sp, sq) = (p.iter().sum::<f64>(), q.iter().sum::<f64>());
+    p.iter()
+        .zip(&q)
+        .filter(|(a, _)| **a > 0.0)
+        .map(|(a, b)| {
+            let (a, b) = (a / sp, (b / sq).max(1e-12));
+            a * (a / b).ln()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outliers_move_minmax_but_not_percentile_or_entropy() {
+        let mut values: Vec<f32> = (0..10_000).map(|i| (i % 100) as f32 / 100.0).collect();
+        values.push(50.0);
+        assert_eq!(threshold(Calibration::MinMax, &mut values.clone()), 50.0);
+        let p = threshold(Calibration::Percentile(99.9), &mut values.clone());
+        assert!((0.9..1.0).contains(&p), "{p}");
+        let e = threshold(Calibration::Entropy, &mut values);
+        assert!(e < 5.0, "the entropy threshold ignores one far outlier: {e}");
+        assert_eq!(threshold(Calibration::MinMax, &mut [0.0, 0.0]), 0.0);
+    }
+}
