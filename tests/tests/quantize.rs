@@ -57,6 +57,9 @@ async fn int8_keeps_the_accuracy_and_is_four_times_smaller() -> anyhow::Result<(
     let (rc, _, err) = quantize(&[&checkpoint, "--batches", "0"]);
     assert_eq!(rc, 2, "{err}");
     assert!(err.contains("the calibration set is empty"), "{err}");
+    let (rc, _, err) = quantize(&[&checkpoint, "--output", &checkpoint]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("would overwrite the checkpoint"), "{err}");
     let (rc, _, err) = quantize(&[&checkpoint, "--calibration", "mean"]);
     assert_eq!(rc, 2, "{err}");
     assert!(err.contains("--calibration: unknown `mean`"), "{err}");

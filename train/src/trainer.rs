@@ -25,11 +25,13 @@ pub enum Peers<'a> {
     Pipeline(PipePeers<'a>),
 }
 
-/// Trains `cfg` on already loaded data, against the labels or, for `[distill]` jobs, a teacher's
-/// outputs as well; `[prune]` jobs are masked on their schedule and their final checkpoint is
-/// rewritten as the compressed artifact, with the sparsity report in the summary. With peers this runs one data-parallel rank on its shard
+/// Trains `cfg` on already loaded data. With peers this runs one data-parallel rank on its shard
 /// of the data: gradients are summed across ranks every step (all-reduce), or pushed to parameter
 /// servers that apply the optimizer and serve the parameters back; or one pipeline stage.
+///
+/// The loss is the labels', or for `[distill]` jobs the teacher's softened outputs as well.
+/// `[prune]` jobs are masked on their schedule; their final checkpoint is rewritten as the
+/// compressed artifact and the summary carries the sparsity report.
 pub fn train(
     cfg: &TrainConfig,
     data: Splits,

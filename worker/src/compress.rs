@@ -75,11 +75,11 @@ pub fn quantize(args: QuantizeArgs) -> ExitCode {
             } else {
                 let kept: Vec<String> = report.precision.iter().map(|(l, p)| format!("{l} {p}")).collect();
                 println!(
-                    "{}: accuracy {:.4} (fp32 {:.4}, drop {:+.4}{}), {} -> {} bytes ({:.2}x smaller); {}",
+                    "{}: accuracy {:.4} (fp32 {:.4}, drop {:.4}{}), {} -> {} bytes ({:.2}x smaller); {}",
                     report.artifact.display(),
                     report.accuracy,
                     report.fp32_accuracy,
-                    -report.accuracy_drop,
+                    report.accuracy_drop + 0.0, // no "-0.0000"
                     if report.met { "" } else { ", over the budget: the best model found was saved" },
                     report.fp32_bytes,
                     report.bytes,

@@ -50,7 +50,7 @@ impl<'a> Pruner<'a> {
                     .collect::<Result<_>>()?;
                 if global {
                     let all: Vec<f32> = weights.iter().flat_map(|(_, w)| w.iter().map(|v| v.abs())).collect();
-                    let keep = smallest_removed(&all, share);
+                    let keep = smallest_removed(&all, removed_of(share, all.len()));
                     let mut at = 0;
                     for (name, w) in &weights {
                         self.masks.push(Mask { param: name.clone(), keep: keep[at..at + w.len()].to_vec() });
@@ -59,7 +59,8 @@ impl<'a> Pruner<'a> {
                 } else {
                     for (name, w) in weights {
                         let abs: Vec<f32> = w.iter().map(|v| v.abs()).collect();
-                        self.masks.push(Mask { param: name, keep: smallest_removed(&abs, share) });
+                        let keep = smallest_removed(&abs, removed_of(share, abs.len()));
+                        self.masks.push(Mask { param: name, keep });
                     }
                 }
             }
@@ -80,8 +81,8 @@ impl<'a> Pruner<'a> {
                             }
                         })
                         .collect();
-                    let removed = ((share * width as f64).floor() as usize).min(width - 1);
-                    let keep_unit = smallest_removed(&scores, removed as f64 / width as f64);
+                    // At least one unit stays, so the layer still exists.
+                    let keep_unit = smallest_removed(&scores, removed_of(share, width).min(width - 1));
                     self.units.insert(i, (0..width).filter(|&u| keep_unit[u]).collect());
                     let keep_w = (0..width * inputs).map(|e| keep_unit[e / inputs]).collect();
                     self.masks.push(Mask { param: format!("{name}.weight"), keep: keep_w });
@@ -113,15 +114,20 @@ impl<'a> Pruner<'a> {
         rows
     }
 
-    /// Rewrites the final checkpoint `dir` (written from the masked model, with the job file
-    /// `spec_toml`) as the compressed artifact.
+    /// Rewrites the final checkpoint `dir` (written from the masked model) as the compressed
+    /// artifact.
     pub fn finish(&self, dir: &Path) -> Result<()> {
         let saved = checkpoint::load(dir)?;
         let (tensors, toml) = match self.cfg.method {
             PruneMethod::Magnitude { .. } => {
                 let mut out = HashMap::new();
                 for (name, t) in saved.model {
-                    if self.masks.iter().any(|m| m.param == name) {
+                    // Sparse storage costs 1/8 + 4·(1 − s) bytes per element: smaller from s = 1/32.
+                    let sparse = self
+                        .masks
+                        .iter()
+                        .any(|m| m.param == name && m.keep.iter().filter(|k| !**k).count() * 32 > m.keep.len());
+                    if sparse {
                         out.extend(crate::sparse::encode(&name, &t)?);
                     } else {
                         out.insert(name, t);
@@ -189,10 +195,15 @@ impl Objective for Pruner<'_> {
     }
 }
 
-/// Keep flags for `scores` with the `share` of them that score lowest removed (ties broken by
+/// How many of `n` a share removes.
+fn removed_of(share: f64, n: usize) -> usize {
+    ((share * n as f64).floor() as usize).min(n)
+}
+
+/// Keep flags for `scores` with the `removed` lowest-scoring ones removed (ties broken by
 /// position, so every rank removes the same ones).
-fn smallest_removed(scores: &[f32], share: f64) -> Vec<bool> {
-    let removed = ((share * scores.len() as f64).floor() as usize).min(scores.len());
+fn smallest_removed(scores: &[f32], removed: usize) -> Vec<bool> {
+    let removed = removed.min(scores.len());
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
     let mut keep = vec![true; scores.len()];

@@ -74,6 +74,9 @@ pub fn quantize(dir: &Path, out: &Path, opts: &QuantizeOptions) -> Result<Quanti
     if dir.join(REPORT_FILE).exists() {
         return Err(refuse(dir, "is already quantized (it holds quantization.json): quantize its fp32 checkpoint"));
     }
+    if out == dir || std::path::absolute(out).ok() == std::path::absolute(dir).ok() {
+        return Err(refuse(dir, "the artifact would overwrite the checkpoint: give another --output"));
+    }
     if opts.batches == 0 || opts.batch == 0 {
         return Err(refuse(dir, "the calibration set is empty: --batches and --batch must be > 0"));
     }
