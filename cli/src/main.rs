@@ -149,6 +149,20 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Write an artifact's predictions (fp32, pruned or int8) for a CSV or IDX file; `--help`
+    /// lists the options.
+    #[command(disable_help_flag = true)]
+    Predict {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Compare artifacts: accuracy and its drop, size, parameters, sparsity, batch-1 latency and
+    /// batch-256 throughput on one thread; `--help` lists the options.
+    #[command(disable_help_flag = true)]
+    Compare {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Benchmarks; each prints JSON lines on stdout.
     Bench {
         #[command(subcommand)]
@@ -225,6 +239,8 @@ async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError>
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { which } => commands::bench::run(which).await,
-        Command::Quantize { args } => commands::compress::quantize(&args),
+        Command::Quantize { args } => commands::compress::passthrough("quantize", &args),
+        Command::Predict { args } => commands::compress::passthrough("predict", &args),
+        Command::Compare { args } => commands::compress::passthrough("compare", &args),
     }
 }

@@ -36,6 +36,8 @@ pub struct Loaded {
     pub state: CheckpointState,
     pub model: HashMap<String, Tensor>,
     pub optimizer: HashMap<String, Tensor>,
+    /// How many model tensors were stored sparsely (see [`crate::sparse`]).
+    pub sparse_tensors: usize,
 }
 
 fn step_dir_name(step: u64) -> String {
@@ -148,10 +150,11 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     }
     let mut model = candle_core::safetensors::load(dir.join(MODEL_FILE), &HOST)
         .map_err(|e| TrainError::checkpoint(dir, format!("{MODEL_FILE}: {e}")))?;
-    crate::sparse::decode_all(&mut model).map_err(|e| TrainError::checkpoint(dir, format!("{MODEL_FILE}: {e}")))?;
+    let sparse_tensors =
+        crate::sparse::decode_all(&mut model).map_err(|e| TrainError::checkpoint(dir, format!("{MODEL_FILE}: {e}")))?;
     let optimizer = candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &HOST)
         .map_err(|e| TrainError::checkpoint(dir, format!("{OPTIMIZER_FILE}: {e}")))?;
-    Ok(Loaded { state, model, optimizer })
+    Ok(Loaded { state, model, optimizer, sparse_tensors })
 }
 
 impl CheckpointState {

@@ -33,9 +33,10 @@ pub fn encode(name: &str, t: &Tensor) -> Result<Vec<(String, Tensor)>> {
     ])
 }
 
-/// Replaces every sparsely stored tensor in `tensors` by its dense form.
-pub fn decode_all(tensors: &mut HashMap<String, Tensor>) -> Result<()> {
+/// Replaces every sparsely stored tensor in `tensors` by its dense form; returns how many there were.
+pub fn decode_all(tensors: &mut HashMap<String, Tensor>) -> Result<usize> {
     let names: Vec<String> = tensors.keys().filter_map(|k| k.strip_suffix(SHAPE).map(str::to_owned)).collect();
+    let count = names.len();
     for name in names {
         let take = |tensors: &mut HashMap<String, Tensor>, suffix: &str| {
             tensors
@@ -63,7 +64,7 @@ pub fn decode_all(tensors: &mut HashMap<String, Tensor>) -> Result<()> {
         }
         tensors.insert(name, Tensor::from_vec(dense, dims, &HOST)?);
     }
-    Ok(())
+    Ok(count)
 }
 
 #[cfg(test)]

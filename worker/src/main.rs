@@ -84,6 +84,12 @@ enum Command {
     },
     /// Quantize an fp32 checkpoint to int8 (what `shoal quantize` runs).
     Quantize(compress::QuantizeArgs),
+    /// Write predictions of an artifact (fp32, pruned or int8) for a CSV or IDX file (what
+    /// `shoal predict` runs).
+    Predict(compress::PredictArgs),
+    /// Compare artifacts: accuracy, size, parameters, sparsity, latency and throughput on one
+    /// thread (what `shoal compare` runs).
+    Compare(compress::CompareArgs),
     /// Benchmarks that run inside this process and print JSON lines.
     Bench {
         #[command(subcommand)]
@@ -124,6 +130,8 @@ fn main() -> ExitCode {
     match args.command {
         Some(Command::Bench { which }) => bench::run(which),
         Some(Command::Quantize(args)) => compress::quantize(args),
+        Some(Command::Predict(args)) => compress::predict(args),
+        Some(Command::Compare(args)) => compress::compare(args),
         Some(Command::Devices { json }) => {
             let inventory = devices::Inventory::gather();
             if json {

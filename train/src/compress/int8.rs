@@ -1,27 +1,40 @@
 //! Int8 inference on the CPU: a linear layer whose weights are int8 with one symmetric scale per
 //! output channel and whose input is quantized to int8 with one calibrated scale per tensor. The
-//! product accumulates in int32 and is rescaled once per output (`acc · s_in · s_w[o] + b[o]`),
-//! so the arithmetic is int8, not dequantize-then-fp32.
+//! product accumulates in int32 ([`super::igemm`]) and is rescaled once per output
+//! (`acc · s_in · s_w[o] + b[o]`), so the arithmetic is int8, not dequantize-then-fp32.
 
 use shoal_common::spec::Activation;
 
-use crate::backend::kernels;
-
-/// Outputs computed together, so each quantized input row is read once per group.
-const GROUP: usize = 4;
+use super::igemm::PackedI8;
+use crate::backend::kernels::{self, Dims};
+use crate::error::Result;
 
 /// Weights of one linear layer in int8 or fp32.
 #[derive(Clone, Debug)]
 pub enum Weights {
     Int8 {
-        /// Row-major `[outputs, inputs]`.
+        /// Row-major `[outputs, inputs]`, as stored.
         q: Vec<i8>,
+        /// The same weights laid out for the product.
+        packed: PackedI8,
         /// Per output channel: `w ≈ q · scale`.
         scale: Vec<f32>,
         /// The input's scale: `x ≈ q · input_scale`.
         input_scale: f32,
     },
     Fp32(Vec<f32>),
+}
+
+impl Weights {
+    /// Int8 weights from row-major `[outputs, inputs]` values and their per-output scales.
+    pub fn int8(q: Vec<i8>, scale: Vec<f32>, input_scale: f32, inputs: usize) -> Self {
+        let packed = PackedI8::pack(&q, scale.len(), inputs);
+        Weights::Int8 { q, packed, scale, input_scale }
+    }
+
+    pub fn is_int8(&self) -> bool {
+        matches!(self, Weights::Int8 { .. })
+    }
 }
 
 /// A linear layer of an inference model.
@@ -57,31 +70,29 @@ pub fn quantize_weights(w: &[f32], inputs: usize) -> (Vec<i8>, Vec<f32>) {
 }
 
 impl QLinear {
-    /// `y = act(x Wᵀ + b)` for `rows` rows of `x`.
-    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+    /// `y = act(x Wᵀ + b)` for `rows` rows of `x`, on one thread.
+    pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         let mut y = vec![0f32; rows * self.outputs];
         match &self.weights {
-            Weights::Int8 { q, scale, input_scale } => {
-                let mut xq = vec![0i8; x.len()];
-                quantize_into(x, *input_scale, &mut xq);
+            Weights::Int8 { packed, scale, input_scale, .. } => {
+                let mut xu = Vec::new();
+                packed.quantize_input(x, rows, *input_scale, &mut xu);
                 let mut acc = vec![0i32; rows * self.outputs];
-                gemm_i8(&xq, q, rows, self.inputs, self.outputs, &mut acc);
+                packed.product(&xu, rows, &mut acc);
+                let rescale: Vec<f32> = scale.iter().map(|s| s * input_scale).collect();
                 for (yr, ar) in y.chunks_exact_mut(self.outputs).zip(acc.chunks_exact(self.outputs)) {
                     for o in 0..self.outputs {
-                        yr[o] = ar[o] as f32 * (input_scale * scale[o]) + self.bias[o];
+                        yr[o] = ar[o] as f32 * rescale[o] + self.bias[o];
                     }
                 }
             }
             Weights::Fp32(w) => {
-                for (yr, xr) in y.chunks_exact_mut(self.outputs).zip(x.chunks_exact(self.inputs)) {
-                    for (o, wr) in w.chunks_exact(self.inputs).enumerate() {
-                        yr[o] = xr.iter().zip(wr).map(|(a, b)| a * b).sum::<f32>() + self.bias[o];
-                    }
-                }
+                let d = Dims { rows, inputs: self.inputs, outputs: self.outputs };
+                kernels::linear_forward(x, w, &self.bias, &mut y, d, 1)?;
             }
         }
         kernels::activate(self.activation, &mut y);
-        y
+        Ok(y)
     }
 
     /// Bytes of the layer's parameters as stored.
@@ -94,78 +105,15 @@ impl QLinear {
     }
 }
 
-/// `acc[r, o] = Σ_k x[r, k] · w[o, k]` in int32, with the widest vector unit the CPU has.
-pub fn gemm_i8(x: &[i8], w: &[i8], rows: usize, inputs: usize, outputs: usize, acc: &mut [i32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { gemm_avx512(x, w, rows, inputs, outputs, acc) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { gemm_avx2(x, w, rows, inputs, outputs, acc) };
-        }
-    }
-    gemm_body(x, w, rows, inputs, outputs, acc);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn gemm_avx512(x: &[i8], w: &[i8], rows: usize, inputs: usize, outputs: usize, acc: &mut [i32]) {
-    gemm_body(x, w, rows, inputs, outputs, acc);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gemm_avx2(x: &[i8], w: &[i8], rows: usize, inputs: usize, outputs: usize, acc: &mut [i32]) {
-    gemm_body(x, w, rows, inputs, outputs, acc);
-}
-
-/// The product, written so the compiler vectorizes the widening multiply-adds.
-#[inline(always)]
-fn gemm_body(x: &[i8], w: &[i8], rows: usize, inputs: usize, outputs: usize, acc: &mut [i32]) {
-    for (xr, ar) in x.chunks_exact(inputs).zip(acc.chunks_exact_mut(outputs)).take(rows) {
-        let mut o = 0;
-        while o + GROUP <= outputs {
-            let ws: [&[i8]; GROUP] = std::array::from_fn(|g| &w[(o + g) * inputs..(o + g + 1) * inputs]);
-            let mut sums = [0i32; GROUP];
-            for k in 0..inputs {
-                let a = i32::from(xr[k]);
-                for g in 0..GROUP {
-                    sums[g] += a * i32::from(ws[g][k]);
-                }
-            }
-            ar[o..o + GROUP].copy_from_slice(&sums);
-            o += GROUP;
-        }
-        for (oo, a) in ar.iter_mut().enumerate().skip(o) {
-            let wr = &w[oo * inputs..(oo + 1) * inputs];
-            *a = xr.iter().zip(wr).map(|(&p, &q)| i32::from(p) * i32::from(q)).sum();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rng::Rng;
 
     #[test]
-    fn the_int8_product_is_exact_and_the_layer_tracks_fp32() {
+    fn the_int8_layer_tracks_fp32() {
         let mut rng = Rng::new(3);
         let (rows, inputs, outputs) = (5, 37, 11);
-        let x: Vec<i8> = (0..rows * inputs).map(|_| (rng.below(255) as i32 - 127) as i8).collect();
-        let w: Vec<i8> = (0..outputs * inputs).map(|_| (rng.below(255) as i32 - 127) as i8).collect();
-        let mut acc = vec![0i32; rows * outputs];
-        gemm_i8(&x, &w, rows, inputs, outputs, &mut acc);
-        for r in 0..rows {
-            for o in 0..outputs {
-                let want: i32 = (0..inputs).map(|k| i32::from(x[r * inputs + k]) * i32::from(w[o * inputs + k])).sum();
-                assert_eq!(acc[r * outputs + o], want, "row {r}, output {o}");
-            }
-        }
-
         let wf: Vec<f32> = (0..outputs * inputs).map(|_| rng.normal() as f32 * 0.2).collect();
         let xf: Vec<f32> = (0..rows * inputs).map(|_| rng.normal() as f32).collect();
         let bias = vec![0.1f32; outputs];
@@ -179,8 +127,8 @@ mod tests {
             bias: bias.clone(),
             activation: Activation::Identity,
         };
-        let exact = layer(Weights::Fp32(wf.clone())).forward(&xf, rows);
-        let int8 = layer(Weights::Int8 { q, scale, input_scale: max / 127.0 }).forward(&xf, rows);
+        let exact = layer(Weights::Fp32(wf.clone())).forward(&xf, rows).expect("fp32");
+        let int8 = layer(Weights::int8(q, scale, max / 127.0, inputs)).forward(&xf, rows).expect("int8");
         let worst = exact.iter().zip(&int8).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 0.05, "int8 differs from fp32 by up to {worst}");
     }

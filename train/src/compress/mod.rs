@@ -3,12 +3,15 @@
 //! student) and pruning (masks on the parameters, then an artifact that really shrinks); and
 //! post-training int8 quantization of a checkpoint, with the int8 arithmetic that runs it.
 
+mod artifact;
 mod calibrate;
 mod distill;
+mod igemm;
 pub mod int8;
 mod prune;
 mod quantize;
 
+pub use artifact::{Artifact, Format, argmax};
 pub use calibrate::Calibration;
 pub use distill::{Distill, soft_target_loss};
 pub use prune::Pruner;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 use serde::Serialize;
-use shoal_common::spec::{LayerConfig, TrainConfig, load_toml};
+use shoal_common::spec::{Activation, LayerConfig, TrainConfig, load_toml};
 
 use super::calibrate::{Calibration, threshold};
 use super::int8::{QLinear, Weights, quantize_weights};
@@ -56,12 +56,12 @@ pub struct QModel {
 
 impl QModel {
     /// Outputs for `rows` rows of `x`.
-    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+    pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         let mut h = x.to_vec();
         for l in &self.layers {
-            h = l.forward(&h, rows);
+            h = l.forward(&h, rows)?;
         }
-        h
+        Ok(h)
     }
 }
 
@@ -91,7 +91,7 @@ pub fn quantize(dir: &Path, out: &Path, opts: &QuantizeOptions) -> Result<Quanti
     };
     let fp32 = fp32_layers(dir, &cfg, &saved.model)?;
     let rows = (opts.batches * opts.batch).min(splits.train.rows);
-    let scales = calibrate(&fp32, &splits.train, rows, opts.calibration);
+    let scales = calibrate(&fp32, &splits.train, rows, opts.calibration)?;
     let build = |int8: &[bool]| QModel {
         layers: fp32
             .iter()
@@ -100,9 +100,9 @@ pub fn quantize(dir: &Path, out: &Path, opts: &QuantizeOptions) -> Result<Quanti
             .map(|((l, &s), &q)| if q { to_int8(l, s) } else { l.clone() })
             .collect(),
     };
-    let fp32_accuracy = accuracy(&build(&vec![false; fp32.len()]), validation);
+    let fp32_accuracy = accuracy(&build(&vec![false; fp32.len()]), validation)?;
     let mut int8 = vec![true; fp32.len()];
-    let mut best = (accuracy(&build(&int8), validation), int8.clone());
+    let mut best = (accuracy(&build(&int8), validation)?, int8.clone());
     if let Some(budget) = opts.max_accuracy_drop
         && fp32_accuracy - best.0 > budget
     {
@@ -111,13 +111,13 @@ pub fn quantize(dir: &Path, out: &Path, opts: &QuantizeOptions) -> Result<Quanti
             .map(|i| {
                 let mut one = vec![true; fp32.len()];
                 one[i] = false;
-                (i, accuracy(&build(&one), validation))
+                Ok((i, accuracy(&build(&one), validation)?))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         gains.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         for (i, _) in gains {
             int8[i] = false;
-            let acc = accuracy(&build(&int8), validation);
+            let acc = accuracy(&build(&int8), validation)?;
             if acc > best.0 {
                 best = (acc, int8.clone());
             }
@@ -141,7 +141,7 @@ pub fn quantize(dir: &Path, out: &Path, opts: &QuantizeOptions) -> Result<Quanti
         precision: model
             .layers
             .iter()
-            .map(|l| (l.name.clone(), if matches!(l.weights, Weights::Int8 { .. }) { "int8" } else { "fp32" }))
+            .map(|l| (l.name.clone(), if l.weights.is_int8() { "int8" } else { "fp32" }))
             .collect(),
         fp32_bytes: file_len(&dir.join(checkpoint::MODEL_FILE)),
         bytes: file_len(&out.join(checkpoint::MODEL_FILE)),
@@ -155,9 +155,9 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-/// The fp32 linear layers of the checkpoint's MLP.
-fn fp32_layers(dir: &Path, cfg: &TrainConfig, tensors: &HashMap<String, Tensor>) -> Result<Vec<QLinear>> {
-    let mut units: Vec<(String, shoal_common::spec::Activation)> = Vec::new();
+/// The parameter prefix and activation of each linear layer of the job's MLP, output last.
+fn linear_units(dir: &Path, cfg: &TrainConfig) -> Result<Vec<(String, Activation)>> {
+    let mut units = Vec::new();
     for (i, l) in cfg.model.layers.iter().enumerate() {
         match *l {
             LayerConfig::Linear { activation, skip: false, .. } => units.push((format!("layers.{i}"), activation)),
@@ -169,8 +169,13 @@ fn fp32_layers(dir: &Path, cfg: &TrainConfig, tensors: &HashMap<String, Tensor>)
             }
         }
     }
-    units.push(("output".into(), shoal_common::spec::Activation::Identity));
-    units
+    units.push(("output".into(), Activation::Identity));
+    Ok(units)
+}
+
+/// The fp32 linear layers of the checkpoint's MLP.
+fn fp32_layers(dir: &Path, cfg: &TrainConfig, tensors: &HashMap<String, Tensor>) -> Result<Vec<QLinear>> {
+    linear_units(dir, cfg)?
         .into_iter()
         .map(|(name, activation)| {
             let get = |suffix: &str| {
@@ -188,37 +193,80 @@ fn fp32_layers(dir: &Path, cfg: &TrainConfig, tensors: &HashMap<String, Tensor>)
 }
 
 /// Each layer's input scale from the first `rows` training rows run through the fp32 layers.
-fn calibrate(layers: &[QLinear], train: &Dataset, rows: usize, method: Calibration) -> Vec<f32> {
+fn calibrate(layers: &[QLinear], train: &Dataset, rows: usize, method: Calibration) -> Result<Vec<f32>> {
     let mut h = train.x[..rows * train.features].to_vec();
     let mut scales = Vec::with_capacity(layers.len());
     for l in layers {
         let mut abs: Vec<f32> = h.iter().map(|v| v.abs()).collect();
         scales.push(threshold(method, &mut abs) / 127.0);
-        h = l.forward(&h, rows);
+        h = l.forward(&h, rows)?;
     }
-    scales
+    Ok(scales)
 }
 
 fn to_int8(l: &QLinear, input_scale: f32) -> QLinear {
     let Weights::Fp32(w) = &l.weights else { return l.clone() };
     let (q, scale) = quantize_weights(w, l.inputs);
-    QLinear { weights: Weights::Int8 { q, scale, input_scale }, ..l.clone() }
+    QLinear { weights: Weights::int8(q, scale, input_scale, l.inputs), ..l.clone() }
 }
 
 /// Share of `data`'s rows whose largest output is the label.
-pub fn accuracy(model: &QModel, data: &Dataset) -> f64 {
-    let TargetData::Classes { labels, .. } = &data.targets else { return f64::NAN };
+pub fn accuracy(model: &QModel, data: &Dataset) -> Result<f64> {
+    let TargetData::Classes { labels, .. } = &data.targets else { return Ok(f64::NAN) };
     let mut correct = 0;
     for start in (0..data.rows).step_by(256) {
         let rows = 256.min(data.rows - start);
-        let out = model.forward(&data.x[start * data.features..(start + rows) * data.features], rows);
+        let out = model.forward(&data.x[start * data.features..(start + rows) * data.features], rows)?;
         let width = out.len() / rows;
         for (r, row) in out.chunks_exact(width).enumerate() {
             let best = (0..width).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
             correct += usize::from(best as u32 == labels[start + r]);
         }
     }
-    correct as f64 / data.rows.max(1) as f64
+    Ok(correct as f64 / data.rows.max(1) as f64)
+}
+
+/// Reads an int8 artifact written by [`quantize`]: its layers in the order of the job file's model.
+pub fn load_int8(dir: &Path, cfg: &TrainConfig) -> Result<QModel> {
+    let tensors = candle_core::safetensors::load(dir.join(checkpoint::MODEL_FILE), &HOST)
+        .map_err(|e| TrainError::checkpoint(dir, format!("{}: {e}", checkpoint::MODEL_FILE)))?;
+    let mismatch = |what: String| refuse(dir, format!("the artifact does not match its job file: {what}"));
+    let mut layers = Vec::new();
+    for (name, activation) in linear_units(dir, cfg)? {
+        let get = |suffix: &str| tensors.get(&format!("{name}.{suffix}"));
+        let bias = get("bias").ok_or_else(|| mismatch(format!("no `{name}.bias`")))?.to_vec1::<f32>()?;
+        let outputs = bias.len();
+        let (inputs, weights) = match (get("weight_q"), get("weight_scale"), get("input_scale"), get("weight")) {
+            (Some(q), Some(scale), Some(input_scale), _) => {
+                let (o, inputs) = q.dims2()?;
+                let scale = scale.to_vec1::<f32>()?;
+                if o != outputs || scale.len() != outputs {
+                    return Err(mismatch(format!(
+                        "`{name}` has {o} weight rows and {} scales for {outputs} outputs",
+                        scale.len()
+                    )));
+                }
+                let q: Vec<i8> = q.flatten_all()?.to_vec1::<u8>()?.into_iter().map(|v| v as i8).collect();
+                let input_scale = input_scale.to_vec1::<f32>()?.first().copied().unwrap_or(0.0);
+                (inputs, Weights::int8(q, scale, input_scale, inputs))
+            }
+            (_, _, _, Some(w)) => {
+                let (o, inputs) = w.dims2()?;
+                if o != outputs {
+                    return Err(mismatch(format!("`{name}.weight` has {o} rows for {outputs} outputs")));
+                }
+                (inputs, Weights::Fp32(w.flatten_all()?.to_vec1::<f32>()?))
+            }
+            _ => return Err(mismatch(format!("no weights for `{name}`"))),
+        };
+        if let Some(prev) = layers.last().map(|l: &QLinear| l.outputs)
+            && prev != inputs
+        {
+            return Err(mismatch(format!("`{name}` takes {inputs} inputs, the layer before gives {prev}")));
+        }
+        layers.push(QLinear { name, inputs, outputs, weights, bias, activation });
+    }
+    Ok(QModel { layers })
 }
 
 /// Writes the artifact: int8 weights (as bytes), their scales and the input scale per layer,
@@ -230,7 +278,7 @@ fn save(out: &Path, model: &QModel, job: &str) -> Result<()> {
     for l in &model.layers {
         let t = |v: Vec<f32>| Tensor::from_vec(v.clone(), v.len(), &HOST);
         match &l.weights {
-            Weights::Int8 { q, scale, input_scale } => {
+            Weights::Int8 { q, scale, input_scale, .. } => {
                 let bytes: Vec<u8> = q.iter().map(|&v| v as u8).collect();
                 tensors.insert(format!("{}.weight_q", l.name), Tensor::from_vec(bytes, (l.outputs, l.inputs), &HOST)?);
                 tensors.insert(format!("{}.weight_scale", l.name), t(scale.clone())?);

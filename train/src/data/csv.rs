@@ -8,16 +8,17 @@ use shoal_common::spec::{ColumnRef, Task};
 use super::{Dataset, TargetData, read_file};
 use crate::error::{Result, TrainError};
 
-/// Loads a CSV file. For classification, `classes` fixes the label names (from the training file
-/// when loading validation data); returns the dataset and the class names it used.
-pub fn load(
-    path: &Path,
-    field: &str,
-    label: &ColumnRef,
-    header: bool,
-    task: Task,
-    classes: Option<&[String]>,
-) -> Result<(Dataset, Option<Vec<String>>)> {
+/// The cells of a CSV file: features row-major, and the label column's raw text when one is named.
+pub struct Table {
+    pub x: Vec<f32>,
+    pub rows: usize,
+    pub features: usize,
+    /// One per row; empty when no label column was named.
+    pub labels: Vec<String>,
+}
+
+/// Reads a CSV file whose every column but `label` (when given) is a number.
+pub fn read_table(path: &Path, field: &str, label: Option<&ColumnRef>, header: bool) -> Result<Table> {
     let raw = read_file(path, field)?;
     let bad = |reason: String| TrainError::dataset(field, format!("{}: {reason}", path.display()));
     let mut reader = ::csv::ReaderBuilder::new().has_headers(header).trim(::csv::Trim::All).from_reader(raw.as_slice());
@@ -27,15 +28,19 @@ pub fn load(
         Vec::new()
     };
     let label_index = match label {
-        ColumnRef::Index(i) => *i,
-        ColumnRef::Name(n) => names
-            .iter()
-            .position(|h| h == n)
-            .ok_or_else(|| bad(format!("no column named `{n}` (columns: {})", names.join(", "))))?,
+        None => None,
+        Some(ColumnRef::Index(i)) => Some(*i),
+        Some(ColumnRef::Name(n)) => Some(
+            names
+                .iter()
+                .position(|h| h == n)
+                .ok_or_else(|| bad(format!("no column named `{n}` (columns: {})", names.join(", "))))?,
+        ),
     };
 
     let mut x = Vec::new();
-    let mut raw_labels = Vec::new();
+    let mut labels = Vec::new();
+    let mut rows = 0;
     let mut width = None;
     for (line, record) in reader.records().enumerate() {
         let row = line + 1 + usize::from(header);
@@ -47,12 +52,14 @@ pub fn load(
         if *width.get_or_insert(cols) != cols {
             return Err(bad(format!("row {row} has {cols} columns, the first row {}", width.unwrap_or(0))));
         }
-        if label_index >= cols {
-            return Err(bad(format!("label column {label_index} does not exist (rows have {cols} columns)")));
+        if let Some(l) = label_index
+            && l >= cols
+        {
+            return Err(bad(format!("label column {l} does not exist (rows have {cols} columns)")));
         }
         for (j, cell) in record.iter().enumerate() {
-            if j == label_index {
-                raw_labels.push(cell.to_owned());
+            if Some(j) == label_index {
+                labels.push(cell.to_owned());
                 continue;
             }
             let v: f32 = cell.parse().map_err(|_| {
@@ -61,16 +68,43 @@ pub fn load(
             })?;
             x.push(v);
         }
+        rows += 1;
     }
-    let rows = raw_labels.len();
     if rows == 0 {
         return Err(bad("has no data rows".into()));
     }
-    let features = width.unwrap_or(1) - 1;
+    let features = width.unwrap_or(1) - usize::from(label_index.is_some());
     if features == 0 {
         return Err(bad("has no feature columns besides the label".into()));
     }
+    Ok(Table { x, rows, features, labels })
+}
 
+/// Numbers class labels by `classes` (the training file's names).
+pub fn number_classes(raw: &[String], classes: &[String], bad: impl Fn(String) -> TrainError) -> Result<Vec<u32>> {
+    raw.iter()
+        .map(|l| {
+            classes
+                .iter()
+                .position(|n| n == l)
+                .map(|p| p as u32)
+                .ok_or_else(|| bad(format!("label `{l}` does not occur in the training file")))
+        })
+        .collect()
+}
+
+/// Loads a CSV file. For classification, `classes` fixes the label names (from the training file
+/// when loading validation data); returns the dataset and the class names it used.
+pub fn load(
+    path: &Path,
+    field: &str,
+    label: &ColumnRef,
+    header: bool,
+    task: Task,
+    classes: Option<&[String]>,
+) -> Result<(Dataset, Option<Vec<String>>)> {
+    let Table { x, rows, features, labels: raw_labels } = read_table(path, field, Some(label), header)?;
+    let bad = |reason: String| TrainError::dataset(field, format!("{}: {reason}", path.display()));
     match task {
         Task::Regression => {
             let values = raw_labels
@@ -99,16 +133,7 @@ pub fn load(
             if names.len() < 2 {
                 return Err(bad("classification needs at least 2 distinct labels".into()));
             }
-            let labels = raw_labels
-                .iter()
-                .map(|l| {
-                    names
-                        .iter()
-                        .position(|n| n == l)
-                        .map(|p| p as u32)
-                        .ok_or_else(|| bad(format!("label `{l}` does not occur in the training file")))
-                })
-                .collect::<Result<Vec<u32>>>()?;
+            let labels = number_classes(&raw_labels, &names, bad)?;
             let classes = names.len();
             Ok((
                 Dataset { x, targets: TargetData::Classes { labels, classes }, rows, features, image: None },

@@ -72,17 +72,18 @@ fn read(path: &Path, field: &str) -> Result<IdxArray> {
     parse(&raw, field, path)
 }
 
-/// Loads an images file (n × h × w, or n × c × h × w) and its labels file (n).
-pub fn load(images: &Path, labels: &Path, fields: (&str, &str)) -> Result<Dataset> {
-    let img = read(images, fields.0)?;
-    let lab = read(labels, fields.1)?;
+/// Samples of an images file without their labels.
+pub struct Images {
+    pub x: Vec<f32>,
+    pub rows: usize,
+    pub features: usize,
+    pub image: Option<[usize; 3]>,
+}
+
+/// Loads an images file (n × h × w, or n × c × h × w; pixels of unsigned bytes scaled to [0, 1]).
+pub fn load_images(images: &Path, field: &str) -> Result<Images> {
+    let img = read(images, field)?;
     let rows = img.dims[0];
-    if lab.dims.len() != 1 || lab.dims[0] != rows {
-        return Err(TrainError::dataset(
-            fields.1,
-            format!("{} labels for {rows} images", lab.dims.iter().product::<usize>()),
-        ));
-    }
     let image = match img.dims.as_slice() {
         [_, h, w] => Some([1, *h, *w]),
         [_, c, h, w] => Some([*c, *h, *w]),
@@ -90,6 +91,19 @@ pub fn load(images: &Path, labels: &Path, fields: (&str, &str)) -> Result<Datase
     };
     let features = img.dims[1..].iter().product::<usize>().max(1);
     let x = if img.bytes { img.values.iter().map(|v| v / 255.0).collect() } else { img.values };
+    Ok(Images { x, rows, features, image })
+}
+
+/// Loads an images file and its labels file (n).
+pub fn load(images: &Path, labels: &Path, fields: (&str, &str)) -> Result<Dataset> {
+    let Images { x, rows, features, image } = load_images(images, fields.0)?;
+    let lab = read(labels, fields.1)?;
+    if lab.dims.len() != 1 || lab.dims[0] != rows {
+        return Err(TrainError::dataset(
+            fields.1,
+            format!("{} labels for {rows} images", lab.dims.iter().product::<usize>()),
+        ));
+    }
     let mut labels_u32 = Vec::with_capacity(rows);
     for (i, &v) in lab.values.iter().enumerate() {
         if v < 0.0 || v.fract() != 0.0 || v > 1e6 {

@@ -3,14 +3,18 @@
 
 mod csv;
 mod idx;
+mod input;
 mod loader;
+mod scaling;
 mod synthetic;
 
 use std::path::Path;
 
 use shoal_common::spec::{DatasetConfig, DatasetSource, Normalize};
 
+pub use input::{InputFile, Inputs, Preparation};
 pub use loader::{Batch, BatchPlan, Loader, shard_order, steps_per_epoch};
+pub use scaling::Scaling;
 
 use crate::error::{Result, TrainError};
 use crate::model::DataShape;
@@ -95,6 +99,20 @@ pub struct Splits {
 
 /// Loads a dataset as the spec describes, splits it and scales its features.
 pub fn load(cfg: &DatasetConfig) -> Result<Splits> {
+    let (mut splits, _) = load_unscaled(cfg)?;
+    if cfg.normalize == Normalize::Standard {
+        let scaling = Scaling::fit(&splits.train);
+        scaling.apply(&mut splits.train.x);
+        if let Some(v) = splits.validation.as_mut() {
+            scaling.apply(&mut v.x);
+        }
+    }
+    Ok(splits)
+}
+
+/// The splits before feature scaling, and the class names of a CSV classification file.
+fn load_unscaled(cfg: &DatasetConfig) -> Result<(Splits, Option<Vec<String>>)> {
+    let mut class_names = None;
     let (full, explicit_validation) = match &cfg.source {
         DatasetSource::SyntheticClassification { samples, features, classes, noise } => {
             (synthetic::classification(*samples, *features, *classes, *noise, cfg.seed), None)
@@ -120,13 +138,14 @@ pub fn load(cfg: &DatasetConfig) -> Result<Splits> {
                 }
                 None => None,
             };
+            class_names = train.1;
             (train.0, val)
         }
     };
     if full.rows == 0 {
         return Err(TrainError::dataset("dataset", "has no samples"));
     }
-    let (mut train, mut validation) = match explicit_validation {
+    let (mut train, validation) = match explicit_validation {
         Some(v) => {
             if v.features != full.features {
                 return Err(TrainError::dataset(
@@ -144,10 +163,7 @@ pub fn load(cfg: &DatasetConfig) -> Result<Splits> {
     if cfg.train_fraction < 1.0 {
         train = subset(train, cfg.train_fraction, cfg.seed);
     }
-    if cfg.normalize == Normalize::Standard {
-        standardize(&mut train, validation.as_mut());
-    }
-    Ok(Splits { train, validation })
+    Ok((Splits { train, validation }, class_names))
 }
 
 /// Holds out `round(rows · share)` random samples (seeded) for validation.
@@ -176,43 +192,8 @@ fn subset(data: Dataset, share: f64, seed: u64) -> Dataset {
     data.select(&kept)
 }
 
-/// Scales every feature to zero mean and unit variance with training-set statistics.
-fn standardize(train: &mut Dataset, validation: Option<&mut Dataset>) {
-    let f = train.features;
-    let mut mean = vec![0f64; f];
-    let mut sq = vec![0f64; f];
-    for row in train.x.chunks_exact(f) {
-        for (j, &v) in row.iter().enumerate() {
-            mean[j] += f64::from(v);
-            sq[j] += f64::from(v) * f64::from(v);
-        }
-    }
-    let n = train.rows.max(1) as f64;
-    let scale: Vec<(f32, f32)> = mean
-        .iter()
-        .zip(&sq)
-        .map(|(&s, &q)| {
-            let m = s / n;
-            let var = (q / n - m * m).max(0.0);
-            let sd = if var > 1e-12 { var.sqrt() } else { 1.0 };
-            (m as f32, (1.0 / sd) as f32)
-        })
-        .collect();
-    let apply = |d: &mut Dataset| {
-        for row in d.x.chunks_exact_mut(f) {
-            for (v, (m, inv)) in row.iter_mut().zip(&scale) {
-                *v = (*v - m) * inv;
-            }
-        }
-    };
-    apply(train);
-    if let Some(v) = validation {
-        apply(v);
-    }
-}
-
 /// The 8x8 digits shipped with smartcore, pixels scaled from 0..16 to [0, 1].
-fn digits() -> Dataset {
+pub fn digits() -> Dataset {
     let d = smartcore::dataset::digits::load_dataset();
     Dataset {
         x: d.data.iter().map(|v| v / 16.0).collect(),
@@ -271,16 +252,5 @@ mod tests {
         assert_eq!(part.train.rows, (full.train.rows as f64 * 0.25).round() as usize);
         assert_eq!(part.validation, full.validation);
         assert_eq!(part, load(&cfg).expect("load"));
-    }
-
-    #[test]
-    fn standardize_uses_training_statistics() {
-        let mut train = synthetic::regression(500, 3, 1, 0.0, 1);
-        train.x.iter_mut().for_each(|v| *v = *v * 4.0 + 10.0);
-        let mut val = train.clone();
-        standardize(&mut train, Some(&mut val));
-        let mean: f32 = train.x.iter().step_by(3).sum::<f32>() / 500.0;
-        assert!(mean.abs() < 1e-4);
-        assert_eq!(train.x, val.x);
     }
 }

@@ -1,11 +1,11 @@
-//! `shoal-worker quantize`: the compression command that needs the training engine, run here so
-//! that the `shoal` CLI links none of it (`shoal quantize` starts this).
+//! `shoal-worker quantize`: post-training int8 quantization of a checkpoint.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use shoal_train::TrainError;
 use shoal_train::compress::{self, Calibration, QuantizeOptions};
+
+use super::{failed, usage};
 
 /// Arguments of `quantize`.
 #[derive(clap::Args, Debug)]
@@ -32,11 +32,6 @@ pub struct QuantizeArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
-}
-
-fn usage(message: String) -> ExitCode {
-    eprintln!("shoal-worker: {message}");
-    ExitCode::from(2)
 }
 
 pub fn quantize(args: QuantizeArgs) -> ExitCode {
@@ -89,12 +84,6 @@ pub fn quantize(args: QuantizeArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e @ (TrainError::Quantize { .. } | TrainError::Checkpoint { .. } | TrainError::Dataset { .. })) => {
-            usage(e.to_string())
-        }
-        Err(e) => {
-            eprintln!("shoal-worker: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => failed(e),
     }
 }

@@ -1,0 +1,152 @@
+//! Data a trained model runs on (`shoal predict`): a CSV or IDX file read like the job's own
+//! training files and prepared as its training data was (the job's feature scaling, fitted on its
+//! training split, and its class names), with labels when the file has them.
+
+use std::path::PathBuf;
+
+use shoal_common::spec::{ColumnRef, DatasetConfig, DatasetSource, Normalize, Task};
+
+use super::{Scaling, csv, idx, load_unscaled};
+use crate::error::{Result, TrainError};
+
+/// A file to predict on.
+#[derive(Clone, Debug)]
+pub enum InputFile {
+    /// Every column a feature except `label` (when given); `header` when the first row names them.
+    Csv { path: PathBuf, label: Option<ColumnRef>, header: bool },
+    /// An IDX images file and, optionally, its labels file.
+    Idx { images: PathBuf, labels: Option<PathBuf> },
+}
+
+/// Samples ready for a model, with their labels when the file had them.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    pub x: Vec<f32>,
+    pub rows: usize,
+    pub features: usize,
+    pub image: Option<[usize; 3]>,
+    /// Class indices (classification) when the file has labels.
+    pub labels: Option<Vec<u32>>,
+}
+
+/// What the job did to its data before training.
+#[derive(Clone, Debug, Default)]
+pub struct Preparation {
+    scaling: Option<Scaling>,
+    /// Class names in index order, for CSV classification jobs.
+    pub classes: Option<Vec<String>>,
+    pub regression: bool,
+}
+
+impl Preparation {
+    /// Reads the job's training split only when it must: for standardized features (their
+    /// statistics) and for CSV class labels (their numbering).
+    pub fn of(cfg: &DatasetConfig) -> Result<Self> {
+        let regression = matches!(
+            cfg.source,
+            DatasetSource::SyntheticRegression { .. } | DatasetSource::Csv { task: Task::Regression, .. }
+        );
+        let csv_classes = matches!(cfg.source, DatasetSource::Csv { task: Task::Classification, .. });
+        if cfg.normalize != Normalize::Standard && !csv_classes {
+            return Ok(Self { scaling: None, classes: None, regression });
+        }
+        let (splits, classes) = load_unscaled(cfg)?;
+        let scaling = (cfg.normalize == Normalize::Standard).then(|| Scaling::fit(&splits.train));
+        Ok(Self { scaling, classes, regression })
+    }
+
+    /// Reads `file` and prepares its samples; the field names in errors are the command's options.
+    pub fn read(&self, file: &InputFile) -> Result<Inputs> {
+        let mut inputs = match file {
+            InputFile::Csv { path, label, header } => {
+                let table = csv::read_table(path, "--data", label.as_ref(), *header)?;
+                let bad =
+                    |reason: String| TrainError::dataset("--label-column", format!("{}: {reason}", path.display()));
+                let labels = match (&label, &self.classes) {
+                    (None, _) => None,
+                    _ if self.regression => None,
+                    (Some(_), Some(names)) => Some(csv::number_classes(&table.labels, names, bad)?),
+                    (Some(_), None) => Some(
+                        table
+                            .labels
+                            .iter()
+                            .map(|l| l.parse::<u32>().map_err(|_| bad(format!("label `{l}` is not a class index"))))
+                            .collect::<Result<Vec<u32>>>()?,
+                    ),
+                };
+                Inputs { x: table.x, rows: table.rows, features: table.features, image: None, labels }
+            }
+            InputFile::Idx { images, labels } => match labels {
+                Some(l) => {
+                    let d = idx::load(images, l, ("--data", "--labels"))?;
+                    let labels = match d.targets {
+                        super::TargetData::Classes { labels, .. } => Some(labels),
+                        super::TargetData::Values { .. } => None,
+                    };
+                    Inputs { x: d.x, rows: d.rows, features: d.features, image: d.image, labels }
+                }
+                None => {
+                    let d = idx::load_images(images, "--data")?;
+                    Inputs { x: d.x, rows: d.rows, features: d.features, image: d.image, labels: None }
+                }
+            },
+        };
+        if let Some(s) = &self.scaling {
+            if s.features() != inputs.features {
+                return Err(TrainError::dataset(
+                    "--data",
+                    format!("has {} features, the model was trained on {}", inputs.features, s.features()),
+                ));
+            }
+            s.apply(&mut inputs.x);
+        }
+        Ok(inputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csv_job(dir: &std::path::Path, normalize: Normalize) -> DatasetConfig {
+        let train = dir.join("train.csv");
+        std::fs::write(&train, "a,b,kind\n1,10,cat\n3,30,dog\n5,50,cat\n7,70,dog\n").expect("write");
+        DatasetConfig {
+            source: DatasetSource::Csv {
+                path: train,
+                validation_path: None,
+                label_column: ColumnRef::Name("kind".into()),
+                header: true,
+                task: Task::Classification,
+            },
+            validation_split: 0.0,
+            seed: 1,
+            normalize,
+            train_fraction: 1.0,
+        }
+    }
+
+    #[test]
+    fn inputs_get_the_jobs_scaling_and_class_numbers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let prep = Preparation::of(&csv_job(dir.path(), Normalize::Standard)).expect("preparation");
+        assert_eq!(prep.classes.as_deref(), Some(&["cat".to_owned(), "dog".to_owned()][..]));
+        let file = dir.path().join("new.csv");
+        std::fs::write(&file, "kind,a,b\ndog,4,40\ncat,1,10\n").expect("write");
+        let read = |label: Option<ColumnRef>| prep.read(&InputFile::Csv { path: file.clone(), label, header: true });
+        let inputs = read(Some(ColumnRef::Name("kind".into()))).expect("read");
+        assert_eq!(inputs.labels, Some(vec![1, 0]));
+        // Mean 4 and standard deviation √5 of column a in the training file.
+        assert!(inputs.x[0].abs() < 1e-6, "{:?}", inputs.x);
+        assert!((inputs.x[2] + 3.0 / 5f32.sqrt()).abs() < 1e-5, "{:?}", inputs.x);
+        // Without a label column every column is a feature.
+        std::fs::write(&file, "a,b\n4,40\n").expect("write");
+        assert_eq!(read(None).expect("unlabelled").labels, None);
+        std::fs::write(&file, "a,b,c\n4,40,1\n").expect("write");
+        let err = read(None).expect_err("three features");
+        assert!(err.to_string().contains("3 features, the model was trained on 2"), "{err}");
+        std::fs::write(&file, "kind,a,b\nbird,4,40\n").expect("write");
+        let err = read(Some(ColumnRef::Name("kind".into()))).expect_err("unknown class");
+        assert!(err.to_string().contains("`bird` does not occur"), "{err}");
+    }
+}
