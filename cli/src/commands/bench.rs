@@ -122,6 +122,16 @@ pub enum Which {
         #[arg(long, default_value_t = 27.0)]
         budget: f64,
     },
+    /// Compression of the peers' reference MLP, the workload of `compress_mlp.py`: trains it, then
+    /// measures fp32, int8 (post-training), magnitude-pruned (sparse), structured (half the hidden
+    /// units) and distilled variants on one thread: accuracy and its drop, artifact bytes, latency
+    /// at batch 1 and throughput at batch 256, one JSON line per variant. The options are the
+    /// worker's (`shoal bench compress --help` lists them); they pass through unchanged.
+    #[command(disable_help_flag = true)]
+    Compress {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Parameter servers: push+pull throughput of a model against 1 and 2 shards with 1, 2 and 4
     /// workers, then the reference MLP at 2 workers under async, ssp, sync and the ring
     /// all-reduce, with the loss each reaches after the same number of samples.
@@ -196,6 +206,10 @@ pub async fn run(which: Which) -> Result<ExitCode, CliError> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Which::Compress { args } => {
+            let args: Vec<String> = ["bench".to_owned(), "compress".to_owned()].into_iter().chain(args).collect();
+            run_ranks(1, 1, |_rank| args.clone()).await
         }
         Which::Ps { workers, shards, model_mb, iters, train_steps, warmup } => {
             if workers.iter().chain(&shards).any(|&n| n == 0 || n > 16) || model_mb == 0 || iters == 0 {

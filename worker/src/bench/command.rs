@@ -9,6 +9,7 @@ use serde_json::Value;
 use shoal_train::Collective;
 
 use super::allreduce::{self, AllReducePlan};
+use super::compress::{self, CompressPlan};
 use super::device::{self, Device, Opened};
 use super::error::BenchError;
 use super::pipeline::{self, PipelinePlan};
@@ -60,6 +61,27 @@ pub enum Bench {
         /// cuda (GPU 0), cuda:N, or cpu (the CPU against itself: a check of the comparison).
         #[arg(long, default_value = "cuda")]
         device: String,
+    },
+    /// Train the reference MLP on one thread, make its compressed variants with the jobs and
+    /// commands users run (int8, magnitude-pruned, structured-pruned, distilled) and time each
+    /// artifact's inference at batch 1 and 256 on one thread, with `compress_mlp.py`'s fields.
+    Compress {
+        #[arg(long, default_value_t = 400)]
+        train_steps: u64,
+        /// Fine-tuning steps of the pruning jobs.
+        #[arg(long, default_value_t = 100)]
+        finetune_steps: u64,
+        /// Share of the weights magnitude pruning removes.
+        #[arg(long, default_value_t = 0.8)]
+        sparsity: f64,
+        /// Timed seconds per batch size and variant.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        #[arg(long, default_value = "fp32,int8,pruned,structured,distilled", value_delimiter = ',')]
+        variants: Vec<String>,
+        /// Keep the artifacts in this folder (default: a scratch folder, removed at the end).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
     },
     /// Push-and-pull throughput against parameter servers: one rank of `shoal bench ps`.
     PsLoad {
@@ -157,6 +179,11 @@ pub fn run(which: Bench) -> ExitCode {
             all_reduce(rank, world, &sizes, &backend, &plan)
         }
         Bench::Parity { steps, device } => parity(steps, &device),
+        Bench::Compress { train_steps, finetune_steps, sparsity, seconds, variants, dir } => {
+            let plan =
+                CompressPlan { train_steps, finetune_steps, sparsity, seconds, variants, dir: dir.unwrap_or_default() };
+            bench_compress(plan)
+        }
         Bench::Pipeline { rank, stages, dims, schedules, microbatches, recompute, steps, warmup } => {
             let plan = PipelinePlan { dims, schedules, microbatches, recompute, steps, warmup, timeout: TIMEOUT };
             pipeline(rank, stages, &plan)
@@ -219,6 +246,39 @@ fn device_failed(device: &str, e: &BenchError) -> ExitCode {
     match e {
         BenchError::BadFlag { .. } => fail(e, 2),
         _ => fail(format!("--device `{device}`: {e}"), 2),
+    }
+}
+
+fn bench_compress(mut plan: CompressPlan) -> ExitCode {
+    if plan.train_steps == 0 || plan.finetune_steps == 0 {
+        return fail("--train-steps and --finetune-steps must be > 0", 2);
+    }
+    if !(0.0..1.0).contains(&plan.sparsity) {
+        return fail(format!("--sparsity `{}`: expected a share in [0, 1)", plan.sparsity), 2);
+    }
+    if !(plan.seconds > 0.0 && plan.seconds <= 600.0) {
+        return fail(format!("--seconds `{}`: expected a number in (0, 600]", plan.seconds), 2);
+    }
+    if let Some(v) = plan.variants.iter().find(|v| !compress::VARIANTS.contains(&v.as_str())) {
+        return fail(format!("--variants `{v}`: expected some of {}", compress::VARIANTS.join(", ")), 2);
+    }
+    let scratch = if plan.dir.as_os_str().is_empty() {
+        match tempfile::Builder::new().prefix("shoal-bench-compress-").tempdir() {
+            Ok(t) => {
+                plan.dir = t.path().to_path_buf();
+                Some(t)
+            }
+            Err(e) => return fail(BenchError::Scratch { source: e }, 1),
+        }
+    } else {
+        None
+    };
+    println!("{}", meta::header("shoal_compress"));
+    let result = compress::run(&plan);
+    drop(scratch);
+    match result {
+        Ok(records) => emit(records),
+        Err(e) => fail(format!("benchmark failed: {e}"), 1),
     }
 }
 

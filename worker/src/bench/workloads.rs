@@ -23,15 +23,20 @@ pub fn reference_train_samples(batch: usize) -> usize {
 
 /// The peer workload as a job spec, at `batch` samples per step (the peers' 128 by default).
 pub fn reference_mlp_spec(steps: u64, batch: usize) -> Result<JobSpec, BenchError> {
+    parse("bench-reference-mlp", &reference_mlp_toml(steps, batch, "[{ width = 512 }, { width = 512 }]"))
+}
+
+/// The job file of the peer workload, with hidden `layers` (a TOML array) at `batch`.
+pub fn reference_mlp_toml(steps: u64, batch: usize, layers: &str) -> String {
     let samples = reference_train_samples(batch) + HELD_OUT;
     // `round(samples x share)` samples are held out: exactly HELD_OUT.
     let share = HELD_OUT as f64 / samples as f64;
-    let text = format!(
+    format!(
         r#"
         name = "bench-reference-mlp"
         [model]
         kind = "mlp"
-        layers = [{{ width = 512 }}, {{ width = 512 }}]
+        layers = {layers}
         activation = "relu"
         [dataset]
         kind = "synthetic_classification"
@@ -50,8 +55,7 @@ pub fn reference_mlp_spec(steps: u64, batch: usize) -> Result<JobSpec, BenchErro
         shuffle = false
         log_every = 50
         "#
-    );
-    parse("bench-reference-mlp", &text)
+    )
 }
 
 /// The validated reference workload at `batch`.
