@@ -118,6 +118,12 @@ impl Model {
         Ok(Self { layers, dims, units, total_units, backend: backend.clone() })
     }
 
+    /// Switches on quantization-aware training (fake int8 weights and inputs) in every layer that
+    /// has an int8 form; returns how many do.
+    pub fn fake_quantize(&mut self) -> usize {
+        self.layers.iter_mut().map(|l| usize::from(l.fake_quantize())).sum()
+    }
+
     /// The backend holding this model: make its inputs and gradients with it.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend

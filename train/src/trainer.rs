@@ -5,7 +5,7 @@
 use shoal_common::spec::TrainConfig;
 
 use crate::collective::{Collective, ParamStore};
-use crate::compress::{Distill, Pruner};
+use crate::compress::{Distill, Pruner, quantize_job};
 use crate::coop::{AllReduce, Alone, ParamServer, Pipeline};
 use crate::data::Splits;
 pub use crate::engine::{EvalPoint, Host, Outcome, Report, RunOptions, Stop, Summary, TrainPoint, evaluate};
@@ -31,7 +31,9 @@ pub enum Peers<'a> {
 ///
 /// The loss is the labels', or for `[distill]` jobs the teacher's softened outputs as well.
 /// `[prune]` jobs are masked on their schedule; their final checkpoint is rewritten as the
-/// compressed artifact and the summary carries the sparsity report.
+/// compressed artifact and the summary carries the sparsity report. `[quantize]` jobs (trained
+/// with fake quantization when `aware`) get an int8 artifact inside their final checkpoint, and
+/// its report in the summary.
 pub fn train(
     cfg: &TrainConfig,
     data: Splits,
@@ -51,17 +53,37 @@ pub fn train(
         Some(t) => t,
         None => &mut Labels,
     };
-    let Some(prune) = cfg.prune else {
-        return train_with(cfg, data, opts, host, peers, objective);
+    let outcome = match cfg.prune {
+        None => train_with(cfg, data, opts, host, peers, objective)?,
+        Some(prune) => {
+            let mut pruner = Pruner::new(prune, &cfg.model, objective);
+            let outcome = train_with(cfg, data, opts, host, peers, &mut pruner)?;
+            let Outcome::Completed(mut summary) = outcome else { return Ok(outcome) };
+            if let Some(dir) = &summary.checkpoint {
+                pruner.finish(dir)?;
+            }
+            summary.extra.extend(pruner.report());
+            Outcome::Completed(summary)
+        }
     };
-    let mut pruner = Pruner::new(prune, &cfg.model, objective);
-    let outcome = train_with(cfg, data, opts, host, peers, &mut pruner)?;
-    let Outcome::Completed(mut summary) = outcome else { return Ok(outcome) };
-    if let Some(dir) = &summary.checkpoint {
-        pruner.finish(dir)?;
+    // Quantization comes last, so that a pruned model is quantized at its final size.
+    match (outcome, &cfg.quantize) {
+        (Outcome::Completed(mut summary), Some(q)) => {
+            if let Some(dir) = &summary.checkpoint {
+                let report = quantize_job(q, dir)?;
+                tracing::info!(
+                    artifact = %report.artifact.display(),
+                    accuracy = report.accuracy,
+                    fp32_accuracy = report.fp32_accuracy,
+                    bytes = report.bytes,
+                    "quantized the final checkpoint to int8"
+                );
+                summary.extra.extend(report.figures());
+            }
+            Ok(Outcome::Completed(summary))
+        }
+        (outcome, _) => Ok(outcome),
     }
-    summary.extra.extend(pruner.report());
-    Ok(Outcome::Completed(summary))
 }
 
 /// [`train`] with the loss of each micro-batch taken from `objective` (distillation, penalties).
@@ -517,5 +539,23 @@ mod tests {
         assert!(held.met && held.accuracy_drop <= 0.01, "{held:?}");
         assert!(held.precision.iter().any(|(_, p)| *p == "fp32"), "{held:?}");
         assert!(held.accuracy > wrecked.accuracy);
+    }
+
+    /// Fake quantization changes what trains (same seed, different losses) and the int8 artifact
+    /// the job exports computes what the job validated, to a few samples.
+    #[test]
+    fn quantization_aware_training_trains_what_int8_computes() {
+        let figures = |s: &Summary| -> HashMap<String, f64> { s.extra.iter().cloned().collect() };
+        let (layers, training) = ("[{ width = 32 }]", "epochs = 4\nseed = 3");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ptq = digits_run(layers, "", training, "[quantize]", Some(&dir.path().join("ptq")));
+        let qat = digits_run(layers, "", training, "[quantize]\naware = true", Some(&dir.path().join("qat")));
+        assert_ne!(ptq.last_loss, qat.last_loss, "fake quantization must change training");
+        let (p, q) = (figures(&ptq), figures(&qat));
+        let validated = qat.validation.as_ref().and_then(|v| v.accuracy).expect("accuracy");
+        assert!((q["int8/accuracy"] - validated).abs() <= 3.0 / 360.0, "{q:?} vs {validated}");
+        assert!(q["int8/accuracy"] >= p["int8/accuracy"] - 1.0 / 360.0, "qat {q:?}, ptq {p:?}");
+        let artifact = qat.checkpoint.expect("checkpoint").join(crate::compress::JOB_ARTIFACT_DIR);
+        assert!(artifact.join(crate::compress::REPORT_FILE).is_file());
     }
 }

@@ -25,6 +25,54 @@ pub struct TrainConfig {
     pub distill: Option<DistillConfig>,
     /// Remove weights or neurons on a schedule while training.
     pub prune: Option<PruneConfig>,
+    /// Quantize the final checkpoint to int8, with quantization-aware training when asked.
+    pub quantize: Option<QuantizeConfig>,
+}
+
+/// Int8 quantization of a job's final checkpoint (`[quantize]`, or `training.qat`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QuantizeConfig {
+    /// Fake quantization in the forward pass while training (quantization-aware training).
+    pub aware: bool,
+    pub calibration: Calibration,
+    /// Calibration batches from the training split, and their size (both > 0).
+    pub batches: usize,
+    pub batch: usize,
+    /// Largest accuracy drop accepted; `None` quantizes every layer.
+    pub max_accuracy_drop: Option<f64>,
+}
+
+/// How a layer's input range is chosen when int8 scales are calibrated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Calibration {
+    MinMax,
+    /// The given percentile (in (0, 100]) of the absolute values.
+    Percentile(f64),
+    Entropy,
+}
+
+impl Calibration {
+    pub const NAMES: &'static [&'static str] = &["minmax", "percentile", "entropy"];
+    /// The percentile used when none is given.
+    pub const DEFAULT_PERCENTILE: f64 = 99.99;
+
+    /// The method called `name`, with `percentile` for `percentile` (checked by the caller).
+    pub fn parse(name: &str, percentile: f64) -> Option<Self> {
+        match name {
+            "" | "minmax" => Some(Self::MinMax),
+            "percentile" => Some(Self::Percentile(percentile)),
+            "entropy" => Some(Self::Entropy),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MinMax => "minmax",
+            Self::Percentile(_) => "percentile",
+            Self::Entropy => "entropy",
+        }
+    }
 }
 
 /// Pruning (`[prune]`).

@@ -3,26 +3,7 @@
 //! value (`minmax`), a percentile of them, or the threshold whose quantized histogram loses the
 //! least information (`entropy`: smallest KL divergence, as TensorRT calibrates).
 
-/// How a layer's input range is chosen.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Calibration {
-    MinMax,
-    /// The given percentile (in (0, 100]) of the absolute values.
-    Percentile(f64),
-    Entropy,
-}
-
-impl Calibration {
-    pub const NAMES: &'static [&'static str] = &["minmax", "percentile", "entropy"];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::MinMax => "minmax",
-            Self::Percentile(_) => "percentile",
-            Self::Entropy => "entropy",
-        }
-    }
-}
+pub use shoal_common::spec::Calibration;
 
 /// Histogram bins over [0, max |x|] for the entropy search.
 const BINS: usize = 2048;
@@ -43,8 +24,10 @@ pub fn threshold(method: Calibration, abs: &mut [f32]) -> f32 {
             v.max(f32::MIN_POSITIVE)
         }
         Calibration::Entropy => {
+            // Exact zeros (half of a ReLU's outputs) are exact at every scale: counted, they would
+            // pile into the first bin and make every wide level look lossy, clipping far too much.
             let mut hist = vec![0f64; BINS];
-            for &v in abs.iter() {
+            for &v in abs.iter().filter(|&&v| v > 0.0) {
                 hist[((v / max * BINS as f32) as usize).min(BINS - 1)] += 1.0;
             }
             let best = (LEVELS..=BINS).min_by(|&a, &b| kl_at(&hist, a).total_cmp(&kl_at(&hist, b))).unwrap_or(BINS);
@@ -96,5 +79,13 @@ mod tests {
         let e = threshold(Calibration::Entropy, &mut values);
         assert!(e < 5.0, "the entropy threshold ignores one far outlier: {e}");
         assert_eq!(threshold(Calibration::MinMax, &mut [0.0, 0.0]), 0.0);
+    }
+
+    #[test]
+    fn the_zeros_of_a_relu_do_not_pull_the_entropy_threshold_down() {
+        // Half exact zeros, the rest spread evenly up to 4: nothing to clip.
+        let mut values: Vec<f32> = (0..4000).map(|i| if i % 2 == 0 { 0.0 } else { (i % 400) as f32 / 100.0 }).collect();
+        let e = threshold(Calibration::Entropy, &mut values);
+        assert!(e > 3.0, "a uniform tail keeps (nearly) its whole range: {e}");
     }
 }

@@ -56,13 +56,18 @@ pub fn quantize_into(values: &[f32], scale: f32, out: &mut [i8]) {
     }
 }
 
+/// The symmetric int8 scale of `values`: `max|v| / 127` (1 for all zeros, which stay zeros).
+pub fn symmetric_scale(values: &[f32]) -> f32 {
+    let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if max > 0.0 { max / 127.0 } else { 1.0 }
+}
+
 /// Per-channel symmetric int8 weights of a row-major `[outputs, inputs]` matrix.
 pub fn quantize_weights(w: &[f32], inputs: usize) -> (Vec<i8>, Vec<f32>) {
     let mut q = vec![0i8; w.len()];
     let mut scales = Vec::with_capacity(w.len() / inputs.max(1));
     for (row, out) in w.chunks_exact(inputs).zip(q.chunks_exact_mut(inputs)) {
-        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let scale = symmetric_scale(row);
         quantize_into(row, scale, out);
         scales.push(scale);
     }

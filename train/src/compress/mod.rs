@@ -15,4 +15,4 @@ pub use artifact::{Artifact, Format, argmax};
 pub use calibrate::Calibration;
 pub use distill::{Distill, soft_target_loss};
 pub use prune::Pruner;
-pub use quantize::{QModel, QuantizeOptions, QuantizeReport, REPORT_FILE, quantize};
+pub use quantize::{JOB_ARTIFACT_DIR, QModel, QuantizeOptions, QuantizeReport, REPORT_FILE, quantize, quantize_job};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 use serde::Serialize;
-use shoal_common::spec::{Activation, LayerConfig, TrainConfig, load_toml};
+use shoal_common::spec::{Activation, LayerConfig, QuantizeConfig, TrainConfig, load_toml};
 
 use super::calibrate::{Calibration, threshold};
 use super::int8::{QLinear, Weights, quantize_weights};
@@ -20,6 +20,8 @@ use crate::error::{Result, TrainError};
 
 /// Written beside the weights of a quantized artifact.
 pub const REPORT_FILE: &str = "quantization.json";
+/// Where a `[quantize]` job puts its int8 artifact: a folder inside its final checkpoint.
+pub const JOB_ARTIFACT_DIR: &str = "int8";
 
 /// What `shoal quantize` asks for.
 #[derive(Clone, Debug)]
@@ -30,6 +32,12 @@ pub struct QuantizeOptions {
     pub batch: usize,
     /// Largest accuracy drop accepted; `None` quantizes every layer.
     pub max_accuracy_drop: Option<f64>,
+}
+
+impl From<&QuantizeConfig> for QuantizeOptions {
+    fn from(q: &QuantizeConfig) -> Self {
+        Self { calibration: q.calibration, batches: q.batches, batch: q.batch, max_accuracy_drop: q.max_accuracy_drop }
+    }
 }
 
 /// What was done, saved as `quantization.json` and printed.
@@ -149,6 +157,29 @@ pub fn quantize(dir: &Path, out: &Path, opts: &QuantizeOptions) -> Result<Quanti
     let json = serde_json::to_vec_pretty(&report).map_err(|e| refuse(out, e.to_string()))?;
     std::fs::write(out.join(REPORT_FILE), json).map_err(|e| TrainError::checkpoint(out, e))?;
     Ok(report)
+}
+
+impl QuantizeReport {
+    /// The report as figures of a job's result (`int8/...`; per layer 8 or 32 bits).
+    pub fn figures(&self) -> Vec<(String, f64)> {
+        let mut rows = vec![
+            ("int8/accuracy".to_owned(), self.accuracy),
+            ("int8/fp32_accuracy".to_owned(), self.fp32_accuracy),
+            ("int8/accuracy_drop".to_owned(), self.accuracy_drop),
+            ("int8/met".to_owned(), f64::from(u8::from(self.met))),
+            ("int8/bytes".to_owned(), self.bytes as f64),
+            ("int8/fp32_bytes".to_owned(), self.fp32_bytes as f64),
+        ];
+        for (layer, precision) in &self.precision {
+            rows.push((format!("int8/bits/{layer}"), if *precision == "int8" { 8.0 } else { 32.0 }));
+        }
+        rows
+    }
+}
+
+/// Quantizes the final checkpoint of a `[quantize]` job into [`JOB_ARTIFACT_DIR`] inside it.
+pub fn quantize_job(cfg: &QuantizeConfig, checkpoint: &Path) -> Result<QuantizeReport> {
+    quantize(checkpoint, &checkpoint.join(JOB_ARTIFACT_DIR), &QuantizeOptions::from(cfg))
 }
 
 fn file_len(path: &Path) -> u64 {

@@ -12,6 +12,10 @@ use crate::model::{DataShape, Model};
 pub fn whole_model(cfg: &TrainConfig, shape: &DataShape, opts: &RunOptions) -> Result<(Model, String)> {
     let mut model = Model::build_on(&cfg.model, shape, cfg.training.seed, &opts.backend())?;
     let mut described = model.describe();
+    if cfg.quantize.is_some_and(|q| q.aware) {
+        let layers = model.fake_quantize();
+        described = format!("{described}; quantization-aware: int8 fake quantization in {layers} linear layers");
+    }
     if let (Some(inherit), None) = (&cfg.inherit, &opts.resume_from) {
         described = format!("{described}; {}", inherit_weights(&mut model, cfg, inherit, shape)?);
     }

@@ -102,6 +102,12 @@ pub trait Layer: Send {
         Ok(())
     }
 
+    /// Switches on fake quantization for quantization-aware training; false for a layer that has
+    /// no int8 form (it then computes in fp32 as before).
+    fn fake_quantize(&mut self) -> bool {
+        false
+    }
+
     fn params(&self) -> &[Param];
 
     fn params_mut(&mut self) -> &mut [Param];

@@ -1,13 +1,14 @@
 //! Fully connected layer with its activation fused in: `y = act(x · wᵀ + b)`, weights in PyTorch's
-//! (outputs, inputs) layout. The backend runs it (fused kernels on CPU).
+//! (outputs, inputs) layout. The backend runs it (fused kernels on CPU). Under quantization-aware
+//! training its weights and input are rounded to the int8 grid first ([`super::fake_quant`]).
 
 use std::sync::Arc;
 
 use candle_core::Result;
 use shoal_common::spec::Activation;
 
-use super::Param;
 use super::layer::{Ctx, Deferred, Layer, Saved};
+use super::{Param, fake_quant};
 use crate::backend::{Backend, Tensor};
 use crate::rng::Rng;
 
@@ -17,6 +18,8 @@ pub struct Linear {
     activation: Activation,
     inputs: usize,
     outputs: usize,
+    /// Quantization-aware training: weights and input on the int8 grid in the forward pass.
+    fake_quant: bool,
 }
 
 impl Linear {
@@ -33,7 +36,7 @@ impl Linear {
         let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_range(-bound, bound) as f32).collect() };
         let w = Param::new(format!("{name}.weight"), draw(outputs * inputs), &[outputs, inputs], backend)?;
         let b = Param::new(format!("{name}.bias"), draw(outputs), &[outputs], backend)?;
-        Ok(Self { params: [w, b], backend: backend.clone(), activation, inputs, outputs })
+        Ok(Self { params: [w, b], backend: backend.clone(), activation, inputs, outputs, fake_quant: false })
     }
 
     fn weight(&self) -> &Tensor {
@@ -50,6 +53,16 @@ impl Linear {
         Ok(())
     }
 
+    /// The weights the forward pass multiplies by: the parameter, or its int8-grid copy under
+    /// quantization-aware training (saved for the input gradient, so it is computed once).
+    fn forward_weight(&self) -> Result<Tensor> {
+        if self.fake_quant {
+            fake_quant::grid(self.backend.as_ref(), self.weight(), self.inputs)
+        } else {
+            Ok(self.weight().clone())
+        }
+    }
+
     /// The saved input and the pre-activation gradient of `grad_out`.
     fn dz(&self, saved: &Saved, grad_out: Tensor) -> Result<(Tensor, Tensor)> {
         let x = saved.get(0)?.clone();
@@ -58,8 +71,11 @@ impl Linear {
         Ok((x, dz))
     }
 
+    /// `dz · w` with the weights of the forward pass (the straight-through estimator under
+    /// quantization-aware training: the rounding passes the gradient unchanged).
     fn input_grad(&self, dz: &Tensor, saved: &Saved, threads: usize) -> Result<Tensor> {
-        self.backend.linear_input_grad(dz, self.weight(), threads)?.reshape(saved.input_dims.as_slice())
+        let w = saved.tensors.get(2).unwrap_or(self.weight());
+        self.backend.linear_input_grad(dz, w, threads)?.reshape(saved.input_dims.as_slice())
     }
 }
 
@@ -72,10 +88,17 @@ impl Layer for Linear {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Saved)> {
         let input_dims = x.dims().to_vec();
         let x = if x.rank() == 2 { x.clone() } else { x.flatten_from(1)? };
-        let x = x.contiguous()?;
-        let (w, b) = (self.weight(), &self.params[1].value);
-        let (y, keep) = self.backend.linear_forward(&x, w, b, self.activation, ctx.threads)?;
-        let saved = if ctx.train() { Saved::new(vec![x, keep], &input_dims) } else { Saved::default() };
+        let mut x = x.contiguous()?;
+        if self.fake_quant {
+            x = fake_quant::grid(self.backend.as_ref(), &x, x.elem_count())?;
+        }
+        let w = self.forward_weight()?;
+        let (y, keep) = self.backend.linear_forward(&x, &w, &self.params[1].value, self.activation, ctx.threads)?;
+        let saved = match ctx.train() {
+            true if self.fake_quant => Saved::new(vec![x, keep, w], &input_dims),
+            true => Saved::new(vec![x, keep], &input_dims),
+            false => Saved::default(),
+        };
         Ok((y, saved))
     }
 
@@ -110,6 +133,11 @@ impl Layer for Linear {
             return Ok(None);
         }
         Ok(Some(self.input_grad(&dz, &saved, threads)?))
+    }
+
+    fn fake_quantize(&mut self) -> bool {
+        self.fake_quant = true;
+        true
     }
 
     fn params(&self) -> &[Param] {

@@ -4,6 +4,7 @@
 mod cell;
 mod conv;
 mod dropout;
+pub mod fake_quant;
 mod layer;
 mod linear;
 pub mod loss;

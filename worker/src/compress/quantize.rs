@@ -19,7 +19,7 @@ pub struct QuantizeArgs {
     #[arg(long, default_value = "minmax")]
     pub calibration: String,
     /// The percentile of `--calibration percentile`, in (0, 100].
-    #[arg(long, default_value_t = 99.99)]
+    #[arg(long, default_value_t = Calibration::DEFAULT_PERCENTILE)]
     pub percentile: f64,
     /// Calibration batches from the training split, and their size.
     #[arg(long, default_value_t = 8)]
@@ -35,18 +35,16 @@ pub struct QuantizeArgs {
 }
 
 pub fn quantize(args: QuantizeArgs) -> ExitCode {
-    let calibration = match args.calibration.as_str() {
-        "minmax" => Calibration::MinMax,
-        "entropy" => Calibration::Entropy,
-        "percentile" if args.percentile > 0.0 && args.percentile <= 100.0 => Calibration::Percentile(args.percentile),
-        "percentile" => return usage(format!("--percentile: must be in (0, 100], got {}", args.percentile)),
-        other => {
-            return usage(format!(
-                "--calibration: unknown `{other}` (expected one of {})",
-                Calibration::NAMES.join(", ")
-            ));
-        }
+    let Some(calibration) = Calibration::parse(&args.calibration, args.percentile) else {
+        return usage(format!(
+            "--calibration: unknown `{}` (expected one of {})",
+            args.calibration,
+            Calibration::NAMES.join(", ")
+        ));
     };
+    if !(args.percentile > 0.0 && args.percentile <= 100.0) {
+        return usage(format!("--percentile: must be in (0, 100], got {}", args.percentile));
+    }
     if let Some(d) = args.max_accuracy_drop
         && !(0.0..=1.0).contains(&d)
     {

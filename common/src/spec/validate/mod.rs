@@ -9,6 +9,7 @@ mod optimizer;
 mod parallel;
 mod pipeline;
 mod prune;
+mod quantize;
 mod resources;
 mod training;
 
@@ -74,8 +75,14 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
     }
     let distill = spec.distill.as_ref().map(|d| distill::distill(&mut c, d, &dataset, &parallel));
     let prune = spec.prune.as_ref().map(|p| prune::prune(&mut c, p, &model, &parallel));
-    if command.is_some() && (distill.is_some() || prune.is_some()) {
-        c.fail("command", "external trials bring their own model: it cannot be distilled or pruned here");
+    let qat = spec.training.as_ref().is_some_and(|t| t.qat);
+    let quantize = if command.is_some() {
+        None
+    } else {
+        quantize::quantize(&mut c, spec.quantize.as_ref(), qat, &model, &dataset, &parallel)
+    };
+    if command.is_some() && (distill.is_some() || prune.is_some() || spec.quantize.is_some() || qat) {
+        c.fail("command", "external trials bring their own model: it cannot be distilled, pruned or quantized here");
     }
 
     c.into_result(TrainConfig {
@@ -92,6 +99,7 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
         trial_params: spec.trial_params.clone(),
         distill,
         prune,
+        quantize,
     })
 }
 
