@@ -1,6 +1,7 @@
 //! Pruning through the real binaries on digits: a trained model pruned to half its hidden units
 //! and fine-tuned (a smaller dense artifact whose job file has the reduced widths), gradual
-//! magnitude pruning from scratch (a sparse artifact), and the settings that are refused.
+//! magnitude pruning from scratch (a sparse artifact), whole conv channels of a CNN, and the
+//! settings that are refused.
 
 use std::path::Path;
 
@@ -60,6 +61,46 @@ async fn pruned_models_are_really_smaller_and_keep_their_accuracy() -> anyhow::R
     assert!(report["sparsity/layers.0.weight"].as_f64().is_some(), "a row per layer: {report}");
     assert!(accuracy(&gradual) >= accuracy(&base) - 0.03, "{}", accuracy(&gradual));
     assert!(model_bytes(&checkpoint(&gradual)) * 2 < model_bytes(&checkpoint(&base)), "stored sparsely");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_pruning_removes_whole_conv_channels() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let coordinator = Coordinator::start(dir.path(), &dir.path().join("c.db"), &[])?;
+    let url = coordinator.url();
+    let _worker = start_worker(dir.path(), &url, 1, "w-1")?;
+    let cnn = base_job().replace("epochs = 20", "epochs = 4").replace(
+        "kind = \"mlp\"\nlayers = [{ width = 128 }, { width = 128 }]",
+        "kind = \"cnn\"\nlayers = [{ type = \"conv\", channels = 8, kernel = 3, padding = 1 }, \
+         { type = \"pool\", pool = \"max\", size = 2 }, { type = \"conv\", channels = 8, kernel = 3, padding = 1 }, \
+         { width = 32 }]",
+    );
+    let base = run_job(&url, dir.path(), "cnn", &cnn)?;
+    let pruned = cnn.replace("epochs = 4", "steps = 100").replace("name = \"base\"", "name = \"cnn-pruned\"")
+        + &format!(
+            "[inherit]\ncheckpoint = \"{}\"\n[prune]\nmethod = \"structured\"\nsparsity = 0.5\n",
+            checkpoint(&base)
+        );
+    let pruned = run_job(&url, dir.path(), "cnn-pruned", &pruned)?;
+    let report = &pruned["result"]["extra"];
+    assert_eq!(report["width/layers.0"], 4.0, "{report}");
+    assert_eq!(report["width/layers.2"], 4.0, "{report}");
+    assert!(accuracy(&pruned) >= accuracy(&base) - 0.03, "{} vs {}", accuracy(&pruned), accuracy(&base));
+    let artifact = checkpoint(&pruned);
+    let job = std::fs::read_to_string(Path::new(&artifact).join("job.toml"))?;
+    assert_eq!(job.matches("channels = 4").count(), 2, "{job}");
+    assert!(model_bytes(&artifact) * 2 <= model_bytes(&checkpoint(&base)), "the artifact must halve");
+    // The smaller CNN is an ordinary artifact: it evaluates as the job reported.
+    let rows = dir.path().join("compare.json");
+    let out = shoal(
+        "http://127.0.0.1:9",
+        &["compare", &checkpoint(&base), &artifact, "--json", rows.to_str().expect("utf-8"), "--seconds", "0.05"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let rows: Value = serde_json::from_slice(&std::fs::read(&rows)?)?;
+    assert!((rows[1]["accuracy"].as_f64().expect("accuracy") - accuracy(&pruned)).abs() < 1.5 / 360.0, "{rows}");
+    assert!(rows[1]["params"].as_f64() < rows[0]["params"].as_f64(), "{rows}");
     Ok(())
 }
 

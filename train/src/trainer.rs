@@ -411,8 +411,19 @@ mod tests {
         tail: &str,
         checkpoints: Option<&std::path::Path>,
     ) -> Summary {
+        digits_model_run(&format!("kind = \"mlp\"\nlayers = {layers}"), dataset, training, tail, checkpoints)
+    }
+
+    /// [`digits_run`] with the whole `[model]` section.
+    fn digits_model_run(
+        model: &str,
+        dataset: &str,
+        training: &str,
+        tail: &str,
+        checkpoints: Option<&std::path::Path>,
+    ) -> Summary {
         let text = format!(
-            "name = \"digits\"\n[model]\nkind = \"mlp\"\nlayers = {layers}\n[dataset]\nkind = \"digits\"\n{dataset}\n\
+            "name = \"digits\"\n[model]\n{model}\n[dataset]\nkind = \"digits\"\n{dataset}\n\
              [optimizer]\nkind = \"sgd\"\nlr = 0.05\nmomentum = 0.9\n[training]\nbatch_size = 32\n{training}\n{tail}\n"
         );
         let cfg = load_toml(&text).expect("valid spec").1;
@@ -482,6 +493,37 @@ mod tests {
         assert!(!job.contains("[prune]") && !job.contains("[inherit]"), "{job}");
         let again = accuracy_of_artifact(&pruned_dir);
         assert!((again - acc).abs() < 1e-9, "the smaller model computes what the masked one did: {again} vs {acc}");
+    }
+
+    /// Conv channels go as whole filters: the next conv loses their input channels, the linear
+    /// layer after the pooling their pooled pixels, and the smaller CNN computes what the masked
+    /// one did.
+    #[test]
+    fn structured_pruning_removes_conv_channels() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = "kind = \"cnn\"\nlayers = [{ type = \"conv\", channels = 8, kernel = 3, padding = 1 }, \
+                     { type = \"pool\", pool = \"max\", size = 2 }, { type = \"conv\", channels = 8, kernel = 3, padding = 1 }, \
+                     { width = 32 }]";
+        let base = digits_model_run(model, "", "epochs = 4\nseed = 1", "", Some(&dir.path().join("base")));
+        let base_dir = base.checkpoint.expect("checkpoint");
+        let base_acc = base.validation.and_then(|v| v.accuracy).expect("accuracy");
+        let tail = format!(
+            "[inherit]\ncheckpoint = \"{}\"\n[prune]\nmethod = \"structured\"\nsparsity = 0.5\n",
+            base_dir.display()
+        );
+        let pruned = digits_model_run(model, "", "steps = 100\nseed = 1", &tail, Some(&dir.path().join("pruned")));
+        let pruned_dir = pruned.checkpoint.clone().expect("checkpoint");
+        let acc = pruned.validation.as_ref().and_then(|v| v.accuracy).expect("accuracy");
+        let report: HashMap<String, f64> = pruned.extra.iter().cloned().collect();
+        assert_eq!(report["width/layers.0"], 4.0, "{report:?}");
+        assert_eq!(report["width/layers.2"], 4.0, "{report:?}");
+        assert_eq!(report["width/layers.3"], 16.0, "{report:?}");
+        assert!(acc >= base_acc - 0.03, "pruned {acc:.4}, base {base_acc:.4}");
+        let job = std::fs::read_to_string(pruned_dir.join(checkpoint::SPEC_FILE)).expect("job file");
+        assert_eq!(job.matches("channels = 4").count(), 2, "{job}");
+        let again = accuracy_of_artifact(&pruned_dir);
+        assert!((again - acc).abs() < 1e-9, "the smaller model computes what the masked one did: {again} vs {acc}");
+        assert!(model_bytes(&pruned_dir) * 2 <= model_bytes(&base_dir), "the artifact must halve");
     }
 
     #[test]

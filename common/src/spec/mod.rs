@@ -15,7 +15,7 @@ pub use config::{
 };
 pub use errors::{FieldError, FieldErrors, SpecError};
 pub use shape::{DataShape, ModelShape, ShapeError, infer_shape};
-pub use validate::{known_outputs, prunable_unit, validate};
+pub use validate::{consumer_of, known_outputs, prunable_unit, validate};
 
 use crate::proto::JobSpec;
 

@@ -24,13 +24,21 @@ pub fn threshold(method: Calibration, abs: &mut [f32]) -> f32 {
             v.max(f32::MIN_POSITIVE)
         }
         Calibration::Entropy => {
-            // Exact zeros (half of a ReLU's outputs) are exact at every scale: counted, they would
-            // pile into the first bin and make every wide level look lossy, clipping far too much.
+            // Exact zeros (half of a ReLU's outputs, the blank pixels of an image) are exact at
+            // every scale: they get a bin of their own that no level merges, as int8 keeps them.
+            // Merged into the first level they would be smeared over its bins and make every wide
+            // level look lossy, clipping far too much.
             let mut hist = vec![0f64; BINS];
-            for &v in abs.iter().filter(|&&v| v > 0.0) {
-                hist[((v / max * BINS as f32) as usize).min(BINS - 1)] += 1.0;
+            let mut zeros = 0.0;
+            for &v in abs.iter() {
+                if v == 0.0 {
+                    zeros += 1.0;
+                } else {
+                    hist[((v / max * BINS as f32) as usize).min(BINS - 1)] += 1.0;
+                }
             }
-            let best = (LEVELS..=BINS).min_by(|&a, &b| kl_at(&hist, a).total_cmp(&kl_at(&hist, b))).unwrap_or(BINS);
+            let kl = |edge| kl_at(&hist, zeros, edge);
+            let best = (LEVELS..=BINS).min_by(|&a, &b| kl(a).total_cmp(&kl(b))).unwrap_or(BINS);
             max * best as f32 / BINS as f32
         }
     }
@@ -38,9 +46,10 @@ pub fn threshold(method: Calibration, abs: &mut [f32]) -> f32 {
 
 /// KL(P ‖ Q) for clipping at bin `edge`: P is the histogram with everything above folded into
 /// its last bin (what clipping does), Q the bins below the edge alone merged into `LEVELS` levels
-/// and spread back over the bins that were not empty (what int8 can represent). Clipping too
-/// much piles mass into P's last bin that Q lacks; clipping too little blurs Q.
-fn kl_at(hist: &[f64], edge: usize) -> f64 {
+/// and spread back over the bins that were not empty (what int8 can represent); both hold the
+/// `zeros` as they are. Clipping too much piles mass into P's last bin that Q lacks; clipping too
+/// little blurs Q.
+fn kl_at(hist: &[f64], zeros: f64, edge: usize) -> f64 {
     let mut p = hist[..edge].to_vec();
     p[edge - 1] += hist[edge..].iter().sum::<f64>();
     let mut q = vec![0f64; edge];
@@ -54,6 +63,8 @@ fn kl_at(hist: &[f64], edge: usize) -> f64 {
             }
         }
     }
+    p.push(zeros);
+    q.push(zeros);
     let (sp, sq) = (p.iter().sum::<f64>(), q.iter().sum::<f64>());
     p.iter()
         .zip(&q)
@@ -87,5 +98,13 @@ mod tests {
         let mut values: Vec<f32> = (0..4000).map(|i| if i % 2 == 0 { 0.0 } else { (i % 400) as f32 / 100.0 }).collect();
         let e = threshold(Calibration::Entropy, &mut values);
         assert!(e > 3.0, "a uniform tail keeps (nearly) its whole range: {e}");
+    }
+
+    #[test]
+    fn a_few_discrete_levels_with_zeros_keep_their_range() {
+        // Pixels of 17 grey levels, mostly blank: clipping below the brightest loses real values.
+        let mut values: Vec<f32> = (0..5000).map(|i| if i % 3 == 0 { (i % 17) as f32 / 16.0 } else { 0.0 }).collect();
+        let e = threshold(Calibration::Entropy, &mut values);
+        assert!(e > 0.5, "the entropy threshold must not fold everything into the first level: {e}");
     }
 }

@@ -1,7 +1,7 @@
-//! Pruning: masks that zero the smallest weights (magnitude) or whole hidden units (structured)
-//! on a schedule while the job trains or fine-tunes, applied before every step so the optimizer
+//! Pruning: masks that zero the smallest weights (magnitude) or whole hidden units, the neurons
+//! of linear layers and the output channels of conv layers (structured), on a schedule while the job trains or fine-tunes, applied before every step so the optimizer
 //! cannot revive them. At the end the artifact really shrinks: structured pruning writes a dense
-//! model with the reduced widths (and a job file that says so), magnitude pruning stores its
+//! model with the reduced widths and channel counts (and a job file that says so), magnitude pruning stores its
 //! weights sparsely.
 
 use std::collections::HashMap;
@@ -69,7 +69,9 @@ impl<'a> Pruner<'a> {
                     let name = format!("layers.{i}");
                     let p =
                         model.params().find(|p| p.name == format!("{name}.weight")).ok_or_else(|| missing(&name))?;
-                    let (width, inputs) = p.value.dims2()?;
+                    // Linear (outputs, inputs) or conv (channels, inputs, k, k): a unit is a row.
+                    let dims = p.value.dims();
+                    let (width, inputs) = (dims[0], dims[1..].iter().product::<usize>());
                     let w = p.backend().to_host(&p.value)?;
                     let scores: Vec<f32> = w
                         .chunks_exact(inputs)
@@ -149,8 +151,10 @@ impl<'a> Pruner<'a> {
         let mut job = spec::parse_toml(&text).map_err(|e| TrainError::checkpoint(dir, e))?;
         if let Some(m) = job.model.as_mut() {
             for (i, kept) in &self.units {
-                if let Some(l) = m.layers.get_mut(*i) {
-                    l.width = kept.len() as i64;
+                match (m.layers.get_mut(*i), self.model.layers.get(*i)) {
+                    (Some(l), Some(LayerConfig::Conv { .. })) => l.channels = kept.len() as i64,
+                    (Some(l), _) => l.width = kept.len() as i64,
+                    _ => {}
                 }
             }
         }
@@ -223,45 +227,60 @@ fn at_zero(a: Activation) -> f32 {
 }
 
 /// The dense tensors of the model with only the kept units of each pruned layer. A removed unit
-/// outputs the constant `act(0)`, so its outgoing weights times that constant are folded into
-/// the next layer's bias: the smaller model computes what the masked one did.
+/// outputs the constant `act(0)` (0 for a conv channel: see [`spec::prunable_unit`]), so its
+/// outgoing weights times that constant are folded into the consumer's bias: the smaller model
+/// computes what the masked one did. The consumer reads each unit through a block of its
+/// columns: one for a linear layer after a linear one, `k·k` for a conv layer, the pooled
+/// `height·width` for a linear layer reading a flattened conv output.
 fn shrink(
     model: &ModelConfig,
     units: &HashMap<usize, Vec<usize>>,
     mut tensors: HashMap<String, candle_core::Tensor>,
 ) -> Result<HashMap<String, candle_core::Tensor>> {
-    let host = |t: &candle_core::Tensor| -> Result<(Vec<f32>, usize, usize)> {
-        let (rows, cols) = t.dims2()?;
-        Ok((t.flatten_all()?.to_vec1::<f32>()?, rows, cols))
+    let producer_of = |j: usize| {
+        (0..j).rev().find(|&p| !matches!(model.layers[p], LayerConfig::Pool { .. }) && spec::consumer_of(model, p) == j)
     };
     for i in 0..=model.layers.len() {
+        if matches!(model.layers.get(i), Some(LayerConfig::Pool { .. })) {
+            continue;
+        }
         let name = if i == model.layers.len() { "output".to_owned() } else { format!("layers.{i}") };
-        let prev = i.checked_sub(1).and_then(|p| units.get(&p).map(|kept| (p, kept)));
+        let prev = producer_of(i).and_then(|p| units.get(&p).map(|kept| (p, kept)));
         let own = units.get(&i);
         if prev.is_none() && own.is_none() {
             continue;
         }
         let (wk, bk) = (format!("{name}.weight"), format!("{name}.bias"));
-        let (mut w, mut rows, mut cols) = host(tensors.get(&wk).ok_or_else(|| missing(&wk))?)?;
+        let t = tensors.get(&wk).ok_or_else(|| missing(&wk))?;
+        let (mut w, mut dims) = (t.flatten_all()?.to_vec1::<f32>()?, t.dims().to_vec());
         let mut b = tensors.get(&bk).ok_or_else(|| missing(&bk))?.to_vec1::<f32>()?;
+        let rows = dims[0];
         if let Some((p, kept)) = prev {
-            let LayerConfig::Linear { activation, .. } = model.layers[p] else { continue };
+            let (LayerConfig::Linear { width: before, activation, .. }
+            | LayerConfig::Conv { channels: before, activation, .. }) = model.layers[p]
+            else {
+                continue;
+            };
             let c0 = at_zero(activation);
-            let keep: Vec<bool> = (0..cols).map(|c| kept.binary_search(&c).is_ok()).collect();
+            let cols = w.len() / rows.max(1);
+            let block = cols / before.max(1);
+            let keep: Vec<bool> = (0..cols).map(|c| kept.binary_search(&(c / block)).is_ok()).collect();
             for r in 0..rows {
                 let row = &w[r * cols..(r + 1) * cols];
                 b[r] += c0 * (0..cols).filter(|&c| !keep[c]).map(|c| row[c]).sum::<f32>();
             }
-            w = (0..rows).flat_map(|r| kept.iter().map(move |&c| (r, c))).map(|(r, c)| w[r * cols + c]).collect();
-            cols = kept.len();
+            w = (0..rows * cols).filter(|&e| keep[e % cols]).map(|e| w[e]).collect();
+            // A conv weight (out, in, k, k) loses input channels; a linear one columns.
+            dims[1] = if dims.len() == 4 { kept.len() } else { kept.len() * block };
         }
         if let Some(kept) = own {
+            let cols = w.len() / rows.max(1);
             w = kept.iter().flat_map(|&r| w[r * cols..(r + 1) * cols].to_vec()).collect();
             b = kept.iter().map(|&r| b[r]).collect();
-            rows = kept.len();
+            dims[0] = kept.len();
         }
-        tensors.insert(wk, candle_core::Tensor::from_vec(w, (rows, cols), &crate::backend::HOST)?);
-        tensors.insert(bk, candle_core::Tensor::from_vec(b, rows, &crate::backend::HOST)?);
+        tensors.insert(wk, candle_core::Tensor::from_vec(w, dims.as_slice(), &crate::backend::HOST)?);
+        tensors.insert(bk, candle_core::Tensor::from_vec(b, dims[0], &crate::backend::HOST)?);
     }
     Ok(tensors)
 }

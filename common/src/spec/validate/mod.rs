@@ -103,7 +103,7 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
     })
 }
 
-pub use prune::prunable_unit;
+pub use prune::{consumer_of, prunable_unit};
 
 /// Classes (or regression targets) of a dataset, when they are known before it is loaded.
 pub fn known_outputs(dataset: &DatasetConfig) -> Option<usize> {

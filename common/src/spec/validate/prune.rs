@@ -3,7 +3,7 @@
 
 use crate::proto;
 use crate::spec::config::{
-    LayerConfig, ModelConfig, ParallelConfig, PruneConfig, PruneMethod, PruneSchedule, SyncKind,
+    Activation, LayerConfig, ModelConfig, ParallelConfig, PruneConfig, PruneMethod, PruneSchedule, SyncKind,
 };
 use crate::spec::errors::FieldErrors;
 
@@ -46,7 +46,7 @@ pub(super) fn prune(
         if !model.layers.iter().enumerate().any(|(i, _)| prunable_unit(model, i)) {
             c.fail(
                 "prune.method",
-                "structured pruning needs a hidden linear layer without skip, followed by a linear layer or the output",
+                "structured pruning needs a hidden linear layer without skip (or a conv layer whose activation is not sigmoid), followed by a linear layer, a conv layer or the output",
             );
         }
         PruneMethod::Structured { l2 }
@@ -110,9 +110,29 @@ pub(super) fn prune(
     PruneConfig { method, sparsity, schedule }
 }
 
-/// Whether structured pruning may remove units of `model.layers[i]`: a linear layer without a
-/// skip connection whose output feeds a linear layer without skip, or the output layer.
+/// Whether structured pruning may remove units of `model.layers[i]`: the neurons of a linear
+/// layer without a skip connection, or the output channels of a conv layer whose activation is 0
+/// at 0 (a removed channel is then all zeros, through any pooling), whose output feeds (past any
+/// pooling layers) a linear layer without skip, a conv layer, or the output layer.
 pub fn prunable_unit(model: &ModelConfig, i: usize) -> bool {
-    let linear = |l: Option<&LayerConfig>| matches!(l, Some(LayerConfig::Linear { skip: false, .. }));
-    linear(model.layers.get(i)) && (i + 1 == model.layers.len() || linear(model.layers.get(i + 1)))
+    let producer = match model.layers.get(i) {
+        Some(LayerConfig::Linear { skip: false, .. }) => true,
+        Some(LayerConfig::Conv { activation, .. }) => activation != &Activation::Sigmoid,
+        _ => false,
+    };
+    producer
+        && match model.layers.get(consumer_of(model, i)) {
+            None => true,
+            Some(LayerConfig::Linear { skip, .. }) => !skip,
+            Some(LayerConfig::Conv { .. }) => true,
+            Some(_) => false,
+        }
+}
+
+/// The index of the layer that reads `model.layers[i]`'s units: the next one that is not a
+/// pooling layer (pooling keeps channels), `layers.len()` for the output layer.
+pub fn consumer_of(model: &ModelConfig, i: usize) -> usize {
+    (i + 1..model.layers.len())
+        .find(|&j| !matches!(model.layers[j], LayerConfig::Pool { .. }))
+        .unwrap_or(model.layers.len())
 }
