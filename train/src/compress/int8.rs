@@ -8,6 +8,7 @@ use shoal_common::spec::Activation;
 use super::igemm::PackedI8;
 use crate::backend::kernels::{self, Dims};
 use crate::error::Result;
+use crate::nn::fake_quant::{quantize_into, symmetric_scale};
 
 /// Weights of one linear layer in int8 or fp32.
 #[derive(Clone, Debug)]
@@ -46,20 +47,6 @@ pub struct QLinear {
     pub weights: Weights,
     pub bias: Vec<f32>,
     pub activation: Activation,
-}
-
-/// Symmetric int8 quantization of `values` with `scale`.
-pub fn quantize_into(values: &[f32], scale: f32, out: &mut [i8]) {
-    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-    for (q, &v) in out.iter_mut().zip(values) {
-        *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
-    }
-}
-
-/// The symmetric int8 scale of `values`: `max|v| / 127` (1 for all zeros, which stay zeros).
-pub fn symmetric_scale(values: &[f32]) -> f32 {
-    let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
-    if max > 0.0 { max / 127.0 } else { 1.0 }
 }
 
 /// Per-channel symmetric int8 weights of a row-major `[outputs, inputs]` matrix.
@@ -136,5 +123,18 @@ mod tests {
         let int8 = layer(Weights::int8(q, scale, max / 127.0, inputs)).forward(&xf, rows).expect("int8");
         let worst = exact.iter().zip(&int8).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 0.05, "int8 differs from fp32 by up to {worst}");
+    }
+
+    /// Quantization-aware training rounds weights to exactly the values the export stores.
+    #[test]
+    fn fake_quantized_weights_are_the_exported_ones() {
+        use crate::nn::fake_quant::grid;
+        let b = crate::backend::cpu();
+        let w: Vec<f32> = (0..24).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.013 + i as f32 * 1e-3).collect();
+        let faked = b.to_host(&grid(b.as_ref(), &b.from_host(w.clone(), &[4, 6]).expect("t"), 6).expect("grid"));
+        let (q, scales) = quantize_weights(&w, 6);
+        for (i, (&f, &qi)) in faked.expect("host").iter().zip(&q).enumerate() {
+            assert_eq!(f, f32::from(qi) * scales[i / 6], "value {i}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Fake quantization for quantization-aware training: values rounded to the int8 grid they will
 //! have after export, kept in fp32. Weights are rounded per output channel with the scale
-//! `max|row| / 127`, exactly as [`crate::compress::int8::quantize_weights`] rounds them, so the
+//! `max|row| / 127` by the functions below, with which `compress::int8` exports them, so the
 //! exported int8 layer computes what training saw; a layer's input is rounded per tensor with the
 //! batch's own range (the static scale is calibrated after training, as for post-training
 //! quantization). Gradients pass straight through the rounding (the straight-through estimator):
@@ -11,7 +11,20 @@
 use candle_core::Result;
 
 use crate::backend::{Backend, Tensor};
-use crate::compress::int8::{quantize_into, symmetric_scale};
+
+/// Symmetric int8 quantization of `values` with `scale`.
+pub fn quantize_into(values: &[f32], scale: f32, out: &mut [i8]) {
+    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    for (q, &v) in out.iter_mut().zip(values) {
+        *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
+    }
+}
+
+/// The symmetric int8 scale of `values`: `max|v| / 127` (1 for all zeros, which stay zeros).
+pub fn symmetric_scale(values: &[f32]) -> f32 {
+    let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if max > 0.0 { max / 127.0 } else { 1.0 }
+}
 
 /// `t` rounded to the int8 grid in groups of `group` consecutive values (a weight row), each with
 /// its own scale.
@@ -32,19 +45,20 @@ pub fn grid(backend: &dyn Backend, t: &Tensor, group: usize) -> Result<Tensor> {
 mod tests {
     use super::*;
     use crate::backend;
-    use crate::compress::int8::quantize_weights;
 
     #[test]
-    fn weights_land_on_the_grid_the_export_uses() {
+    fn values_land_on_a_grid_of_their_own_scale() {
         let b = backend::cpu();
         let w: Vec<f32> = (0..24).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.013 + i as f32 * 1e-3).collect();
         let t = b.from_host(w.clone(), &[4, 6]).expect("tensor");
         let faked = b.to_host(&grid(b.as_ref(), &t, 6).expect("grid")).expect("host");
-        let (q, scales) = quantize_weights(&w, 6);
-        for (i, (&f, &qi)) in faked.iter().zip(&q).enumerate() {
-            assert_eq!(f, f32::from(qi) * scales[i / 6], "value {i}");
+        for (row, (f, v)) in faked.chunks(6).zip(w.chunks(6)).enumerate() {
+            let scale = symmetric_scale(v);
+            for (a, x) in f.iter().zip(v) {
+                assert!((a - x).abs() <= scale / 2.0 + 1e-7, "row {row}: {a} vs {x}");
+                assert!(((a / scale).round() - a / scale).abs() < 1e-3, "row {row}: {a} is on the grid");
+            }
         }
-        assert!(faked.iter().zip(&w).all(|(f, v)| (f - v).abs() <= scales.iter().fold(0f32, |m, s| m.max(*s)) / 2.0));
         // A second rounding changes nothing: the grid is a fixed point.
         let again = b.from_host(faked.clone(), &[4, 6]).expect("tensor");
         assert_eq!(b.to_host(&grid(b.as_ref(), &again, 6).expect("grid")).expect("host"), faked);
