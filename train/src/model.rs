@@ -190,8 +190,26 @@ impl Model {
         threads: usize,
         after: &mut dyn FnMut(&Model, usize) -> Result<()>,
     ) -> Result<Option<Tensor>> {
-        let mut grad = grad;
         let input_grad = !self.takes_data();
+        self.backward_through(saved, grad, threads, input_grad, after)
+    }
+
+    /// Backward through every layer down to the gradient of the model's input, even for the
+    /// first stage (which takes the data): how much each input value moves the outputs.
+    pub fn input_gradient(&mut self, saved: Vec<Saved>, grad: Tensor, threads: usize) -> Result<Tensor> {
+        self.backward_through(saved, grad, threads, true, &mut |_, _| Ok(()))?
+            .ok_or_else(|| TrainError::from(candle_core::Error::Msg("a layer gave no input gradient".into())))
+    }
+
+    fn backward_through(
+        &mut self,
+        saved: Vec<Saved>,
+        grad: Tensor,
+        threads: usize,
+        input_grad: bool,
+        after: &mut dyn FnMut(&Model, usize) -> Result<()>,
+    ) -> Result<Option<Tensor>> {
+        let mut grad = grad;
         let mut first = self.params().count();
         let mut saved = saved;
         while let Some(s) = saved.pop() {
@@ -416,6 +434,37 @@ mod tests {
                     assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{act:?}: fused {p} vs candle {q}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn input_gradients_match_finite_differences_with_dropout_off() {
+        // Outputs weighted by w: the gradient of Σ out·w with respect to every input value.
+        let shape = DataShape { features: 5, image: None, outputs: 3 };
+        let mut model = Model::build(&mlp(&[9, 7], Activation::Tanh, 0.5), &shape, 4).expect("build");
+        let (x, _) = batch(4, 5, 3, 2);
+        let xs = to_host_vec(&x).expect("x");
+        let w: Vec<f32> = (0..12).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+        let objective = |model: &Model, v: &[f32]| {
+            let mut ctx = Ctx::new(Mode::Eval, 1, Rng::new(0));
+            let t = model.backend().batch_from_host(v.to_vec(), &[4, 5]).expect("batch");
+            let out = to_host_vec(&model.forward(&t, &mut ctx).expect("fwd").0).expect("out");
+            out.iter().zip(&w).map(|(o, w)| f64::from(o * w)).sum::<f64>()
+        };
+        let mut ctx = Ctx::new(Mode::Attribute, 1, Rng::new(9));
+        let (out, saved) = model.forward(&x, &mut ctx).expect("forward");
+        let grad = model.backend().batch_from_host(w.clone(), out.dims()).expect("grad");
+        let dx = to_host_vec(&model.input_gradient(saved, grad, 1).expect("input gradient")).expect("dx");
+        for i in 0..xs.len() {
+            let (mut up, mut down) = (xs.clone(), xs.clone());
+            up[i] += 1e-2;
+            down[i] -= 1e-2;
+            let numeric = (objective(&model, &up) - objective(&model, &down)) / 2e-2;
+            assert!(
+                (f64::from(dx[i]) - numeric).abs() < 2e-3 * (1.0 + numeric.abs()),
+                "x[{i}]: {} vs {numeric}",
+                dx[i]
+            );
         }
     }
 

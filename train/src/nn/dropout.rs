@@ -27,7 +27,7 @@ impl Layer for Dropout {
     }
 
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Saved)> {
-        if !ctx.train() || self.p == 0.0 {
+        if !ctx.dropout() || self.p == 0.0 {
             return Ok((x.clone(), Saved::new(Vec::new(), x.dims())));
         }
         let mask = self.backend.dropout_mask(x.dims(), 1.0 - self.p, &mut ctx.rng)?;

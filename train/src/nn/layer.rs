@@ -15,6 +15,9 @@ pub enum Mode {
     Train,
     /// Inference: nothing saved, dropout off.
     Eval,
+    /// Keep what backward needs, dropout off: the gradient of a trained model's outputs with
+    /// respect to its inputs (integrated gradients).
+    Attribute,
 }
 
 /// Per-call settings of a forward pass.
@@ -31,7 +34,13 @@ impl Ctx {
         Self { mode, threads: threads.max(1), rng }
     }
 
+    /// Whether layers keep what backward needs.
     pub fn train(&self) -> bool {
+        self.mode != Mode::Eval
+    }
+
+    /// Whether dropout drops.
+    pub fn dropout(&self) -> bool {
         self.mode == Mode::Train
     }
 }

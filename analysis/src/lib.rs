@@ -1,0 +1,21 @@
+//! Model analysis and monitoring on tables of predictions and data: metrics overall and per slice
+//! with bootstrap confidence intervals, fairness rates per group across thresholds, drift tests
+//! between two data sets, change detectors over a stream of errors, and self-contained report
+//! pages. Pure computation: no files but the CSV reader, no model; the worker feeds it a model's
+//! outputs.
+
+pub mod bootstrap;
+pub mod cells;
+pub mod classification;
+pub mod drift;
+pub mod error;
+pub mod evaluate;
+pub mod fairness;
+pub mod frame;
+pub mod regression;
+pub mod slice;
+pub mod special;
+pub mod stream;
+
+pub use error::{AnalysisError, Result};
+pub use frame::{Column, Frame};
