@@ -149,6 +149,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Evaluate an artifact on a labelled CSV file: metrics overall and per slice with bootstrap
+    /// intervals, fairness rates per group; `--help` lists the options.
+    #[command(disable_help_flag = true)]
+    Evaluate {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Write an artifact's predictions (fp32, pruned or int8) for a CSV or IDX file; `--help`
     /// lists the options.
     #[command(disable_help_flag = true)]
@@ -241,6 +248,7 @@ async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError>
         Command::Bench { which } => commands::bench::run(which).await,
         Command::Quantize { args } => commands::compress::passthrough("quantize", &args),
         Command::Predict { args } => commands::compress::passthrough("predict", &args),
+        Command::Evaluate { args } => commands::compress::passthrough("evaluate", &args),
         Command::Compare { args } => commands::compress::passthrough("compare", &args),
     }
 }

@@ -1,5 +1,6 @@
 //! `shoal-worker`: runs training jobs for a coordinator, or a benchmark on its own.
 
+mod analysis;
 mod bench;
 mod compress;
 
@@ -90,6 +91,9 @@ enum Command {
     /// Compare artifacts: accuracy, size, parameters, sparsity, latency and throughput on one
     /// thread (what `shoal compare` runs).
     Compare(compress::CompareArgs),
+    /// Evaluate an artifact on a labelled CSV file: metrics overall and per slice with bootstrap
+    /// intervals, fairness rates per group (what `shoal evaluate` runs).
+    Evaluate(analysis::EvaluateArgs),
     /// Benchmarks that run inside this process and print JSON lines.
     Bench {
         #[command(subcommand)]
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         Some(Command::Quantize(args)) => compress::quantize(args),
         Some(Command::Predict(args)) => compress::predict(args),
         Some(Command::Compare(args)) => compress::compare(args),
+        Some(Command::Evaluate(args)) => analysis::evaluate(args),
         Some(Command::Devices { json }) => {
             let inventory = devices::Inventory::gather();
             if json {

@@ -163,10 +163,50 @@ impl Artifact {
         }
     }
 
+    /// The outputs of `rows` rows of `x`, and the gradient with respect to `x` of
+    /// `Σ outputs · weights` (`weights` shaped like the outputs: a one-hot row picks one output)
+    /// through the engine's backward pass. Int8 artifacts have no gradient.
+    pub fn gradient(&mut self, x: &[f32], rows: usize, weights: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let Runner::Dense(m) = &mut self.runner else {
+            return Err(refuse(&self.path, "is int8: gradients need an fp32 artifact (the one it was quantized from)"));
+        };
+        let mut ctx = Ctx::new(Mode::Attribute, 1, Rng::new(0));
+        let features = x.len() / rows.max(1);
+        let input = m.backend().batch_from_host(x.to_vec(), &[rows, features])?;
+        let (out, saved) = m.forward(&input, &mut ctx)?;
+        let outputs = m.backend().to_host(&out)?;
+        let grad = m.backend().batch_from_host(weights.to_vec(), out.dims())?;
+        let dx = m.input_gradient(saved, grad, 1)?;
+        Ok((outputs, m.backend().to_host(&dx)?))
+    }
+
+    /// Class probabilities (the softmax of each row's outputs) of `rows` rows of `x`.
+    pub fn probabilities(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let mut out = self.forward(x, rows)?;
+        softmax_rows(&mut out, self.outputs.max(1));
+        Ok(out)
+    }
+
     /// The index of the largest output of each of `rows` rows of `x`.
     pub fn classify(&self, x: &[f32], rows: usize) -> Result<Vec<u32>> {
         let out = self.forward(x, rows)?;
         Ok(out.chunks_exact(self.outputs.max(1)).map(|row| argmax(row) as u32).collect())
+    }
+}
+
+/// Replaces each row of `width` values by its softmax.
+pub fn softmax_rows(x: &mut [f32], width: usize) {
+    for row in x.chunks_exact_mut(width) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f64;
+        for v in row.iter_mut() {
+            let e = f64::from(*v - max).exp();
+            sum += e;
+            *v = e as f32;
+        }
+        for v in row.iter_mut() {
+            *v = (f64::from(*v) / sum) as f32;
+        }
     }
 }
 

@@ -11,7 +11,7 @@ pub mod int8;
 mod prune;
 mod quantize;
 
-pub use artifact::{Artifact, Format, argmax};
+pub use artifact::{Artifact, Format, argmax, softmax_rows};
 pub use calibrate::Calibration;
 pub use distill::{Distill, soft_target_loss};
 pub use prune::Pruner;

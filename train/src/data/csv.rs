@@ -80,6 +80,20 @@ pub fn read_table(path: &Path, field: &str, label: Option<&ColumnRef>, header: b
     Ok(Table { x, rows, features, labels })
 }
 
+/// The names of a headed CSV file's feature columns (every column but `label`), from its first row.
+pub fn feature_names(path: &Path, field: &str, label: &ColumnRef) -> Result<Vec<String>> {
+    let bad = |reason: String| TrainError::dataset(field, format!("{}: {reason}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let mut reader = ::csv::ReaderBuilder::new().has_headers(true).trim(::csv::Trim::All).from_reader(file);
+    let names: Vec<String> =
+        reader.headers().map_err(|e| bad(format!("bad header: {e}")))?.iter().map(str::to_owned).collect();
+    let label_index = match label {
+        ColumnRef::Index(i) => *i,
+        ColumnRef::Name(n) => names.iter().position(|h| h == n).ok_or_else(|| bad(format!("no column named `{n}`")))?,
+    };
+    Ok(names.into_iter().enumerate().filter(|(i, _)| *i != label_index).map(|(_, n)| n).collect())
+}
+
 /// Numbers class labels by `classes` (the training file's names).
 pub fn number_classes(raw: &[String], classes: &[String], bad: impl Fn(String) -> TrainError) -> Result<Vec<u32>> {
     raw.iter()

@@ -36,6 +36,8 @@ pub struct Preparation {
     /// Class names in index order, for CSV classification jobs.
     pub classes: Option<Vec<String>>,
     pub regression: bool,
+    /// The training file's feature columns in order, when it is a CSV file with a header.
+    pub feature_names: Option<Vec<String>>,
 }
 
 impl Preparation {
@@ -47,12 +49,45 @@ impl Preparation {
             DatasetSource::SyntheticRegression { .. } | DatasetSource::Csv { task: Task::Regression, .. }
         );
         let csv_classes = matches!(cfg.source, DatasetSource::Csv { task: Task::Classification, .. });
+        let feature_names = match &cfg.source {
+            DatasetSource::Csv { path, label_column, header: true, .. } => {
+                Some(csv::feature_names(path, "dataset.path", label_column)?)
+            }
+            _ => None,
+        };
         if cfg.normalize != Normalize::Standard && !csv_classes {
-            return Ok(Self { scaling: None, classes: None, regression });
+            return Ok(Self { scaling: None, classes: None, regression, feature_names });
         }
         let (splits, classes) = load_unscaled(cfg)?;
         let scaling = (cfg.normalize == Normalize::Standard).then(|| Scaling::fit(&splits.train));
-        Ok(Self { scaling, classes, regression })
+        Ok(Self { scaling, classes, regression, feature_names })
+    }
+
+    /// Applies the job's feature scaling to `rows` of `features` values, in place.
+    pub fn scale(&self, x: &mut [f32], features: usize) -> Result<()> {
+        if let Some(s) = &self.scaling {
+            if s.features() != features {
+                return Err(TrainError::dataset(
+                    "--data",
+                    format!("has {features} features, the model was trained on {}", s.features()),
+                ));
+            }
+            s.apply(x);
+        }
+        Ok(())
+    }
+
+    /// Class indices of raw CSV labels: by the training file's class names, or as numbers when
+    /// the job's classes have none; `field` names the option for errors.
+    pub fn number_labels(&self, raw: &[String], field: &str) -> Result<Vec<u32>> {
+        let bad = |reason: String| TrainError::dataset(field, reason);
+        match &self.classes {
+            Some(names) => csv::number_classes(raw, names, bad),
+            None => raw
+                .iter()
+                .map(|l| l.parse::<u32>().map_err(|_| bad(format!("label `{l}` is not a class index"))))
+                .collect(),
+        }
     }
 
     /// Reads `file` and prepares its samples; the field names in errors are the command's options.
@@ -62,17 +97,14 @@ impl Preparation {
                 let table = csv::read_table(path, "--data", label.as_ref(), *header)?;
                 let bad =
                     |reason: String| TrainError::dataset("--label-column", format!("{}: {reason}", path.display()));
-                let labels = match (&label, &self.classes) {
-                    (None, _) => None,
-                    _ if self.regression => None,
-                    (Some(_), Some(names)) => Some(csv::number_classes(&table.labels, names, bad)?),
-                    (Some(_), None) => Some(
-                        table
-                            .labels
-                            .iter()
-                            .map(|l| l.parse::<u32>().map_err(|_| bad(format!("label `{l}` is not a class index"))))
-                            .collect::<Result<Vec<u32>>>()?,
-                    ),
+                let labels = match label {
+                    Some(_) if !self.regression => {
+                        Some(self.number_labels(&table.labels, "--label-column").map_err(|e| match e {
+                            TrainError::Dataset { reason, .. } => bad(reason),
+                            e => e,
+                        })?)
+                    }
+                    _ => None,
                 };
                 Inputs { x: table.x, rows: table.rows, features: table.features, image: None, labels }
             }
@@ -91,15 +123,7 @@ impl Preparation {
                 }
             },
         };
-        if let Some(s) = &self.scaling {
-            if s.features() != inputs.features {
-                return Err(TrainError::dataset(
-                    "--data",
-                    format!("has {} features, the model was trained on {}", inputs.features, s.features()),
-                ));
-            }
-            s.apply(&mut inputs.x);
-        }
+        self.scale(&mut inputs.x, inputs.features)?;
         Ok(inputs)
     }
 }
@@ -131,6 +155,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let prep = Preparation::of(&csv_job(dir.path(), Normalize::Standard)).expect("preparation");
         assert_eq!(prep.classes.as_deref(), Some(&["cat".to_owned(), "dog".to_owned()][..]));
+        assert_eq!(prep.feature_names, Some(vec!["a".to_owned(), "b".to_owned()]));
         let file = dir.path().join("new.csv");
         std::fs::write(&file, "kind,a,b\ndog,4,40\ncat,1,10\n").expect("write");
         let read = |label: Option<ColumnRef>| prep.read(&InputFile::Csv { path: file.clone(), label, header: true });
