@@ -101,6 +101,12 @@ fn summarize(scored: &Scored) -> Result<(Cells, Vec<u32>, Vec<f64>)> {
                     format!("{} probabilities for {} rows of {k} classes", probs.len(), labels.len()),
                 ));
             }
+            if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
+                return Err(AnalysisError::invalid(
+                    "--label-column",
+                    format!("label {bad} is not a class of the model (it has {k}: 0 to {})", k - 1),
+                ));
+            }
             let mut cls = Classification::new(classes.clone());
             let mut stats = vec![0.0; labels.len() * 3];
             let cells = labels
@@ -231,6 +237,13 @@ mod tests {
         assert!(south.differs.contains(&"accuracy".to_owned()), "{:?}", south.differs);
         let c = e.confusion.as_ref().expect("confusion");
         assert_eq!(c[0][0] + c[1][1], 100.0);
+    }
+
+    #[test]
+    fn labels_beyond_the_models_classes_are_refused() {
+        let scored = Scored::Classes { classes: vec!["0".into(), "1".into()], labels: vec![0, 2], probs: vec![0.5; 4] };
+        let err = evaluate(&scored, &[], 10, 1).expect_err("label 2 of 2 classes");
+        assert!(err.to_string().starts_with("--label-column: label 2 is not a class"), "{err}");
     }
 
     #[test]

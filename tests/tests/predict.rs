@@ -1,7 +1,8 @@
 //! `shoal predict` and `shoal compare` through the real binaries: every kind of artifact a digits
 //! job produces (fp32, structurally pruned, magnitude-pruned with sparse storage, int8) predicts a
 //! CSV and an IDX file with the accuracy its job or `shoal quantize` reported, and the comparison
-//! report has one true row per artifact.
+//! report has one true row per artifact; `shoal evaluate` gives the same accuracy with an
+//! interval around it, slices that add up to the data and fairness rates per group.
 
 use std::path::Path;
 
@@ -130,6 +131,44 @@ async fn every_artifact_predicts_with_its_reported_accuracy() -> anyhow::Result<
         assert_eq!(text.lines().count(), validation.rows + 1, "{kind}: a header and a row each on stdout");
         assert!(err.contains(&format!("accuracy {got:.4}")), "{kind}: IDX and CSV agree: {err}");
     }
+
+    // `shoal evaluate` on a headed CSV file with a column that is not a feature: the fp32 and
+    // int8 artifacts' accuracy as reported, slices that add up, fairness rates for one class.
+    let headed = dir.path().join("headed.csv");
+    let mut names: Vec<String> = (0..64).map(|i| format!("f{i}")).collect();
+    names.extend(["label".into(), "half".into()]);
+    let mut text = names.join(",") + "\n";
+    for (i, (row, label)) in validation.x.chunks_exact(64).zip(labels(&validation)).enumerate() {
+        let cells: Vec<String> = row.iter().map(|x| format!("{x:?}")).collect();
+        text.push_str(&format!("{},{label},{}\n", cells.join(","), if i % 2 == 0 { "even" } else { "odd" }));
+    }
+    std::fs::write(&headed, text)?;
+    for (kind, path, reported) in [&artifacts[0], &artifacts[3]] {
+        let args = [path.as_str(), "--data", headed.to_str().expect("utf-8"), "--label-column", "label"];
+        let rest = ["--slice-by", "half", "--groups", "half", "--positive-class", "3", "--resamples", "200"];
+        let out = shoal("http://127.0.0.1:9", &[&["evaluate"], &args[..], &rest[..]].concat());
+        assert_eq!(code(&out), 0, "{kind}: {}", stderr(&out));
+        let report: Value = serde_json::from_str(&stdout(&out))?;
+        let acc = &report["evaluation"]["metrics"]["accuracy"];
+        let got = acc["value"].as_f64().expect("accuracy");
+        assert!((got - reported).abs() <= tolerance, "{kind}: evaluated {got}, reported {reported}");
+        let (low, high) = (acc["low"].as_f64().expect("low"), acc["high"].as_f64().expect("high"));
+        assert!(low < got && got < high, "{kind}: {acc}");
+        let slices = report["evaluation"]["slices"][0]["slices"].as_array().expect("slices");
+        let rows: u64 = slices.iter().map(|s| s["rows"].as_u64().expect("rows")).sum();
+        assert_eq!(rows as usize, validation.rows, "{kind}");
+        assert_eq!(report["fairness"]["groups"].as_array().expect("groups").len(), 2, "{kind}");
+    }
+    let args = [artifacts[0].1.as_str(), "--data", headed.to_str().expect("utf-8"), "--label-column", "label"];
+    let bad = |extra: &[&str]| shoal("http://127.0.0.1:9", &[&["evaluate"], &args[..], extra].concat());
+    let missing = bad(&["--ignore", "half", "--slice-by", "region"]);
+    assert_eq!(code(&missing), 2);
+    assert!(stderr(&missing).contains("--slice-by: the data has no column `region`"), "{}", stderr(&missing));
+    // Without --ignore the text column would be a feature of this unnamed model: the error says so.
+    let text_feature = bad(&[]);
+    assert_eq!(code(&text_feature), 2);
+    assert!(stderr(&text_feature).contains("column `half`: is a feature"), "{}", stderr(&text_feature));
+    assert!(stderr(&text_feature).contains("--ignore"), "{}", stderr(&text_feature));
 
     let json = dir.path().join("compare.json");
     let paths: Vec<&str> = artifacts.iter().map(|(_, p, _)| p.as_str()).collect();

@@ -54,13 +54,7 @@ pub fn test(reference: &[f64], current: &[f64]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drift::tests::{A, B, close, shifted};
-
-    fn sorted(v: &[f64]) -> Vec<f64> {
-        let mut v = v.to_vec();
-        v.sort_unstable_by(f64::total_cmp);
-        v
-    }
+    use crate::drift::tests::{A, B, close, shifted, sorted};
 
     #[test]
     fn matches_scipy_statistic_and_the_stephens_p_value() {

@@ -17,6 +17,11 @@ pub(crate) const B: [f64; 20] = [
     -0.59, -1.32, 1.82,
 ];
 
+/// `v` sorted ascending.
+pub(crate) fn sorted(v: &[f64]) -> Vec<f64> {
+    super::sort::sorted(v.to_vec())
+}
+
 /// `v` + `by`, as numpy's `B + 1.5` computes it.
 pub(crate) fn shifted(v: &[f64], by: f64) -> Vec<f64> {
     v.iter().map(|x| x + by).collect()

@@ -72,13 +72,7 @@ pub fn normed(reference: &[f64], current: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drift::tests::{A, B, close, shifted};
-
-    fn sorted(v: &[f64]) -> Vec<f64> {
-        let mut v = v.to_vec();
-        v.sort_unstable_by(f64::total_cmp);
-        v
-    }
+    use crate::drift::tests::{A, B, close, shifted, sorted};
 
     #[test]
     fn matches_scipy() {

@@ -77,14 +77,15 @@ impl Table {
                 .into());
             };
             let Column::Numeric(v) = &frame.columns[i] else {
-                return Err(AnalysisError::column(
-                    name,
-                    format!(
-                        "is a feature, so it must hold numbers; it has `{}`",
-                        cell_text(&frame.columns[i], first_text(&frame.columns[i]))
-                    ),
-                )
-                .into());
+                let cell = cell_text(&frame.columns[i], first_text(&frame.columns[i]));
+                let hint = match prep.feature_names {
+                    Some(_) => "",
+                    None => {
+                        " (the model's job names no columns, so every column but the label is a feature: set the others aside with --ignore)"
+                    }
+                };
+                let reason = format!("is a feature, so it must hold numbers; it has `{cell}`{hint}");
+                return Err(AnalysisError::column(name, reason).into());
             };
             for (r, &value) in v.iter().enumerate() {
                 raw[r * features.len() + j] = value as f32;
