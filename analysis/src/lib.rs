@@ -15,6 +15,7 @@ pub mod explain;
 pub mod fairness;
 pub mod frame;
 pub mod regression;
+pub mod report;
 pub mod slice;
 pub mod special;
 pub mod stream;
