@@ -156,6 +156,14 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Drift between reference and current data (and with `--artifact` the model's), once or
+    /// for each window landing in a `--follow`ed folder; `--on-drift JOBFILE` submits a retraining
+    /// job when drift is confirmed; `--help` lists the options.
+    #[command(disable_help_flag = true)]
+    Monitor {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Write an artifact's predictions (fp32, pruned or int8) for a CSV or IDX file; `--help`
     /// lists the options.
     #[command(disable_help_flag = true)]
@@ -249,6 +257,7 @@ async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError>
         Command::Quantize { args } => commands::compress::passthrough("quantize", &args),
         Command::Predict { args } => commands::compress::passthrough("predict", &args),
         Command::Evaluate { args } => commands::compress::passthrough("evaluate", &args),
+        Command::Monitor { args } => commands::monitor::run(&target, &args).await,
         Command::Compare { args } => commands::compress::passthrough("compare", &args),
     }
 }

@@ -94,6 +94,10 @@ enum Command {
     /// Evaluate an artifact on a labelled CSV file: metrics overall and per slice with bootstrap
     /// intervals, fairness rates per group (what `shoal evaluate` runs).
     Evaluate(analysis::EvaluateArgs),
+    /// Drift between reference and current data, column by column, and with an artifact the
+    /// model's (predictions, margin density, change detectors over its errors); `--follow` a
+    /// folder of windows (what `shoal monitor` runs).
+    Monitor(analysis::MonitorArgs),
     /// Benchmarks that run inside this process and print JSON lines.
     Bench {
         #[command(subcommand)]
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
         Some(Command::Predict(args)) => compress::predict(args),
         Some(Command::Compare(args)) => compress::compare(args),
         Some(Command::Evaluate(args)) => analysis::evaluate(args),
+        Some(Command::Monitor(args)) => analysis::monitor(args),
         Some(Command::Devices { json }) => {
             let inventory = devices::Inventory::gather();
             if json {

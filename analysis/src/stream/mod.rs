@@ -35,29 +35,76 @@ pub struct Alarm {
     pub kind: &'static str,
 }
 
+/// ADWIN, DDM and Page–Hinkley with their defaults, fed a stream in pieces (a monitor's windows)
+/// and keeping their state between them. DDM only judges streams of 0/1 errors, so it is left out
+/// of a scanner built for other values (losses, absolute errors).
+pub struct Scanner {
+    detectors: Vec<Box<dyn Detector>>,
+    /// Per detector, the row where its current warning began.
+    warned_at: Vec<Option<usize>>,
+    /// Rows fed since the warm-up.
+    rows: usize,
+}
+
+impl Scanner {
+    /// All three detectors when `binary` (0/1 errors), else ADWIN and Page–Hinkley.
+    pub fn new(binary: bool) -> Self {
+        let mut detectors: Vec<Box<dyn Detector>> = vec![Box::new(Adwin::default())];
+        if binary {
+            detectors.push(Box::new(Ddm::default()));
+        }
+        detectors.push(Box::new(PageHinkley::default()));
+        let warned_at = vec![None; detectors.len()];
+        Scanner { detectors, warned_at, rows: 0 }
+    }
+
+    /// The detectors' names, in the order they are run.
+    pub fn detectors(&self) -> Vec<&'static str> {
+        self.detectors.iter().map(|d| d.name()).collect()
+    }
+
+    /// Feeds a stream known to be free of change (a reference period): the detectors learn its
+    /// level without raising alarms, and rows count from 0 again after it.
+    pub fn warm_up(&mut self, stream: &[f64]) {
+        for &x in stream {
+            for d in &mut self.detectors {
+                d.update(x);
+            }
+        }
+        self.warned_at.fill(None);
+        self.rows = 0;
+    }
+
+    /// The alarms over the next piece of the stream, rows counted from the start of this piece;
+    /// a warning that began in an earlier piece is reported at row 0.
+    pub fn feed(&mut self, stream: &[f64]) -> Vec<Alarm> {
+        let start = self.rows;
+        let mut alarms = Vec::new();
+        for (i, &x) in stream.iter().enumerate() {
+            let row = start + i;
+            for (d, warned) in self.detectors.iter_mut().zip(&mut self.warned_at) {
+                if d.update(x) {
+                    if let Some(w) = warned.take() {
+                        alarms.push(Alarm { detector: d.name(), row: w.saturating_sub(start), kind: "warning" });
+                    }
+                    alarms.push(Alarm { detector: d.name(), row: i, kind: "drift" });
+                } else if d.warning() {
+                    warned.get_or_insert(row);
+                } else {
+                    *warned = None;
+                }
+            }
+        }
+        self.rows += stream.len();
+        alarms.sort_by_key(|a| a.row);
+        alarms
+    }
+}
+
 /// Every drift alarm of ADWIN, DDM and Page–Hinkley (defaults) over `stream`, and before each of
 /// DDM's drifts the row where its warning began (if it warned first), in row order.
 pub fn scan(stream: &[f64]) -> Vec<Alarm> {
-    let mut detectors: [Box<dyn Detector>; 3] =
-        [Box::new(Adwin::default()), Box::new(Ddm::default()), Box::new(PageHinkley::default())];
-    let mut warned_at: [Option<usize>; 3] = [None; 3];
-    let mut alarms = Vec::new();
-    for (row, &x) in stream.iter().enumerate() {
-        for (d, warned) in detectors.iter_mut().zip(&mut warned_at) {
-            if d.update(x) {
-                if let Some(w) = warned.take() {
-                    alarms.push(Alarm { detector: d.name(), row: w, kind: "warning" });
-                }
-                alarms.push(Alarm { detector: d.name(), row, kind: "drift" });
-            } else if d.warning() {
-                warned.get_or_insert(row);
-            } else {
-                *warned = None;
-            }
-        }
-    }
-    alarms.sort_by_key(|a| a.row);
-    alarms
+    Scanner::new(true).feed(stream)
 }
 
 #[cfg(test)]
@@ -118,5 +165,23 @@ pub(crate) mod tests {
         assert!(json["row"].as_u64().is_some() && json["detector"].is_string() && json["kind"].is_string());
         assert!(scan(&[]).is_empty());
         assert_eq!(scan(&stationary()), []);
+    }
+
+    #[test]
+    fn a_scanner_fed_in_pieces_finds_what_one_scan_finds() {
+        let stream = errors();
+        let whole = scan(&stream);
+        let mut scanner = Scanner::new(true);
+        let (a, b) = stream.split_at(1500);
+        let mut pieces = scanner.feed(a);
+        pieces.extend(scanner.feed(b).into_iter().map(|x| Alarm { row: x.row + 1500, ..x }));
+        assert_eq!(pieces, whole);
+        // Warmed up on the stationary part, the scanner counts rows from the change.
+        let mut warmed = Scanner::new(true);
+        warmed.warm_up(&stream[..CHANGE]);
+        let after = warmed.feed(&stream[CHANGE..]);
+        let first = after.iter().find(|a| a.kind == "drift").expect("a drift");
+        assert!(first.row < 300, "{first:?}");
+        assert_eq!(Scanner::new(false).detectors(), ["adwin", "page_hinkley"]);
     }
 }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod compress;
 pub mod inspect;
 pub mod local;
+pub mod monitor;
 pub mod search;
 pub mod submit;
 pub mod watch;

@@ -4,6 +4,9 @@
 //! naming the option or column.
 
 mod evaluate;
+mod follow;
+mod model;
+mod monitor;
 mod table;
 
 use std::process::ExitCode;
@@ -12,6 +15,7 @@ use shoal_analysis::AnalysisError;
 use shoal_train::TrainError;
 
 pub use evaluate::{EvaluateArgs, evaluate};
+pub use monitor::{MonitorArgs, monitor};
 
 /// Why an analysis command stopped.
 #[derive(Debug, thiserror::Error)]

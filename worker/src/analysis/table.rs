@@ -59,7 +59,17 @@ impl Table {
         label: Option<&str>,
         ignore: &[String],
     ) -> Result<Self, Failure> {
-        let frame = Frame::read_csv(path, field)?;
+        Self::of(Frame::read_csv(path, field)?, field, prep, label, ignore)
+    }
+
+    /// [`Table::read`] on a frame already read.
+    pub fn of(
+        frame: Frame,
+        field: &str,
+        prep: &Preparation,
+        label: Option<&str>,
+        ignore: &[String],
+    ) -> Result<Self, Failure> {
         if let Some(l) = label {
             frame.column(l, "--label-column")?;
         }

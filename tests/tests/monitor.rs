@@ -1,0 +1,186 @@
+//! `shoal monitor` through the real binaries, on a model trained on a headed CSV file: data from
+//! the training distribution does not drift; data whose columns shifted does, column by column
+//! and as a data set, and where its labels flip half-way the change detectors fire after the
+//! flip; `--follow` judges window files as they land and `--on-drift` submits a retraining job to
+//! the coordinator when drift is confirmed; bad input exits 2 naming the option or column.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::Value;
+use shoal_tests::{Coordinator, code, run_job, shoal, start_worker, stderr, stdout};
+
+/// Where the labels of the shifted file flip.
+const FLIP: usize = 1500;
+const ROWS: usize = 3000;
+
+/// A seeded stream of standard normal numbers (splitmix64 and Box–Muller).
+struct Normal(u64);
+
+impl Normal {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn next(&mut self) -> f64 {
+        let (u, v) = (self.uniform().max(1e-12), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+/// How a data file departs from the training distribution.
+#[derive(Clone, Copy)]
+struct Shift {
+    /// Added to f2 and f3.
+    mean: f64,
+    /// The share of rows in region `north`.
+    north: f64,
+    /// Rows from here on have the opposite label.
+    flip_from: Option<usize>,
+    region: bool,
+}
+
+const SAME: Shift = Shift { mean: 0.0, north: 0.5, flip_from: None, region: true };
+
+/// `rows` rows of four features; the label is 1 when f0 + 0.5·f1 (plus a little noise) > 0.
+fn write(path: &Path, rows: usize, seed: u64, shift: Shift) -> anyhow::Result<()> {
+    let mut n = Normal(seed);
+    let mut text = String::from(if shift.region { "f0,f1,f2,f3,region,label\n" } else { "f0,f1,f2,f3,label\n" });
+    for r in 0..rows {
+        let f: Vec<f64> = (0..4).map(|j| n.next() + if j >= 2 { shift.mean } else { 0.0 }).collect();
+        let mut label = u8::from(f[0] + 0.5 * f[1] + 0.2 * n.next() > 0.0);
+        if shift.flip_from.is_some_and(|from| r >= from) {
+            label = 1 - label;
+        }
+        write!(text, "{:.5},{:.5},{:.5},{:.5},", f[0], f[1], f[2], f[3])?;
+        if shift.region {
+            text.push_str(if n.uniform() < shift.north { "north," } else { "south," });
+        }
+        writeln!(text, "{label}")?;
+    }
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
+fn job(name: &str, data: &Path, steps: u32) -> String {
+    format!(
+        "name = \"{name}\"\n[model]\nkind = \"mlp\"\nlayers = [{{ width = 16 }}]\n[dataset]\nkind = \"csv\"\n\
+         path = \"{}\"\nlabel_column = \"label\"\n[optimizer]\nkind = \"sgd\"\nlr = 0.05\nmomentum = 0.9\n\
+         [training]\nbatch_size = 32\nsteps = {steps}\nseed = 3\n",
+        data.display()
+    )
+}
+
+fn drifted_columns(report: &Value) -> Vec<String> {
+    let columns = report["data"]["columns"].as_array().expect("columns");
+    columns.iter().filter(|c| c["drifted"] == true).map(|c| c["column"].as_str().expect("name").to_owned()).collect()
+}
+
+fn first_drift(report: &Value, detector: &str) -> Option<u64> {
+    report["model"]["errors"]["alarms"]
+        .as_array()
+        .expect("alarms")
+        .iter()
+        .find(|a| a["detector"] == detector && a["kind"] == "drift")
+        .map(|a| a["row"].as_u64().expect("row"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_finds_drift_in_data_predictions_and_errors() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let p = |name: &str| dir.path().join(name);
+    let s = |path: &Path| path.to_str().expect("utf-8").to_owned();
+    write(&p("train.csv"), 2000, 1, Shift { region: false, ..SAME })?;
+    write(&p("reference.csv"), ROWS, 2, SAME)?;
+    write(&p("same.csv"), ROWS, 3, SAME)?;
+    let shifted = Shift { mean: 1.5, north: 0.85, flip_from: Some(FLIP), region: true };
+    write(&p("shifted.csv"), ROWS, 4, shifted)?;
+
+    let coordinator = Coordinator::start(dir.path(), &p("c.db"), &[])?;
+    let url = coordinator.url();
+    let _worker = start_worker(dir.path(), &url, 1, "w-1")?;
+    let trained = run_job(&url, dir.path(), "model", &job("model", &p("train.csv"), 400))?;
+    let checkpoint = trained["result"]["checkpoint"].as_str().expect("checkpoint").to_owned();
+    let base = ["monitor", "--reference", &s(&p("reference.csv")), "--artifact", &checkpoint];
+    let monitor = |extra: &[&str]| shoal(&url, &[&base[..], extra].concat());
+
+    // The same distribution: nothing drifts, and the detectors, warmed up on the reference's
+    // errors, stay quiet.
+    let out = monitor(&["--current", &s(&p("same.csv"))]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let same: Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(drifted_columns(&same), Vec::<String>::new(), "{}", stderr(&out));
+    let columns: Vec<&str> = same["data"]["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["column"].as_str().expect("name"))
+        .collect();
+    assert_eq!(columns, ["f0", "f1", "f2", "f3", "region"], "the label is not a data column");
+    assert_eq!(same["drifted"], false, "{}", stderr(&out));
+    assert_eq!(same["model"]["prediction"]["drifted"], false);
+    assert_eq!(same["model"]["margin_density"]["drift"]["drifted"], false);
+    let errors = &same["model"]["errors"];
+    assert!(errors["error_rate"].as_f64().expect("rate") < 0.1, "a model that learned the rule: {errors}");
+    assert_eq!(errors["detectors"], serde_json::json!(["adwin", "ddm", "page_hinkley"]));
+    assert!(errors["series"].as_array().expect("series").len() <= 200);
+
+    // Shifted columns drift (a wider share than half: the data set too), the predictions
+    // follow f2 and f3 little, and the flipped labels set off every detector after row 1500.
+    let out = monitor(&["--current", &s(&p("shifted.csv"))]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let moved: Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(drifted_columns(&moved), ["f2", "f3", "region"], "{}", stderr(&out));
+    assert_eq!(moved["data"]["drifted"], true);
+    assert_eq!(moved["confirmed"], true);
+    for detector in ["adwin", "ddm", "page_hinkley"] {
+        let row = first_drift(&moved, detector).unwrap_or_else(|| panic!("{detector} raised no alarm"));
+        assert!((FLIP as u64..FLIP as u64 + 300).contains(&row), "{detector} at {row}");
+    }
+    let reasons = moved["reasons"].as_array().expect("reasons");
+    assert!(reasons.contains(&Value::from("data")) && reasons.contains(&Value::from("errors")), "{reasons:?}");
+
+    // --follow: both windows judged as they land, in name order; the second confirms drift and
+    // the CLI submits the retraining job.
+    let windows = p("windows");
+    std::fs::create_dir(&windows)?;
+    for (name, from) in [("w0.csv", "same.csv"), ("w1.csv", "shifted.csv")] {
+        std::fs::copy(p(from), windows.join("partial"))?;
+        std::fs::rename(windows.join("partial"), windows.join(name))?;
+    }
+    std::fs::write(p("retrain.toml"), job("retrain", &p("train.csv"), 5))?;
+    let follow = ["--follow", &s(&windows), "--windows", "2", "--idle-timeout", "60", "--poll-ms", "50"];
+    let out = monitor(&[&follow[..], &["--on-drift", &s(&p("retrain.toml"))]].concat());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out).lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 2, "{}", stdout(&out));
+    assert_eq!((lines[0]["window"].as_u64(), lines[0]["confirmed"].as_bool()), (Some(0), Some(false)));
+    assert_eq!((lines[1]["window"].as_u64(), lines[1]["confirmed"].as_bool()), (Some(1), Some(true)));
+    assert!(lines[1]["current"].as_str().expect("current").ends_with("w1.csv"));
+    assert!(stderr(&out).contains("drift confirmed in window 1"), "{}", stderr(&out));
+    let listed = shoal(&url, &["list", "--json"]);
+    assert!(stdout(&listed).contains("\"retrain\""), "the retraining job was submitted: {}", stdout(&listed));
+
+    // Bad input: exit 2, naming the option or the column.
+    let refused = |extra: &[&str], needle: &str| {
+        let out = monitor(extra);
+        assert_eq!(code(&out), 2, "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{extra:?}: {}", stderr(&out));
+    };
+    refused(&["--current", &s(&p("same.csv")), "--test", "t-test"], "--test");
+    refused(&["--current", &s(&p("same.csv")), "--columns", "f0,altitude"], "altitude");
+    refused(&["--current", &s(&p("nowhere.csv"))], "--current");
+    refused(&["--current", &s(&p("same.csv")), "--on-drift", &s(&p("nowhere.toml"))], "nowhere.toml");
+    std::fs::write(p("text.csv"), "f0,f1,f2,f3,region,label\n0.1,0.2,abc,0.4,north,1\n")?;
+    refused(&["--current", &s(&p("text.csv"))], "column `f2`");
+    std::fs::write(p("tiny.csv"), "f0,f1,f2,f3,region,label\n0.1,0.2,0.3,0.4,north,1\n0.2,0.1,0.3,0.4,south,0\n")?;
+    let tiny =
+        shoal(&url, &["monitor", "--reference", &s(&p("tiny.csv")), "--current", &s(&p("same.csv")), "--test", "ks"]);
+    assert_eq!(code(&tiny), 2, "{}", stderr(&tiny));
+    assert!(stderr(&tiny).contains("needs at least"), "{}", stderr(&tiny));
+    Ok(())
+}
