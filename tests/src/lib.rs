@@ -2,6 +2,8 @@
 //! workers as real processes on ephemeral loopback ports, runs the `shoal` CLI, and follows jobs
 //! through the coordinator's event stream (no sleeps to wait for readiness).
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

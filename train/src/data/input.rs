@@ -77,6 +77,14 @@ impl Preparation {
         Ok(())
     }
 
+    /// Turns gradients with respect to the prepared features (row-major) into gradients with
+    /// respect to the raw ones, in place: explanations are read in the data's own columns.
+    pub fn pull_back(&self, grad: &mut [f32]) {
+        if let Some(s) = &self.scaling {
+            s.pull_back(grad);
+        }
+    }
+
     /// Class indices of raw CSV labels: by the training file's class names, or as numbers when
     /// the job's classes have none; `field` names the option for errors.
     pub fn number_labels(&self, raw: &[String], field: &str) -> Result<Vec<u32>> {

@@ -46,6 +46,16 @@ impl Scaling {
             }
         }
     }
+
+    /// Turns gradients with respect to scaled features into gradients with respect to the raw
+    /// ones, in place (the chain rule through `apply`).
+    pub fn pull_back(&self, grad: &mut [f32]) {
+        for row in grad.chunks_exact_mut(self.0.len().max(1)) {
+            for (g, (_, inv)) in row.iter_mut().zip(&self.0) {
+                *g *= inv;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

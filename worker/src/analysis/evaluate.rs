@@ -12,8 +12,10 @@ use shoal_analysis::slice::Slicing;
 use shoal_train::compress::{Artifact, softmax_rows};
 use shoal_train::data::Preparation;
 
+use super::explain::{ExplainArgs, Explained, Explanation};
+use super::pages;
 use super::table::{Table, Truth, job_label, outputs};
-use super::{Failure, write_json};
+use super::{Failure, write_html, write_json};
 
 /// Arguments of `evaluate`.
 #[derive(clap::Args, Debug)]
@@ -54,6 +56,11 @@ pub struct EvaluateArgs {
     /// Where the JSON report goes (default: standard output).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page with charts.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub explain: ExplainArgs,
 }
 
 /// What `evaluate` writes.
@@ -66,13 +73,19 @@ pub struct Report {
     pub features: Vec<String>,
     pub evaluation: Evaluation,
     pub fairness: Option<Fairness>,
+    /// With `--explain`.
+    pub explanation: Option<Explanation>,
 }
 
 pub fn evaluate(args: EvaluateArgs) -> ExitCode {
     match run(&args) {
         Ok(report) => {
             summarize(&report);
-            match write_json(&report, args.json.as_deref()) {
+            let written = write_json(&report, args.json.as_deref()).and_then(|()| match &args.html {
+                Some(path) => write_html(&pages::evaluation(&report), path),
+                None => Ok(()),
+            });
+            match written {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => e.exit(),
             }
@@ -103,15 +116,41 @@ fn run(args: &EvaluateArgs) -> Result<Report, Failure> {
         .map(|s| Slicing::of(&table.frame, s, args.buckets, "--slice-by"))
         .collect::<Result<Vec<_>, _>>()?;
     let groups = args.groups.as_deref().map(|g| Slicing::of(&table.frame, g, args.buckets, "--groups")).transpose()?;
-    let artifact = Artifact::open(&args.artifact, table.features.len(), None)?;
+    let mut artifact = Artifact::open(&args.artifact, table.features.len(), None)?;
     let x = table.prepared(&prep, &table.raw)?;
     let mut out = outputs(&artifact, &x, table.rows)?;
     let truth = table.truth.clone().ok_or_else(|| Failure::usage("--label-column", "evaluation needs labels"))?;
+    let classes: Vec<String> =
+        prep.classes.clone().unwrap_or_else(|| (0..artifact.outputs).map(|c| c.to_string()).collect());
+    let explanation = if args.explain.explain {
+        let positive = match (&truth, args.positive_class.as_deref()) {
+            (Truth::Values(_), _) => 0,
+            (_, Some(_)) => positive_class(&classes, args.positive_class.as_deref())?,
+            (Truth::Classes(labels), None) => {
+                if classes.len() == 2 {
+                    1
+                } else {
+                    most_common(labels, classes.len())
+                }
+            }
+        };
+        let mut explained = Explained {
+            artifact: &mut artifact,
+            prep: &prep,
+            table: &table,
+            classes: &classes,
+            positive,
+            slicings: &slicings,
+            seed: args.seed,
+        };
+        Some(explained.explain(&args.explain)?)
+    } else {
+        None
+    };
     let (scored, fair) = match truth {
         Truth::Classes(labels) => {
             let k = artifact.outputs;
             softmax_rows(&mut out, k);
-            let classes: Vec<String> = prep.classes.clone().unwrap_or_else(|| (0..k).map(|c| c.to_string()).collect());
             let fair = match &groups {
                 None => None,
                 Some(g) => {
@@ -158,7 +197,19 @@ fn run(args: &EvaluateArgs) -> Result<Report, Failure> {
         features: table.features,
         evaluation,
         fairness: fair,
+        explanation,
     })
+}
+
+/// The most common of `k` classes among `labels`.
+fn most_common(labels: &[u32], k: usize) -> usize {
+    let mut counts = vec![0usize; k];
+    for &l in labels {
+        if let Some(c) = counts.get_mut(l as usize) {
+            *c += 1;
+        }
+    }
+    counts.iter().enumerate().max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i))).map_or(0, |(i, _)| i)
 }
 
 /// The index of the positive class.

@@ -4,9 +4,11 @@
 //! naming the option or column.
 
 mod evaluate;
+mod explain;
 mod follow;
 mod model;
 mod monitor;
+mod pages;
 mod table;
 
 use std::process::ExitCode;
@@ -60,4 +62,9 @@ pub fn write_json(value: &impl serde::Serialize, path: Option<&std::path::Path>)
             Ok(())
         }
     }
+}
+
+/// Writes a report page to `path` (`--html`).
+pub fn write_html(page: &shoal_analysis::report::Page, path: &std::path::Path) -> Result<(), Failure> {
+    std::fs::write(path, page.render()).map_err(|source| Failure::Output { field: "--html", source })
 }

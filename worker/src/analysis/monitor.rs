@@ -14,7 +14,7 @@ use shoal_analysis::drift::{DatasetDrift, Test, dataset_drift};
 
 use super::follow::Folder;
 use super::model::{ModelDrift, Monitored};
-use super::{Failure, write_json};
+use super::{Failure, pages, write_html, write_json};
 
 /// Arguments of `monitor`.
 #[derive(clap::Args, Debug)]
@@ -71,6 +71,10 @@ pub struct MonitorArgs {
     /// window is appended.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page with charts (with `--follow`, the
+    /// latest window's, rewritten as each lands).
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 /// What `monitor` writes for one current data set (one window with `--follow`).
@@ -114,7 +118,8 @@ pub fn monitor(args: MonitorArgs) -> ExitCode {
         (Some(current), None) => {
             let window = m.judge(current, 0)?;
             summarize(&window);
-            write_json(&window, args.json.as_deref())
+            write_json(&window, args.json.as_deref())?;
+            args.html.as_ref().map_or(Ok(()), |p| write_html(&pages::monitor(&window), p))
         }
         (None, Some(dir)) => follow(&mut m, dir, &args),
         (Some(_), Some(_)) => Err(Failure::usage("--follow", "give either --current or --follow, not both")),
@@ -218,6 +223,9 @@ fn follow(m: &mut Monitor, dir: &Path, args: &MonitorArgs) -> Result<(), Failure
         let line = match m.judge(&path, window) {
             Ok(w) => {
                 summarize(&w);
+                if let Some(p) = &args.html {
+                    write_html(&pages::monitor(&w), p)?;
+                }
                 serde_json::to_string(&w)
             }
             Err(e) => {

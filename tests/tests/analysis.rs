@@ -1,13 +1,19 @@
-//! `shoal monitor` through the real binaries, on a model trained on a headed CSV file: data from
-//! the training distribution does not drift; data whose columns shifted does, column by column
-//! and as a data set, and where its labels flip half-way the change detectors fire after the
-//! flip; `--follow` judges window files as they land and `--on-drift` submits a retraining job to
-//! the coordinator when drift is confirmed; bad input exits 2 naming the option or column.
+//! `shoal monitor` and `shoal evaluate --explain` through the real binaries, on a model trained on
+//! a headed CSV file whose label is a rule of two of its four features.
+//!
+//! Monitoring: data from the training distribution does not drift; data whose columns shifted
+//! does, column by column and as a data set, and where its labels flip half-way the change
+//! detectors fire after the flip; `--follow` judges window files as they land and `--on-drift`
+//! submits a retraining job to the coordinator when drift is confirmed; bad input exits 2 naming
+//! the option or column. Explanations: the two features of the rule matter and the other two do
+//! not, integrated gradients add up to f(x) − f(baseline), the probability rises along the rule's
+//! main feature. Both commands' `--html` pages render in a real browser.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::Value;
+use shoal_tests::browser::{assert_ok, browser, dump};
 use shoal_tests::{Coordinator, code, run_job, shoal, start_worker, stderr, stdout};
 
 /// Where the labels of the shifted file flip.
@@ -89,22 +95,43 @@ fn first_drift(report: &Value, detector: &str) -> Option<u64> {
         .map(|a| a["row"].as_u64().expect("row"))
 }
 
+fn s(path: &Path) -> String {
+    path.to_str().expect("utf-8").to_owned()
+}
+
+/// A coordinator, a worker, and a model trained on `train.csv` in `dir`; the checkpoint.
+fn trained(dir: &Path) -> anyhow::Result<(Coordinator, shoal_tests::Proc, String)> {
+    write(&dir.join("train.csv"), 2000, 1, Shift { region: false, ..SAME })?;
+    let coordinator = Coordinator::start(dir, &dir.join("c.db"), &[])?;
+    let worker = start_worker(dir, &coordinator.url(), 1, "w-1")?;
+    let trained = run_job(&coordinator.url(), dir, "model", &job("model", &dir.join("train.csv"), 400))?;
+    let checkpoint = trained["result"]["checkpoint"].as_str().expect("checkpoint").to_owned();
+    Ok((coordinator, worker, checkpoint))
+}
+
+/// Checks an `--html` page in the browser, when there is one: it renders, its script ran without
+/// errors and saw `charts` charts, among them the `kinds`.
+fn check_page(path: &Path, charts: usize, kinds: &[&str]) -> anyhow::Result<()> {
+    let html = std::fs::read_to_string(path)?;
+    assert!(html.len() < 300_000, "{} is {} bytes", path.display(), html.len());
+    if let Some(chromium) = browser() {
+        let name = path.file_stem().and_then(|n| n.to_str()).expect("name");
+        let dom = dump(&chromium, path.parent().expect("folder"), &format!("{name}-checked"), &html);
+        assert_ok(&dom, charts, kinds);
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_finds_drift_in_data_predictions_and_errors() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let p = |name: &str| dir.path().join(name);
-    let s = |path: &Path| path.to_str().expect("utf-8").to_owned();
-    write(&p("train.csv"), 2000, 1, Shift { region: false, ..SAME })?;
     write(&p("reference.csv"), ROWS, 2, SAME)?;
     write(&p("same.csv"), ROWS, 3, SAME)?;
     let shifted = Shift { mean: 1.5, north: 0.85, flip_from: Some(FLIP), region: true };
     write(&p("shifted.csv"), ROWS, 4, shifted)?;
-
-    let coordinator = Coordinator::start(dir.path(), &p("c.db"), &[])?;
+    let (coordinator, _worker, checkpoint) = trained(dir.path())?;
     let url = coordinator.url();
-    let _worker = start_worker(dir.path(), &url, 1, "w-1")?;
-    let trained = run_job(&url, dir.path(), "model", &job("model", &p("train.csv"), 400))?;
-    let checkpoint = trained["result"]["checkpoint"].as_str().expect("checkpoint").to_owned();
     let base = ["monitor", "--reference", &s(&p("reference.csv")), "--artifact", &checkpoint];
     let monitor = |extra: &[&str]| shoal(&url, &[&base[..], extra].concat());
 
@@ -131,8 +158,10 @@ async fn monitor_finds_drift_in_data_predictions_and_errors() -> anyhow::Result<
 
     // Shifted columns drift (a wider share than half: the data set too), the predictions
     // follow f2 and f3 little, and the flipped labels set off every detector after row 1500.
-    let out = monitor(&["--current", &s(&p("shifted.csv"))]);
+    let out = monitor(&["--current", &s(&p("shifted.csv")), "--html", &s(&p("monitor.html"))]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Five columns' distributions, the predictions', the error stream with its alarms.
+    check_page(&p("monitor.html"), 7, &["histograms", "stream"])?;
     let moved: Value = serde_json::from_str(&stdout(&out))?;
     assert_eq!(drifted_columns(&moved), ["f2", "f3", "region"], "{}", stderr(&out));
     assert_eq!(moved["data"]["drifted"], true);
@@ -182,5 +211,72 @@ async fn monitor_finds_drift_in_data_predictions_and_errors() -> anyhow::Result<
         shoal(&url, &["monitor", "--reference", &s(&p("tiny.csv")), "--current", &s(&p("same.csv")), "--test", "ks"]);
     assert_eq!(code(&tiny), 2, "{}", stderr(&tiny));
     assert!(stderr(&tiny).contains("needs at least"), "{}", stderr(&tiny));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explanations_find_the_rule_and_add_up() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let p = |name: &str| dir.path().join(name);
+    write(&p("data.csv"), 1500, 5, SAME)?;
+    let (_coordinator, _worker, checkpoint) = trained(dir.path())?;
+    let out = shoal(
+        "http://127.0.0.1:9",
+        &[
+            "evaluate",
+            &checkpoint,
+            "--data",
+            &s(&p("data.csv")),
+            "--slice-by",
+            "region",
+            "--resamples",
+            "200",
+            "--explain",
+            "--explain-samples",
+            "60",
+            "--html",
+            &s(&p("evaluate.html")),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out))?;
+    let e = &report["explanation"];
+    let order: Vec<&str> = e["importance"]["importances"]
+        .as_array()
+        .expect("importances")
+        .iter()
+        .map(|i| i["feature"].as_str().expect("feature"))
+        .collect();
+    assert_eq!(&order[..2], ["f0", "f1"], "the rule's features lead: {}", e["importance"]);
+    let importance = |f: &str| {
+        let list = e["importance"]["importances"].as_array().expect("importances");
+        list.iter().find(|i| i["feature"] == f).and_then(|i| i["importance"].as_f64()).expect("importance")
+    };
+    assert!(importance("f0") > 0.2, "shuffling f0 costs accuracy: {}", e["importance"]);
+    for unused in ["f2", "f3"] {
+        assert!(importance(unused).abs() < 0.03, "{unused} plays no part: {}", e["importance"]);
+    }
+    // Completeness: every sample's attributions add up to f(x) - f(baseline).
+    let ig = &e["integrated_gradients"];
+    let samples = ig["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 60);
+    for sample in samples {
+        let sum: f64 =
+            sample["attributions"].as_array().expect("attributions").iter().map(|a| a.as_f64().expect("number")).sum();
+        let change = sample["output"].as_f64().expect("output") - sample["baseline_output"].as_f64().expect("baseline");
+        assert!((sum - change).abs() <= 1e-3, "{sample}");
+    }
+    assert_eq!(ig["unconverged"], 0);
+    assert_eq!(ig["features"][0]["feature"], "f0", "{}", ig["features"]);
+    assert_eq!(ig["slices"][0]["by"], "region");
+    // The probability of class 1 rises along f0.
+    let curves = e["sensitivity"]["curves"].as_array().expect("curves");
+    let f0 = curves.iter().find(|c| c["feature"] == "f0").expect("a curve for f0");
+    let mean: Vec<f64> = f0["mean"].as_array().expect("mean").iter().map(|v| v.as_f64().expect("number")).collect();
+    assert!(mean.windows(2).all(|w| w[1] >= w[0] - 1e-3), "{mean:?}");
+    assert!(mean[mean.len() - 1] - mean[0] > 0.5, "{mean:?}");
+    assert!(e["residuals"].is_null(), "residuals are for regression");
+    // Slice bars, fairness-free, importances, attributions and one curve per feature shown.
+    check_page(&p("evaluate.html"), 3 + curves.len(), &["bars", "lines"])?;
     Ok(())
 }
