@@ -280,3 +280,23 @@ async fn explanations_find_the_rule_and_add_up() -> anyhow::Result<()> {
     check_page(&p("evaluate.html"), 3 + curves.len(), &["bars", "lines"])?;
     Ok(())
 }
+
+#[test]
+fn the_analysis_benchmark_prints_its_records() {
+    let out = shoal("http://127.0.0.1:9", &["bench", "analysis", "--rows", "3000", "--resamples", "50"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines: Vec<Value> =
+        stdout(&out).lines().map(serde_json::from_str).collect::<Result<_, _>>().expect("JSON lines");
+    let kinds: Vec<&str> = lines.iter().map(|l| l["kind"].as_str().expect("kind")).collect();
+    assert_eq!(kinds, ["meta", "evaluate", "monitor", "monitor_model"]);
+    assert_eq!(lines[1]["slices"], 10);
+    assert!(lines[1]["accuracy"].as_f64().expect("accuracy") > 0.9, "{}", lines[1]);
+    for l in &lines[1..] {
+        assert!(l["seconds"].as_f64().expect("seconds") > 0.0 && l["within_target"].is_boolean(), "{l}");
+    }
+    // The current file's last ten columns are shifted by half a standard deviation.
+    assert_eq!(lines[2]["drifted_columns"], 10, "{}", lines[2]);
+    let bad = shoal("http://127.0.0.1:9", &["bench", "analysis", "--rows", "5"]);
+    assert_eq!(code(&bad), 2, "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--rows"), "{}", stderr(&bad));
+}

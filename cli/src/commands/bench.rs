@@ -132,6 +132,15 @@ pub enum Which {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The analysis commands on large generated files (1 million rows of 30 features by
+    /// default): `evaluate` with 10 slices and 1,000 bootstrap resamples, `monitor` on two files
+    /// without and with the model, timed through the worker binary on one core, one JSON line
+    /// each with its target. The options are the worker's; they pass through unchanged.
+    #[command(disable_help_flag = true)]
+    Analysis {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Parameter servers: push+pull throughput of a model against 1 and 2 shards with 1, 2 and 4
     /// workers, then the reference MLP at 2 workers under async, ssp, sync and the ring
     /// all-reduce, with the loss each reaches after the same number of samples.
@@ -207,10 +216,8 @@ pub async fn run(which: Which) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Which::Compress { args } => {
-            let args: Vec<String> = ["bench".to_owned(), "compress".to_owned()].into_iter().chain(args).collect();
-            run_ranks(1, 1, |_rank| args.clone()).await
-        }
+        Which::Compress { args } => passthrough("compress", args).await,
+        Which::Analysis { args } => passthrough("analysis", args).await,
         Which::Ps { workers, shards, model_mb, iters, train_steps, warmup } => {
             if workers.iter().chain(&shards).any(|&n| n == 0 || n > 16) || model_mb == 0 || iters == 0 {
                 return Err(CliError::usage(
@@ -292,6 +299,12 @@ pub async fn run(which: Which) -> Result<ExitCode, CliError> {
 
 /// Starts `world` worker processes with `args(rank)`, introduces them to each other, copies rank
 /// 0's output to stdout and waits for all of them.
+/// `shoal-worker bench <which> <args>` as one rank.
+async fn passthrough(which: &str, args: Vec<String>) -> Result<ExitCode, CliError> {
+    let args: Vec<String> = ["bench".to_owned(), which.to_owned()].into_iter().chain(args).collect();
+    run_ranks(1, 1, |_rank| args.clone()).await
+}
+
 async fn run_ranks(world: usize, threads: u32, args: impl Fn(usize) -> Vec<String>) -> Result<ExitCode, CliError> {
     let bin = worker_binary()?;
     let mut children: Vec<Child> = Vec::with_capacity(world);

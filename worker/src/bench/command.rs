@@ -1,6 +1,7 @@
 //! The `shoal-worker bench ...` commands: their flags, the checks on them, and the JSON lines they
 //! print on stdout (a `meta` header, then one record per measurement, from rank 0 only).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 use shoal_train::Collective;
 
 use super::allreduce::{self, AllReducePlan};
+use super::analysis::{self, AnalysisPlan};
 use super::compress::{self, CompressPlan};
 use super::device::{self, Device, Opened};
 use super::error::BenchError;
@@ -80,6 +82,23 @@ pub enum Bench {
         #[arg(long, default_value = "fp32,int8,pruned,structured,distilled", value_delimiter = ',')]
         variants: Vec<String>,
         /// Keep the artifacts in this folder (default: a scratch folder, removed at the end).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// The analysis commands on large generated files through this binary: `evaluate` with
+    /// --slices slices and --resamples resamples, `monitor` on two files, without and with the
+    /// model; one JSON line each with its target.
+    Analysis {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 30)]
+        features: usize,
+        #[arg(long, default_value_t = 10)]
+        slices: usize,
+        #[arg(long, default_value_t = 1000)]
+        resamples: usize,
+        /// Keep the files and the model in this folder (default: a scratch folder, removed at
+        /// the end).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
@@ -184,6 +203,9 @@ pub fn run(which: Bench) -> ExitCode {
                 CompressPlan { train_steps, finetune_steps, sparsity, seconds, variants, dir: dir.unwrap_or_default() };
             bench_compress(plan)
         }
+        Bench::Analysis { rows, features, slices, resamples, dir } => {
+            bench_analysis(AnalysisPlan { rows, features, slices, resamples, dir: dir.unwrap_or_default() })
+        }
         Bench::Pipeline { rank, stages, dims, schedules, microbatches, recompute, steps, warmup } => {
             let plan = PipelinePlan { dims, schedules, microbatches, recompute, steps, warmup, timeout: TIMEOUT };
             pipeline(rank, stages, &plan)
@@ -262,19 +284,46 @@ fn bench_compress(mut plan: CompressPlan) -> ExitCode {
     if let Some(v) = plan.variants.iter().find(|v| !compress::VARIANTS.contains(&v.as_str())) {
         return fail(format!("--variants `{v}`: expected some of {}", compress::VARIANTS.join(", ")), 2);
     }
-    let scratch = if plan.dir.as_os_str().is_empty() {
-        match tempfile::Builder::new().prefix("shoal-bench-compress-").tempdir() {
-            Ok(t) => {
-                plan.dir = t.path().to_path_buf();
-                Some(t)
-            }
-            Err(e) => return fail(BenchError::Scratch { source: e }, 1),
-        }
-    } else {
-        None
+    let scratch = match scratch(&mut plan.dir, "shoal-bench-compress-") {
+        Ok(s) => s,
+        Err(e) => return fail(e, 1),
     };
     println!("{}", meta::header("shoal_compress"));
     let result = compress::run(&plan);
+    drop(scratch);
+    match result {
+        Ok(records) => emit(records),
+        Err(e) => fail(format!("benchmark failed: {e}"), 1),
+    }
+}
+
+/// A scratch folder (removed when dropped) set into `dir` when it is empty; else `dir` is made.
+fn scratch(dir: &mut PathBuf, prefix: &str) -> Result<Option<tempfile::TempDir>, BenchError> {
+    if !dir.as_os_str().is_empty() {
+        std::fs::create_dir_all(&*dir).map_err(|source| BenchError::Scratch { source })?;
+        return Ok(None);
+    }
+    let t = tempfile::Builder::new().prefix(prefix).tempdir().map_err(|source| BenchError::Scratch { source })?;
+    *dir = t.path().to_path_buf();
+    Ok(Some(t))
+}
+
+fn bench_analysis(mut plan: AnalysisPlan) -> ExitCode {
+    if !(100..=100_000_000).contains(&plan.rows) {
+        return fail(format!("--rows `{}`: expected between 100 and 100000000", plan.rows), 2);
+    }
+    if !(2..=1000).contains(&plan.features) {
+        return fail(format!("--features `{}`: expected between 2 and 1000", plan.features), 2);
+    }
+    if !(1..=100).contains(&plan.slices) || !(1..=100_000).contains(&plan.resamples) {
+        return fail("--slices must be between 1 and 100, --resamples between 1 and 100000", 2);
+    }
+    let scratch = match scratch(&mut plan.dir, "shoal-bench-analysis-") {
+        Ok(s) => s,
+        Err(e) => return fail(e, 1),
+    };
+    println!("{}", meta::header("shoal_analysis"));
+    let result = analysis::run(&plan);
     drop(scratch);
     match result {
         Ok(records) => emit(records),

@@ -68,6 +68,12 @@ pub enum BenchError {
     /// The scratch folder of a benchmark could not be made.
     #[error("cannot create a scratch folder: {source}")]
     Scratch { source: std::io::Error },
+    /// A data file of a benchmark could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write { path: std::path::PathBuf, source: std::io::Error },
+    /// A command the benchmark times failed.
+    #[error("`{command}` failed: {reason}")]
+    Command { command: String, reason: String },
     /// NCCL could not set up the communicator of `rank`.
     #[cfg(feature = "cuda")]
     #[error("{reason}")]

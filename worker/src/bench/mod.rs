@@ -6,6 +6,7 @@
 //! peers' data-plane addresses. They live in the binary: the worker library prints nothing.
 
 mod allreduce;
+mod analysis;
 mod command;
 mod compress;
 mod cpu;
