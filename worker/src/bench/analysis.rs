@@ -11,11 +11,9 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use shoal_common::spec::load_toml;
-use shoal_train::{Outcome, Peers, RunOptions, checkpoint, data, train};
 
 use super::error::BenchError;
-use super::train::Silent;
+use super::train::train_job;
 
 /// What `shoal bench analysis` runs.
 #[derive(Clone, Debug)]
@@ -87,20 +85,7 @@ fn train_model(dir: &Path, data_path: &Path) -> Result<PathBuf, BenchError> {
          [training]\nbatch_size = 64\nsteps = 300\nseed = 1\n",
         data_path.display()
     );
-    let (_, cfg) =
-        load_toml(&text).map_err(|e| BenchError::Workload { workload: "bench-analysis", reason: e.to_string() })?;
-    let root = dir.join("model");
-    let _ = std::fs::remove_dir_all(&root);
-    let opts = RunOptions {
-        threads: 1,
-        checkpoint_dir: Some(root.clone()),
-        spec_toml: text,
-        keep_checkpoints: 1,
-        ..Default::default()
-    };
-    let outcome = train(&cfg, data::load(&cfg.dataset)?, &opts, &mut Silent, Peers::Alone)?;
-    let Outcome::Completed(_) = outcome else { return Err(BenchError::StoppedEarly { rank: 0 }) };
-    checkpoint::latest(&root).ok_or(BenchError::NoCheckpoint { what: "bench-analysis".into() })
+    train_job(&dir.join("model"), text, "bench-analysis")
 }
 
 /// Runs this binary with `args` (its report to `json`) and returns the wall-clock seconds.

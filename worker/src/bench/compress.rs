@@ -8,12 +8,11 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use shoal_common::spec::load_toml;
 use shoal_train::compress::{self, Artifact, Calibration, QuantizeOptions};
-use shoal_train::{Outcome, Peers, RunOptions, checkpoint, data, train};
+use shoal_train::data;
 
 use super::error::BenchError;
-use super::train::Silent;
+use super::train::train_job;
 use super::workloads;
 use crate::compress::{accuracy, measure};
 
@@ -42,21 +41,7 @@ const STUDENT: &str = "[{ width = 256 }, { width = 256 }]";
 /// Trains one job of the reference workload (`tail` adds sections) and returns its final checkpoint.
 fn run_job(dir: &Path, name: &str, steps: u64, layers: &str, tail: &str) -> Result<PathBuf, BenchError> {
     let text = format!("{}\n{tail}\n", workloads::reference_mlp_toml(steps, 128, layers));
-    let (_, cfg) =
-        load_toml(&text).map_err(|e| BenchError::Workload { workload: "bench-compress", reason: e.to_string() })?;
-    let root = dir.join(name);
-    let _ = std::fs::remove_dir_all(&root);
-    let opts = RunOptions {
-        threads: 1,
-        checkpoint_dir: Some(root.clone()),
-        spec_toml: text,
-        keep_checkpoints: 1,
-        ..Default::default()
-    };
-    let outcome = train(&cfg, data::load(&cfg.dataset)?, &opts, &mut Silent, Peers::Alone)?;
-    let Outcome::Completed(_) = outcome else { return Err(BenchError::StoppedEarly { rank: 0 }) };
-    checkpoint::latest(&root)
-        .ok_or(BenchError::Workload { workload: "bench-compress", reason: "no final checkpoint".into() })
+    train_job(&dir.join(name), text, "bench-compress")
 }
 
 fn quote(p: &Path) -> String {

@@ -3,8 +3,10 @@
 //! and adds that peer's `device` and `precision` (and the GPU's name).
 
 use serde_json::{Value, json};
-use shoal_common::spec::TrainConfig;
-use shoal_train::{Collective, Host, Outcome, Peers, ReduceOp, Report, RunOptions, Stop, Summary, data, train};
+use shoal_common::spec::{TrainConfig, load_toml};
+use shoal_train::{
+    Collective, Host, Outcome, Peers, ReduceOp, Report, RunOptions, Stop, Summary, checkpoint, data, train,
+};
 
 use super::cpu::CpuSnapshot;
 use super::device::{Opened, precision_name};
@@ -13,6 +15,27 @@ use super::workloads;
 
 /// The host of benchmark runs: nothing listens to the reports and nothing stops the run.
 pub struct Silent;
+
+/// Trains the job `text` on one thread into a fresh `root` and returns its final checkpoint;
+/// `workload` names the benchmark in errors.
+pub fn train_job(
+    root: &std::path::Path,
+    text: String,
+    workload: &'static str,
+) -> Result<std::path::PathBuf, BenchError> {
+    let (_, cfg) = load_toml(&text).map_err(|e| BenchError::Workload { workload, reason: e.to_string() })?;
+    let _ = std::fs::remove_dir_all(root);
+    let opts = RunOptions {
+        threads: 1,
+        checkpoint_dir: Some(root.to_path_buf()),
+        spec_toml: text,
+        keep_checkpoints: 1,
+        ..Default::default()
+    };
+    let outcome = train(&cfg, data::load(&cfg.dataset)?, &opts, &mut Silent, Peers::Alone)?;
+    let Outcome::Completed(_) = outcome else { return Err(BenchError::StoppedEarly { rank: 0 }) };
+    checkpoint::latest(root).ok_or(BenchError::NoCheckpoint { what: workload.into() })
+}
 
 impl Host for Silent {
     fn report(&mut self, _report: Report) {}
