@@ -14,6 +14,7 @@ const SERDE_MESSAGES: &[&str] = &[
     "shoal.v1.ModelSpec",
     "shoal.v1.LayerSpec",
     "shoal.v1.DatasetSpec",
+    "shoal.v1.TransformSpec",
     "shoal.v1.OptimizerSpec",
     "shoal.v1.ScheduleSpec",
     "shoal.v1.TrainingSpec",

@@ -79,6 +79,49 @@ impl TransformSpec {
         }
         Ok(())
     }
+
+    /// The number of columns this transform gives for `inputs` columns, when the spec alone fixes
+    /// it: `None` for a `variance` share, and for LDA when the number of `classes` is not known.
+    /// Asking for more components than the inputs (or, for LDA, the classes) allow is the error
+    /// fitting would give, naming `field` (e.g. `dataset.transforms[1]`), so that a job file can be
+    /// refused before any data is read.
+    pub fn outputs(&self, field: &str, inputs: usize, classes: Option<usize>) -> Result<Option<usize>> {
+        self.validate(field)?;
+        match *self {
+            TransformSpec::Standardize {} => Ok(Some(inputs)),
+            TransformSpec::Pca { components, variance } | TransformSpec::Whiten { components, variance } => {
+                match components {
+                    Some(k) if k > inputs => Err(AnalysisError::invalid(
+                        format!("{field}.components"),
+                        format!("asks for {k} components of {inputs} input columns"),
+                    )),
+                    Some(k) => Ok(Some(k)),
+                    None => Ok(variance.is_none().then_some(inputs)),
+                }
+            }
+            TransformSpec::Lda { components } => {
+                let Some(classes) = classes else { return Ok(None) };
+                if classes < 2 {
+                    return Err(AnalysisError::invalid(
+                        field,
+                        format!("lda needs at least 2 classes, the task has {classes}"),
+                    ));
+                }
+                let most = (classes - 1).min(inputs);
+                match components {
+                    Some(k) if k > most => Err(AnalysisError::invalid(
+                        format!("{field}.components"),
+                        format!(
+                            "lda gives at most {most} components (classes − 1 = {}, inputs = {inputs}), {k} asked",
+                            classes - 1
+                        ),
+                    )),
+                    Some(k) => Ok(Some(k)),
+                    None => Ok(Some(most)),
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -120,5 +163,39 @@ mod tests {
         let err = TransformSpec::Pca { components: Some(2), variance: Some(0.5) }.validate("t").expect_err("both");
         assert!(err.to_string().contains("not both"), "{err}");
         assert!(TransformSpec::Lda { components: Some(0) }.validate("t").is_err());
+    }
+
+    #[test]
+    fn outputs_known_before_fitting_are_what_fitting_gives() {
+        // Reference: `Fitted::fit` on 40 rows of 5 columns with 3 classes; where the spec fixes
+        // the width, `outputs` must say the same, and where fitting refuses, so must `outputs`.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let x: Vec<f32> = (0..200).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let labels: Vec<u32> = (0..40).map(|r| r % 3).collect();
+        let specs = [
+            TransformSpec::Standardize {},
+            TransformSpec::Pca { components: Some(2), variance: None },
+            TransformSpec::Pca { components: None, variance: None },
+            TransformSpec::Whiten { components: Some(5), variance: None },
+            TransformSpec::Whiten { components: Some(6), variance: None },
+            TransformSpec::Lda { components: None },
+            TransformSpec::Lda { components: Some(2) },
+            TransformSpec::Lda { components: Some(3) },
+        ];
+        for spec in &specs {
+            let fitted = crate::reduce::Fitted::fit(spec, &x, 40, 5, Some(&labels), 3);
+            let known = spec.outputs("transform", 5, Some(3));
+            match (fitted, known) {
+                (Ok(f), Ok(Some(k))) => assert_eq!(f.outputs(), k, "{spec:?}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{spec:?}"),
+                (f, k) => panic!("{spec:?}: fitting gave {f:?}, outputs {k:?}"),
+            }
+        }
+        let share = TransformSpec::Pca { components: None, variance: Some(0.9) };
+        assert_eq!(share.outputs("t", 5, None).expect("share"), None);
+        assert_eq!(TransformSpec::Lda { components: None }.outputs("t", 5, None).expect("no classes"), None);
+        let err = TransformSpec::Lda { components: None }.outputs("t", 5, Some(1)).expect_err("one class");
+        assert_eq!(err.to_string(), "t: lda needs at least 2 classes, the task has 1");
     }
 }

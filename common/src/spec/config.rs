@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use shoal_analysis::reduce::TransformSpec;
+
 /// Everything a worker needs to run a training job.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
@@ -455,6 +457,8 @@ pub struct DatasetConfig {
     pub normalize: Normalize,
     /// Share of the training samples used, in (0, 1].
     pub train_fraction: f64,
+    /// Feature transforms fitted on the training split, in order, after `normalize`.
+    pub transforms: Vec<TransformSpec>,
 }
 
 impl DatasetConfig {
@@ -482,7 +486,14 @@ impl DatasetConfig {
 
     /// Whether the task is classification, when that is known before loading.
     pub fn task(&self) -> Task {
-        match &self.source {
+        self.source.task()
+    }
+}
+
+impl DatasetSource {
+    /// Whether the source's task is classification.
+    pub fn task(&self) -> Task {
+        match self {
             DatasetSource::SyntheticRegression { .. } => Task::Regression,
             DatasetSource::Csv { task, .. } => *task,
             _ => Task::Classification,

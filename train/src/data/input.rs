@@ -155,6 +155,7 @@ mod tests {
             seed: 1,
             normalize,
             train_fraction: 1.0,
+            transforms: Vec::new(),
         }
     }
 

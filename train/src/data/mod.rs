@@ -245,6 +245,7 @@ mod tests {
             seed: 3,
             normalize: Normalize::Auto,
             train_fraction: 1.0,
+            transforms: Vec::new(),
         };
         let full = load(&cfg).expect("load");
         cfg.train_fraction = 0.25;

@@ -1,5 +1,5 @@
-//! The `dataset` section: the data source of each kind, the split, normalisation and the share
-//! of the samples used.
+//! The `dataset` section: the data source of each kind, the split, normalisation, the share of
+//! the samples used and the feature transforms (checked in `transforms`).
 
 use std::path::PathBuf;
 
@@ -154,7 +154,9 @@ pub(super) fn dataset(c: &mut FieldErrors, d: Option<&proto::DatasetSpec>, train
     if train_fraction <= 0.0 {
         c.fail("dataset.train_fraction", "must be > 0");
     }
-    DatasetConfig { source, validation_split, seed, normalize, train_fraction }
+    let (features, classes) = super::transforms::known_counts(&source);
+    let transforms = super::transforms::transforms(c, &d.transforms, source.task(), features, classes);
+    DatasetConfig { source, validation_split, seed, normalize, train_fraction, transforms }
 }
 
 fn path(c: &mut FieldErrors, field: &str, value: &str, required: bool) -> PathBuf {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::model::{known_data, model};
+use super::model::{model, raw_data};
 use crate::proto;
 use crate::spec::config::{DatasetConfig, DistillConfig, ParallelConfig, Task};
 use crate::spec::errors::FieldErrors;
@@ -46,7 +46,7 @@ pub(super) fn distill(
         c.absorb("distill.teacher_", sub);
         parsed
     });
-    let student_outputs = known_data(dataset, None).map_or(0, |s| s.outputs);
+    let student_outputs = raw_data(dataset, None).map_or(0, |s| s.outputs);
     if d.teacher_outputs < 0 {
         c.fail("distill.teacher_outputs", "must be >= 0");
     } else if d.teacher_outputs > 0 && student_outputs > 0 && d.teacher_outputs as usize != student_outputs {

@@ -12,6 +12,7 @@ mod prune;
 mod quantize;
 mod resources;
 mod training;
+mod transforms;
 
 use std::path::PathBuf;
 
@@ -50,6 +51,7 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
     let training = training::training(&mut c, spec.training.as_ref());
     let dataset = dataset::dataset(&mut c, spec.dataset.as_ref(), training.seed);
     let model = model::model(&mut c, spec.model.as_ref(), &dataset);
+    transforms::check_model(&mut c, &dataset, &model);
     let optimizer = optimizer::optimizer(&mut c, spec.optimizer.as_ref());
     let resources = resources::resources(&mut c, spec.resources.as_ref());
     let parallel = parallel::parallel(&mut c, spec, &resources, &model, &training);
@@ -69,6 +71,9 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
         && !serde_json::from_str::<serde_json::Value>(&spec.trial_params).is_ok_and(|v| v.is_object())
     {
         c.fail("trial_params", "must be a JSON object");
+    }
+    if command.is_some() && !dataset.transforms.is_empty() {
+        c.fail("dataset.transforms", "external trials bring their own data preparation");
     }
     if command.is_some() && parallel.data * parallel.pipeline.stages > 1 {
         c.fail("command", "external trials run on one worker (parallelism must be 1)");
@@ -107,7 +112,7 @@ pub use prune::{consumer_of, prunable_unit};
 
 /// Classes (or regression targets) of a dataset, when they are known before it is loaded.
 pub fn known_outputs(dataset: &DatasetConfig) -> Option<usize> {
-    model::known_data(dataset, None).map(|s| s.outputs).filter(|&n| n > 0)
+    model::raw_data(dataset, None).map(|s| s.outputs).filter(|&n| n > 0)
 }
 
 /// A valid job file and a helper that collects a bad one's errors, for the tests of every section.

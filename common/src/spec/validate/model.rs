@@ -171,6 +171,17 @@ pub(super) fn model(c: &mut FieldErrors, m: Option<&proto::ModelSpec>, dataset: 
 /// The data's shape when it is known at submit time: from the dataset kind, or from a declared
 /// `model.input_shape` (the output width is not known then).
 pub(super) fn known_data(d: &DatasetConfig, declared: Option<[usize; 3]>) -> Option<DataShape> {
+    let raw = raw_data(d, declared)?;
+    if d.transforms.is_empty() {
+        return Some(raw);
+    }
+    // Transforms give flat features, of a width known only when every step fixes it.
+    let features = super::transforms::width(d, raw.features)?;
+    Some(DataShape { features, image: None, outputs: raw.outputs })
+}
+
+/// [`known_data`] before the dataset's transforms (whose outputs are the same).
+pub(super) fn raw_data(d: &DatasetConfig, declared: Option<[usize; 3]>) -> Option<DataShape> {
     match d.source {
         DatasetSource::Digits => Some(DataShape { features: 64, image: Some([1, 8, 8]), outputs: 10 }),
         DatasetSource::SyntheticClassification { features, classes: outputs, .. }
