@@ -17,6 +17,12 @@ pub enum TrainError {
     /// The dataset could not be loaded or does not match the spec; `field` is the spec path.
     #[error("{field}: {reason}")]
     Dataset { field: String, reason: String },
+    /// The job's feature transforms could not be fitted on its training split.
+    #[error("{}", transforms_message(source))]
+    Transforms {
+        #[source]
+        source: shoal_analysis::AnalysisError,
+    },
     /// The model does not fit the data (for example a CNN on data without an image shape).
     #[error("model.{field}: {reason}")]
     Shape { field: String, reason: String },
@@ -68,6 +74,17 @@ impl TrainError {
     /// for failures of peers and links, false for failures of the job itself.
     pub fn retryable(&self) -> bool {
         matches!(self, Self::Collective(e) if e.retryable())
+    }
+}
+
+/// A fitting error as the job file's field: those naming a transform (`dataset.transforms[1]...`)
+/// as they are, the others (about the data as a whole) under `dataset.transforms`.
+fn transforms_message(e: &shoal_analysis::AnalysisError) -> String {
+    let text = e.to_string();
+    if text.starts_with(shoal_analysis::reduce::TRANSFORMS_FIELD) {
+        text
+    } else {
+        format!("{}: fitting on the training split: {text}", shoal_analysis::reduce::TRANSFORMS_FIELD)
     }
 }
 

@@ -43,7 +43,8 @@ pub fn train(
 ) -> Result<Outcome> {
     let mut teacher = match &cfg.distill {
         Some(d) => {
-            let (teacher, line) = Distill::load(d, &data.train.shape(), &opts.backend(), opts.threads.max(1))?;
+            let (teacher, line) =
+                Distill::load(d, &data.train.shape(), data.transforms.as_ref(), &opts.backend(), opts.threads.max(1))?;
             tracing::info!("{line}");
             Some(teacher)
         }
@@ -146,7 +147,11 @@ mod tests {
     }
 
     fn config(extra: &str) -> TrainConfig {
-        let text = format!(
+        load_toml(&config_text(extra)).expect("valid spec").1
+    }
+
+    fn config_text(extra: &str) -> String {
+        format!(
             r#"
             name = "unit"
             [model]
@@ -168,8 +173,7 @@ mod tests {
             log_every = 5
             {extra}
             "#
-        );
-        load_toml(&text).expect("valid spec").1
+        )
     }
 
     #[test]
@@ -231,6 +235,72 @@ mod tests {
             let v = b.model[name].flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("vec");
             assert_eq!(u, v, "{name} differs after resuming");
         }
+    }
+
+    #[test]
+    fn transforms_are_saved_with_each_checkpoint_and_applied_on_resume() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = config_text("steps = 40\ncheckpoint_every = 15").replace(
+            "classes = 3",
+            "classes = 3\ntransforms = [{ kind = \"standardize\" }, { kind = \"pca\", components = 4 }]",
+        );
+        let cfg = load_toml(&text).expect("valid spec").1;
+        let opts = |resume: Option<PathBuf>| RunOptions {
+            checkpoint_dir: Some(dir.path().join("job")),
+            resume_from: resume,
+            threads: 1,
+            spec_toml: text.clone(),
+            keep_checkpoints: 3,
+            ..Default::default()
+        };
+        let splits = data::load(&cfg.dataset).expect("data");
+        let fitted = splits.transforms.clone().expect("fitted");
+        assert_eq!(splits.train.shape().features, 4, "the model reads the transforms' outputs");
+        let mut host = Recorder::new();
+        host.stop_after = Some((20, Stop::Drain));
+        let first = train(&cfg, splits, &opts(None), &mut host, Peers::Alone).expect("train");
+        let Outcome::Interrupted { checkpoint: Some(at), .. } = first else { panic!("not interrupted: {first:?}") };
+        let every = checkpoint::list(&dir.path().join("job"));
+        assert_eq!(every.len(), 2, "steps 15 and 20: {every:?}");
+        for d in &every {
+            assert_eq!(checkpoint::load(d).expect("load").transforms.as_ref(), Some(&fitted), "{}", d.display());
+        }
+
+        // The saved pipeline is what a resumed run applies: replaced by one fitted on other
+        // rows, it is that one the run goes on with, and data fitted afresh is refused.
+        let raw_cfg = shoal_common::spec::DatasetConfig { transforms: Vec::new(), ..cfg.dataset.clone() };
+        let raw = data::load(&raw_cfg).expect("raw");
+        let other =
+            shoal_analysis::reduce::Pipeline::fit(&cfg.dataset.transforms, &raw.train.x[..100 * 10], 100, 10, None, 0)
+                .expect("fit");
+        assert_ne!(other, fitted);
+        std::fs::write(at.join(checkpoint::TRANSFORMS_FILE), serde_json::to_vec(&other).expect("json")).expect("write");
+        let err = train(
+            &cfg,
+            data::load(&cfg.dataset).expect("data"),
+            &opts(Some(at.clone())),
+            &mut Recorder::new(),
+            Peers::Alone,
+        )
+        .err()
+        .expect("refitted data is refused");
+        assert!(err.to_string().contains("its saved transforms are not the ones the data went through"), "{err}");
+        let continued = data::load_continuing(&cfg.dataset, Some(&at)).expect("data");
+        assert_eq!(continued.transforms.as_ref(), Some(&other));
+        let val = continued.validation.clone().expect("validation");
+        let resumed = train(&cfg, continued, &opts(Some(at)), &mut Recorder::new(), Peers::Alone).expect("resume");
+        let Outcome::Completed(s) = resumed else { panic!("not completed: {resumed:?}") };
+        let last = s.checkpoint.expect("final checkpoint");
+        assert_eq!(checkpoint::load(&last).expect("load").transforms, Some(other));
+
+        // Predicting from the final checkpoint prepares raw rows into the validation features.
+        let prep = data::Preparation::of_artifact(&last, &cfg).expect("preparation");
+        assert_eq!((prep.inputs(), prep.outputs(10)), (Some(10), 4));
+        let raw_val = raw.validation.expect("validation");
+        assert_eq!(prep.prepare(raw_val.x.clone(), 10).expect("prepare"), val.x);
+        let err = prep.prepare(raw_val.x[..9].to_vec(), 9).expect_err("width");
+        assert_eq!(err.to_string(), "--data: has 9 features, the model's transforms take 10");
+        assert!(data::Preparation::of(&cfg.dataset).is_err(), "a job with transforms is prepared from its artifact");
     }
 
     #[test]

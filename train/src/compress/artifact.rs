@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
+use shoal_analysis::reduce::Pipeline;
 use shoal_common::spec::{DatasetSource, TrainConfig, load_toml};
 
 use super::int8::Weights;
@@ -56,6 +57,8 @@ pub struct Artifact {
     /// Size of the weights file.
     pub bytes: u64,
     pub outputs: usize,
+    /// The feature transforms saved with the weights: the model reads their outputs.
+    pub transforms: Option<Pipeline>,
     runner: Runner,
 }
 
@@ -65,9 +68,24 @@ fn refuse(path: &Path, reason: impl Into<String>) -> TrainError {
 
 impl Artifact {
     /// Opens the artifact folder `path` for inputs of `features` values (an image of
-    /// `image` = channels, height, width when the model has convolutions).
+    /// `image` = channels, height, width when the model has convolutions). With saved transforms
+    /// `features` is their output width, the model's, not the raw data's
+    /// ([`Preparation::of_artifact`](crate::data::Preparation::of_artifact) prepares such inputs).
     pub fn open(path: &Path, features: usize, image: Option<[usize; 3]>) -> Result<Self> {
         let job = Self::job_of(path)?;
+        let transforms = checkpoint::transforms(path)?;
+        if let Some(t) = &transforms
+            && t.outputs() != features
+        {
+            return Err(refuse(
+                path,
+                format!(
+                    "reads the {} outputs of its saved transforms (of {} raw features), not {features} features",
+                    t.outputs(),
+                    t.inputs()
+                ),
+            ));
+        }
         let bytes = std::fs::metadata(path.join(checkpoint::MODEL_FILE)).map_or(0, |m| m.len());
         if path.join(REPORT_FILE).exists() {
             let model = load_int8(path, &job)?;
@@ -95,6 +113,7 @@ impl Artifact {
                 zero_weights,
                 bytes,
                 outputs,
+                transforms,
                 runner: Runner::Int8(model),
             });
         }
@@ -105,8 +124,9 @@ impl Artifact {
             .get("output.bias")
             .ok_or_else(|| refuse(path, "the checkpoint has no `output.bias`"))?
             .dims1()?;
+        // Transformed features are flat, whatever the source.
         let image = image.or(match job.dataset.source {
-            DatasetSource::Digits => Some([1, 8, 8]),
+            DatasetSource::Digits if transforms.is_none() => Some([1, 8, 8]),
             _ => None,
         });
         let backend: Arc<dyn Backend> = Arc::new(CpuBackend);
@@ -129,6 +149,7 @@ impl Artifact {
             zero_weights,
             bytes,
             outputs,
+            transforms,
             runner: Runner::Dense(model),
         })
     }

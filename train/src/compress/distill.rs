@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use shoal_analysis::reduce::Pipeline;
 use shoal_common::spec::DistillConfig;
 
 use crate::backend::{Backend, Tensor};
@@ -27,15 +28,26 @@ pub struct Distill {
 }
 
 impl Distill {
-    /// Loads the teacher named by `cfg` onto `backend` for a student on data of `shape`. Returns
-    /// the objective and a line for the job's log.
+    /// Loads the teacher named by `cfg` onto `backend` for a student on data of `shape` that went
+    /// through `transforms`. Returns the objective and a line for the job's log.
     pub fn load(
         cfg: &DistillConfig,
         shape: &DataShape,
+        transforms: Option<&Pipeline>,
         backend: &Arc<dyn Backend>,
         threads: usize,
     ) -> Result<(Self, String)> {
         let dir = teacher_dir(cfg)?;
+        // The teacher runs on the student's batches, so it must have been trained on the same
+        // features: a teacher with other transforms (or none) would read them as something else.
+        if checkpoint::transforms(&dir)?.as_ref() != transforms {
+            return Err(teacher_error(
+                &dir,
+                "the teacher's saved transforms are not the student's dataset.transforms as fitted: \
+                 distill from a teacher trained on the same features"
+                    .into(),
+            ));
+        }
         let model_cfg = match &cfg.teacher_model {
             Some(m) => m.clone(),
             None => checkpoint::model_of(&dir).map_err(|e| teacher_error(&dir, e.to_string()))?,

@@ -92,7 +92,8 @@ pub fn quantize(dir: &Path, out: &Path, opts: &QuantizeOptions) -> Result<Quanti
         .map_err(|e| refuse(dir, format!("cannot read its job file: {e}")))?;
     let (_, cfg) = load_toml(&text).map_err(|e| refuse(dir, format!("its job file is not valid: {e}")))?;
     let saved = checkpoint::load(dir)?;
-    let splits = data::load(&cfg.dataset)?;
+    // Calibrated and evaluated on the features the model was trained on: its saved transforms.
+    let splits = data::load_continuing(&cfg.dataset, Some(dir))?;
     let validation = splits.validation.as_ref().ok_or_else(|| refuse(dir, "its dataset has no validation split"))?;
     let TargetData::Classes { .. } = validation.targets else {
         return Err(refuse(dir, "only classification models are quantized (accuracy is the budget)"));
@@ -138,6 +139,7 @@ pub fn quantize(dir: &Path, out: &Path, opts: &QuantizeOptions) -> Result<Quanti
     let (acc, int8) = best;
     let model = build(&int8);
     save(out, &model, &text)?;
+    checkpoint::copy_transforms(dir, out)?;
     let report = QuantizeReport {
         artifact: out.to_path_buf(),
         calibration: opts.calibration.name(),

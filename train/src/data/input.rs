@@ -1,12 +1,15 @@
-//! Data a trained model runs on (`shoal predict`): a CSV or IDX file read like the job's own
-//! training files and prepared as its training data was (the job's feature scaling, fitted on its
-//! training split, and its class names), with labels when the file has them.
+//! Data a trained model runs on (`shoal predict`, `evaluate`, `monitor`): a CSV or IDX file read
+//! like the job's own training files and prepared as its training data was (the job's feature
+//! scaling, fitted on its training split, then the transforms saved with the artifact, and its
+//! class names), with labels when the file has them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use shoal_common::spec::{ColumnRef, DatasetConfig, DatasetSource, Normalize, Task};
+use shoal_analysis::reduce::Pipeline;
+use shoal_common::spec::{ColumnRef, DatasetConfig, DatasetSource, Normalize, Task, TrainConfig};
 
 use super::{Scaling, csv, idx, load_unscaled};
+use crate::checkpoint;
 use crate::error::{Result, TrainError};
 
 /// A file to predict on.
@@ -23,6 +26,7 @@ pub enum InputFile {
 pub struct Inputs {
     pub x: Vec<f32>,
     pub rows: usize,
+    /// The model's input width: the transforms' outputs when the job has transforms.
     pub features: usize,
     pub image: Option<[usize; 3]>,
     /// Class indices (classification) when the file has labels.
@@ -33,6 +37,8 @@ pub struct Inputs {
 #[derive(Clone, Debug, Default)]
 pub struct Preparation {
     scaling: Option<Scaling>,
+    /// The transforms saved with the artifact, applied after the scaling.
+    transforms: Option<Pipeline>,
     /// Class names in index order, for CSV classification jobs.
     pub classes: Option<Vec<String>>,
     pub regression: bool,
@@ -41,9 +47,39 @@ pub struct Preparation {
 }
 
 impl Preparation {
+    /// The preparation of the artifact folder `path` trained by `job` (its saved job file): the
+    /// job's scaling and class names, then the transforms saved beside the weights.
+    pub fn of_artifact(path: &Path, job: &TrainConfig) -> Result<Self> {
+        let mut prep = Self::of_job(&job.dataset)?;
+        prep.transforms = checkpoint::transforms(path)?;
+        match (job.dataset.transforms.is_empty(), &prep.transforms) {
+            (false, None) => Err(TrainError::checkpoint(
+                path,
+                format!("its job lists dataset.transforms, but it holds no {}", checkpoint::TRANSFORMS_FILE),
+            )),
+            (true, Some(_)) => Err(TrainError::checkpoint(
+                path,
+                format!("holds {}, but its job lists no dataset.transforms", checkpoint::TRANSFORMS_FILE),
+            )),
+            _ => Ok(prep),
+        }
+    }
+
+    /// The preparation of a job without transforms (those are fitted with a checkpoint, so a job
+    /// that has some is prepared from its artifact: [`Preparation::of_artifact`]).
+    pub fn of(cfg: &DatasetConfig) -> Result<Self> {
+        if !cfg.transforms.is_empty() {
+            return Err(TrainError::dataset(
+                "dataset.transforms",
+                "are fitted on the training split and saved with each checkpoint: prepare inputs from the artifact",
+            ));
+        }
+        Self::of_job(cfg)
+    }
+
     /// Reads the job's training split only when it must: for standardized features (their
     /// statistics) and for CSV class labels (their numbering).
-    pub fn of(cfg: &DatasetConfig) -> Result<Self> {
+    fn of_job(cfg: &DatasetConfig) -> Result<Self> {
         let regression = matches!(
             cfg.source,
             DatasetSource::SyntheticRegression { .. } | DatasetSource::Csv { task: Task::Regression, .. }
@@ -56,11 +92,46 @@ impl Preparation {
             _ => None,
         };
         if cfg.normalize != Normalize::Standard && !csv_classes {
-            return Ok(Self { scaling: None, classes: None, regression, feature_names });
+            return Ok(Self { scaling: None, transforms: None, classes: None, regression, feature_names });
         }
         let (splits, classes) = load_unscaled(cfg)?;
         let scaling = (cfg.normalize == Normalize::Standard).then(|| Scaling::fit(&splits.train));
-        Ok(Self { scaling, classes, regression, feature_names })
+        Ok(Self { scaling, transforms: None, classes, regression, feature_names })
+    }
+
+    /// The raw features the job reads, when known: the transforms' inputs, the scaling's, or the
+    /// training file's feature columns.
+    pub fn inputs(&self) -> Option<usize> {
+        match (&self.transforms, &self.scaling, &self.feature_names) {
+            (Some(t), _, _) => Some(t.inputs()),
+            (None, Some(s), _) => Some(s.features()),
+            (None, None, Some(names)) => Some(names.len()),
+            (None, None, None) => None,
+        }
+    }
+
+    /// The model's input width for rows of `features` raw values: the transforms' outputs, or
+    /// `features` when the job has none.
+    pub fn outputs(&self, features: usize) -> usize {
+        self.transforms.as_ref().map_or(features, Pipeline::outputs)
+    }
+
+    /// `x`, rows of `features` raw values, prepared for the model: scaled, then transformed
+    /// (rows of [`Preparation::outputs`] values).
+    pub fn prepare(&self, mut x: Vec<f32>, features: usize) -> Result<Vec<f32>> {
+        self.scale(&mut x, features)?;
+        let Some(t) = &self.transforms else { return Ok(x) };
+        if t.inputs() != features {
+            return Err(TrainError::dataset(
+                "--data",
+                format!("has {features} features, the model's transforms take {}", t.inputs()),
+            ));
+        }
+        let rows = x.len() / features.max(1);
+        if rows * features != x.len() {
+            return Err(TrainError::dataset("--data", format!("{} values are not rows of {features}", x.len())));
+        }
+        Ok(t.apply(&x, rows))
     }
 
     /// Applies the job's feature scaling to `rows` of `features` values, in place.
@@ -131,7 +202,11 @@ impl Preparation {
                 }
             },
         };
-        self.scale(&mut inputs.x, inputs.features)?;
+        inputs.x = self.prepare(std::mem::take(&mut inputs.x), inputs.features)?;
+        if self.transforms.is_some() {
+            inputs.features = self.outputs(inputs.features);
+            inputs.image = None;
+        }
         Ok(inputs)
     }
 }

@@ -1,5 +1,5 @@
 //! Datasets held in memory: loading from every supported source, the train/validation split,
-//! feature scaling, and batching with a prefetching loader thread.
+//! feature scaling and transforms, and batching with a prefetching loader thread.
 
 mod csv;
 mod idx;
@@ -7,9 +7,11 @@ mod input;
 mod loader;
 mod scaling;
 mod synthetic;
+pub mod transforms;
 
 use std::path::Path;
 
+use shoal_analysis::reduce::Pipeline;
 use shoal_common::spec::{DatasetConfig, DatasetSource, Normalize};
 
 pub use input::{InputFile, Inputs, Preparation};
@@ -95,10 +97,21 @@ pub struct Splits {
     pub train: Dataset,
     /// Empty when `validation_split` is 0 and no validation file is given.
     pub validation: Option<Dataset>,
+    /// The job's feature transforms as applied to both splits, when it has any: saved with every
+    /// checkpoint.
+    pub transforms: Option<Pipeline>,
 }
 
-/// Loads a dataset as the spec describes, splits it and scales its features.
+/// Loads a dataset as the spec describes, splits it, scales its features and fits its transforms
+/// on the training split.
 pub fn load(cfg: &DatasetConfig) -> Result<Splits> {
+    load_continuing(cfg, None)
+}
+
+/// [`load`] for a run that continues from the checkpoint `from` (a resumed job, a child that
+/// inherits its parent's weights, an artifact quantized): the transforms saved there are applied
+/// rather than fitted again when they come from the same specs (see [`transforms::saved_for`]).
+pub fn load_continuing(cfg: &DatasetConfig, from: Option<&Path>) -> Result<Splits> {
     let (mut splits, _) = load_unscaled(cfg)?;
     if cfg.normalize == Normalize::Standard {
         let scaling = Scaling::fit(&splits.train);
@@ -107,6 +120,21 @@ pub fn load(cfg: &DatasetConfig) -> Result<Splits> {
             scaling.apply(&mut v.x);
         }
     }
+    let saved = match from {
+        Some(dir) => transforms::saved_for(cfg, dir)?,
+        None => None,
+    };
+    let pipeline = match saved {
+        Some(p) => Some(p),
+        None => transforms::fit(cfg, &splits.train)?,
+    };
+    if let Some(p) = &pipeline {
+        transforms::apply(p, &mut splits.train, "dataset")?;
+        if let Some(v) = splits.validation.as_mut() {
+            transforms::apply(p, v, "dataset")?;
+        }
+    }
+    splits.transforms = pipeline;
     Ok(splits)
 }
 
@@ -163,7 +191,7 @@ fn load_unscaled(cfg: &DatasetConfig) -> Result<(Splits, Option<Vec<String>>)> {
     if cfg.train_fraction < 1.0 {
         train = subset(train, cfg.train_fraction, cfg.seed);
     }
-    Ok((Splits { train, validation }, class_names))
+    Ok((Splits { train, validation, transforms: None }, class_names))
 }
 
 /// Holds out `round(rows · share)` random samples (seeded) for validation.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use shoal_analysis::reduce::Pipeline;
 use shoal_common::spec::TrainConfig;
 
 use super::cooperation::{Cooperation, Step};
@@ -16,7 +17,7 @@ use super::report::{EvalPoint, Host, Outcome, Report, RunOptions, Stop, Summary,
 use crate::checkpoint::{self, CheckpointState};
 use crate::data::{BatchPlan, Dataset, Loader, Splits};
 use crate::distributed;
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::model::Model;
 use crate::optim::Optimizer;
 
@@ -33,7 +34,7 @@ pub fn run(
     coop: &mut dyn Cooperation,
     objective: &mut dyn Objective,
 ) -> Result<Outcome> {
-    let result = Run::start(cfg, &data.train, opts, host, coop).and_then(|run| run.steps(data, host, coop, objective));
+    let result = Run::start(cfg, &data, opts, host, coop).and_then(|run| run.steps(data, host, coop, objective));
     if let Err(e) = &result {
         coop.abort(e);
     }
@@ -47,6 +48,8 @@ struct Run<'a> {
     plan: Plan,
     model: Model,
     opt: Optimizer,
+    /// The feature transforms the data went through, saved with every checkpoint.
+    transforms: Option<Pipeline>,
     rank: usize,
     start_step: u64,
     started: Instant,
@@ -56,18 +59,29 @@ impl<'a> Run<'a> {
     /// Builds the model, resumes it, lines it up with the other ranks and reports the start.
     fn start(
         cfg: &'a TrainConfig,
-        train: &Dataset,
+        data: &Splits,
         opts: &'a RunOptions,
         host: &mut dyn Host,
         coop: &mut dyn Cooperation,
     ) -> Result<Self> {
         let place = coop.placement();
+        let train = &data.train;
         let plan = Plan::new(cfg, train.rows, place.data_world);
         let (mut model, described) = coop.build(cfg, &train.shape(), &plan, opts)?;
         let mut opt = Optimizer::new(cfg.optimizer, plan.total_steps, model.params())?;
         let mut start_step = 0;
         if let Some(dir) = &opts.resume_from {
             let loaded = checkpoint::load(dir)?;
+            // The weights were trained on the saved transforms' outputs: data prepared otherwise
+            // (loaded with `data::load` where `data::load_continuing` was due, or refitted on
+            // other rows) would go on training them on different features.
+            if loaded.transforms != data.transforms {
+                return Err(TrainError::checkpoint(
+                    dir,
+                    "its saved transforms are not the ones the data went through: a resumed run must \
+                     apply the checkpoint's transforms, not fit others",
+                ));
+            }
             model.load_named(&loaded.model, dir)?;
             opt.load_state(&loaded.optimizer, loaded.state.step, dir)?;
             start_step = loaded.state.step.min(plan.total_steps);
@@ -80,7 +94,17 @@ impl<'a> Run<'a> {
             model: described,
             resumed_at: opts.resume_from.as_ref().map(|_| start_step),
         });
-        Ok(Self { cfg, opts, plan, model, opt, rank: place.rank, start_step, started: Instant::now() })
+        Ok(Self {
+            cfg,
+            opts,
+            plan,
+            model,
+            opt,
+            transforms: data.transforms.clone(),
+            rank: place.rank,
+            start_step,
+            started: Instant::now(),
+        })
     }
 
     /// Takes the steps, then evaluates, checkpoints and sums up.
@@ -255,6 +279,7 @@ impl<'a> Run<'a> {
             &self.model.named_tensors()?,
             &self.opt.named_state()?,
             &self.opts.spec_toml,
+            self.transforms.as_ref(),
             self.opts.keep_checkpoints.max(1),
         )?;
         coop.save_extra(&path)?;

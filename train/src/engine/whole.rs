@@ -25,11 +25,7 @@ pub fn whole_model(cfg: &TrainConfig, shape: &DataShape, opts: &RunOptions) -> R
 /// Loads a parent's checkpoint into `model` through function-preserving morphs. Returns what was
 /// done, for the job's log.
 fn inherit_weights(model: &mut Model, cfg: &TrainConfig, inherit: &InheritConfig, shape: &DataShape) -> Result<String> {
-    let dir = if inherit.checkpoint.join("model.safetensors").exists() {
-        inherit.checkpoint.clone()
-    } else {
-        checkpoint::latest(&inherit.checkpoint).unwrap_or_else(|| inherit.checkpoint.clone())
-    };
+    let dir = checkpoint::step_dir(&inherit.checkpoint);
     let parent = checkpoint::load(&dir)?;
     let parent_model = match &inherit.model {
         Some(m) => m.clone(),
