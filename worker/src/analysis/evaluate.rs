@@ -102,7 +102,7 @@ fn run(args: &EvaluateArgs) -> Result<Report, Failure> {
         return Err(Failure::usage("--buckets", format!("must be in [2, 100], got {}", args.buckets)));
     }
     let job = Artifact::job_of(&args.artifact)?;
-    let prep = Preparation::of(&job.dataset)?;
+    let prep = Preparation::of_artifact(&args.artifact, &job)?;
     let label = args.label_column.clone().or_else(|| job_label(&job)).ok_or_else(|| {
         Failure::usage("--label-column", "evaluation needs labels: name the label column (the job's data has no names)")
     })?;
@@ -116,7 +116,7 @@ fn run(args: &EvaluateArgs) -> Result<Report, Failure> {
         .map(|s| Slicing::of(&table.frame, s, args.buckets, "--slice-by"))
         .collect::<Result<Vec<_>, _>>()?;
     let groups = args.groups.as_deref().map(|g| Slicing::of(&table.frame, g, args.buckets, "--groups")).transpose()?;
-    let mut artifact = Artifact::open(&args.artifact, table.features.len(), None)?;
+    let mut artifact = Artifact::open(&args.artifact, prep.outputs(table.features.len()), None)?;
     let x = table.prepared(&prep, &table.raw)?;
     let mut out = outputs(&artifact, &x, table.rows)?;
     let truth = table.truth.clone().ok_or_else(|| Failure::usage("--label-column", "evaluation needs labels"))?;

@@ -133,7 +133,7 @@ impl Monitored {
     /// Opens the artifact and runs it on the reference data.
     pub fn open(artifact: &Path, frame: &Frame, args: &MonitorArgs) -> Result<Self, Failure> {
         let job = Artifact::job_of(artifact)?;
-        let prep = Preparation::of(&job.dataset)?;
+        let prep = Preparation::of_artifact(artifact, &job)?;
         let named = args.label_column.clone();
         let label = named.clone().or_else(|| job_label(&job));
         let mut ignore = args.ignore.clone();
@@ -147,7 +147,7 @@ impl Monitored {
         // there.
         let present = label.as_deref().filter(|l| named.is_some() || frame.names.iter().any(|n| n == l));
         let table = Table::of(frame.clone(), "--reference", &prep, present, &ignore)?;
-        let artifact = Artifact::open(artifact, table.features.len(), None)?;
+        let artifact = Artifact::open(artifact, prep.outputs(table.features.len()), None)?;
         if !prep.regression && artifact.outputs < 2 {
             return Err(Failure::usage("--artifact", "a classification model must have at least two outputs"));
         }

@@ -119,11 +119,9 @@ impl Table {
         Ok(Self { rows: frame.rows, frame, features, raw, truth })
     }
 
-    /// `raw` rows prepared as the job prepared its training data.
+    /// `raw` rows prepared as the job prepared its training data (rows of the model's width).
     pub fn prepared(&self, prep: &Preparation, raw: &[f32]) -> Result<Vec<f32>, Failure> {
-        let mut x = raw.to_vec();
-        prep.scale(&mut x, self.features.len())?;
-        Ok(x)
+        Ok(prep.prepare(raw.to_vec(), self.features.len())?)
     }
 }
 

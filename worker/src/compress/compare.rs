@@ -79,13 +79,20 @@ pub fn compare(args: CompareArgs) -> ExitCode {
 
 fn rows(paths: &[PathBuf], seconds: f64) -> Result<Vec<Row>, TrainError> {
     let job = Artifact::job_of(&paths[0])?;
-    let splits = data::load(&job.dataset)?;
+    // The first artifact's saved transforms prepare the data; the others must have the same.
+    let splits = data::load_continuing(&job.dataset, Some(&paths[0]))?;
     let validation = splits.validation.ok_or_else(|| {
         TrainError::dataset("dataset.validation_split", "the first artifact's job has no validation data to compare on")
     })?;
     let mut out: Vec<Row> = Vec::with_capacity(paths.len());
     for path in paths {
         let artifact = Artifact::open(path, validation.features, validation.image)?;
+        if artifact.transforms != splits.transforms {
+            return Err(TrainError::checkpoint(
+                path,
+                "its saved transforms are not the first artifact's: compare artifacts of one model's features",
+            ));
+        }
         let accuracy = accuracy(&artifact, &validation)?;
         let (_, latency_ms_b1) = measure(&artifact, &validation, 1, seconds)?;
         let (samples_per_s_b256, _) = measure(&artifact, &validation, 256, seconds)?;

@@ -82,7 +82,7 @@ impl From<std::io::Error> for Failure {
 fn run(args: &PredictArgs, file: &InputFile) -> Result<(), Failure> {
     // The job file says how its data was prepared; read it before the data.
     let job = Artifact::job_of(&args.artifact)?;
-    let prep = Preparation::of(&job.dataset)?;
+    let prep = Preparation::of_artifact(&args.artifact, &job)?;
     let inputs = prep.read(file)?;
     let artifact = Artifact::open(&args.artifact, inputs.features, inputs.image)?;
     let mut out: Box<dyn Write> = match &args.output {

@@ -191,8 +191,15 @@ fn run(
         let dir = ctx.checkpoint_root.join(&job_id);
         return command::run(&cfg, &job_id, attempt, &dir, &mut host);
     }
+    let rank = assignment.rank as usize;
+    let stages = cfg.parallel.pipeline.stages;
+    let resume_from = (!assignment.resume_from.is_empty())
+        .then(|| stage_checkpoint(PathBuf::from(&assignment.resume_from), rank % stages, stages));
+    // A run that continues from a checkpoint (resumed, or inheriting a parent's weights) applies
+    // the feature transforms saved there, as its weights were trained on them.
+    let continues = resume_from.as_deref().or(cfg.inherit.as_ref().map(|i| i.checkpoint.as_path()));
     tracing::info!(dataset = ?cfg.dataset.source, "loading dataset");
-    let splits = match data::load(&cfg.dataset) {
+    let splits = match data::load_continuing(&cfg.dataset, continues) {
         Ok(s) => s,
         Err(e) => return failed(attempt, &RunError::Dataset { job: job(), source: Box::new(e) }),
     };
@@ -202,7 +209,6 @@ fn run(
         features = splits.train.features,
         "dataset loaded"
     );
-    let rank = assignment.rank as usize;
     // Before joining, so a rank that cannot train where it was placed fails before its peers wait.
     let backend = match device::backend_for(&job(), &assignment.gpus, cfg.training.precision) {
         Ok(b) => b,
@@ -212,9 +218,6 @@ fn run(
         Ok(c) => c,
         Err(e) => return failed(attempt, &e),
     };
-    let stages = cfg.parallel.pipeline.stages;
-    let resume_from = (!assignment.resume_from.is_empty())
-        .then(|| stage_checkpoint(PathBuf::from(&assignment.resume_from), rank % stages, stages));
     let opts = RunOptions {
         // Data-parallel ranks hold identical parameters, so rank 0 writes the checkpoints; each
         // stage of the first pipeline replica writes its own part.
