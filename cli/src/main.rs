@@ -164,6 +164,14 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Statistics of every column of a CSV file and the variance explained by the principal
+    /// components of its numeric columns (to size a `pca` step of `dataset.transforms`); `--help`
+    /// lists the options.
+    #[command(disable_help_flag = true)]
+    AnalyzeData {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Write an artifact's predictions (fp32, pruned or int8) for a CSV or IDX file; `--help`
     /// lists the options.
     #[command(disable_help_flag = true)]
@@ -257,6 +265,7 @@ async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError>
         Command::Quantize { args } => commands::compress::passthrough("quantize", &args),
         Command::Predict { args } => commands::compress::passthrough("predict", &args),
         Command::Evaluate { args } => commands::compress::passthrough("evaluate", &args),
+        Command::AnalyzeData { args } => commands::compress::passthrough("analyze-data", &args),
         Command::Monitor { args } => commands::monitor::run(&target, &args).await,
         Command::Compare { args } => commands::compress::passthrough("compare", &args),
     }

@@ -98,6 +98,9 @@ enum Command {
     /// model's (predictions, margin density, change detectors over its errors); `--follow` a
     /// folder of windows (what `shoal monitor` runs).
     Monitor(analysis::MonitorArgs),
+    /// Statistics of every column of a CSV file and the variance explained by the principal
+    /// components of its numeric columns (what `shoal analyze-data` runs).
+    AnalyzeData(analysis::AnalyzeDataArgs),
     /// Benchmarks that run inside this process and print JSON lines.
     Bench {
         #[command(subcommand)]
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
         Some(Command::Compare(args)) => compress::compare(args),
         Some(Command::Evaluate(args)) => analysis::evaluate(args),
         Some(Command::Monitor(args)) => analysis::monitor(args),
+        Some(Command::AnalyzeData(args)) => analysis::analyze_data(args),
         Some(Command::Devices { json }) => {
             let inventory = devices::Inventory::gather();
             if json {

@@ -1,8 +1,9 @@
-//! The commands that analyse a model or its data (`shoal evaluate`, `shoal monitor`), run here
-//! because they run the model. The statistics are `shoal-analysis`'s; these files read the
+//! The commands that analyse a model or its data (`shoal evaluate`, `shoal monitor`,
+//! `shoal analyze-data`), run here because they run the model or read data as training does. The statistics are `shoal-analysis`'s; these files read the
 //! files, run the artifact and write the reports. Bad input exits with code 2 and a message
 //! naming the option or column.
 
+mod analyze;
 mod evaluate;
 mod explain;
 mod follow;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 use shoal_analysis::AnalysisError;
 use shoal_train::TrainError;
 
+pub use analyze::{AnalyzeDataArgs, analyze_data};
 pub use evaluate::{EvaluateArgs, evaluate};
 pub use monitor::{MonitorArgs, monitor};
 
