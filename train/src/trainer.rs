@@ -291,7 +291,7 @@ mod tests {
         let resumed = train(&cfg, continued, &opts(Some(at)), &mut Recorder::new(), Peers::Alone).expect("resume");
         let Outcome::Completed(s) = resumed else { panic!("not completed: {resumed:?}") };
         let last = s.checkpoint.expect("final checkpoint");
-        assert_eq!(checkpoint::load(&last).expect("load").transforms, Some(other));
+        assert_eq!(checkpoint::load(&last).expect("load").transforms, Some(other.clone()));
 
         // Predicting from the final checkpoint prepares raw rows into the validation features.
         let prep = data::Preparation::of_artifact(&last, &cfg).expect("preparation");
@@ -301,6 +301,11 @@ mod tests {
         let err = prep.prepare(raw_val.x[..9].to_vec(), 9).expect_err("width");
         assert_eq!(err.to_string(), "--data: has 9 features, the model's transforms take 10");
         assert!(data::Preparation::of(&cfg.dataset).is_err(), "a job with transforms is prepared from its artifact");
+        // Gradients of the model's 4 inputs go back to the 10 raw columns through the transforms.
+        let mut grad = vec![1.0; 2 * 4];
+        prep.pull_back(&mut grad);
+        assert_eq!(grad, other.pull_back(&[1.0; 8], 2));
+        assert_eq!(grad.len(), 2 * 10);
     }
 
     #[test]

@@ -129,6 +129,17 @@ impl Pipeline {
         let Some(first) = steps.next() else { return x.to_vec() };
         steps.fold(first.apply(x, rows), |v, s| s.apply(&v, rows))
     }
+
+    /// Carries gradients with respect to the outputs (`rows × outputs()`) back to the inputs
+    /// (`rows × inputs()`), step by step from the last: explanations of a model that reads the
+    /// pipeline's outputs are then read in the data's own columns.
+    ///
+    /// # Panics
+    /// If `grad.len() != rows * self.outputs()`.
+    pub fn pull_back(&self, grad: &[f32], rows: usize) -> Vec<f32> {
+        assert_eq!(grad.len(), rows * self.outputs(), "{rows} rows of {} gradients expected", self.outputs());
+        self.steps.iter().rev().fold(grad.to_vec(), |g, s| s.pull_back(&g, rows))
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +190,19 @@ mod tests {
             v.iter().sum::<f32>() / v.len() as f32
         };
         assert!((mean(1) - mean(0)).abs() > 2.0);
+        // Reference for pulling gradients back: the pipeline is affine, so for any direction v
+        // and output weights g, g · (f(x + v) − f(x)) = pull_back(g) · v up to rounding.
+        let (rows, k) = (3, p.outputs());
+        let v: Vec<f32> = (0..rows * 6).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.01).collect();
+        let g: Vec<f32> = (0..rows * k).map(|i| 1.0 + i as f32).collect();
+        let moved: Vec<f32> = x[..rows * 6].iter().zip(&v).map(|(a, b)| a + b).collect();
+        let (fx, fxv) = (p.apply(&x[..rows * 6], rows), p.apply(&moved, rows));
+        let forward: f64 =
+            g.iter().zip(fxv.iter().zip(&fx)).map(|(&g, (&a, &b))| f64::from(g) * f64::from(a - b)).sum();
+        let back = p.pull_back(&g, rows);
+        assert_eq!(back.len(), rows * 6);
+        let backward: f64 = back.iter().zip(&v).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        assert!(backward.abs() > 0.01 && (forward - backward).abs() < 1e-4 * backward.abs(), "{forward} vs {backward}");
         let identity = Pipeline::fit(&[], &x, 200, 6, None, 0).expect("no steps");
         assert!(identity.is_empty() && identity.apply(&x, 200) == x && identity == Pipeline::identity(6));
     }

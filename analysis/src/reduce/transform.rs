@@ -163,6 +163,35 @@ impl Fitted {
         }
     }
 
+    /// Carries `grad`, the gradients of some function with respect to this transform's outputs
+    /// (`rows × outputs()`), back to its inputs (`rows × inputs()`): the chain rule through
+    /// [`Fitted::apply`], whose Jacobian is the same for every row (it is affine).
+    ///
+    /// # Panics
+    /// If `grad.len() != rows * self.outputs()`.
+    pub fn pull_back(&self, grad: &[f32], rows: usize) -> Vec<f32> {
+        let (d, k) = (self.inputs(), self.outputs());
+        assert_eq!(grad.len(), rows * k, "{rows} rows of {k} gradients expected by the fitted {}", self.kind());
+        match self {
+            Fitted::Standardize { scale, .. } => grad
+                .chunks_exact(d)
+                .flat_map(|g| g.iter().zip(scale).map(|(&g, s)| (f64::from(g) / s) as f32))
+                .collect(),
+            Fitted::Pca(p) | Fitted::Whiten(p) | Fitted::Lda(p) => {
+                let mut out = Vec::with_capacity(rows * d);
+                let mut acc = vec![0.0; d];
+                for g in grad.chunks_exact(k) {
+                    acc.fill(0.0);
+                    for (b, &gk) in p.basis.chunks_exact(d).zip(g) {
+                        acc.iter_mut().zip(b).for_each(|(a, b)| *a += b * f64::from(gk));
+                    }
+                    out.extend(acc.iter().map(|&a| a as f32));
+                }
+                out
+            }
+        }
+    }
+
     /// Checks that a deserialized transform is consistent (lengths agree, values finite, scales
     /// nonzero), so that applying it cannot fail.
     pub fn check(&self, field: &str) -> Result<()> {

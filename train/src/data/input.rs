@@ -148,9 +148,15 @@ impl Preparation {
         Ok(())
     }
 
-    /// Turns gradients with respect to the prepared features (row-major) into gradients with
-    /// respect to the raw ones, in place: explanations are read in the data's own columns.
-    pub fn pull_back(&self, grad: &mut [f32]) {
+    /// Turns gradients with respect to the prepared features (row-major, the model's width) into
+    /// gradients with respect to the raw ones (rows of [`Preparation::inputs`]), in place:
+    /// explanations are read in the data's own columns. Back through the transforms first, then
+    /// the scaling, the reverse of [`Preparation::prepare`].
+    pub fn pull_back(&self, grad: &mut Vec<f32>) {
+        if let Some(t) = &self.transforms {
+            let rows = grad.len() / t.outputs();
+            *grad = t.pull_back(grad, rows);
+        }
         if let Some(s) = &self.scaling {
             s.pull_back(grad);
         }
