@@ -1,8 +1,8 @@
 //! `dataset.transforms` and `shoal analyze-data` through the real binaries: a job that
 //! standardizes six features on very different scales and keeps three principal components
 //! trains well, saves the fitted pipeline with its checkpoint, and `shoal predict`, `shoal
-//! evaluate` and an int8 artifact from `shoal quantize` give its reported accuracy on the raw six
-//! columns (so the transforms are applied as in training); LDA works on a three-class problem;
+//! evaluate`, `shoal monitor` and an int8 artifact from `shoal quantize` give its reported
+//! accuracy on the raw six columns (so the transforms are applied as in training); LDA works on a three-class problem;
 //! bad transforms are refused with exit 2 naming `dataset.transforms[...]`; `analyze-data`
 //! reports the explained variance that sizes the PCA.
 
@@ -180,6 +180,13 @@ async fn transforms_are_fitted_saved_and_applied_everywhere() -> anyhow::Result<
     let evaluated: Value = serde_json::from_str(&text)?;
     let got = evaluated["evaluation"]["metrics"]["accuracy"]["value"].as_f64().expect("accuracy");
     assert!((got - reported).abs() <= tolerance, "evaluated {got}, reported {reported}");
+    // So does monitor: its error rate on the same rows is the accuracy's complement.
+    let val = s(&p("val.csv"));
+    let out = shoal(&url, &["monitor", "--reference", &val, "--current", &val, "--artifact", &checkpoint]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let monitored: Value = serde_json::from_str(&stdout(&out))?;
+    let rate = monitored["model"]["errors"]["error_rate"].as_f64().expect("error rate");
+    assert!((rate - (1.0 - reported)).abs() <= tolerance, "monitor's error rate {rate}, reported accuracy {reported}");
     std::fs::write(p("five.csv"), "f0,f1,f2,f3,f4\n1,2,3,4,5\n")?;
     let (rc, _, err) = tool(&["predict", &checkpoint, "--data", &s(&p("five.csv")), "--header"]);
     assert_eq!(rc, 2, "five features: {err}");

@@ -15,6 +15,8 @@ pub use config::{
 };
 pub use errors::{FieldError, FieldErrors, SpecError};
 pub use shape::{DataShape, ModelShape, ShapeError, infer_shape};
+/// The validated form of one `dataset.transforms` entry (shoal-analysis's own type).
+pub use shoal_analysis::reduce::TransformSpec;
 pub use validate::{consumer_of, known_outputs, prunable_unit, validate};
 
 use crate::proto::JobSpec;

@@ -226,3 +226,34 @@ arch = { min_depth = 1, max_depth = 2, widths = [8, 16], activations = ["relu"] 
         assert_eq!(d.temperature, 3.0);
     }
 }
+
+#[test]
+fn every_trial_carries_the_template_transforms_and_may_vary_them() {
+    let template = TEMPLATE.replace(
+        "kind = \"digits\"",
+        "kind = \"digits\"\ntransforms = [{ kind = \"standardize\" }, { kind = \"pca\", components = 32 }]",
+    );
+    let search = r#"
+[search]
+strategy = "random"
+max_trials = 6
+params = [{ name = "dataset.transforms[1].components", values = [8, 16] }, { name = "optimizer.lr", low = 0.001, high = 0.1 }]
+"#;
+    let spec = shoal_common::spec::parse_toml(&format!("{template}\n{search}")).expect("parse");
+    let j = validate(&spec).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut rng = crate::rng::Rng::new(2);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let cfg = j.config.space.sample(&mut rng);
+        let trial = shoal_common::spec::validate(&trial_spec(&j, &cfg, None, false)).expect("valid trial");
+        use shoal_common::spec::TransformSpec;
+        let [TransformSpec::Standardize {}, TransformSpec::Pca { components: Some(k), variance: None }] =
+            trial.dataset.transforms[..]
+        else {
+            panic!("the template's transforms: {:?}", trial.dataset.transforms)
+        };
+        assert_eq!(Some(k as i64), cfg["dataset.transforms[1].components"].as_i64());
+        seen.insert(k);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [8, 16]);
+}
