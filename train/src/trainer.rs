@@ -282,8 +282,7 @@ mod tests {
             &mut Recorder::new(),
             Peers::Alone,
         )
-        .err()
-        .expect("refitted data is refused");
+        .expect_err("refitted data is refused");
         assert!(err.to_string().contains("its saved transforms are not the ones the data went through"), "{err}");
         let continued = data::load_continuing(&cfg.dataset, Some(&at)).expect("data");
         assert_eq!(continued.transforms.as_ref(), Some(&other));

@@ -153,7 +153,7 @@ fn render(report: &Report) -> String {
 fn number(v: Option<f64>) -> String {
     match v {
         None => String::new(),
-        Some(x) if x == 0.0 => "0".into(),
+        Some(0.0) => "0".into(),
         Some(x) if (1e-3..1e6).contains(&x.abs()) => format!("{x:.4}"),
         Some(x) => format!("{x:.3e}"),
     }
