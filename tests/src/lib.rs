@@ -431,3 +431,22 @@ pub async fn wait_none_ready(client: &mut JobServiceClient<Channel>, limit: Dura
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A seeded stream of uniform and standard normal numbers for generated test data (splitmix64
+/// and Box–Muller), the same on every machine.
+pub struct Normal(pub u64);
+
+impl Normal {
+    pub fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn next(&mut self) -> f64 {
+        let (u, v) = (self.uniform().max(1e-12), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}

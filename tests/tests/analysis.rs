@@ -14,29 +14,11 @@ use std::path::Path;
 
 use serde_json::Value;
 use shoal_tests::browser::{assert_ok, browser, dump};
-use shoal_tests::{Coordinator, code, run_job, shoal, start_worker, stderr, stdout};
+use shoal_tests::{Coordinator, Normal, code, run_job, shoal, start_worker, stderr, stdout};
 
 /// Where the labels of the shifted file flip.
 const FLIP: usize = 1500;
 const ROWS: usize = 3000;
-
-/// A seeded stream of standard normal numbers (splitmix64 and Box–Muller).
-struct Normal(u64);
-
-impl Normal {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn next(&mut self) -> f64 {
-        let (u, v) = (self.uniform().max(1e-12), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
 
 /// How a data file departs from the training distribution.
 #[derive(Clone, Copy)]

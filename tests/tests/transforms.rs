@@ -17,24 +17,6 @@ use shoal_train::data::{self, TargetData};
 const ROWS: usize = 1000;
 const COLUMNS: &str = "f0,f1,f2,f3,f4,f5";
 
-/// A seeded stream of standard normal numbers (splitmix64 and Box–Muller).
-struct Normal(u64);
-
-impl Normal {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn next(&mut self) -> f64 {
-        let (u, v) = (self.uniform().max(1e-12), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
-
 /// Six columns on scales from 0.2 to 50 that are mixtures of three latent factors z (plus 2%
 /// noise), so standardized they lie close to a 3-dimensional subspace; the label is 1 where
 /// z0 + z1 > 0, or with `classes = 3` one of three bands of z0 + z1.
