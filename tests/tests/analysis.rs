@@ -39,8 +39,8 @@ fn write(path: &Path, rows: usize, seed: u64, shift: Shift) -> anyhow::Result<()
     let mut n = Normal(seed);
     let mut text = String::from(if shift.region { "f0,f1,f2,f3,region,label\n" } else { "f0,f1,f2,f3,label\n" });
     for r in 0..rows {
-        let f: Vec<f64> = (0..4).map(|j| n.next() + if j >= 2 { shift.mean } else { 0.0 }).collect();
-        let mut label = u8::from(f[0] + 0.5 * f[1] + 0.2 * n.next() > 0.0);
+        let f: Vec<f64> = (0..4).map(|j| n.normal() + if j >= 2 { shift.mean } else { 0.0 }).collect();
+        let mut label = u8::from(f[0] + 0.5 * f[1] + 0.2 * n.normal() > 0.0);
         if shift.flip_from.is_some_and(|from| r >= from) {
             label = 1 - label;
         }

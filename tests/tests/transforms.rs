@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use shoal_common::spec::load_toml;
-use shoal_tests::{Coordinator, accuracy, code, job_file, run_job, shoal, start_worker, stderr, stdout};
+use shoal_tests::{Coordinator, Normal, accuracy, code, job_file, run_job, shoal, start_worker, stderr, stdout};
 use shoal_train::data::{self, TargetData};
 
 const ROWS: usize = 1000;
@@ -24,12 +24,12 @@ fn write(path: &Path, classes: u32, seed: u64) -> anyhow::Result<()> {
     let mut n = Normal(seed);
     let mut text = format!("{COLUMNS},label\n");
     for _ in 0..ROWS {
-        let z = [n.next(), n.next(), n.next()];
+        let z = [n.normal(), n.normal(), n.normal()];
         let clean =
             [5.0 * z[0], 0.2 * z[1], 50.0 * z[2], 5.0 * (z[0] + z[1]), 0.2 * (z[1] - z[2]), 50.0 * (z[0] - z[2])];
         let scales = [5.0, 0.2, 50.0, 5.0, 0.2, 50.0];
         let cells: Vec<String> =
-            clean.iter().zip(scales).map(|(c, s)| format!("{:.5}", c + 0.02 * s * n.next())).collect();
+            clean.iter().zip(scales).map(|(c, s)| format!("{:.5}", c + 0.02 * s * n.normal())).collect();
         let t = z[0] + z[1];
         let label = match classes {
             2 => u32::from(t > 0.0),
