@@ -2,9 +2,10 @@
 //! standardizes six features on very different scales and keeps three principal components
 //! trains well, saves the fitted pipeline with its checkpoint, and `shoal predict`, `shoal
 //! evaluate`, `shoal monitor` and an int8 artifact from `shoal quantize` give its reported
-//! accuracy on the raw six columns (so the transforms are applied as in training); LDA works on a three-class problem;
-//! bad transforms are refused with exit 2 naming `dataset.transforms[...]`; `analyze-data`
-//! reports the explained variance that sizes the PCA.
+//! accuracy on the raw six columns (so the transforms are applied as in training); a student
+//! distilled from it on half of the rows applies the teacher's; LDA works on a three-class
+//! problem; bad transforms are refused with exit 2 naming `dataset.transforms[...]`;
+//! `analyze-data` reports the explained variance that sizes the PCA.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -185,6 +186,16 @@ async fn transforms_are_fitted_saved_and_applied_everywhere() -> anyhow::Result<
     assert_eq!(rc, 0, "{err}");
     let want = quantized["accuracy"].as_f64().expect("int8 accuracy");
     assert!((predicted_accuracy(&err) - want).abs() <= tolerance, "int8: {err}, reported {want}");
+
+    // A student distilled from it on half of the rows applies the teacher's transforms: refitted
+    // on its half they would differ, and the teacher would misread the student's batches.
+    let student = pca_job
+        .replace("name = \"pca\"", "name = \"student\"")
+        .replace("transforms =", "train_fraction = 0.5\ntransforms =")
+        + &format!("[distill]\nteacher = \"{checkpoint}\"\n");
+    let distilled = run_job(&url, dir.path(), "student", &student)?;
+    let student_checkpoint = distilled["result"]["checkpoint"].as_str().expect("checkpoint");
+    assert_eq!(shoal_train::checkpoint::transforms(Path::new(student_checkpoint))?.as_ref(), Some(&saved));
 
     // LDA on three classes: two discriminants.
     let lda = run_job(

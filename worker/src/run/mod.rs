@@ -196,8 +196,14 @@ fn run(
     let resume_from = (!assignment.resume_from.is_empty())
         .then(|| stage_checkpoint(PathBuf::from(&assignment.resume_from), rank % stages, stages));
     // A run that continues from a checkpoint (resumed, or inheriting a parent's weights) applies
-    // the feature transforms saved there, as its weights were trained on them.
-    let continues = resume_from.as_deref().or(cfg.inherit.as_ref().map(|i| i.checkpoint.as_path()));
+    // the feature transforms saved there, as its weights were trained on them; a student applies
+    // its teacher's, which reads the student's batches (even where the student trains on a
+    // share of the rows the teacher's transforms were not fitted on).
+    let continues = resume_from
+        .as_deref()
+        .or(cfg.inherit.as_ref().map(|i| i.checkpoint.as_path()))
+        .or(cfg.distill.as_ref().map(|d| d.teacher.as_path()))
+        .filter(|p| !p.as_os_str().is_empty());
     tracing::info!(dataset = ?cfg.dataset.source, "loading dataset");
     let splits = match data::load_continuing(&cfg.dataset, continues) {
         Ok(s) => s,
