@@ -65,16 +65,8 @@ pub(super) fn discriminant(
         }
     }
     let e = generalized_eigen(&between, &within, d, LDA_RIDGE)?;
-    let Shares { values, total, ratio, cumulative } = Shares::of(&e.values);
     let k = components.unwrap_or(most);
-    Ok(Projection {
-        mean: overall,
-        basis: (0..k).flat_map(|j| e.vector(j)).collect(),
-        explained_variance: values[..k].to_vec(),
-        explained_ratio: ratio[..k].to_vec(),
-        cumulative_ratio: cumulative[..k].to_vec(),
-        total_variance: total,
-    })
+    Ok(Shares::of(&e.values).projection(overall, (0..k).flat_map(|j| e.vector(j)).collect(), k))
 }
 
 #[cfg(test)]

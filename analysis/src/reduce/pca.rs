@@ -35,6 +35,18 @@ impl Shares {
             .collect();
         Shares { values, total, ratio, cumulative }
     }
+
+    /// The projection onto the first `k` components: `basis` holds their rows, centred on `mean`.
+    pub fn projection(&self, mean: Vec<f64>, basis: Vec<f64>, k: usize) -> Projection {
+        Projection {
+            mean,
+            basis,
+            explained_variance: self.values[..k].to_vec(),
+            explained_ratio: self.ratio[..k].to_vec(),
+            cumulative_ratio: self.cumulative[..k].to_vec(),
+            total_variance: self.total,
+        }
+    }
 }
 
 /// PCA (or whitening) of the training covariance, keeping `components`, or enough for a
@@ -56,7 +68,8 @@ pub(super) fn principal(
     }
     let m = covariance(x, rows, d)?;
     let e = Eigen::symmetric(&m.covariance, d)?;
-    let Shares { values, total, ratio, cumulative } = Shares::of(&e.values);
+    let shares = Shares::of(&e.values);
+    let (values, total, cumulative) = (&shares.values, shares.total, &shares.cumulative);
     let k = match (components, variance) {
         (Some(k), _) => k,
         // The rounding slack keeps `variance = 1.0` from asking for a component past the last
@@ -69,14 +82,7 @@ pub(super) fn principal(
         let s = if whiten && v > NEGLIGIBLE_VARIANCE * total { 1.0 / v.sqrt() } else { 1.0 };
         basis.extend(e.vector(j).iter().map(|x| x * s));
     }
-    Ok(Projection {
-        mean: m.mean,
-        basis,
-        explained_variance: values[..k].to_vec(),
-        explained_ratio: ratio[..k].to_vec(),
-        cumulative_ratio: cumulative[..k].to_vec(),
-        total_variance: total,
-    })
+    Ok(shares.projection(m.mean, basis, k))
 }
 
 #[cfg(test)]
