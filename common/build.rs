@@ -27,6 +27,7 @@ const SERDE_MESSAGES: &[&str] = &[
     "shoal.v1.DistillSpec",
     "shoal.v1.PruneSpec",
     "shoal.v1.QuantizeSpec",
+    "shoal.v1.EvaluateSpec",
     "shoal.v1.SearchSpec",
     "shoal.v1.SearchParam",
     "shoal.v1.SearchCondition",
