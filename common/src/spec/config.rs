@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use shoal_analysis::reduce::TransformSpec;
 
-/// Everything a worker needs to run a training job.
+/// Everything a worker needs to run a training job (or an evaluation job, which trains nothing).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     pub name: String,
@@ -29,6 +29,60 @@ pub struct TrainConfig {
     pub prune: Option<PruneConfig>,
     /// Quantize the final checkpoint to int8, with quantization-aware training when asked.
     pub quantize: Option<QuantizeConfig>,
+    /// Score a trained artifact instead of training: an evaluation job. Its `model`, `dataset`,
+    /// `optimizer` and `training` are then placeholders that nothing reads.
+    pub evaluate: Option<EvaluateConfig>,
+}
+
+/// An evaluation job (`[evaluate]`): each of `parallel.data` ranks scores an equal share of the
+/// rows of `data` with `artifact`; rank 0 merges the shares into one report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvaluateConfig {
+    /// A checkpoint step directory, a pruned checkpoint or an int8 artifact; the model and its
+    /// data preparation come from it.
+    pub artifact: PathBuf,
+    /// A CSV file with a header: the model's features, the label and the slice and group columns.
+    pub data: PathBuf,
+    /// The label's column; `None` takes the one the artifact's job trained on.
+    pub label_column: Option<String>,
+    /// Slices the metrics are reported for: a column, or a cross of two columns `a*b`.
+    pub slice_by: Vec<String>,
+    /// Quantile buckets for numeric slice and group columns with many values, in
+    /// [`Self::MIN_BUCKETS`, `Self::MAX_BUCKETS`].
+    pub buckets: usize,
+    /// The column whose groups get fairness rates.
+    pub groups: Option<String>,
+    /// The group the others are compared with; `None` takes the largest. Only with `groups`.
+    pub baseline: Option<String>,
+    /// The class whose probability is thresholded for the fairness rates.
+    pub positive_class: Option<String>,
+    /// Bootstrap resamples of the intervals, in 1..=[`Self::MAX_RESAMPLES`].
+    pub resamples: usize,
+    /// Seed of the bootstrap.
+    pub seed: u64,
+    /// Columns that are not features, for models trained without column names.
+    pub ignore: Vec<String>,
+    /// Where rank 0 writes the JSON report; `None` writes [`Self::DEFAULT_OUTPUT`] in the job's
+    /// folder under the worker's checkpoint directory.
+    pub output: Option<PathBuf>,
+    /// Where rank 0 also writes the self-contained HTML report, when set.
+    pub html: Option<PathBuf>,
+}
+
+impl EvaluateConfig {
+    /// Quantile buckets when none are given, and their bounds.
+    pub const DEFAULT_BUCKETS: usize = 4;
+    pub const MIN_BUCKETS: usize = 2;
+    pub const MAX_BUCKETS: usize = 100;
+    /// Bootstrap resamples when none are given, and their most.
+    pub const DEFAULT_RESAMPLES: usize = 1000;
+    pub const MAX_RESAMPLES: usize = 100_000;
+    /// Seed of the bootstrap when none is given.
+    pub const DEFAULT_SEED: u64 = 0;
+    /// Separator of the two columns of a crossed slice (`a*b`).
+    pub const CROSS: char = '*';
+    /// File name of the JSON report when `output` is not set.
+    pub const DEFAULT_OUTPUT: &'static str = "evaluation.json";
 }
 
 /// Int8 quantization of a job's final checkpoint (`[quantize]`, or `training.qat`).

@@ -8,9 +8,9 @@ mod validate;
 
 pub use config::{
     Activation, Backend, Calibration, CellOp, ColumnRef, CommandConfig, DatasetConfig, DatasetSource, DistillConfig,
-    Duration, InheritConfig, LayerConfig, ModelConfig, ModelKind, Normalize, OptimizerConfig, OptimizerKind,
-    ParallelConfig, Partition, PipeSchedule, PipelineConfig, PoolKind, Precision, PruneConfig, PruneMethod,
-    PruneSchedule, PsMode, QuantizeConfig, Resources, Schedule, ScheduleKind, SyncKind, Task, TrainConfig,
+    Duration, EvaluateConfig, InheritConfig, LayerConfig, ModelConfig, ModelKind, Normalize, OptimizerConfig,
+    OptimizerKind, ParallelConfig, Partition, PipeSchedule, PipelineConfig, PoolKind, Precision, PruneConfig,
+    PruneMethod, PruneSchedule, PsMode, QuantizeConfig, Resources, Schedule, ScheduleKind, SyncKind, Task, TrainConfig,
     TrainingConfig, cell_edges, cell_nodes,
 };
 pub use errors::{FieldError, FieldErrors, SpecError};

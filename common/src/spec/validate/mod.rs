@@ -4,6 +4,7 @@
 mod command;
 mod dataset;
 mod distill;
+mod evaluate;
 mod model;
 mod optimizer;
 mod parallel;
@@ -34,9 +35,16 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
         c.fail("priority", "must be between -1000000 and 1000000");
     }
 
-    let command = command::command(&mut c, spec.command.as_ref());
+    // An evaluation job reads its model and data preparation from its artifact and trains
+    // nothing: the training sections are placeholders then, and refused when given.
+    let evaluate = spec.evaluate.as_ref().map(|e| {
+        let config = evaluate::evaluate(&mut c, e);
+        evaluate::refuse_training(&mut c, spec);
+        config
+    });
+    let mut filled = if evaluate.is_some() { evaluate::placeholders(spec) } else { spec.clone() };
+    let command = command::command(&mut c, filled.command.as_ref());
     // An external trial brings its own model and data: those sections are optional then.
-    let mut filled = spec.clone();
     if command.is_some() {
         filled.training.get_or_insert_with(|| proto::TrainingSpec { batch_size: 1, steps: 1, ..Default::default() });
         filled.dataset.get_or_insert_with(|| proto::DatasetSpec { kind: "digits".into(), ..Default::default() });
@@ -105,6 +113,7 @@ pub fn validate(spec: &JobSpec) -> Result<TrainConfig, Vec<FieldError>> {
         distill,
         prune,
         quantize,
+        evaluate,
     })
 }
 
