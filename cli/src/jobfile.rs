@@ -60,6 +60,16 @@ pub fn load_text(text: &str, origin: &Path, check_paths: bool) -> Result<JobFile
             }
         }
     }
+    // An evaluation job's files are named relative to the job file too, the report's included.
+    if let Some(e) = spec.evaluate.as_mut() {
+        for p in [&mut e.artifact, &mut e.data, &mut e.output, &mut e.html] {
+            let named = p.trim();
+            if !named.is_empty() && Path::new(named).is_relative() {
+                let abs = base.join(named);
+                *p = std::path::absolute(&abs).unwrap_or(abs).display().to_string();
+            }
+        }
+    }
     // External trials run relative to the job file's folder unless told otherwise.
     if let Some(c) = spec.command.as_mut()
         && c.workdir.trim().is_empty()
@@ -81,15 +91,24 @@ pub fn load_text(text: &str, origin: &Path, check_paths: bool) -> Result<JobFile
         None => None,
     };
     if check_paths {
-        let missing: Vec<FieldError> = config
-            .dataset
-            .files()
+        // An evaluation job reads no dataset (its placeholder names no files), but its artifact
+        // (a file or a folder) and its rows.
+        let mut wanted: Vec<(&str, &Path, bool, &str)> =
+            config.dataset.files().into_iter().map(|(field, p)| (field, p.as_path(), p.is_file(), "file")).collect();
+        if let Some(e) = &config.evaluate {
+            wanted.push(("evaluate.artifact", &e.artifact, e.artifact.exists(), "artifact"));
+            wanted.push(("evaluate.data", &e.data, e.data.is_file(), "file"));
+        }
+        let missing: Vec<FieldError> = wanted
             .into_iter()
-            .filter(|(_, p)| !p.is_file())
-            .map(|(field, p)| {
+            .filter(|(_, _, found, _)| !found)
+            .map(|(field, p, _, what)| {
                 FieldError::new(
                     field,
-                    format!("file not found: {} (pass --no-path-check if it exists on the workers only)", p.display()),
+                    format!(
+                        "{what} not found: {} (pass --no-path-check if it exists on the workers only)",
+                        p.display()
+                    ),
                 )
             })
             .collect();
@@ -109,4 +128,26 @@ pub fn load(path: &Path, check_paths: bool) -> Result<JobFile, CliError> {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::load_text;
+
+    #[test]
+    fn an_evaluation_job_names_its_files_relative_to_the_job_file() {
+        let text = "[evaluate]\nartifact = \"ckpt/step-9\"\ndata = \" rows.csv \"\nhtml = \"/abs/report.html\"\n";
+        let job = load_text(text, Path::new("/jobs/eval.toml"), false).expect("valid");
+        let e = job.config.evaluate.expect("evaluate");
+        assert_eq!(job.config.name, "eval", "named after the file");
+        assert_eq!(e.artifact, PathBuf::from("/jobs/ckpt/step-9"));
+        assert_eq!(e.data, PathBuf::from("/jobs/rows.csv"));
+        assert_eq!((e.output, e.html), (None, Some(PathBuf::from("/abs/report.html"))));
+        let missing =
+            load_text(text, Path::new("/nonexistent-shoal-dir/eval.toml"), true).err().expect("missing files");
+        assert!(missing.message.contains("evaluate.artifact: artifact not found"), "{}", missing.message);
+        assert!(missing.message.contains("evaluate.data: file not found"), "{}", missing.message);
+    }
 }

@@ -31,12 +31,25 @@ pub async fn run(
 
 pub fn validate(file: &Path, check_paths: bool) -> Result<ExitCode, CliError> {
     let job = jobfile::load(file, check_paths)?;
-    println!(
-        "{}: valid job `{}` ({} hidden layers, batch {})",
-        file.display(),
-        job.config.name,
-        job.config.model.layers.len(),
-        job.config.training.batch_size
-    );
+    let c = &job.config;
+    match &c.evaluate {
+        // An evaluation job's model comes from its artifact: nothing to tell of it here.
+        Some(e) => println!(
+            "{}: valid evaluation job `{}` ({} on {}, {} rank{})",
+            file.display(),
+            c.name,
+            e.artifact.display(),
+            e.data.display(),
+            c.parallel.data,
+            if c.parallel.data == 1 { "" } else { "s" }
+        ),
+        None => println!(
+            "{}: valid job `{}` ({} hidden layers, batch {})",
+            file.display(),
+            c.name,
+            c.model.layers.len(),
+            c.training.batch_size
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
