@@ -685,3 +685,25 @@ async fn operator_quotas_refuse_jobs_and_searches_that_ask_for_more() {
             .is_ok()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_evaluation_job_schedules_its_ranks_and_cannot_be_a_search() {
+    let c = coordinator();
+    let text = "name = \"eval\"\n[evaluate]\nartifact = \"/ckpt/step-9\"\ndata = \"/rows.csv\"\n\
+                [parallelism]\ndata = 2\n[resources]\ncpus = 2\n";
+    let job = c.lock().submit(Some(spec::parse_toml(text).expect("spec"))).expect("submit").job_id;
+    let (_, _, mut rx0) = connect(&c, 2, "", vec![]);
+    assert!(next_kind(&mut rx0).is_none(), "one worker is not enough for two ranks");
+    let (_, _, mut rx1) = connect(&c, 2, "", vec![]);
+    let (a0, a1) = (assignment(&mut rx0), assignment(&mut rx1));
+    assert_eq!((a0.world_size, a1.world_size), (2, 2));
+    assert_eq!(state(&c, &job), JobState::Running);
+
+    let search = spec::parse_toml(&format!("{text}[search]\nstrategy = \"random\"\n")).expect("spec");
+    match c.lock().submit(Some(search)) {
+        Err(CoordinatorError::InvalidSpec(fields)) => {
+            assert!(fields.iter().any(|f| f.path == "search" && f.reason.contains("evaluation job")), "{fields:?}");
+        }
+        other => panic!("expected InvalidSpec, got {other:?}"),
+    }
+}

@@ -21,7 +21,9 @@ impl State {
             return Err(CoordinatorError::invalid("spec", format!("{size} bytes, at most {MAX_SPEC_BYTES}")));
         }
         self.resolve_teacher(&mut spec)?;
-        if spec.search.is_some() {
+        // A search validates its template without the `search` section; an evaluation job is
+        // refused as a search by the job's own validation below.
+        if spec.search.is_some() && spec.evaluate.is_none() {
             return self.submit_search(spec);
         }
         let cfg = spec::validate(&spec).map_err(CoordinatorError::InvalidSpec)?;

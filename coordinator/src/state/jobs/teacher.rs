@@ -40,10 +40,13 @@ impl State {
         let cfg = spec::validate(&teacher).map_err(|e| {
             CoordinatorError::invalid(FIELD, format!("job {name}'s spec no longer validates: {}", e[0]))
         })?;
-        if cfg.command.is_some() || cfg.parallel.pipeline.stages > 1 {
+        if cfg.command.is_some() || cfg.evaluate.is_some() || cfg.parallel.pipeline.stages > 1 {
             return Err(CoordinatorError::invalid(
                 FIELD,
-                format!("job {name} has no single built-in model checkpoint (external trial or pipeline stages)"),
+                format!(
+                    "job {name} has no single built-in model checkpoint (external trial, evaluation job or pipeline \
+                     stages)"
+                ),
             ));
         }
         if entry.row.last_checkpoint.is_empty() {
