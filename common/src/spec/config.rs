@@ -29,8 +29,9 @@ pub struct TrainConfig {
     pub prune: Option<PruneConfig>,
     /// Quantize the final checkpoint to int8, with quantization-aware training when asked.
     pub quantize: Option<QuantizeConfig>,
-    /// Score a trained artifact instead of training: an evaluation job. Its `model`, `dataset`,
-    /// `optimizer` and `training` are then placeholders that nothing reads.
+    /// Score a trained artifact instead of training: an evaluation job. Its `model`, `dataset` and
+    /// `optimizer` are then placeholders that nothing reads; of `training`, only what applies to
+    /// any job (`collective_timeout`, `max_retries`) means anything.
     pub evaluate: Option<EvaluateConfig>,
 }
 
