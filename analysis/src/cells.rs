@@ -5,7 +5,11 @@
 //! or the shards of a large file added together. The bootstrap resamples cells instead of rows
 //! (`bootstrap.rs`), which makes a thousand resamples of a million rows cheap.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AnalysisError, Result};
 
 /// What a task's rows contribute to their cell and what is computed from the sums.
 pub trait Summary {
@@ -107,12 +111,91 @@ impl Grouped {
     pub fn clone_shape(&self) -> Self {
         Self { groups: self.groups, cells: self.cells, stats: self.stats, sums: Vec::new() }
     }
+}
 
-    /// Adds another summary of the same cells (a shard of the same data).
-    pub fn merge(&mut self, other: &Grouped) {
-        for (a, b) in self.sums.iter_mut().zip(&other.sums) {
-            *a += b;
+/// One slice's label and per-cell sums.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SliceSums {
+    pub label: String,
+    pub sums: Vec<f64>,
+}
+
+/// The sums of one slicing's slices over the same cells, each slice under its key (its place
+/// among the slices of the whole data), so that the shards of a file add up slice by slice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlicedSums {
+    pub by: String,
+    pub slices: BTreeMap<u32, SliceSums>,
+}
+
+impl SlicedSums {
+    /// Group `g` of `grouped` is the slice with key `keys[g]` and label `labels[g]`.
+    pub fn of(by: &str, keys: &[u32], labels: &[String], grouped: &Grouped) -> Self {
+        let slices = (0..grouped.groups)
+            .map(|g| (keys[g], SliceSums { label: labels[g].clone(), sums: grouped.group(g).to_vec() }))
+            .collect();
+        Self { by: by.into(), slices }
+    }
+
+    /// The slices that hold rows, in key order, as groups of `cells × stats` sums; and their labels.
+    pub fn grouped(&self, cells: usize, stats: usize) -> (Grouped, Vec<String>) {
+        let occupied: Vec<&SliceSums> =
+            self.slices.values().filter(|s| s.sums.iter().step_by(stats).sum::<f64>() > 0.0).collect();
+        let mut sums = Vec::with_capacity(occupied.len() * cells * stats);
+        for s in &occupied {
+            sums.extend(&s.sums);
         }
+        let labels = occupied.iter().map(|s| s.label.clone()).collect();
+        (Grouped { groups: occupied.len(), cells, stats, sums }, labels)
+    }
+
+    /// Moves every slice's sums to new cells: old cell `c` becomes `map[c]` of `cells`.
+    pub fn relayout(&mut self, map: &[usize], cells: usize, stats: usize) {
+        for s in self.slices.values_mut() {
+            s.sums = relayout(&s.sums, map, cells, stats);
+        }
+    }
+
+    /// Adds the slices of another shard, over the same cells.
+    pub fn merge(&mut self, other: SlicedSums) -> Result<()> {
+        if other.by != self.by {
+            return Err(AnalysisError::invalid(
+                "slice_by",
+                format!("shards sliced by `{}` and `{}`", self.by, other.by),
+            ));
+        }
+        for (key, slice) in other.slices {
+            match self.slices.get_mut(&key) {
+                Some(mine) if mine.label != slice.label => {
+                    return Err(AnalysisError::invalid(
+                        "slice_by",
+                        format!("`{}`: shards name slice {key} `{}` and `{}`", self.by, mine.label, slice.label),
+                    ));
+                }
+                Some(mine) => add(&mut mine.sums, &slice.sums),
+                None => {
+                    self.slices.insert(key, slice);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `sums` of `stats` per cell, with old cell `c` moved to `map[c]` among `cells`.
+pub fn relayout(sums: &[f64], map: &[usize], cells: usize, stats: usize) -> Vec<f64> {
+    let mut out = vec![0.0; cells * stats];
+    for (c, cell) in sums.chunks_exact(stats).enumerate() {
+        let at = map[c] * stats;
+        out[at..at + stats].copy_from_slice(cell);
+    }
+    out
+}
+
+/// `a += b`, element by element.
+pub fn add(a: &mut [f64], b: &[f64]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
     }
 }
 

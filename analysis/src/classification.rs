@@ -69,18 +69,37 @@ impl Classification {
             | (conf_bin as u64) << 32
             | (score_bin as u64) << 40
             | (loss_bin as u64) << 52;
-        let before = self.registry.len();
-        let cell = self.registry.cell(key);
-        if self.registry.len() > before {
-            self.label.push(label);
-            self.pred.push(pred as u32);
-            self.conf_bin.push(conf_bin as u16);
-            self.score_bin.push(score_bin as u16);
-        }
         stats[0] = 1.0;
         stats[1] = loss;
         stats[2] = conf;
+        self.file(key)
+    }
+
+    /// The cell of `key`, added (with what its key says of its rows) when new.
+    fn file(&mut self, key: u64) -> u32 {
+        let before = self.registry.len();
+        let cell = self.registry.cell(key);
+        if self.registry.len() > before {
+            self.label.push((key & 0xffff) as u32);
+            self.pred.push((key >> 16 & 0xffff) as u32);
+            self.conf_bin.push((key >> 32 & 0xff) as u16);
+            self.score_bin.push((key >> 40 & 0xfff) as u16);
+        }
         cell
+    }
+
+    /// The cells of `keys`, numbered in their order (the cells of merged shards).
+    pub fn from_keys(classes: Vec<String>, keys: &[u64]) -> Self {
+        let mut c = Self::new(classes);
+        for &k in keys {
+            c.file(k);
+        }
+        c
+    }
+
+    /// Each cell's key, in cell order.
+    pub fn keys(&self) -> &[u64] {
+        &self.registry.keys
     }
 
     /// Counts by true class (rows) and predicted class (columns).

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::bootstrap::{Interval, resample};
-use crate::cells::{Grouped, Summary};
+use crate::cells::{Grouped, SlicedSums, Summary};
 use crate::classification::{SCORE_BINS, auc, bin};
 use crate::error::{AnalysisError, Result};
 use crate::slice::Slicing;
@@ -106,16 +106,45 @@ pub fn fairness(
     resamples: usize,
     seed: u64,
 ) -> Result<Fairness> {
+    fairness_of(&fairness_sums(groups, positive, score), positive_class, baseline, resamples, seed)
+}
+
+/// Rows per group by (label positive?, score bin): the mergeable part of [`fairness`], which the
+/// shards of a file add up.
+pub fn fairness_sums(groups: &Slicing, positive: &[bool], score: &[f64]) -> SlicedSums {
     let cell: Vec<u32> =
         positive.iter().zip(score).map(|(&p, &s)| (usize::from(p) * SCORE_BINS + bin(s, SCORE_BINS)) as u32).collect();
-    let g = groups.slices();
-    let grouped = Grouped::build(g, 2 * SCORE_BINS, 1, cell.len(), |i| Some(groups.codes[i]), &cell, |_, s| s[0] = 1.0);
+    let grouped = Grouped::build(
+        groups.slices(),
+        2 * SCORE_BINS,
+        1,
+        cell.len(),
+        |i| Some(groups.codes[i]),
+        &cell,
+        |_, s| s[0] = 1.0,
+    );
+    SlicedSums::of(&groups.name, &groups.keys, &groups.labels, &grouped)
+}
+
+/// [`fairness`] from the merged sums of every shard.
+pub fn fairness_of(
+    sums: &SlicedSums,
+    positive_class: &str,
+    baseline: Option<&str>,
+    resamples: usize,
+    seed: u64,
+) -> Result<Fairness> {
+    let (grouped, labels) = sums.grouped(2 * SCORE_BINS, 1);
+    let g = grouped.groups;
+    if g == 0 {
+        return Err(AnalysisError::invalid("--groups", format!("`{}` has no rows", sums.by)));
+    }
     let counts: Vec<usize> = (0..g).map(|k| grouped.rows(k) as usize).collect();
     let base = match baseline {
-        Some(name) => groups.labels.iter().position(|l| l == name).ok_or_else(|| {
+        Some(name) => labels.iter().position(|l| l == name).ok_or_else(|| {
             AnalysisError::invalid(
                 "--baseline",
-                format!("`{name}` is not a group of `{}` (its groups: {})", groups.name, groups.labels.join(", ")),
+                format!("`{name}` is not a group of `{}` (its groups: {})", sums.by, labels.join(", ")),
             )
         })?,
         None => (0..g).max_by_key(|&k| (counts[k], std::cmp::Reverse(k))).unwrap_or(0),
@@ -151,7 +180,7 @@ pub fn fairness(
             }
             let positives = grouped.group(k)[SCORE_BINS..].iter().sum::<f64>() as usize;
             GroupRates {
-                group: groups.labels[k].clone(),
+                group: labels[k].clone(),
                 rows: counts[k],
                 positives,
                 baseline: k == base,
@@ -162,9 +191,9 @@ pub fn fairness(
         })
         .collect();
     Ok(Fairness {
-        column: groups.name.clone(),
+        column: sums.by.clone(),
         positive_class: positive_class.into(),
-        baseline: groups.labels[base].clone(),
+        baseline: labels[base].clone(),
         thresholds: THRESHOLDS.to_vec(),
         groups: out,
     })
@@ -190,7 +219,7 @@ mod tests {
                 score.push(s);
             }
         }
-        let groups = Slicing { name: "g".into(), labels: vec!["a".into(), "b".into()], codes: labels };
+        let groups = Slicing::new("g", vec!["a".into(), "b".into()], labels);
         let f = fairness(&groups, &pos, &score, "yes", None, 300, 3).expect("fairness");
         assert_eq!(f.baseline, "a");
         let a = &f.groups[0].rates["0.5"];

@@ -1,6 +1,7 @@
 //! A table read from a CSV file with a header, column by column: a column whose every cell is a
 //! number is numeric, any other is categorical (its distinct values numbered in sorted order).
 
+use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::error::{AnalysisError, Result};
@@ -67,8 +68,42 @@ impl Frame {
     pub fn read_csv(path: &Path, field: &str) -> Result<Frame> {
         let bad = |reason: String| AnalysisError::File { field: field.into(), path: path.to_path_buf(), reason };
         let raw = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+        let frame = Self::parse(&raw, &bad, "")?;
+        if frame.rows == 0 {
+            return Err(bad("has no data rows".into()));
+        }
+        Ok(frame)
+    }
+
+    /// Reads shard `shard` of `shards` of a CSV file: the header and the rows that start in the
+    /// shard's equal share of the file's bytes after it (rows must not span lines). Only those
+    /// bytes are read; a shard may have no rows.
+    pub fn read_csv_shard(path: &Path, field: &str, shard: usize, shards: usize) -> Result<Frame> {
+        let bad = |reason: String| AnalysisError::File { field: field.into(), path: path.to_path_buf(), reason };
+        let io = |e: std::io::Error| bad(format!("cannot read: {e}"));
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut header = Vec::new();
+        std::io::BufReader::new(&mut file).read_until(b'\n', &mut header).map_err(io)?;
+        let body = header.len() as u64;
+        let shards = shards.max(1) as u64;
+        let cut = |k: u64| body + (len - body) * k / shards;
+        let start = line_start(&mut file, cut(shard as u64), body).map_err(io)?;
+        let end = line_start(&mut file, cut(shard as u64 + 1), body).map_err(io)?;
+        let mut raw = header;
+        if !raw.ends_with(b"\n") {
+            raw.push(b'\n');
+        }
+        let at = raw.len();
+        raw.resize(at + (end - start) as usize, 0);
+        file.seek(SeekFrom::Start(start)).and_then(|_| file.read_exact(&mut raw[at..])).map_err(io)?;
+        Self::parse(&raw, &bad, &format!(" of the rows from byte {start}"))
+    }
+
+    /// Parses CSV text whose first row names the columns; `whence` follows line numbers in errors.
+    fn parse(raw: &[u8], bad: &dyn Fn(String) -> AnalysisError, whence: &str) -> Result<Frame> {
         let mut reader =
-            csv::ReaderBuilder::new().has_headers(true).flexible(true).trim(csv::Trim::All).from_reader(raw.as_slice());
+            csv::ReaderBuilder::new().has_headers(true).flexible(true).trim(csv::Trim::All).from_reader(raw);
         let names: Vec<String> =
             reader.headers().map_err(|e| bad(format!("bad header: {e}")))?.iter().map(str::to_owned).collect();
         if names.is_empty() {
@@ -88,17 +123,21 @@ impl Frame {
             match reader.read_byte_record(&mut record) {
                 Ok(false) => break,
                 Ok(true) => {}
-                Err(e) => return Err(bad(format!("after row {}: {e}", rows + 1))),
+                Err(e) => return Err(bad(format!("after row {}{whence}: {e}", rows + 1))),
             }
             if record.iter().all(<[u8]>::is_empty) {
                 continue;
             }
             let line = record.position().map_or(rows + 2, |p| p.line() as usize);
             if record.len() != names.len() {
-                return Err(bad(format!("line {line} has {} columns, the header {}", record.len(), names.len())));
+                return Err(bad(format!(
+                    "line {line}{whence} has {} columns, the header {}",
+                    record.len(),
+                    names.len()
+                )));
             }
             for (j, cell) in record.iter().enumerate() {
-                let cell = std::str::from_utf8(cell).map_err(|_| bad(format!("line {line}: not UTF-8")))?;
+                let cell = std::str::from_utf8(cell).map_err(|_| bad(format!("line {line}{whence}: not UTF-8")))?;
                 match &mut numbers[j] {
                     Some(v) => match cell.parse::<f64>() {
                         Ok(x) => v.push(x),
@@ -112,9 +151,6 @@ impl Frame {
                 }
             }
             rows += 1;
-        }
-        if rows == 0 {
-            return Err(bad("has no data rows".into()));
         }
         let columns = numbers
             .into_iter()
@@ -147,6 +183,18 @@ impl Frame {
             )),
         }
     }
+}
+
+/// Where the first line that starts at or after `pos` starts (the file's length if none does);
+/// lines start after a newline, or at `body`, the first byte after the header.
+fn line_start(file: &mut std::fs::File, pos: u64, body: u64) -> Result<u64, std::io::Error> {
+    if pos <= body {
+        return Ok(body);
+    }
+    file.seek(SeekFrom::Start(pos - 1))?;
+    let mut skipped = Vec::new();
+    let n = std::io::BufReader::new(&mut *file).read_until(b'\n', &mut skipped)?;
+    Ok(pos - 1 + n as u64)
 }
 
 #[cfg(test)]

@@ -39,6 +39,20 @@ impl Regression {
         stats.copy_from_slice(&[1.0, y, y * y, e, e * e, e.abs()]);
         self.registry.cell(key)
     }
+
+    /// The cells of `keys`, numbered in their order (the cells of merged shards).
+    pub fn from_keys(target: (f64, f64), residual: (f64, f64), keys: &[u64]) -> Self {
+        let mut r = Self::new(target, residual);
+        for &k in keys {
+            r.registry.cell(k);
+        }
+        r
+    }
+
+    /// Each cell's key, in cell order.
+    pub fn keys(&self) -> &[u64] {
+        &self.registry.keys
+    }
 }
 
 impl Summary for Regression {

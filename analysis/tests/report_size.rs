@@ -29,10 +29,8 @@ fn evaluation_bytes(rows: u32) -> usize {
         region.push((i / 300) % 12);
         group.push((i / 11) % 40);
     }
-    let named = |name: &str, n: u32, codes: Vec<u32>| Slicing {
-        name: name.into(),
-        labels: (0..n).map(|k| format!("{name}-{k}")).collect(),
-        codes,
+    let named = |name: &str, n: u32, codes: Vec<u32>| {
+        Slicing::new(name, (0..n).map(|k| format!("{name}-{k}")).collect(), codes)
     };
     let cross = named("id*region", 3600, id.iter().zip(&region).map(|(a, b)| a * 12 + b).collect());
     let slicings = [named("id", 300, id), named("region", 12, region), cross];

@@ -30,9 +30,8 @@ fn evaluation() -> Page {
         score.push(f64::from(p1));
     }
     let scored = Scored::Classes { classes: vec!["no".into(), "yes".into()], labels, probs };
-    let by_region =
-        Slicing { name: "region".into(), labels: vec!["north".into(), "south".into(), "<east>".into()], codes: region };
-    let by_size = Slicing { name: "size".into(), labels: (0..4).map(|s| format!("s{s}")).collect(), codes: size };
+    let by_region = Slicing::new("region", vec!["north".into(), "south".into(), "<east>".into()], region);
+    let by_size = Slicing::new("size", (0..4).map(|s| format!("s{s}")).collect(), size);
     let e = evaluate(&scored, &[by_region.clone(), by_size], 100, 3).expect("evaluation");
     let f = fairness(&by_region, &positive, &score, "yes", None, 100, 4).expect("fairness");
     evaluation_page(&e, Some(&f))

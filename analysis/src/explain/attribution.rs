@@ -127,8 +127,7 @@ mod tests {
             vec![("a", 2.0, 0.0), ("b", 2.0, -2.0 / 3.0)]
         );
         // Slices x = samples 0, 2 (and the NaN one), y = sample 1, z empty.
-        let slicing =
-            Slicing { name: "g".into(), labels: vec!["x".into(), "y".into(), "z".into()], codes: vec![0, 1, 0, 0] };
+        let slicing = Slicing::new("g", vec!["x".into(), "y".into(), "z".into()], vec![0, 1, 0, 0]);
         let by = summarize_slices(&ig, &slicing).expect("slices");
         assert_eq!(by.by, "g");
         assert_eq!(by.slices.len(), 2);

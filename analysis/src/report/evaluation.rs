@@ -273,7 +273,7 @@ mod tests {
             codes.push(s);
         }
         let classes = vec!["a".into(), "b".into(), "<c>".into()];
-        let slicing = Slicing { name: "s".into(), labels: (0..slices).map(|s| format!("v{s}")).collect(), codes };
+        let slicing = Slicing::new("s", (0..slices).map(|s| format!("v{s}")).collect(), codes);
         (Scored::Classes { classes, labels, probs }, slicing)
     }
 

@@ -265,11 +265,7 @@ impl Explained<'_> {
         };
         let mut slices = Vec::with_capacity(self.slicings.len());
         for s in self.slicings {
-            let picked = Slicing {
-                name: s.name.clone(),
-                labels: s.labels.clone(),
-                codes: rows.iter().map(|&r| s.codes[r]).collect(),
-            };
+            let picked = Slicing { codes: rows.iter().map(|&r| s.codes[r]).collect(), ..s.clone() };
             slices.push(summarize_slices(&all, &picked)?);
         }
         let samples = all

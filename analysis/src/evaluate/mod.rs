@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+mod partial;
+
 use crate::bootstrap::{Interval, resample};
-use crate::cells::{Grouped, Summary};
-use crate::classification::Classification;
+use crate::cells::Grouped;
 use crate::error::{AnalysisError, Result};
-use crate::regression::Regression;
 use crate::slice::Slicing;
+use partial::Cells;
+pub use partial::{Moments, Partial, Task};
 
 /// A model's outputs on labelled rows.
 #[derive(Clone, Debug)]
@@ -61,107 +63,33 @@ pub struct Evaluation {
     pub slices: Vec<SliceSet>,
 }
 
-fn mean_sd(v: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
-    let n = v.clone().count().max(1) as f64;
-    let m = v.clone().sum::<f64>() / n;
-    let var = v.map(|x| (x - m) * (x - m)).sum::<f64>() / n;
-    (m, var.sqrt().max(1e-12))
-}
-
-/// The cells of the task the outputs are for.
-enum Cells {
-    Classes(Classification),
-    Values(Regression),
-}
-
-impl Cells {
-    fn summary(&self) -> &dyn Summary {
-        match self {
-            Cells::Classes(c) => c,
-            Cells::Values(r) => r,
-        }
-    }
-
-    fn confusion(&self, sums: &[f64]) -> Option<Vec<Vec<f64>>> {
-        match self {
-            Cells::Classes(c) => Some(c.confusion(sums)),
-            Cells::Values(_) => None,
-        }
-    }
-}
-
-/// Files every row into its cell: the cells, each row's cell and its sums (`rows × stats`).
-fn summarize(scored: &Scored) -> Result<(Cells, Vec<u32>, Vec<f64>)> {
-    match scored {
-        Scored::Classes { classes, labels, probs } => {
-            let k = classes.len();
-            if k < 2 || probs.len() != labels.len() * k {
-                return Err(AnalysisError::invalid(
-                    "--data",
-                    format!("{} probabilities for {} rows of {k} classes", probs.len(), labels.len()),
-                ));
-            }
-            if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
-                return Err(AnalysisError::invalid(
-                    "--label-column",
-                    format!("label {bad} is not a class of the model (it has {k}: 0 to {})", k - 1),
-                ));
-            }
-            let mut cls = Classification::new(classes.clone());
-            let mut stats = vec![0.0; labels.len() * 3];
-            let cells = labels
-                .iter()
-                .zip(probs.chunks_exact(k))
-                .zip(stats.chunks_exact_mut(3))
-                .map(|((&y, p), s)| cls.row(y, p, s))
-                .collect();
-            Ok((Cells::Classes(cls), cells, stats))
-        }
-        Scored::Values { targets, predictions } => {
-            let target = mean_sd(targets.iter().copied());
-            let residual = (0.0, mean_sd(targets.iter().zip(predictions).map(|(y, p)| p - y)).1);
-            let mut reg = Regression::new(target, residual);
-            let mut stats = vec![0.0; targets.len() * 6];
-            let cells = targets
-                .iter()
-                .zip(predictions)
-                .zip(stats.chunks_exact_mut(6))
-                .map(|((&y, &p), s)| reg.row(y, p, s))
-                .collect();
-            Ok((Cells::Values(reg), cells, stats))
-        }
-    }
-}
-
 /// Metrics of `scored` overall and for each slice of every slicing, with `resamples` bootstrap
 /// resamples (seeded by `seed`).
 pub fn evaluate(scored: &Scored, slicings: &[Slicing], resamples: usize, seed: u64) -> Result<Evaluation> {
-    let rows = scored.rows();
+    evaluate_sums(&Partial::of(scored, slicings, &Moments::of(scored))?, resamples, seed)
+}
+
+/// Metrics from the sums of all the data (one shard, or every shard merged), with `resamples`
+/// bootstrap resamples (seeded by `seed`).
+pub fn evaluate_sums(partial: &Partial, resamples: usize, seed: u64) -> Result<Evaluation> {
+    let rows = partial.rows;
     if rows == 0 {
         return Err(AnalysisError::invalid("--data", "has no rows to evaluate"));
     }
-    if let Some(s) = slicings.iter().find(|s| s.codes.len() != rows) {
-        return Err(AnalysisError::invalid(
-            "--slice-by",
-            format!("`{}` has {} rows, the data {rows}", s.name, s.codes.len()),
-        ));
-    }
-    let (task, cells, stats) = summarize(scored)?;
-    let summary = task.summary();
-    let s = summary.stats();
+    let cells = Cells::of(&partial.task, &partial.keys);
+    let summary = cells.summary();
+    let (k, s) = (partial.keys.len(), partial.stats());
     let names = summary.names();
-    let row = |i: usize, out: &mut [f64]| out.copy_from_slice(&stats[i * s..(i + 1) * s]);
-    let overall = Grouped::build(1, summary.cells(), s, rows, |_| Some(0), &cells, row);
+    let overall = Grouped { groups: 1, cells: k, stats: s, sums: partial.overall.clone() };
     let point = summary.metrics(overall.group(0));
     let draws = resample(summary, &overall, resamples, seed);
     let metrics = names.iter().enumerate().map(|(m, n)| (n.clone(), draws.interval(0, m, point[m]))).collect();
-    let mut sets = Vec::with_capacity(slicings.len());
-    for (k, slicing) in slicings.iter().enumerate() {
-        let grouped =
-            Grouped::build(slicing.slices(), summary.cells(), s, rows, |i| Some(slicing.codes[i]), &cells, row);
-        let draws = resample(summary, &grouped, resamples, seed.wrapping_add(k as u64 + 1));
+    let mut sets = Vec::with_capacity(partial.slicings.len());
+    for (i, sliced) in partial.slicings.iter().enumerate() {
+        let (grouped, labels) = sliced.grouped(k, s);
+        let draws = resample(summary, &grouped, resamples, seed.wrapping_add(i as u64 + 1));
         let total = grouped.total();
-        let slices = (0..slicing.slices())
+        let slices = (0..grouped.groups)
             .map(|g| {
                 let value = summary.metrics(grouped.group(g));
                 let rest = summary.metrics(&crate::cells::minus(&total, grouped.group(g)));
@@ -176,27 +104,22 @@ pub fn evaluate(scored: &Scored, slicings: &[Slicing], resamples: usize, seed: u
                     }
                     difference.insert(n.clone(), d);
                 }
-                SliceMetrics {
-                    value: slicing.labels[g].clone(),
-                    rows: grouped.rows(g) as usize,
-                    metrics,
-                    difference,
-                    differs,
-                }
+                SliceMetrics { value: labels[g].clone(), rows: grouped.rows(g) as usize, metrics, difference, differs }
             })
             .collect();
-        sets.push(SliceSet { by: slicing.name.clone(), slices });
+        sets.push(SliceSet { by: sliced.by.clone(), slices });
     }
+    let (task, classes) = match &partial.task {
+        Task::Classes { classes } => ("classification", Some(classes.clone())),
+        Task::Values { .. } => ("regression", None),
+    };
     Ok(Evaluation {
         rows,
-        task: if matches!(scored, Scored::Classes { .. }) { "classification" } else { "regression" },
+        task,
         resamples,
-        classes: match scored {
-            Scored::Classes { classes, .. } => Some(classes.clone()),
-            Scored::Values { .. } => None,
-        },
+        classes,
         metrics,
-        confusion: task.confusion(overall.group(0)),
+        confusion: cells.confusion(overall.group(0)),
         slices: sets,
     })
 }
@@ -222,7 +145,7 @@ mod tests {
             region.push(u32::from(south));
         }
         let scored = Scored::Classes { classes: vec!["0".into(), "1".into()], labels, probs };
-        let slicing = Slicing { name: "region".into(), labels: vec!["north".into(), "south".into()], codes: region };
+        let slicing = Slicing::new("region", vec!["north".into(), "south".into()], region);
         let e = evaluate(&scored, &[slicing], 400, 5).expect("evaluation");
         assert_eq!(e.rows, 160);
         // South: rows i % 16 in {2, 3}: right; {6, 7, 10, 11, 14, 15}: wrong. 2 of 8 right.
