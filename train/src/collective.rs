@@ -32,6 +32,39 @@ pub trait Collective {
     fn on_device(&mut self) -> Option<&mut dyn DeviceCollective> {
         None
     }
+
+    /// Every rank's `bytes`, in rank order: the lengths are gathered, then each rank broadcasts
+    /// its bytes in turn, three to an `f32` (integers below 2^24 are exact in one, and a
+    /// broadcast only copies them).
+    fn all_gather_bytes(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, CollectiveError> {
+        let lengths = self.all_gather_u64(bytes.len() as u64)?;
+        let me = self.rank();
+        let mut out = Vec::with_capacity(lengths.len());
+        for (root, &len) in lengths.iter().enumerate() {
+            if root == me {
+                let mut buf = pack(bytes);
+                self.broadcast(&mut buf, root)?;
+                out.push(bytes.to_vec());
+            } else {
+                let mut buf = vec![0f32; (len as usize).div_ceil(3)];
+                self.broadcast(&mut buf, root)?;
+                out.push(unpack(&buf, len as usize));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Bytes as `f32` integers, three bytes to a value.
+fn pack(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks(3).map(|c| c.iter().rev().fold(0u32, |v, &b| v << 8 | u32::from(b)) as f32).collect()
+}
+
+/// The first `len` bytes of values packed by [`pack`].
+fn unpack(values: &[f32], len: usize) -> Vec<u8> {
+    let mut out: Vec<u8> = values.iter().flat_map(|&v| (v as u32).to_le_bytes().into_iter().take(3)).collect();
+    out.truncate(len);
+    out
 }
 
 /// `len` contiguous `f32` values in the memory of one GPU, by address (a `CUdeviceptr`).
@@ -93,4 +126,18 @@ pub trait ParamStore {
 
     /// Counters since the previous call, as (name, value): pushes/s, bytes/s, staleness.
     fn take_metrics(&mut self) -> Vec<(String, f64)>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_survive_packing_into_f32() {
+        for len in [0, 1, 2, 3, 4, 5, 300] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 89 + 255) as u8).collect();
+            assert_eq!(unpack(&pack(&bytes), len), bytes, "{len} bytes");
+        }
+        assert_eq!(pack(&[0xff, 0xff, 0xff]), vec![16_777_215.0]);
+    }
 }
