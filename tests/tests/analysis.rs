@@ -7,7 +7,9 @@
 //! submits a retraining job to the coordinator when drift is confirmed; bad input exits 2 naming
 //! the option or column. Explanations: the two features of the rule matter and the other two do
 //! not, integrated gradients add up to f(x) − f(baseline), the probability rises along the rule's
-//! main feature. Both commands' `--html` pages render in a real browser.
+//! main feature. Both commands' `--html` pages render in a real browser. An `[evaluate]` job on two
+//! workers, each scoring half of the file's rows, gives the report `shoal evaluate` gives on the
+//! whole file.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -260,6 +262,106 @@ async fn explanations_find_the_rule_and_add_up() -> anyhow::Result<()> {
     assert!(e["residuals"].is_null(), "residuals are for regression");
     // Slice bars, fairness-free, importances, attributions and one curve per feature shown.
     check_page(&p("evaluate.html"), 3 + curves.len(), &["bars", "lines"])?;
+    Ok(())
+}
+
+/// The first place where two reports differ beyond float rounding (numbers within 1e-9 of each
+/// other, relative), or `None`.
+fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64()?, y.as_f64()?);
+            ((x - y).abs() > 1e-9 * x.abs().max(1.0)).then(|| format!("{at}: {x} vs {y}"))
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            x.iter().zip(y).enumerate().find_map(|(i, (p, q))| first_difference(p, q, &format!("{at}[{i}]")))
+        }
+        (Value::Object(x), Value::Object(y)) if x.len() == y.len() => x.iter().find_map(|(k, v)| match y.get(k) {
+            Some(w) => first_difference(v, w, &format!("{at}.{k}")),
+            None => Some(format!("{at}.{k} is missing")),
+        }),
+        _ => (a != b).then(|| format!("{at}: {a} vs {b}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluation_job_shards_the_file_across_workers_and_matches_the_command() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let p = |name: &str| dir.path().join(name);
+    write(&p("data.csv"), ROWS, 7, SAME)?;
+    let (coordinator, _worker, checkpoint) = trained(dir.path())?;
+    let _second = start_worker(dir.path(), &coordinator.url(), 1, "w-2")?;
+    let url = coordinator.url();
+    let eval_job = |name: &str, slices: &str| {
+        format!(
+            "name = \"{name}\"\n[parallelism]\ndata = 2\n[evaluate]\nartifact = \"{checkpoint}\"\n\
+             data = \"{}\"\nslice_by = [{slices}]\ngroups = \"region\"\nresamples = 200\nseed = 4\n\
+             output = \"{}\"\nhtml = \"{}\"\n",
+            s(&p("data.csv")),
+            s(&p(&format!("{name}.json"))),
+            s(&p(&format!("{name}.html"))),
+        )
+    };
+    let job = run_job(&url, dir.path(), "sharded", &eval_job("sharded", r#""region", "f2", "region*f2""#))?;
+    let result = &job["result"];
+    assert_eq!(result["checkpoint"], s(&p("sharded.json")), "{job}");
+    assert_eq!(result["extra"]["rows"], ROWS as f64, "{job}");
+    assert_eq!(result["extra"]["ranks"], 2.0, "{job}");
+    // Both workers ran a share.
+    let workers: Vec<&str> =
+        job["ranks"].as_array().expect("ranks").iter().map(|r| r["worker_id"].as_str().unwrap_or("")).collect();
+    assert_eq!(workers.len(), 2, "{job}");
+    assert_ne!(workers[0], workers[1], "{job}");
+    let sharded: Value = serde_json::from_str(&std::fs::read_to_string(p("sharded.json"))?)?;
+    let accuracy = sharded["evaluation"]["metrics"]["accuracy"]["value"].as_f64().expect("accuracy");
+    assert!(accuracy > 0.85, "{}", sharded["evaluation"]["metrics"]);
+    assert_eq!(result["validation_accuracy"].as_f64(), Some(accuracy));
+    // The same evaluation in one process, on the whole file.
+    let out = shoal(
+        "http://127.0.0.1:9",
+        &[
+            "evaluate",
+            &checkpoint,
+            "--data",
+            &s(&p("data.csv")),
+            "--slice-by",
+            "region",
+            "--slice-by",
+            "f2",
+            "--slice-by",
+            "region*f2",
+            "--groups",
+            "region",
+            "--resamples",
+            "200",
+            "--seed",
+            "4",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let whole: Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(whole["ranks"], 1);
+    for part in ["evaluation", "fairness"] {
+        assert_eq!(first_difference(&whole[part], &sharded[part], part), None);
+    }
+    let sets = sharded["evaluation"]["slices"].as_array().expect("slice sets");
+    assert_eq!(sets.len(), 3);
+    assert_eq!(sets[1]["slices"].as_array().expect("f2 buckets").len(), 4);
+    assert_eq!(sets[2]["slices"].as_array().expect("crossed").len(), 8);
+    check_page(&p("sharded.html"), 3, &["bars", "lines"])?;
+    // A slice column the file lacks fails the job, naming the field and the column.
+    let failed = run_job(&url, dir.path(), "missing", &eval_job("missing", r#""zone""#)).expect_err("no zone column");
+    let text = failed.to_string();
+    assert!(text.contains("evaluate.slice_by: the data has no column `zone`"), "{text}");
+    // A bad spec is refused at submit with exit code 2, naming the field.
+    let file = shoal_tests::job_file(
+        dir.path(),
+        "bad",
+        &eval_job("bad", r#""region""#).replace("resamples = 200", "resamples = 0"),
+    );
+    let out = shoal(&url, &["submit", &s(&file)]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("evaluate.resamples"), "{}", stderr(&out));
     Ok(())
 }
 

@@ -1,6 +1,5 @@
 //! `shoal-worker`: runs training jobs for a coordinator, or a benchmark on its own.
 
-mod analysis;
 mod bench;
 mod compress;
 
@@ -8,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shoal_worker::{Worker, WorkerConfig, devices};
+use shoal_worker::{Worker, WorkerConfig, analysis, devices};
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]

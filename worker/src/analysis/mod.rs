@@ -1,5 +1,6 @@
 //! The commands that analyse a model or its data (`shoal evaluate`, `shoal monitor`,
-//! `shoal analyze-data`), run here because they run the model or read data as training does. The statistics are `shoal-analysis`'s; these files read the
+//! `shoal analyze-data`), run here because they run the model or read data as training does;
+//! `[evaluate]` jobs run the same evaluation on shares of a file (`run/evaluate.rs`). The statistics are `shoal-analysis`'s; these files read the
 //! files, run the artifact and write the reports. Bad input exits with code 2 and a message
 //! naming the option or column.
 
@@ -18,7 +19,10 @@ use shoal_analysis::AnalysisError;
 use shoal_train::TrainError;
 
 pub use analyze::{AnalyzeDataArgs, analyze_data};
-pub use evaluate::{EvaluateArgs, evaluate};
+pub use evaluate::{
+    EvaluateArgs, FLAGS, Report as EvaluationReport, SPEC, Shard, evaluate, evaluate_shard,
+    summarize as summarize_evaluation, write_report,
+};
 pub use monitor::{MonitorArgs, monitor};
 
 /// Why an analysis command stopped.
@@ -37,6 +41,11 @@ pub enum Failure {
 impl Failure {
     pub fn usage(field: &'static str, reason: impl Into<String>) -> Self {
         Failure::Usage { field, reason: reason.into() }
+    }
+
+    /// Whether running again (elsewhere) may help: only when the ranks of a job lost each other.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Failure::Train(e) if e.retryable())
     }
 
     /// Exit code 2 for what the user gave (a file, column or option), 1 for anything else.

@@ -3,8 +3,6 @@
 //! ones set aside; the label column numbered as the job numbered its classes; the rest of the
 //! columns kept for slicing and grouping.
 
-use std::path::Path;
-
 use shoal_analysis::{AnalysisError, Column, Frame};
 use shoal_common::spec::{ColumnRef, DatasetSource, TrainConfig};
 use shoal_train::compress::Artifact;
@@ -50,19 +48,9 @@ fn cell_text(column: &Column, row: usize) -> String {
 }
 
 impl Table {
-    /// Reads `path` (`field` names the option) for a model prepared by `prep`; `label` is the
-    /// label column, `ignore` columns that are not features (only for models without names).
-    pub fn read(
-        path: &Path,
-        field: &str,
-        prep: &Preparation,
-        label: Option<&str>,
-        ignore: &[String],
-    ) -> Result<Self, Failure> {
-        Self::of(Frame::read_csv(path, field)?, field, prep, label, ignore)
-    }
-
-    /// [`Table::read`] on a frame already read.
+    /// The table of `frame` (read from the file `field` names) for a model prepared by `prep`;
+    /// `label` is the label column, `ignore` columns that are not features (only for models
+    /// without names).
     pub fn of(
         frame: Frame,
         field: &str,

@@ -78,6 +78,9 @@ pub enum RunError {
     /// The external trial program failed; `last_err` is its last non-empty stderr line.
     #[error("the trial program `{program}` exited with {status}{}", colon(last_err))]
     CommandFailed { job: JobId, program: String, status: ExitStatus, last_err: String },
+    /// An evaluation job's artifact, data or settings were bad, or its ranks could not merge.
+    #[error("evaluation: {source}")]
+    Evaluation { job: JobId, source: Box<crate::analysis::Failure> },
 }
 
 fn joined(errors: &[FieldError]) -> String {
@@ -94,6 +97,7 @@ impl RunError {
     pub fn retryable(&self) -> bool {
         match self {
             Self::Join { source, .. } => source.retryable(),
+            Self::Evaluation { source, .. } => source.retryable(),
             Self::PeerCount { .. }
             | Self::Stages { .. }
             | Self::NoCuda { .. }
@@ -130,7 +134,8 @@ impl RunError {
             | Self::NoCommand { job }
             | Self::CommandStart { job, .. }
             | Self::CommandWait { job, .. }
-            | Self::CommandFailed { job, .. } => job,
+            | Self::CommandFailed { job, .. }
+            | Self::Evaluation { job, .. } => job,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod command;
 mod device;
 mod error;
+mod evaluate;
 mod group;
 mod report;
 
@@ -192,6 +193,16 @@ fn run(
         return command::run(&cfg, &job_id, attempt, &dir, &mut host);
     }
     let rank = assignment.rank as usize;
+    if cfg.evaluate.is_some() {
+        let mut joined = match group::join(&assignment, &cfg, ctx, updates, rendezvous) {
+            Ok(c) => c,
+            Err(e) => return failed(attempt, &e),
+        };
+        let mut host = ReportHost::new(job_id.clone(), attempt, rank, updates.clone(), stop);
+        let world = assignment.world_size.max(1) as usize;
+        let dir = ctx.checkpoint_root.join(&job_id);
+        return evaluate::run(&cfg, &job_id, attempt, (rank, world), &dir, &mut joined, &mut host);
+    }
     let stages = cfg.parallel.pipeline.stages;
     let resume_from = (!assignment.resume_from.is_empty())
         .then(|| stage_checkpoint(PathBuf::from(&assignment.resume_from), rank % stages, stages));
@@ -269,6 +280,12 @@ fn confine_paths(cfg: &spec::TrainConfig, ctx: &JobContext, job: JobId) -> Resul
     }
     if let Some(dir) = cfg.command.as_ref().and_then(|c| c.workdir.as_ref()) {
         paths.push(("command.workdir", dir));
+    }
+    if let Some(e) = &cfg.evaluate {
+        paths.push(("evaluate.artifact", &e.artifact));
+        paths.push(("evaluate.data", &e.data));
+        paths.extend(e.output.as_ref().map(|p| ("evaluate.output", p)));
+        paths.extend(e.html.as_ref().map(|p| ("evaluate.html", p)));
     }
     for (field, path) in paths {
         if let Err(reason) = shoal_common::paths::confine(field, path, &roots) {
