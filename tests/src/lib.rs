@@ -30,8 +30,9 @@ pub fn bin(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let profile = if bin_dir().ends_with("release") { vec!["--release"] } else { vec![] };
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "--bins", "-p", "shoal-coordinator", "-p", "shoal-worker", "-p", "shoal-cli"])
-            .args(["-p", "shoal-param-server"])
+            // The whole workspace, as `cargo build --workspace` (which CI runs first) resolves its
+            // features: naming packages would resolve other features and build everything again.
+            .args(["build", "--quiet", "--workspace", "--bins"])
             .args(profile)
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()

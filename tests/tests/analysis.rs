@@ -348,7 +348,8 @@ async fn an_evaluation_job_shards_the_file_across_workers_and_matches_the_comman
     assert_eq!(sets.len(), 3);
     assert_eq!(sets[1]["slices"].as_array().expect("f2 buckets").len(), 4);
     assert_eq!(sets[2]["slices"].as_array().expect("crossed").len(), 8);
-    check_page(&p("sharded.html"), 3, &["bars", "lines"])?;
+    // A bar chart per slice set (3), one per fairness rate across thresholds (7) and the groups' AUC.
+    check_page(&p("sharded.html"), 11, &["bars", "lines"])?;
     // A slice column the file lacks fails the job, naming the field and the column.
     let failed = run_job(&url, dir.path(), "missing", &eval_job("missing", r#""zone""#)).expect_err("no zone column");
     let text = failed.to_string();
