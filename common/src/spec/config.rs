@@ -80,8 +80,6 @@ impl EvaluateConfig {
     pub const MAX_RESAMPLES: usize = 100_000;
     /// Seed of the bootstrap when none is given.
     pub const DEFAULT_SEED: u64 = 0;
-    /// Separator of the two columns of a crossed slice (`a*b`).
-    pub const CROSS: char = '*';
     /// File name of the JSON report when `output` is not set.
     pub const DEFAULT_OUTPUT: &'static str = "evaluation.json";
 }

@@ -158,18 +158,20 @@ fn bounded(c: &mut FieldErrors, path: &str, value: Option<i64>, default: usize, 
 }
 
 /// One `slice_by` entry: a column, or a cross of two columns `a*b` (spaces around the parts are
-/// dropped).
+/// dropped), checked by the same rule the evaluation slices by.
 fn slice(c: &mut FieldErrors, i: usize, entry: &str) -> String {
     let path = format!("evaluate.slice_by[{i}]");
-    let parts: Vec<&str> = entry.split(EvaluateConfig::CROSS).map(str::trim).collect();
-    if entry.trim().is_empty() {
-        c.fail(path, "must name a column (or a cross of two, \"a*b\")");
-    } else if parts.len() > 2 {
-        c.fail(path, format!("at most a cross of two columns (\"a*b\"), got `{}`", entry.trim()));
-    } else if parts.iter().any(|p| p.is_empty()) {
-        c.fail(path, format!("both sides of a cross must name a column, got `{}`", entry.trim()));
+    match shoal_analysis::slice::columns_of(entry, &path) {
+        Ok(parts) => parts.join("*"),
+        Err(e) => {
+            let reason = match e {
+                shoal_analysis::AnalysisError::Invalid { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            c.fail(path, reason);
+            entry.trim().to_owned()
+        }
     }
-    parts.join("*")
 }
 
 #[cfg(test)]
@@ -273,10 +275,10 @@ mod tests {
             "evaluate.buckets: must be in [2, 100], got 1",
             "evaluate.resamples: must be in [1, 100000], got 0",
             "evaluate.seed: must be >= 0",
-            "evaluate.slice_by[1]: must name a column (or a cross of two, \"a*b\")",
-            "evaluate.slice_by[2]: at most a cross of two columns (\"a*b\"), got `a*b*c`",
-            "evaluate.slice_by[3]: both sides of a cross must name a column, got `a*`",
-            "evaluate.slice_by[4]: both sides of a cross must name a column, got `*b`",
+            "evaluate.slice_by[1]: a slice names an empty column",
+            "evaluate.slice_by[2]: `a*b*c`: a slice is one column or a cross of two (`a*b`)",
+            "evaluate.slice_by[3]: a slice names an empty column",
+            "evaluate.slice_by[4]: a slice names an empty column",
             "evaluate.baseline: needs evaluate.groups (the column whose groups it is one of)",
             "evaluate.ignore[1]: must name a column",
         ];
