@@ -1,6 +1,7 @@
 //! `shoal-worker`: runs training jobs for a coordinator, or a benchmark on its own.
 
 mod bench;
+mod commands;
 mod compress;
 
 use std::path::PathBuf;
@@ -96,10 +97,10 @@ enum Command {
     /// Drift between reference and current data, column by column, and with an artifact the
     /// model's (predictions, margin density, change detectors over its errors); `--follow` a
     /// folder of windows (what `shoal monitor` runs).
-    Monitor(analysis::MonitorArgs),
+    Monitor(commands::MonitorArgs),
     /// Statistics of every column of a CSV file and the variance explained by the principal
     /// components of its numeric columns (what `shoal analyze-data` runs).
-    AnalyzeData(analysis::AnalyzeDataArgs),
+    AnalyzeData(commands::AnalyzeDataArgs),
     /// Benchmarks that run inside this process and print JSON lines.
     Bench {
         #[command(subcommand)]
@@ -142,9 +143,9 @@ fn main() -> ExitCode {
         Some(Command::Quantize(args)) => compress::quantize(args),
         Some(Command::Predict(args)) => compress::predict(args),
         Some(Command::Compare(args)) => compress::compare(args),
-        Some(Command::Evaluate(args)) => analysis::evaluate(args),
-        Some(Command::Monitor(args)) => analysis::monitor(args),
-        Some(Command::AnalyzeData(args)) => analysis::analyze_data(args),
+        Some(Command::Evaluate(args)) => commands::evaluate(args),
+        Some(Command::Monitor(args)) => commands::monitor(args),
+        Some(Command::AnalyzeData(args)) => commands::analyze_data(args),
         Some(Command::Devices { json }) => {
             let inventory = devices::Inventory::gather();
             if json {

@@ -1,9 +1,8 @@
-//! `shoal-worker evaluate`: an artifact's metrics on a labelled CSV file, overall and per slice,
-//! with bootstrap intervals; fairness rates per group with `--groups`. Writes JSON (standard
-//! output or `--json`) and prints a short summary on standard error.
+//! An artifact's metrics on a labelled CSV file, overall and per slice, with bootstrap intervals;
+//! fairness rates per group with `groups`: `shoal evaluate` on the whole file, `[evaluate]` jobs
+//! on one share per rank, merged on rank 0.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use std::collections::BTreeMap;
 
@@ -95,6 +94,8 @@ pub struct Fields {
     pub positive_class: &'static str,
     pub resamples: &'static str,
     pub buckets: &'static str,
+    pub output: &'static str,
+    pub html: &'static str,
 }
 
 pub const FLAGS: Fields = Fields {
@@ -105,6 +106,8 @@ pub const FLAGS: Fields = Fields {
     positive_class: "--positive-class",
     resamples: "--resamples",
     buckets: "--buckets",
+    output: "--json",
+    html: "--html",
 };
 
 pub const SPEC: Fields = Fields {
@@ -115,6 +118,8 @@ pub const SPEC: Fields = Fields {
     positive_class: "evaluate.positive_class",
     resamples: "evaluate.resamples",
     buckets: "evaluate.buckets",
+    output: "evaluate.output",
+    html: "evaluate.html",
 };
 
 impl EvaluateArgs {
@@ -138,27 +143,13 @@ impl EvaluateArgs {
     }
 }
 
-pub fn evaluate(args: EvaluateArgs) -> ExitCode {
-    let settings = args.settings();
-    let explain = args.explain.explain.then_some(&args.explain);
-    match evaluate_shard(&settings, &FLAGS, Shard::whole(), explain) {
-        Ok(Some(report)) => {
-            summarize(&report).iter().for_each(|line| eprintln!("shoal-worker: {line}"));
-            match write_report(&report, &settings) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => e.exit(),
-            }
-        }
-        Ok(None) => ExitCode::SUCCESS,
-        Err(e) => e.exit(),
+/// Writes the JSON report to `output` and the HTML page to `html`, each where one is named.
+pub fn write_report(report: &Report, settings: &EvaluateConfig, fields: &Fields) -> Result<(), Failure> {
+    if let Some(path) = &settings.output {
+        write_json(report, path, fields.output)?;
     }
-}
-
-/// Writes the JSON report (to `output`, or standard output) and the HTML page when asked.
-pub fn write_report(report: &Report, settings: &EvaluateConfig) -> Result<(), Failure> {
-    write_json(report, settings.output.as_deref())?;
     match &settings.html {
-        Some(path) => write_html(&pages::evaluation(report), path),
+        Some(path) => write_html(&pages::evaluation(report), path, fields.html),
         None => Ok(()),
     }
 }

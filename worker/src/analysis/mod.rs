@@ -1,29 +1,21 @@
-//! The commands that analyse a model or its data (`shoal evaluate`, `shoal monitor`,
-//! `shoal analyze-data`), run here because they run the model or read data as training does;
-//! `[evaluate]` jobs run the same evaluation on shares of a file (`run/evaluate.rs`). The statistics are `shoal-analysis`'s; these files read the
-//! files, run the artifact and write the reports. Bad input exits with code 2 and a message
-//! naming the option or column.
+//! Running a model over labelled data and writing what was found: the evaluation `[evaluate]`
+//! jobs run on shares of a file (`run/evaluate.rs`) and `shoal evaluate` runs on all of it, and
+//! the model-reading parts the other analysis commands share. The statistics are
+//! `shoal-analysis`'s; these files read the files, run the artifact and write the reports. The
+//! commands' console side (options, summaries, exit codes) is the binary's (`commands/`).
 
-mod analyze;
 mod evaluate;
 mod explain;
-mod follow;
-mod model;
-mod monitor;
 mod pages;
-mod table;
-
-use std::process::ExitCode;
+pub mod table;
 
 use shoal_analysis::AnalysisError;
 use shoal_train::TrainError;
 
-pub use analyze::{AnalyzeDataArgs, analyze_data};
 pub use evaluate::{
-    EvaluateArgs, FLAGS, Report as EvaluationReport, SPEC, Shard, evaluate, evaluate_shard,
-    summarize as summarize_evaluation, write_report,
+    EvaluateArgs, FLAGS, Report as EvaluationReport, SPEC, Shard, evaluate_shard, summarize as summarize_evaluation,
+    write_report,
 };
-pub use monitor::{MonitorArgs, monitor};
 
 /// Why an analysis command stopped.
 #[derive(Debug, thiserror::Error)]
@@ -47,35 +39,19 @@ impl Failure {
     pub fn retryable(&self) -> bool {
         matches!(self, Failure::Train(e) if e.retryable())
     }
-
-    /// Exit code 2 for what the user gave (a file, column or option), 1 for anything else.
-    pub fn exit(self) -> ExitCode {
-        eprintln!("shoal-worker: {self}");
-        match self {
-            Failure::Train(
-                TrainError::Quantize { .. } | TrainError::Checkpoint { .. } | TrainError::Dataset { .. },
-            )
-            | Failure::Analysis(_)
-            | Failure::Output { .. }
-            | Failure::Usage { .. } => ExitCode::from(2),
-            Failure::Train(_) => ExitCode::FAILURE,
-        }
-    }
 }
 
-/// Writes `value` as pretty JSON to `path`, or to standard output when there is none.
-pub fn write_json(value: &impl serde::Serialize, path: Option<&std::path::Path>) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Failure::usage("--json", e.to_string()))?;
-    match path {
-        Some(p) => std::fs::write(p, text + "\n").map_err(|source| Failure::Output { field: "--json", source }),
-        None => {
-            println!("{text}");
-            Ok(())
-        }
-    }
+/// Writes `value` as pretty JSON to `path`; `field` names the option or setting it came from.
+pub fn write_json(value: &impl serde::Serialize, path: &std::path::Path, field: &'static str) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Failure::usage(field, e.to_string()))?;
+    std::fs::write(path, text + "\n").map_err(|source| Failure::Output { field, source })
 }
 
-/// Writes a report page to `path` (`--html`).
-pub fn write_html(page: &shoal_analysis::report::Page, path: &std::path::Path) -> Result<(), Failure> {
-    std::fs::write(path, page.render()).map_err(|source| Failure::Output { field: "--html", source })
+/// Writes a report page to `path`; `field` names the option or setting it came from.
+pub fn write_html(
+    page: &shoal_analysis::report::Page,
+    path: &std::path::Path,
+    field: &'static str,
+) -> Result<(), Failure> {
+    std::fs::write(path, page.render()).map_err(|source| Failure::Output { field, source })
 }

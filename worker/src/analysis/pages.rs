@@ -1,16 +1,11 @@
-//! The HTML pages of `evaluate --html` and `monitor --html`: the library's evaluation and drift
-//! pages, with the sections only these commands have (explanations; the model's drift and its
-//! error stream with alarms) drawn from the same report the JSON holds. Aggregates only: no page
-//! holds a row of the data.
+//! The HTML page of `evaluate --html` and `[evaluate]` jobs: the library's evaluation page, with
+//! the explanations only this command has, drawn from the same report the JSON holds. Aggregates
+//! only: no page holds a row of the data.
 
-use shoal_analysis::report::{
-    Page, Table, bars_with_intervals, drift_page, evaluation_page, histogram_chart, lines, stream,
-};
+use shoal_analysis::report::{Page, Table, bars_with_intervals, evaluation_page, lines};
 
 use super::evaluate::Report;
 use super::explain::Explanation;
-use super::model::ModelDrift;
-use super::monitor::Window;
 
 /// `evaluate`'s page.
 pub fn evaluation(report: &Report) -> Page {
@@ -81,55 +76,5 @@ fn explanation(page: &mut Page, e: &Explanation) {
         let labels: Vec<String> = r.per_feature.iter().map(|f| f.feature.clone()).collect();
         let pearson: Vec<f64> = r.per_feature.iter().map(|f| f.pearson).collect();
         page.chart(bars_with_intervals("Pearson correlation with the residuals", &labels, &pearson, &[], &[], &[]));
-    }
-}
-
-/// `monitor`'s page for one window.
-pub fn monitor(w: &Window) -> Page {
-    let mut page = drift_page(&w.data);
-    page.paragraph(format!(
-        "Reference {}, current {} (window {}, {} rows): {}.",
-        w.reference,
-        w.current,
-        w.window,
-        w.rows,
-        if w.drifted { format!("drifted ({})", w.reasons.join(", ")) } else { "no drift".into() }
-    ));
-    if let Some(m) = &w.model {
-        model(&mut page, m);
-    }
-    page
-}
-
-fn model(page: &mut Page, m: &ModelDrift) {
-    let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
-    page.section("Model");
-    page.pairs(vec![
-        ("artifact".into(), format!("{} ({})", m.artifact, m.format)),
-        ("prediction test".into(), format!("{} {:.4}", m.prediction.test.label(), m.prediction.statistic)),
-        ("predictions drifted".into(), yes(m.prediction.drifted)),
-    ]);
-    page.chart(histogram_chart("predictions", &m.prediction.histogram));
-    if let Some(d) = &m.margin_density {
-        page.pairs(vec![
-            ("margin".into(), d.margin.to_string()),
-            ("margin density, reference".into(), format!("{:.4}", d.reference)),
-            ("margin density, current".into(), format!("{:.4}", d.current)),
-            ("margin density drifted".into(), yes(d.drift.drifted)),
-        ]);
-    }
-    if let Some(e) = &m.errors {
-        page.section("Error stream");
-        page.paragraph(format!(
-            "Error rate {:.4} over {} rows{}; detectors: {}.",
-            e.error_rate,
-            e.rows,
-            e.reference_error_rate.map_or(String::new(), |r| format!(" (reference {r:.4})")),
-            e.detectors.join(", ")
-        ));
-        let points: Vec<(usize, f64)> = e.series.iter().map(|p| (p.row, p.rate)).collect();
-        let alarms: Vec<(usize, String)> =
-            e.alarms.iter().map(|a| (a.row, format!("{} {}", a.detector, a.kind))).collect();
-        page.chart(stream("error rate", &points, &alarms));
     }
 }

@@ -63,7 +63,7 @@ pub fn run(
     if let Some(dir) = output.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Err(e) = write_report(&report, &settings) {
+    if let Err(e) = write_report(&report, &settings, &SPEC) {
         return failed(e);
     }
     for line in summarize_evaluation(&report) {

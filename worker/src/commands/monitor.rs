@@ -14,7 +14,9 @@ use shoal_analysis::drift::{DatasetDrift, Test, dataset_drift};
 
 use super::follow::Folder;
 use super::model::{ModelDrift, Monitored};
-use super::{Failure, pages, write_html, write_json};
+use shoal_worker::analysis::{Failure, write_html};
+
+use super::{exit, monitor_page, write_json};
 
 /// Arguments of `monitor`.
 #[derive(clap::Args, Debug)]
@@ -119,7 +121,7 @@ pub fn monitor(args: MonitorArgs) -> ExitCode {
             let window = m.judge(current, 0)?;
             summarize(&window);
             write_json(&window, args.json.as_deref())?;
-            args.html.as_ref().map_or(Ok(()), |p| write_html(&pages::monitor(&window), p))
+            args.html.as_ref().map_or(Ok(()), |p| write_html(&monitor_page::page(&window), p, "--html"))
         }
         (None, Some(dir)) => follow(&mut m, dir, &args),
         (Some(_), Some(_)) => Err(Failure::usage("--follow", "give either --current or --follow, not both")),
@@ -127,7 +129,7 @@ pub fn monitor(args: MonitorArgs) -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => e.exit(),
+        Err(e) => exit(e),
     }
 }
 
@@ -224,7 +226,7 @@ fn follow(m: &mut Monitor, dir: &Path, args: &MonitorArgs) -> Result<(), Failure
             Ok(w) => {
                 summarize(&w);
                 if let Some(p) = &args.html {
-                    write_html(&pages::monitor(&w), p)?;
+                    write_html(&monitor_page::page(&w), p, "--html")?;
                 }
                 serde_json::to_string(&w)
             }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::Failure;
+use shoal_worker::analysis::Failure;
 
 /// What a file looked like on the last read of the folder.
 type Seen = (u64, Option<SystemTime>);

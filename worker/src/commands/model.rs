@@ -13,9 +13,9 @@ use shoal_analysis::{Column, Frame};
 use shoal_train::compress::{Artifact, softmax_rows};
 use shoal_train::data::Preparation;
 
-use super::Failure;
 use super::monitor::MonitorArgs;
-use super::table::{Table, Truth, job_label, outputs};
+use shoal_worker::analysis::Failure;
+use shoal_worker::analysis::table::{Table, Truth, job_label, outputs};
 
 /// Points of the error-rate series in a report (aggregated, never one per row).
 const SERIES_POINTS: usize = 200;

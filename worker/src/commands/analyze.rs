@@ -10,7 +10,9 @@ use serde::Serialize;
 use shoal_analysis::Frame;
 use shoal_analysis::reduce::{ColumnProfile, DataProfile, Explained, explained_variance, profile};
 
-use super::{Failure, write_json};
+use shoal_worker::analysis::Failure;
+
+use super::{exit, write_json};
 
 /// The variance shares whose component counts the summary line gives.
 const SHARES: [f64; 3] = [0.9, 0.95, 0.99];
@@ -49,11 +51,11 @@ pub fn analyze_data(args: AnalyzeDataArgs) -> ExitCode {
         Ok(report) => {
             print!("{}", render(&report));
             match args.json.as_deref().map(|p| write_json(&report, Some(p))) {
-                Some(Err(e)) => e.exit(),
+                Some(Err(e)) => exit(e),
                 _ => ExitCode::SUCCESS,
             }
         }
-        Err(e) => e.exit(),
+        Err(e) => exit(e),
     }
 }
 
