@@ -110,11 +110,8 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<JobServiceServer<JobApi>>().await;
     health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(shoal_common::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|source| StartError::Reflection { source })?;
+    let reflection_v1 = reflection().build_v1().map_err(|source| StartError::Reflection { source })?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(|source| StartError::Reflection { source })?;
 
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
@@ -124,7 +121,8 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(
             JobServiceServer::new(JobApi::new(coordinator.clone(), shutdown.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
@@ -148,4 +146,17 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
     tasks.spawn(async move { live.run_liveness(Duration::from_millis(250), stop).await });
     tracing::info!(addr = %local, database = %config.database.display(), "coordinator listening");
     Ok(CoordinatorHandle { addr: local, coordinator, shutdown, tasks })
+}
+
+/// What server reflection describes, for both of its protocol versions: `grpc.reflection.v1` for
+/// current clients (grpcurl) and `grpc.reflection.v1alpha` for those that speak only that one
+/// (Python's grpcio-reflection, Postman, older grpcurl). Each version lists both reflection
+/// services, as other gRPC servers do.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(shoal_common::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }

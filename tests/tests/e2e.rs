@@ -80,39 +80,18 @@ fn worker_devices_names_each_gpu_library_or_why_it_is_missing() -> anyhow::Resul
     Ok(())
 }
 
+/// Health checks stay open for probes; reflection has its own scenarios in `reflection.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_reflection_are_served() -> anyhow::Result<()> {
-    use tokio_stream::StreamExt;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-
+async fn health_is_served() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let coordinator = Coordinator::start(dir.path(), &dir.path().join("c.db"), &[])?;
     let channel = tonic::transport::Endpoint::from_shared(coordinator.url())?.connect().await?;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let status = health
         .check(tonic_health::pb::HealthCheckRequest { service: "shoal.v1.JobService".into() })
         .await?
         .into_inner();
     assert_eq!(status.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
-
-    let mut reflection = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = reflection.server_reflection_info(tokio_stream::iter(vec![request])).await?.into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        responses.next().await.transpose()?.and_then(|r| r.message_response)
-    else {
-        anyhow::bail!("no service list");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for wanted in ["shoal.v1.JobService", "shoal.v1.WorkerService", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == wanted), "{wanted} missing from {names:?}");
-    }
     Ok(())
 }
 
