@@ -14,13 +14,13 @@ mod render;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use error::CliError;
 
 /// Shoal: distributed training jobs on a cluster of workers.
 #[derive(Parser, Debug)]
-#[command(name = "shoal", version, propagate_version = true)]
+#[command(name = "shoal", version = shoal_version::VERSION, propagate_version = true)]
 struct Cli {
     /// Coordinator URL.
     #[arg(long, global = true, env = "SHOAL_COORDINATOR", default_value = "http://127.0.0.1:7470")]
@@ -186,6 +186,14 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Print the completion script for a shell, e.g. `shoal completions bash >
+    /// /etc/bash_completion.d/shoal`.
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (shoal.1 and one per command) into a folder.
+    Man {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Benchmarks; each prints JSON lines on stdout.
     Bench {
         #[command(subcommand)]
@@ -262,6 +270,8 @@ async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError>
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { which } => commands::bench::run(which).await,
+        Command::Completions { shell } => commands::docs::completions(Cli::command(), shell),
+        Command::Man { dir } => commands::docs::man(Cli::command(), &dir),
         Command::Quantize { args } => commands::compress::passthrough("quantize", &args),
         Command::Predict { args } => commands::compress::passthrough("predict", &args),
         Command::Evaluate { args } => commands::compress::passthrough("evaluate", &args),

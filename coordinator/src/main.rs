@@ -10,7 +10,7 @@ use shoal_coordinator::CoordinatorConfig;
 /// Settings come from built-in defaults, then --config FILE, then SHOAL_* environment variables
 /// (SHOAL_LISTEN, SHOAL_DATABASE, SHOAL_HEARTBEAT_TIMEOUT_MS, ...), then these flags.
 #[derive(Parser, Debug)]
-#[command(name = "shoal-coordinator", version)]
+#[command(name = "shoal-coordinator", version = shoal_version::VERSION)]
 struct Args {
     /// TOML configuration file.
     #[arg(long, env = "SHOAL_CONFIG")]

@@ -15,7 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Settings come from built-in defaults, then --config FILE, then SHOAL_* environment variables,
 /// then these flags. It prints `listening on ADDR` once it serves.
 #[derive(Parser, Debug)]
-#[command(name = "shoal-param-server", version)]
+#[command(name = "shoal-param-server", version = shoal_version::VERSION)]
 struct Args {
     #[arg(long, env = "SHOAL_CONFIG")]
     config: Option<PathBuf>,

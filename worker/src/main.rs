@@ -20,7 +20,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Settings come from built-in defaults, then --config FILE, then SHOAL_* environment variables
 /// (SHOAL_COORDINATOR, SHOAL_CPUS, SHOAL_CHECKPOINT_DIR, ...), then these flags.
 #[derive(Parser, Debug)]
-#[command(name = "shoal-worker", version)]
+#[command(name = "shoal-worker", version = shoal_version::VERSION)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,

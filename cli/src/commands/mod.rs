@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod compress;
+pub mod docs;
 pub mod inspect;
 pub mod local;
 pub mod monitor;
