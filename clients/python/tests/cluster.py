@@ -13,7 +13,7 @@ import select
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -24,7 +24,7 @@ STARTUP_LIMIT_S = 30.0
 
 # A digits MLP that reaches > 0.9 validation accuracy in well under a second of training (the
 # Rust tests' DIGITS_JOB, as a dict).
-DIGITS_JOB = {
+DIGITS_JOB: Dict[str, Any] = {
     "name": "digits-e2e",
     "model": {"kind": "mlp", "layers": [{"width": 64}]},
     "dataset": {"kind": "digits", "validation_split": 0.2},
@@ -52,7 +52,7 @@ log_every = 10
 """
 
 # A job long enough (about a minute) to be cancelled mid-run (the Rust tests' LONG_JOB).
-LONG_JOB = {
+LONG_JOB: Dict[str, Any] = {
     "name": "long",
     "model": {"kind": "mlp", "layers": [{"width": 512}, {"width": 512}]},
     "dataset": {"kind": "synthetic_classification", "samples": 4096, "features": 784, "classes": 10},
@@ -70,7 +70,7 @@ def binary(name: str) -> Path:
     path = bin_dir() / name
     if not path.is_file():
         pytest.fail(
-            f"{path} not found: build it with `cargo build --release -p shoal-coordinator -p shoal-worker` "
+            f"{path} not found: build the binaries with `cargo build --release` "
             "or point SHOAL_BIN_DIR at the folder holding it",
             pytrace=False,
         )

@@ -26,5 +26,6 @@ def test_reflection_lists_and_resolves_job_service(cluster: Cluster) -> None:
         assert {"SubmitJob", "GetJob", "ListJobs", "CancelJob", "WatchJob", "ListWorkers", "ListTrials"} <= methods
         # The file's imports resolve too: JobSpec lives in spec.proto.
         submit = service.methods_by_name["SubmitJob"]
-        assert submit.input_type.fields_by_name["spec"].message_type.full_name == "shoal.v1.JobSpec"
+        spec = submit.input_type.fields_by_name["spec"].message_type
+        assert spec is not None and spec.full_name == "shoal.v1.JobSpec"
         assert pool.FindFileByName("spec.proto").package == "shoal.v1"

@@ -69,12 +69,13 @@ def _target(url: str, tls: bool) -> Tuple[str, bool]:
     return host, secure
 
 
-def _states(state: StateArg) -> List[int]:
+def _states(state: StateArg) -> List[Any]:
+    """Job states by name (``\"running\"``, ``\"JOB_STATE_RUNNING\"``) or number, as ListJobs takes them."""
     if state is None:
         return []
     if isinstance(state, (str, int)):
         state = [state]
-    out = []
+    out: List[Any] = []
     for s in state:
         if isinstance(s, str):
             name = s.strip().upper()

@@ -7,7 +7,7 @@ every bad field the coordinator named, as it sends them in a ``google.rpc.BadReq
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Dict, List, Optional, Tuple, Type, cast
 
 import grpc
 
@@ -75,7 +75,9 @@ class InvalidSpec(ShoalError):
         if not self.field_errors:
             return super().__str__()
         lines = [f"  {path}: {reason}" if path else f"  {reason}" for path, reason in self.field_errors]
-        return "invalid job spec:\n" + "\n".join(lines)
+        # The coordinator's message opens with what was refused ("invalid job spec: ...").
+        head = self.message.split(":", 1)[0].strip() if ":" in self.message else "invalid request"
+        return f"{head}:\n" + "\n".join(lines)
 
 
 class NotFound(ShoalError):
@@ -85,6 +87,8 @@ class NotFound(ShoalError):
 
 
 class AlreadyExists(ShoalError):
+    """What the request would create exists already."""
+
     status_code = grpc.StatusCode.ALREADY_EXISTS
 
 
@@ -102,6 +106,8 @@ class Unauthenticated(ShoalError):
 
 
 class PermissionDenied(ShoalError):
+    """The token is valid but not allowed to make this request."""
+
     status_code = grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -167,7 +173,7 @@ def _field_violations(error: grpc.RpcError) -> List[Tuple[str, str]]:
     from grpc_status import rpc_status
 
     try:
-        status = rpc_status.from_call(error)
+        status = rpc_status.from_call(cast(grpc.Call, error))
     except (ValueError, AttributeError):
         # Details that disagree with the status line, or an error that is not a call.
         return []

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Tuple, cast
 
 import grpc
 from google.protobuf import json_format
@@ -130,13 +130,22 @@ def _is_repeated(field: FieldDescriptor) -> bool:
     repeated = getattr(field, "is_repeated", None)
     if repeated is not None:
         return bool(repeated)
-    return field.label == FieldDescriptor.LABEL_REPEATED
+    # Protobuf releases without `is_repeated` have `label`.
+    return bool(getattr(field, "label") == FieldDescriptor.LABEL_REPEATED)
+
+
+def _message_type(field: FieldDescriptor) -> Descriptor:
+    """The message type of a message field (never None for one)."""
+    descriptor = field.message_type
+    if descriptor is None:
+        raise TypeError(f"{field.full_name} is not a message field")
+    return descriptor
 
 
 def _is_map(field: FieldDescriptor) -> bool:
     return (
         field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE
-        and field.message_type.GetOptions().map_entry
+        and bool(_message_type(field).GetOptions().map_entry)
         and _is_repeated(field)
     )
 
@@ -172,7 +181,7 @@ def _check(table: Any, descriptor: Descriptor, path: str, errors: List[Tuple[str
             if not isinstance(value, Mapping):
                 errors.append((here, f"expected a table, found {_kind(value)}"))
                 continue
-            value_field = field.message_type.fields_by_name["value"]
+            value_field = _message_type(field).fields_by_name["value"]
             for k, v in value.items():
                 _check_scalar(value_field, v, f"{here}.{k}", errors)
         elif _is_repeated(field):
@@ -181,11 +190,11 @@ def _check(table: Any, descriptor: Descriptor, path: str, errors: List[Tuple[str
                 continue
             for i, item in enumerate(value):
                 if field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE:
-                    _check(item, field.message_type, f"{here}[{i}]", errors)
+                    _check(item, _message_type(field), f"{here}[{i}]", errors)
                 else:
                     _check_scalar(field, item, f"{here}[{i}]", errors)
         elif field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE:
-            _check(value, field.message_type, here, errors)
+            _check(value, _message_type(field), here, errors)
         else:
             _check_scalar(field, value, here, errors)
 
@@ -198,7 +207,7 @@ def spec_from_dict(job: Mapping[str, Any]) -> spec_pb2.JobSpec:
     """
     errors: List[Tuple[str, str]] = []
     wire = _wire_form(job, errors) if isinstance(job, Mapping) else job
-    _check(wire, spec_pb2.JobSpec.DESCRIPTOR, "", errors)
+    _check(wire, cast(Descriptor, spec_pb2.JobSpec.DESCRIPTOR), "", errors)
     if errors:
         raise _invalid(errors)
     try:
@@ -262,11 +271,11 @@ def _has_presence(field: FieldDescriptor) -> bool:
 
 def _value(field: FieldDescriptor, value: Any) -> Any:
     if field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE:
-        if field.message_type.full_name == "google.protobuf.Timestamp":
+        if _message_type(field).full_name == "google.protobuf.Timestamp":
             return value.ToDatetime(tzinfo=datetime.timezone.utc)
         return to_dict(value)
     if field.cpp_type == FieldDescriptor.CPPTYPE_ENUM:
-        named = field.enum_type.values_by_number.get(value)
+        named = field.enum_type.values_by_number.get(value) if field.enum_type is not None else None
         return named.name if named is not None else value
     return value
 
@@ -280,9 +289,10 @@ def to_dict(message: Message) -> Dict[str, Any]:
     For a JobSpec in job-file form use :func:`spec_to_dict`.
     """
     out: Dict[str, Any] = {}
-    for field in message.DESCRIPTOR.fields:
+    descriptor = cast(Descriptor, message.DESCRIPTOR)
+    for field in descriptor.fields:
         if _is_map(field):
-            value_field = field.message_type.fields_by_name["value"]
+            value_field = _message_type(field).fields_by_name["value"]
             out[field.name] = {k: _value(value_field, v) for k, v in getattr(message, field.name).items()}
         elif _is_repeated(field):
             out[field.name] = [_value(field, v) for v in getattr(message, field.name)]
