@@ -5,6 +5,7 @@ pub mod auth;
 pub mod chunks;
 pub mod config;
 pub mod ids;
+pub mod metrics;
 pub mod paths;
 pub mod proto;
 pub mod spec;

@@ -28,6 +28,10 @@ pub enum ConfigError {
     /// The tokens file could not be read (the reason names the file).
     #[error("{reason}")]
     TokensFile { path: String, reason: String },
+    /// `http_listen` is not an address, or not loopback without `insecure_listen` (the message
+    /// names the key), or cannot be bound.
+    #[error(transparent)]
+    Http(#[from] shoal_common::metrics::ServeError),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +39,9 @@ pub enum ConfigError {
 pub struct CoordinatorConfig {
     /// Address the gRPC server listens on (`SHOAL_LISTEN`).
     pub listen: String,
+    /// Address of the HTTP port (`/metrics`), `SHOAL_HTTP_LISTEN`; empty = off. Plain HTTP, so
+    /// loopback unless `insecure_listen`.
+    pub http_listen: String,
     /// SQLite database file (`SHOAL_DATABASE`).
     pub database: PathBuf,
     /// How often workers heartbeat.
@@ -72,6 +79,7 @@ impl Default for CoordinatorConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:7470".into(),
+            http_listen: "127.0.0.1:7471".into(),
             database: PathBuf::from("shoal-data/coordinator.db"),
             heartbeat_interval_ms: 2_000,
             heartbeat_timeout_ms: 10_000,
@@ -114,12 +122,21 @@ impl CoordinatorConfig {
         if !addr.ip().is_loopback() && !self.insecure_listen && !self.tls().enabled() {
             return Err(ConfigError::InsecureListen { addr });
         }
+        self.http_addr()?;
         for (key, token) in [("client_token", &self.client_token), ("join_token", &self.join_token)] {
             if !token.is_empty() && token.len() < 16 {
                 return invalid(key, "must be at least 16 characters");
             }
         }
         Ok(addr)
+    }
+
+    /// The HTTP port's address, `None` when it is off.
+    pub fn http_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.http_listen.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(shoal_common::metrics::parse_listen("http_listen", &self.http_listen, self.insecure_listen)?))
     }
 
     /// Tokens for the client API: `client_token` (as user "default") and the tokens file.

@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod error;
+mod http;
+pub mod metrics;
 pub mod scheduler;
 pub mod server;
 mod service;

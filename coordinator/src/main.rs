@@ -18,6 +18,9 @@ struct Args {
     /// Address to listen on (host:port).
     #[arg(long)]
     listen: Option<String>,
+    /// Address of the HTTP port (/metrics); empty turns it off.
+    #[arg(long)]
+    http_listen: Option<String>,
     /// SQLite database file.
     #[arg(long)]
     database: Option<PathBuf>,
@@ -75,6 +78,7 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let overrides = [
         ("listen", args.listen.clone()),
+        ("http_listen", args.http_listen.clone()),
         ("database", args.database.as_ref().map(|p| p.display().to_string())),
         ("heartbeat_interval_ms", args.heartbeat_interval_ms.map(|v| v.to_string())),
         ("heartbeat_timeout_ms", args.heartbeat_timeout_ms.map(|v| v.to_string())),
@@ -127,6 +131,11 @@ fn main() -> std::process::ExitCode {
         };
         // Machine-readable readiness line for scripts and tests.
         println!("listening on {}", handle.addr);
+        if let Some(http) = handle.http_addr {
+            // A reader may stop after the first line: a closed pipe is no reason to stop serving.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "http on {http}");
+        }
         wait_for_signal().await;
         tracing::info!("shutting down");
         handle.stop().await;

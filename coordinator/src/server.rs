@@ -42,6 +42,8 @@ pub enum StartError {
 pub struct CoordinatorHandle {
     /// The address it listens on (the real port when the config asked for port 0).
     pub addr: SocketAddr,
+    /// The HTTP port's address (`/metrics`), when it is on.
+    pub http_addr: Option<SocketAddr>,
     pub coordinator: Coordinator,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -102,6 +104,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
     if join_tokens.is_open() {
         tracing::warn!("no join token configured: anyone who reaches the port can join as a worker");
     }
+    let http_tokens = client_tokens.clone();
     let check_client = move |req: tonic::Request<()>| client_tokens.check(req.metadata()).map(|_| req);
     let check_join = move |req: tonic::Request<()>| join_tokens.check(req.metadata()).map(|_| req);
 
@@ -118,6 +121,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
         builder = builder.tls_config(tls).map_err(|source| StartError::Tls { source })?;
     }
     let router = builder
+        .layer(shoal_common::metrics::RpcMetricsLayer::new(coordinator.metrics().rpc_durations()))
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)
@@ -144,8 +148,22 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
     let live = coordinator.clone();
     let stop = shutdown.clone();
     tasks.spawn(async move { live.run_liveness(Duration::from_millis(250), stop).await });
+    let http_addr = match config.http_addr()? {
+        Some(addr) => {
+            let routes = crate::http::router(coordinator.clone(), http_tokens);
+            let (bound, task) = shoal_common::metrics::serve("http_listen", addr, routes, shutdown.clone())
+                .await
+                .map_err(ConfigError::from)?;
+            tasks.spawn(async move {
+                let _ = task.await;
+            });
+            tracing::info!(addr = %bound, "HTTP port listening (/metrics)");
+            Some(bound)
+        }
+        None => None,
+    };
     tracing::info!(addr = %local, database = %config.database.display(), "coordinator listening");
-    Ok(CoordinatorHandle { addr: local, coordinator, shutdown, tasks })
+    Ok(CoordinatorHandle { addr: local, http_addr, coordinator, shutdown, tasks })
 }
 
 /// What server reflection describes, for both of its protocol versions: `grpc.reflection.v1` for

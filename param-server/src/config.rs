@@ -12,6 +12,8 @@ pub struct ParamServerConfig {
     pub listen: String,
     /// Address workers use to reach it; empty = the bound address.
     pub advertise: String,
+    /// Where `/metrics` (Prometheus, plain HTTP, read-only) listens; empty = off.
+    pub metrics_listen: String,
     /// Name reported to the coordinator; empty = the host name.
     pub hostname: String,
     /// Token the coordinator requires to join (`SHOAL_JOIN_TOKEN`); empty = none.
@@ -38,6 +40,7 @@ impl Default for ParamServerConfig {
             coordinator: "http://127.0.0.1:7470".into(),
             listen: "127.0.0.1:0".into(),
             advertise: String::new(),
+            metrics_listen: String::new(),
             hostname: String::new(),
             join_token: String::new(),
             tls_cert: String::new(),

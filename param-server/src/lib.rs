@@ -6,6 +6,7 @@ mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod key;
+pub mod metrics;
 pub mod node;
 mod registry;
 pub mod service;
@@ -30,6 +31,8 @@ pub use service::ParamServerApi;
 pub struct Serving {
     pub addr: SocketAddr,
     pub registry: Arc<Registry>,
+    /// How long its RPCs take, for `/metrics`.
+    pub rpc: shoal_common::metrics::RpcDurations,
     pub stop: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -55,7 +58,9 @@ pub async fn serve_with(
         builder = builder.tls_config(tls).map_err(|source| ParamServerError::ServerTls { source })?;
     }
     let check = move |req: tonic::Request<()>| tokens.check(req.metadata()).map(|_| req);
+    let rpc = shoal_common::metrics::rpc_durations();
     let router = builder
+        .layer(shoal_common::metrics::RpcMetricsLayer::new(rpc.clone()))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .initial_stream_window_size(Some(shoal_common::chunks::STREAM_WINDOW))
@@ -73,5 +78,5 @@ pub async fn serve_with(
             tracing::error!(error = %e, "parameter server failed");
         }
     });
-    Ok(Serving { addr, registry, stop, task })
+    Ok(Serving { addr, registry, rpc, stop, task })
 }

@@ -28,6 +28,9 @@ struct Args {
     /// Address to listen on.
     #[arg(long)]
     listen: Option<String>,
+    /// Address `/metrics` (Prometheus) listens on, e.g. 0.0.0.0:9465 (default: off).
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Address workers use to reach this server.
     #[arg(long)]
     advertise: Option<String>,
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
     let overrides = [
         ("coordinator", if args.standalone { Some(String::new()) } else { args.coordinator.clone() }),
         ("listen", args.listen.clone()),
+        ("metrics_listen", args.metrics_listen.clone()),
         ("advertise", args.advertise.clone()),
         ("hostname", args.hostname.clone()),
         ("join_token", args.join_token.clone()),
@@ -106,6 +110,21 @@ fn main() -> ExitCode {
             }
         };
         println!("listening on {}", serving.addr);
+        if !config.metrics_listen.is_empty() {
+            let routes = shoal_param_server::metrics::router(serving.registry.clone(), serving.rpc.clone());
+            let served = match shoal_common::metrics::parse_listen("metrics_listen", &config.metrics_listen, true) {
+                Ok(addr) => shoal_common::metrics::serve("metrics_listen", addr, routes, serving.stop.clone()).await,
+                Err(e) => Err(e),
+            };
+            match served {
+                Ok((addr, _task)) => tracing::info!(%addr, "metrics listening (/metrics)"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot serve metrics");
+                    serving.stop.cancel();
+                    return ExitCode::from(2);
+                }
+            }
+        }
         let advertise = if config.advertise.is_empty() { serving.addr.to_string() } else { config.advertise.clone() };
         let stop = serving.stop.clone();
         tokio::spawn(async move {

@@ -45,6 +45,11 @@ impl Registry {
         Arc::default()
     }
 
+    /// How many shards this server holds.
+    pub fn shard_count(&self) -> usize {
+        self.shards.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// The shard `k`, created with `make` if this server does not hold it yet.
     pub(crate) fn get_or_create(&self, k: &ShardId, make: impl FnOnce() -> Entry) -> Arc<Entry> {
         let entry = self

@@ -7,7 +7,6 @@
 //! instead of `chromium` on the path; `SHOAL_REPORT_DIR` keeps the pages (and the dumped DOMs) in
 //! that folder, to look at, instead of a temporary one.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -21,30 +20,13 @@ static BROWSER: Mutex<()> = Mutex::new(());
 /// The browser to use, or `None` after saying why the test is skipped (a failure when
 /// `SHOAL_REQUIRE_BROWSER=1`).
 pub fn browser() -> Option<PathBuf> {
-    // A browser named in SHOAL_CHROMIUM is the only one tried (so a wrong name reads as missing).
-    let found = match std::env::var_os("SHOAL_CHROMIUM") {
-        Some(named) => Some(PathBuf::from(named)).filter(|p| p.is_file()),
-        None => {
-            let path = std::env::var_os("PATH").unwrap_or_default();
-            std::env::split_paths(&path)
-                .chain([PathBuf::from("/usr/bin")])
-                .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-                .find(|p| p.is_file())
-        }
-    };
-    if found.is_none() {
-        assert!(
-            std::env::var("SHOAL_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "SHOAL_REQUIRE_BROWSER=1 but no chromium found (apt-get install chromium, or set SHOAL_CHROMIUM)"
-        );
-        // The harness is a library, whose prints the lints refuse; the notice must still reach
-        // whoever runs the tests.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: no chromium; apt-get install chromium (SHOAL_REQUIRE_BROWSER=1 fails instead)"
-        );
+    crate::tool::Tool {
+        env: "SHOAL_CHROMIUM",
+        names: &["chromium", "chromium-browser"],
+        require: "SHOAL_REQUIRE_BROWSER",
+        install: "apt-get install chromium",
     }
-    found
+    .find()
 }
 
 /// Where the pages go: `SHOAL_REPORT_DIR`, or a temporary folder removed when the guard drops.

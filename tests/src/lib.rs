@@ -3,6 +3,9 @@
 //! through the coordinator's event stream (no sleeps to wait for readiness).
 
 pub mod browser;
+pub mod http;
+pub mod prometheus;
+pub mod tool;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -107,6 +110,8 @@ impl Drop for Proc {
 pub struct Coordinator {
     pub proc: Proc,
     pub addr: SocketAddr,
+    /// The HTTP port (`/metrics`), when the test did not choose its own `--http-listen`.
+    pub http: Option<SocketAddr>,
     pub db: PathBuf,
 }
 
@@ -120,6 +125,12 @@ impl Coordinator {
             [("--heartbeat-interval-ms", "500"), ("--heartbeat-timeout-ms", "3000"), ("--reconnect-grace-ms", "1500")];
         let mut args: Vec<&str> =
             if extra.contains(&"--listen") { Vec::new() } else { vec!["--listen", "127.0.0.1:0"] };
+        // An ephemeral HTTP port too (the default 7471 would clash between tests), read back from
+        // the second line the coordinator prints.
+        let own_http = !extra.contains(&"--http-listen");
+        if own_http {
+            args.extend(["--http-listen", "127.0.0.1:0"]);
+        }
         for (flag, value) in defaults {
             if !extra.contains(&flag) {
                 args.extend([flag, value]);
@@ -136,15 +147,30 @@ impl Coordinator {
             .spawn()
             .context("start shoal-coordinator")?;
         let stdout = child.stdout.take().context("coordinator stdout")?;
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
+        reader.read_line(&mut line)?;
+        let mut http_line = String::new();
+        if own_http {
+            reader.read_line(&mut http_line)?;
+        }
         let proc = Proc { child, log };
         let addr = line
             .trim()
             .strip_prefix("listening on ")
             .ok_or_else(|| anyhow!("unexpected coordinator output {line:?}; log:\n{}", proc.log_text()))?
             .parse()?;
-        Ok(Self { proc, addr, db: db.to_path_buf() })
+        let http = match own_http {
+            true => Some(
+                http_line
+                    .trim()
+                    .strip_prefix("http on ")
+                    .ok_or_else(|| anyhow!("unexpected coordinator output {http_line:?}; log:\n{}", proc.log_text()))?
+                    .parse()?,
+            ),
+            false => None,
+        };
+        Ok(Self { proc, addr, http, db: db.to_path_buf() })
     }
 
     pub fn url(&self) -> String {

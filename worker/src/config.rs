@@ -17,6 +17,8 @@ pub struct WorkerConfig {
     pub memory_mb: u64,
     /// Where the data plane (peer traffic) listens.
     pub data_listen: String,
+    /// Where `/metrics` (Prometheus, plain HTTP, read-only) listens; empty = off.
+    pub metrics_listen: String,
     /// Address peers use to reach the data plane; empty = the bound address.
     pub data_advertise: String,
     /// Root of job checkpoints (one folder per job).
@@ -56,6 +58,7 @@ impl Default for WorkerConfig {
             cpus: 0,
             memory_mb: 0,
             data_listen: "127.0.0.1:0".into(),
+            metrics_listen: String::new(),
             data_advertise: String::new(),
             checkpoint_dir: PathBuf::from("shoal-data/checkpoints"),
             keep_checkpoints: 3,
@@ -86,6 +89,8 @@ pub enum ConfigError {
     DataAdvertise { value: String, source: std::net::AddrParseError },
     #[error("{key}: must be > 0")]
     NotPositive { key: &'static str },
+    #[error(transparent)]
+    MetricsListen(#[from] shoal_common::metrics::ServeError),
     /// The TLS files cannot be read or used.
     #[error("{detail}")]
     Tls { detail: String },
@@ -100,6 +105,7 @@ impl WorkerConfig {
         self.data_listen
             .parse::<std::net::SocketAddr>()
             .map_err(|source| ConfigError::DataListen { value: self.data_listen.clone(), source })?;
+        self.metrics_addr()?;
         if self.keep_checkpoints == 0 {
             return Err(ConfigError::NotPositive { key: "keep_checkpoints" });
         }
@@ -114,6 +120,15 @@ impl WorkerConfig {
     pub fn tls(&self) -> Result<shoal_common::tls::ClientTls, ConfigError> {
         shoal_common::tls::ClientTls::new(&self.tls_ca, &self.tls_cert, &self.tls_key, &self.tls_server_name)
             .map_err(|detail| ConfigError::Tls { detail })
+    }
+
+    /// Where `/metrics` listens, when it is on. Any address: the series are read-only aggregates,
+    /// scraped from another machine.
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        if self.metrics_listen.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(shoal_common::metrics::parse_listen("metrics_listen", &self.metrics_listen, true)?))
     }
 
     /// The data-plane address to advertise to peers, if one is set.

@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod config;
 pub mod control;
 pub mod devices;
+pub mod metrics;
 pub mod run;
 pub mod sync;
 

@@ -42,6 +42,9 @@ struct Args {
     /// Address the data plane listens on.
     #[arg(long)]
     data_listen: Option<String>,
+    /// Address `/metrics` (Prometheus) listens on, e.g. 0.0.0.0:9464 (default: off).
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Address peers use to reach the data plane.
     #[arg(long)]
     data_advertise: Option<String>,
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         ("memory_mb", args.memory_mb.map(|v| v.to_string())),
         ("checkpoint_dir", args.checkpoint_dir.as_ref().map(|p| p.display().to_string())),
         ("data_listen", args.data_listen.clone()),
+        ("metrics_listen", args.metrics_listen.clone()),
         ("data_advertise", args.data_advertise.clone()),
         ("hostname", args.hostname.clone()),
         ("join_token", args.join_token.clone()),

@@ -155,6 +155,8 @@ pub async fn run(
         client_token: client_token.clone(),
         join_token: join_token.clone(),
         listen: "127.0.0.1:0".into(),
+        // Off until the dashboard comes: a fixed port would clash with another `shoal local`.
+        http_listen: String::new(),
         database: dir.join("coordinator.db"),
         heartbeat_interval_ms: 1_000,
         heartbeat_timeout_ms: 5_000,

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use crate::error::CoordinatorError;
+use crate::metrics::{Metrics, Snapshot, state_label};
 use shoal_common::spec::Backend;
 
 use crate::scheduler::{Demand, Resources, Scheduler};
@@ -75,6 +76,8 @@ struct WorkerEntry {
     /// Its GPUs' use as the newest heartbeat sampled it; cleared when the session ends. Kept in
     /// memory only: after a coordinator restart the next heartbeat brings it back.
     gpu_usage: Vec<GpuUsage>,
+    /// Heartbeat intervals of the current silence already counted as missed.
+    missed: u64,
 }
 
 impl WorkerEntry {
@@ -120,6 +123,7 @@ pub(crate) struct State {
     placed_at: HashMap<JobId, Instant>,
     /// Elastic jobs checkpointing to restart on more workers.
     growing: std::collections::HashSet<JobId>,
+    metrics: Arc<Metrics>,
 }
 
 /// Operator quotas on what one job may ask for (0 = no limit beyond the spec's own).
@@ -172,6 +176,20 @@ impl Coordinator {
         }
     }
 
+    /// The series `/metrics` serves.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.lock().metrics.clone()
+    }
+
+    /// `/metrics` now: the gauges read from the state, then every series.
+    pub fn scrape(&self) -> String {
+        let (metrics, snapshot) = {
+            let state = self.lock();
+            (state.metrics.clone(), state.snapshot())
+        };
+        metrics.render(&snapshot)
+    }
+
     /// SQLite integrity check of the coordinator database ("ok" when healthy).
     pub fn integrity_check(&self) -> Result<String, CoordinatorError> {
         Ok(self.lock().store.integrity_check()?)
@@ -196,6 +214,7 @@ impl State {
             limits: Limits::default(),
             placed_at: HashMap::new(),
             growing: Default::default(),
+            metrics: Arc::new(Metrics::new()),
         };
         let acks = state.store.load_acks()?;
         for w in state.store.load_workers()? {
@@ -215,6 +234,7 @@ impl State {
                     acked,
                     restored: true,
                     gpu_usage: Vec::new(),
+                    missed: 0,
                 },
             );
         }
@@ -237,9 +257,25 @@ impl State {
         }
     }
 
+    /// Jobs and workers by state, and the queue, for a scrape.
+    fn snapshot(&self) -> Snapshot {
+        let mut jobs: std::collections::BTreeMap<String, i64> = Default::default();
+        for j in self.jobs.values() {
+            *jobs.entry(state_label(j.row.job.state().as_str_name())).or_default() += 1;
+        }
+        let mut workers: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        for w in self.workers.values() {
+            let role = if w.info.role.is_empty() { "worker".to_owned() } else { w.info.role.clone() };
+            *workers.entry((role, state_label(w.state.as_str_name()))).or_default() += 1;
+        }
+        let queue_depth = jobs.get("queued").copied().unwrap_or(0);
+        Snapshot { jobs: jobs.into_iter().collect(), queue_depth, workers: workers.into_iter().collect() }
+    }
+
     /// Stores a job with its new events, then tells watchers.
     fn commit(&mut self, row: &JobRow, events: Vec<JobEvent>) -> Result<(), CoordinatorError> {
         self.store.save_job(row, &events)?;
+        self.metrics.observe_events(row.job.spec.as_ref(), &events);
         if let Some(tx) = self.watchers.get(&JobId::new(row.job.job_id.clone())) {
             for e in events {
                 let _ = tx.send(e);

@@ -55,6 +55,7 @@ impl State {
             acked: 0,
             restored: false,
             gpu_usage: Vec::new(),
+            missed: 0,
         });
         entry.info = info;
         tracing::info!(worker_id = %id, hostname = %entry.info.hostname, cpus = entry.info.cpu_cores, gpus = entry.info.gpus.len(), "worker registered");
@@ -143,6 +144,7 @@ impl State {
         }
         entry.last_seen = Instant::now();
         entry.last_seen_ms = now_ms();
+        entry.missed = 0;
         if msg.seq != 0 {
             if msg.seq <= entry.acked {
                 tracing::debug!(worker_id = %worker, seq = msg.seq, "skipping a report that was applied already");
@@ -228,6 +230,17 @@ impl State {
     pub fn tick(&mut self, now: Instant) {
         let live = self.liveness;
         let mut lost = Vec::new();
+        let mut missed = 0;
+        for w in self.workers.values_mut() {
+            if matches!(w.state, WorkerState::Ready | WorkerState::Draining) && w.disconnected_since.is_none() {
+                // Intervals of silence beyond the one a heartbeat is due in.
+                let silent = now.duration_since(w.last_seen).as_secs_f64() / live.heartbeat_interval.as_secs_f64();
+                let due = (silent.floor() as u64).saturating_sub(1);
+                missed += due.saturating_sub(w.missed);
+                w.missed = w.missed.max(due);
+            }
+        }
+        self.metrics.heartbeats_missed(missed);
         for (id, w) in &self.workers {
             let why = match (w.state, w.disconnected_since) {
                 (WorkerState::Lost | WorkerState::Left, _) => continue,
@@ -266,6 +279,7 @@ impl State {
         };
         let name = entry.describe(id);
         tracing::warn!(worker_id = %id, reason = why, "worker lost");
+        self.metrics.worker_lost();
         entry.state = WorkerState::Lost;
         entry.reason = why.to_owned();
         entry.session = None;

@@ -13,6 +13,9 @@ pub enum WorkerError {
     DataPlane { addr: String, source: std::io::Error },
     #[error("the coordinator refused this worker: {0}")]
     Refused(ConnectError),
+    /// `metrics_listen` cannot be bound (the message names the key).
+    #[error(transparent)]
+    Metrics(#[from] shoal_common::metrics::ServeError),
 }
 
 /// Why registering with the coordinator failed.

@@ -7,6 +7,7 @@ mod error;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_common::proto::worker_service_client::WorkerServiceClient;
@@ -23,6 +24,7 @@ use tonic::transport::Channel;
 
 use crate::config::WorkerConfig;
 use crate::devices::{Devices, GpuMonitor};
+use crate::metrics::WorkerMetrics;
 use crate::run::{self, JobContext, JobHandle};
 use crate::sync::DataPlane;
 use backoff::Backoff;
@@ -57,6 +59,7 @@ pub struct Worker {
     drain: CancellationToken,
     drain_deadline: Option<Instant>,
     tls: shoal_common::tls::ClientTls,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl Worker {
@@ -94,6 +97,7 @@ impl Worker {
             pending: VecDeque::new(),
             drain,
             drain_deadline: None,
+            metrics: Arc::new(WorkerMetrics::new()),
         })
     }
 
@@ -129,6 +133,7 @@ impl Worker {
 
     /// Takes a report off the job threads' queue: numbers it and keeps it until acknowledged.
     fn take_report(&mut self, mut msg: WorkerMessage) -> &WorkerMessage {
+        self.metrics.observe(&msg);
         if let Some(worker_message::Kind::Finished(f)) = &msg.kind
             && let Some(handle) = self.jobs.remove(&JobId::new(f.job_id.clone())).filter(|h| h.attempt != f.attempt)
         {
@@ -164,12 +169,22 @@ impl Worker {
     /// What runs here, whether the worker drains, and how its GPUs are used right now.
     fn heartbeat(&self) -> WorkerMessage {
         let gpus = self.gpu_monitor.as_ref().map(GpuMonitor::sample).unwrap_or_default();
+        self.metrics.heartbeat(self.jobs.len(), &gpus);
         let hb = Heartbeat { running: self.running(), draining: self.draining(), gpus };
         WorkerMessage { kind: Some(worker_message::Kind::Heartbeat(hb)), seq: 0 }
     }
 
     /// Runs until drained. Returns an error only when the coordinator refuses this worker.
     pub async fn run(mut self) -> Result<(), WorkerError> {
+        // `/metrics` serves until this returns.
+        let metrics_stop = CancellationToken::new();
+        let _stop_metrics = metrics_stop.clone().drop_guard();
+        if let Some(addr) = self.config.metrics_addr()? {
+            let metrics = self.metrics.clone();
+            let routes = shoal_common::metrics::router(Arc::new(move || metrics.render()));
+            let (bound, _task) = shoal_common::metrics::serve("metrics_listen", addr, routes, metrics_stop).await?;
+            tracing::info!(addr = %bound, "metrics listening (/metrics)");
+        }
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(self.config.max_backoff_ms));
         loop {
             if let Some(deadline) = self.drain_deadline {

@@ -1,0 +1,30 @@
+//! The coordinator's HTTP port (`http_listen`): `/metrics` for Prometheus, behind the same client
+//! tokens as the gRPC API (`authorization: Bearer TOKEN`, which Prometheus sends with
+//! `authorization.credentials`). Plain HTTP: a non-loopback address needs `insecure_listen`.
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use shoal_common::auth::Tokens;
+use shoal_common::metrics::OPENMETRICS;
+
+use crate::state::Coordinator;
+
+/// The routes of the HTTP port.
+pub fn router(coordinator: Coordinator, tokens: Tokens) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        get(move |headers: HeaderMap| {
+            let (coordinator, tokens) = (coordinator.clone(), tokens.clone());
+            async move { metrics(&coordinator, &tokens, headers) }
+        }),
+    )
+}
+
+fn metrics(coordinator: &Coordinator, tokens: &Tokens, headers: HeaderMap) -> Response {
+    if let Err(status) = tokens.check(&tonic::metadata::MetadataMap::from_headers(headers)) {
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], status.message().to_owned())
+            .into_response();
+    }
+    ([(header::CONTENT_TYPE, OPENMETRICS)], coordinator.scrape()).into_response()
+}
