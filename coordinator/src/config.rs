@@ -79,7 +79,7 @@ impl Default for CoordinatorConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:7470".into(),
-            http_listen: "127.0.0.1:7471".into(),
+            http_listen: "127.0.0.1:7473".into(),
             database: PathBuf::from("shoal-data/coordinator.db"),
             heartbeat_interval_ms: 2_000,
             heartbeat_timeout_ms: 10_000,
