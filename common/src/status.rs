@@ -7,23 +7,28 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::spec::FieldError;
 
-/// `INVALID_ARGUMENT` naming every bad field, in the message and as structured details.
+/// `INVALID_ARGUMENT` naming every bad field of a job spec, in the message and as structured
+/// details.
 pub fn invalid_fields(errors: &[FieldError]) -> Status {
+    invalid("invalid job spec", errors)
+}
+
+/// `INVALID_ARGUMENT` for one missing or malformed request field (not a spec's: a job id, say).
+pub fn invalid_field(path: &str, reason: impl std::fmt::Display) -> Status {
+    invalid("invalid request", &[FieldError::new(path, reason.to_string())])
+}
+
+fn invalid(heading: &str, errors: &[FieldError]) -> Status {
     let message = match errors {
-        [one] => format!("invalid job spec: {one}"),
+        [one] => format!("{heading}: {one}"),
         many => {
             let lines: Vec<String> = many.iter().map(ToString::to_string).collect();
-            format!("invalid job spec ({} fields): {}", many.len(), lines.join("; "))
+            format!("{heading} ({} fields): {}", many.len(), lines.join("; "))
         }
     };
     let violations: Vec<FieldViolation> =
         errors.iter().map(|e| FieldViolation::new(e.path.clone(), e.reason.clone())).collect();
     Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
-}
-
-/// `INVALID_ARGUMENT` for one missing or malformed request field.
-pub fn invalid_field(path: &str, reason: impl std::fmt::Display) -> Status {
-    invalid_fields(&[FieldError::new(path, reason.to_string())])
 }
 
 /// The field violations a status carries, if any.

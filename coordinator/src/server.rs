@@ -36,6 +36,9 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("reflection service: {source}")]
     Reflection { source: tonic_reflection::server::Error },
+    /// The HTTP port could not be bound (the message names `http_listen`).
+    #[error(transparent)]
+    Http(shoal_common::metrics::ServeError),
 }
 
 /// A running coordinator.
@@ -153,7 +156,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
             let routes = crate::http::router(coordinator.clone(), http_tokens);
             let (bound, task) = shoal_common::metrics::serve("http_listen", addr, routes, shutdown.clone())
                 .await
-                .map_err(ConfigError::from)?;
+                .map_err(StartError::Http)?;
             tasks.spawn(async move {
                 let _ = task.await;
             });

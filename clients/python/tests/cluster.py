@@ -120,6 +120,8 @@ def start_coordinator(
     command = [
         binary("shoal-coordinator"),
         "--listen", "127.0.0.1:0",
+        # Off: the default port (7473) would clash between tests.
+        "--http-listen", "",
         "--heartbeat-interval-ms", "500",
         "--heartbeat-timeout-ms", "3000",
         "--reconnect-grace-ms", "1500",
