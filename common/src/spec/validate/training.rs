@@ -12,19 +12,20 @@ const DEFAULT_MAX_RETRIES: i64 = 3;
 
 pub(super) fn training(c: &mut FieldErrors, t: Option<&proto::TrainingSpec>) -> TrainingConfig {
     let default = proto::TrainingSpec::default();
-    let t = match t {
-        Some(t) => t,
+    // A missing section is one error; a present one, even empty, has its fields checked.
+    let (t, present) = match t {
+        Some(t) => (t, true),
         None => {
             c.fail("training", "required (at least batch_size and epochs or steps)");
-            &default
+            (&default, false)
         }
     };
-    let batch_size = if t.batch_size == 0 && default == *t { 1 } else { c.size("training.batch_size", t.batch_size) };
+    let batch_size = if present { c.size("training.batch_size", t.batch_size) } else { 1 };
     let duration = match (t.epochs, t.steps) {
         (e, 0) if e > 0 => Duration::Epochs(e as u64),
         (0, s) if s > 0 => Duration::Steps(s as u64),
         (0, 0) => {
-            if default != *t {
+            if present {
                 c.fail("training.epochs", "set training.epochs or training.steps (must be > 0)");
             }
             Duration::Steps(1)
@@ -97,6 +98,21 @@ mod tests {
         assert_eq!(errors, vec!["training.steps: set either training.epochs or training.steps, not both"]);
         let errors = errors_of(&DIGITS.replace("epochs = 5", "epochs = -5"));
         assert_eq!(errors, vec!["training.epochs: must be > 0"]);
+    }
+
+    #[test]
+    fn an_empty_training_section_is_checked_field_by_field() {
+        // Protobuf cannot tell `[training]` with zeros from no fields at all; both are refused.
+        let start = DIGITS.find("[training]").expect("a training section");
+        let rest = &DIGITS[start + "[training]".len()..];
+        let end = rest.find("\n[").map_or(DIGITS.len(), |i| start + "[training]".len() + i);
+        let empty = format!("{}[training]\nbatch_size = 0\n{}", &DIGITS[..start], &DIGITS[end..]);
+        let errors = errors_of(&empty);
+        assert!(errors.iter().any(|e| e.starts_with("training.batch_size: ")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with("training.epochs: set training.epochs or training.steps")),
+            "{errors:?}"
+        );
     }
 
     #[test]
