@@ -129,6 +129,10 @@ enum Command {
         /// Folder for the database, checkpoints and logs (default: a new temporary folder).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Serve the web dashboard on this loopback address and print its URL (with the run's
+        /// token); it stays up after the job until Ctrl-C. Port 0 picks a free port.
+        #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:7473", value_name = "ADDR")]
+        dashboard: Option<String>,
     },
     /// Create a certificate authority and certificates for TLS and mutual TLS: ca.pem, node.pem
     /// (coordinators, parameter servers and workers) and client.pem (users), with their keys.
@@ -257,9 +261,9 @@ async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError>
         Command::Workers { json } => commands::inspect::workers(&target, json).await,
         Command::Trials { job, json } => commands::search::trials(&target, &job, json).await,
         Command::Best { job, output } => commands::search::best(&target, &job, output.as_deref()).await,
-        Command::Local { file, workers, .. } => {
+        Command::Local { file, workers, dashboard, .. } => {
             let dir = local_dir.ok_or_else(|| CliError::usage("no data folder"))?;
-            commands::local::run(file.as_deref(), workers, dir, cli.timeout).await
+            commands::local::run(file.as_deref(), workers, dir, dashboard.as_deref(), cli.timeout).await
         }
         Command::Certs { dir, hosts, days } => {
             let made = shoal_common::tls::generate(&dir, &hosts, days).map_err(CliError::usage)?;

@@ -7,6 +7,10 @@ tonic::include_proto!("shoal.v1");
 /// Encoded `FileDescriptorSet` of every Shoal proto file, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal_descriptor.bin"));
 
+/// How the notice of a written checkpoint starts ("checkpoint at step 40: /path"); the
+/// dashboard lists a job's checkpoints from these notices.
+pub const CHECKPOINT_NOTICE: &str = "checkpoint at step ";
+
 impl JobState {
     /// Finished for good: succeeded, failed or cancelled.
     pub fn is_terminal(self) -> bool {

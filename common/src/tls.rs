@@ -55,6 +55,42 @@ impl ServerTls {
         }
         Ok(Some(config))
     }
+
+    /// The same certificate, key and client CA as a rustls configuration, for the HTTPS endpoints
+    /// (HTTP/1.1 only); `None` when TLS is off.
+    pub fn rustls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        if self.load()?.is_none() {
+            return Ok(None);
+        }
+        let certs = CertificateDer::pem_slice_iter(read("tls_cert", &self.cert)?.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("tls_cert: `{}`: {e}", self.cert))?;
+        let key = PrivateKeyDer::from_pem_slice(read("tls_key", &self.key)?.as_bytes())
+            .map_err(|e| format!("tls_key: `{}`: {e}", self.key))?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?;
+        let builder = if self.client_ca.is_empty() {
+            builder.with_no_client_auth()
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(read("tls_client_ca", &self.client_ca)?.as_bytes()) {
+                let cert = cert.map_err(|e| format!("tls_client_ca: `{}`: {e}", self.client_ca))?;
+                roots.add(cert).map_err(|e| format!("tls_client_ca: `{}`: {e}", self.client_ca))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                .build()
+                .map_err(|e| format!("tls_client_ca: `{}`: {e}", self.client_ca))?;
+            builder.with_client_cert_verifier(verifier)
+        };
+        let mut config =
+            builder.with_single_cert(certs, key).map_err(|e| format!("tls_cert, tls_key: do not match: {e}"))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(std::sync::Arc::new(config)))
+    }
 }
 
 /// The client side: whom to trust, and what to present when asked.

@@ -31,7 +31,22 @@ pub enum ConfigError {
     /// `http_listen` is not an address, or not loopback without `insecure_listen` (the message
     /// names the key), or cannot be bound.
     #[error(transparent)]
-    Http(#[from] shoal_common::metrics::ServeError),
+    Http(#[from] shoal_common::http_server::ServeError),
+}
+
+/// What the HTTP port does about TLS when the gRPC port has it (with TLS off, it is plain HTTP).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpTls {
+    /// HTTPS with the same certificate, asking for client certificates as the gRPC port does.
+    #[default]
+    Same,
+    /// HTTPS with the same certificate but no client certificates (browsers rarely have one);
+    /// the client tokens still guard every page.
+    ServerOnly,
+    /// Plain HTTP (loopback only, unless `insecure_listen`): for a port reached through a
+    /// proxy that terminates TLS, or `shoal local`'s throw-away certificates.
+    Off,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,9 +54,12 @@ pub enum ConfigError {
 pub struct CoordinatorConfig {
     /// Address the gRPC server listens on (`SHOAL_LISTEN`).
     pub listen: String,
-    /// Address of the HTTP port (`/metrics`), `SHOAL_HTTP_LISTEN`; empty = off. Plain HTTP, so
-    /// loopback unless `insecure_listen`.
+    /// Address of the HTTP port (the dashboard and `/metrics`), `SHOAL_HTTP_LISTEN`; empty = off.
+    /// HTTPS with the gRPC port's certificate when TLS is on (see `http_tls`); plain HTTP listens
+    /// on loopback only, unless `insecure_listen`.
     pub http_listen: String,
+    /// TLS on the HTTP port when the gRPC port has it (`SHOAL_HTTP_TLS`).
+    pub http_tls: HttpTls,
     /// SQLite database file (`SHOAL_DATABASE`).
     pub database: PathBuf,
     /// How often workers heartbeat.
@@ -80,6 +98,7 @@ impl Default for CoordinatorConfig {
         Self {
             listen: "127.0.0.1:7470".into(),
             http_listen: "127.0.0.1:7473".into(),
+            http_tls: HttpTls::Same,
             database: PathBuf::from("shoal-data/coordinator.db"),
             heartbeat_interval_ms: 2_000,
             heartbeat_timeout_ms: 10_000,
@@ -136,7 +155,20 @@ impl CoordinatorConfig {
         if self.http_listen.is_empty() {
             return Ok(None);
         }
-        Ok(Some(shoal_common::metrics::parse_listen("http_listen", &self.http_listen, self.insecure_listen)?))
+        let https = self.http_tls != HttpTls::Off && self.tls().enabled();
+        let addr =
+            shoal_common::http_server::parse_listen("http_listen", &self.http_listen, self.insecure_listen || https)?;
+        Ok(Some(addr))
+    }
+
+    /// The HTTP port's TLS, `None` for plain HTTP.
+    pub fn http_rustls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
+        let tls = match self.http_tls {
+            HttpTls::Off => return Ok(None),
+            HttpTls::Same => self.tls(),
+            HttpTls::ServerOnly => shoal_common::tls::ServerTls { client_ca: String::new(), ..self.tls() },
+        };
+        tls.rustls().map_err(|reason| ConfigError::Tls { reason })
     }
 
     /// Tokens for the client API: `client_token` (as user "default") and the tokens file.

@@ -1,6 +1,8 @@
-//! The coordinator's HTTP port (`http_listen`): `/metrics` for Prometheus, behind the same client
-//! tokens as the gRPC API (`authorization: Bearer TOKEN`, which Prometheus sends with
-//! `authorization.credentials`). Plain HTTP: a non-loopback address needs `insecure_listen`.
+//! The coordinator's HTTP port (`http_listen`): the web dashboard and `/metrics` for Prometheus,
+//! behind the same client tokens as the gRPC API (`authorization: Bearer TOKEN`, which Prometheus
+//! sends with `authorization.credentials`; the dashboard also takes its cookie). HTTPS with the
+//! gRPC port's certificate when TLS is on (`http_tls`); plain HTTP listens on loopback only,
+//! unless `insecure_listen`.
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,13 +14,16 @@ use crate::state::Coordinator;
 
 /// The routes of the HTTP port.
 pub fn router(coordinator: Coordinator, tokens: Tokens) -> axum::Router {
-    axum::Router::new().route(
-        "/metrics",
-        get(move |headers: HeaderMap| {
-            let (coordinator, tokens) = (coordinator.clone(), tokens.clone());
-            async move { metrics(&coordinator, &tokens, headers) }
-        }),
-    )
+    let dashboard = crate::dashboard::router(coordinator.clone(), tokens.clone());
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move |headers: HeaderMap| {
+                let (coordinator, tokens) = (coordinator.clone(), tokens.clone());
+                async move { metrics(&coordinator, &tokens, headers) }
+            }),
+        )
+        .merge(dashboard)
 }
 
 fn metrics(coordinator: &Coordinator, tokens: &Tokens, headers: HeaderMap) -> Response {

@@ -2,6 +2,7 @@
 //! registered workers, tracks worker liveness and streams job progress to watchers.
 
 pub mod config;
+mod dashboard;
 pub mod error;
 mod http;
 pub mod metrics;

@@ -18,9 +18,12 @@ struct Args {
     /// Address to listen on (host:port).
     #[arg(long)]
     listen: Option<String>,
-    /// Address of the HTTP port (/metrics); empty turns it off.
+    /// Address of the HTTP port (dashboard, /metrics); empty turns it off.
     #[arg(long)]
     http_listen: Option<String>,
+    /// TLS on the HTTP port when TLS is on: same, server-only (no client certificates) or off.
+    #[arg(long)]
+    http_tls: Option<String>,
     /// SQLite database file.
     #[arg(long)]
     database: Option<PathBuf>,
@@ -79,6 +82,7 @@ fn main() -> std::process::ExitCode {
     let overrides = [
         ("listen", args.listen.clone()),
         ("http_listen", args.http_listen.clone()),
+        ("http_tls", args.http_tls.clone()),
         ("database", args.database.as_ref().map(|p| p.display().to_string())),
         ("heartbeat_interval_ms", args.heartbeat_interval_ms.map(|v| v.to_string())),
         ("heartbeat_timeout_ms", args.heartbeat_timeout_ms.map(|v| v.to_string())),

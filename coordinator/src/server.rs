@@ -38,7 +38,7 @@ pub enum StartError {
     Reflection { source: tonic_reflection::server::Error },
     /// The HTTP port could not be bound (the message names `http_listen`).
     #[error(transparent)]
-    Http(shoal_common::metrics::ServeError),
+    Http(shoal_common::http_server::ServeError),
 }
 
 /// A running coordinator.
@@ -154,13 +154,19 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
     let http_addr = match config.http_addr()? {
         Some(addr) => {
             let routes = crate::http::router(coordinator.clone(), http_tokens);
-            let (bound, task) = shoal_common::metrics::serve("http_listen", addr, routes, shutdown.clone())
-                .await
-                .map_err(StartError::Http)?;
+            let tls = config.http_rustls()?;
+            let https = tls.is_some();
+            let (bound, task) =
+                shoal_common::http_server::serve_with("http_listen", addr, routes, tls, shutdown.clone())
+                    .await
+                    .map_err(StartError::Http)?;
             tasks.spawn(async move {
                 let _ = task.await;
             });
-            tracing::info!(addr = %bound, "HTTP port listening (/metrics)");
+            tracing::info!(
+                url = %format!("{}://{bound}/", if https { "https" } else { "http" }),
+                "dashboard and /metrics listening"
+            );
             Some(bound)
         }
         None => None,

@@ -112,8 +112,10 @@ fn main() -> ExitCode {
         println!("listening on {}", serving.addr);
         if !config.metrics_listen.is_empty() {
             let routes = shoal_param_server::metrics::router(serving.registry.clone(), serving.rpc.clone());
-            let served = match shoal_common::metrics::parse_listen("metrics_listen", &config.metrics_listen, true) {
-                Ok(addr) => shoal_common::metrics::serve("metrics_listen", addr, routes, serving.stop.clone()).await,
+            let served = match shoal_common::http_server::parse_listen("metrics_listen", &config.metrics_listen, true) {
+                Ok(addr) => {
+                    shoal_common::http_server::serve("metrics_listen", addr, routes, serving.stop.clone()).await
+                }
                 Err(e) => Err(e),
             };
             match served {

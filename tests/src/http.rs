@@ -1,5 +1,6 @@
 //! A few lines of HTTP/1.1 over a real TCP connection, for what the tests read over HTTP (the
-//! coordinator's and workers' `/metrics`, Prometheus's query API), with a deadline on every wait.
+//! coordinator's and workers' `/metrics` and dashboard, Prometheus's query API, WebDriver), with
+//! a deadline on every wait.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,19 +10,79 @@ use anyhow::{Context, Result, bail};
 
 /// The status code and body of `GET path`, with `authorization: Bearer token` when one is given.
 pub fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<(u16, String)> {
-    let limit = Duration::from_secs(10);
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    request(addr, "GET", path, &headers, None)
+}
+
+/// The status code and body of `METHOD path` with these headers and a JSON body, if any.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: Option<&str>,
+) -> Result<(u16, String)> {
+    let limit = Duration::from_secs(30);
     let mut stream = TcpStream::connect_timeout(&addr, limit).with_context(|| format!("connect {addr}"))?;
     stream.set_read_timeout(Some(limit))?;
     stream.set_write_timeout(Some(limit))?;
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = json.unwrap_or_default();
+    if json.is_some() {
+        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    write!(stream, "{head}\r\n{body}")?;
+    let (status, body) = answer(&mut stream).with_context(|| format!("read the answer to {method} {path}"))?;
+    Ok((status, body))
+}
+
+/// Reads one answer: its header, then a body of `Content-Length` bytes, a chunked body, or
+/// everything until the server closes (not every server closes after `Connection: close`).
+fn answer(stream: &mut TcpStream) -> Result<(u16, String)> {
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).with_context(|| format!("read the answer to GET {path}"))?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let Some((head, body)) = text.split_once("\r\n\r\n") else { bail!("no HTTP header in {text:?}") };
+    let mut buf = [0u8; 16 * 1024];
+    let header_end = loop {
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            bail!("the connection closed before the header ended: {:?}", String::from_utf8_lossy(&raw));
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..header_end]).into_owned();
     let status: u16 = head.split_whitespace().nth(1).context("no status code")?.parse()?;
-    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
-    Ok((status, if chunked { dechunk(body)? } else { body.to_owned() }))
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_ascii_lowercase())
+        })
+    };
+    let length: Option<usize> = header("content-length").and_then(|v| v.parse().ok());
+    let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    loop {
+        let body = &raw[header_end..];
+        let complete = match (length, chunked) {
+            (Some(n), _) => body.len() >= n,
+            (None, true) => body.ends_with(b"0\r\n\r\n"),
+            (None, false) => false,
+        };
+        if complete {
+            break;
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let body = String::from_utf8_lossy(&raw[header_end..]).into_owned();
+    Ok((status, if chunked { dechunk(&body)? } else { body }))
 }
 
 /// The body of a chunked answer.

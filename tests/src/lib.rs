@@ -6,6 +6,7 @@ pub mod browser;
 pub mod http;
 pub mod prometheus;
 pub mod tool;
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -90,7 +90,7 @@ pub enum ConfigError {
     #[error("{key}: must be > 0")]
     NotPositive { key: &'static str },
     #[error(transparent)]
-    MetricsListen(#[from] shoal_common::metrics::ServeError),
+    MetricsListen(#[from] shoal_common::http_server::ServeError),
     /// The TLS files cannot be read or used.
     #[error("{detail}")]
     Tls { detail: String },
@@ -128,7 +128,7 @@ impl WorkerConfig {
         if self.metrics_listen.is_empty() {
             return Ok(None);
         }
-        Ok(Some(shoal_common::metrics::parse_listen("metrics_listen", &self.metrics_listen, true)?))
+        Ok(Some(shoal_common::http_server::parse_listen("metrics_listen", &self.metrics_listen, true)?))
     }
 
     /// The data-plane address to advertise to peers, if one is set.

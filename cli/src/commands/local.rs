@@ -114,8 +114,10 @@ pub async fn run(
     file: Option<&Path>,
     workers: Option<u32>,
     dir: PathBuf,
+    dashboard: Option<&str>,
     timeout_s: u64,
 ) -> Result<ExitCode, CliError> {
+    let dashboard = dashboard.map(dashboard_addr).transpose()?;
     let job = match file {
         Some(f) => jobfile::load(f, true)?,
         None => jobfile::load_text(BUNDLED_JOB, Path::new("examples/digits-mlp.toml"), false)?,
@@ -155,8 +157,10 @@ pub async fn run(
         client_token: client_token.clone(),
         join_token: join_token.clone(),
         listen: "127.0.0.1:0".into(),
-        // Off until the dashboard comes: a fixed port would clash with another `shoal local`.
-        http_listen: String::new(),
+        // Only with --dashboard (a fixed port would clash with another `shoal local`); plain HTTP
+        // on loopback, since a browser would not trust this run's throw-away CA.
+        http_listen: dashboard.map(|a| a.to_string()).unwrap_or_default(),
+        http_tls: shoal_coordinator::config::HttpTls::Off,
         database: dir.join("coordinator.db"),
         heartbeat_interval_ms: 1_000,
         heartbeat_timeout_ms: 5_000,
@@ -167,6 +171,10 @@ pub async fn run(
         .await
         .map_err(|e| CliError::unavailable(format!("cannot start the coordinator: {e}")))?;
     let url = format!("https://{}", coordinator.addr);
+    let dashboard_url = coordinator.http_addr.map(|a| format!("http://{a}/#token={client_token}"));
+    if let Some(u) = &dashboard_url {
+        eprintln!("shoal local: dashboard: {u}");
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let cpus = (cores / workers).max(job.config.resources.cpus).max(1);
     eprintln!(
@@ -249,7 +257,25 @@ pub async fn run(
             Err(CliError { code: 130, message: String::new() })
         }
     };
+    if let Some(u) = dashboard_url.as_ref().filter(|_| outcome.is_ok()) {
+        eprintln!("shoal local: {job_id} has ended; still serving the dashboard at {u} (Ctrl-C to stop)");
+        let _ = tokio::signal::ctrl_c().await;
+    }
     cluster.stop().await;
     eprintln!("shoal local: stopped; logs and checkpoints are in {}", dir.display());
     outcome
+}
+
+/// `--dashboard ADDR`: a loopback address (the dashboard of a local run is plain HTTP).
+fn dashboard_addr(addr: &str) -> Result<std::net::SocketAddr, CliError> {
+    let parsed: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| CliError::usage(format!("--dashboard: `{addr}` is not an address (host:port): {e}")))?;
+    if !parsed.ip().is_loopback() {
+        return Err(CliError::usage(format!(
+            "--dashboard: {parsed} is not a loopback address; the dashboard of `shoal local` serves plain HTTP \
+             to this machine only (run a coordinator with TLS to serve it further)"
+        )));
+    }
+    Ok(parsed)
 }

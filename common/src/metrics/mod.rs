@@ -6,7 +6,6 @@ mod rpc;
 
 pub use rpc::{RpcDurations, RpcLabel, RpcMetricsLayer, rpc_durations};
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::header::CONTENT_TYPE;
@@ -17,8 +16,6 @@ pub use prometheus_client::metrics::family::Family;
 pub use prometheus_client::metrics::gauge::Gauge;
 pub use prometheus_client::metrics::histogram::Histogram;
 pub use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// Upper bounds (seconds) of every duration histogram: 1 ms to 10 minutes.
 pub const SECONDS_BUCKETS: [f64; 18] =
@@ -54,49 +51,6 @@ pub fn router(scrape: Arc<dyn Fn() -> String + Send + Sync>) -> axum::Router {
     )
 }
 
-/// Why an HTTP endpoint could not start; the message names the setting.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("{key}: `{addr}` is not an address (host:port): {source}")]
-    Address { key: &'static str, addr: String, source: std::net::AddrParseError },
-    #[error(
-        "{key}: {addr} is not a loopback address; this endpoint has no TLS, so it listens on other \
-         addresses only with insecure_listen = true"
-    )]
-    Insecure { key: &'static str, addr: SocketAddr },
-    #[error("{key}: cannot listen on {addr}: {source}")]
-    Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
-}
-
-/// Parses the setting `key` = `addr`; a non-loopback address needs `insecure` (plain HTTP).
-pub fn parse_listen(key: &'static str, addr: &str, insecure: bool) -> Result<SocketAddr, ServeError> {
-    let parsed: SocketAddr =
-        addr.parse().map_err(|source| ServeError::Address { key, addr: addr.to_owned(), source })?;
-    if !parsed.ip().is_loopback() && !insecure {
-        return Err(ServeError::Insecure { key, addr: parsed });
-    }
-    Ok(parsed)
-}
-
-/// Binds `addr` and serves `router` on a task until `shutdown`; the address bound (its real
-/// port when `addr` asked for port 0).
-pub async fn serve(
-    key: &'static str,
-    addr: SocketAddr,
-    router: axum::Router,
-    shutdown: CancellationToken,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { key, addr, source })?;
-    let local = listener.local_addr().map_err(|source| ServeError::Bind { key, addr, source })?;
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, %local, "{key} server failed");
-        }
-    });
-    Ok((local, task))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,15 +73,5 @@ mod tests {
         assert!(text.contains("shoal_scheduling_latency_seconds_bucket{le=\"0.25\"} 1"), "{text}");
         assert!(text.contains("shoal_scheduling_latency_seconds_bucket{le=\"0.1\"} 0"), "{text}");
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
-    }
-
-    #[test]
-    fn other_addresses_need_the_insecure_flag() {
-        assert!(parse_listen("metrics_listen", "127.0.0.1:0", false).is_ok());
-        let err = parse_listen("metrics_listen", "0.0.0.0:9464", false).expect_err("insecure");
-        assert!(err.to_string().starts_with("metrics_listen: 0.0.0.0:9464 is not a loopback"), "{err}");
-        assert!(parse_listen("metrics_listen", "0.0.0.0:9464", true).is_ok());
-        let err = parse_listen("http_listen", "nowhere", false).expect_err("bad");
-        assert!(err.to_string().starts_with("http_listen: `nowhere` is not an address"), "{err}");
     }
 }

@@ -7,6 +7,7 @@ mod search;
 mod workers;
 
 pub use jobs::{Subscription, is_terminal_event};
+pub use search::SearchCurves;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

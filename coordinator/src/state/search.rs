@@ -483,3 +483,31 @@ impl State {
         })
     }
 }
+
+/// What a search's charts draw beyond its leaderboard: the ASHA rungs and every trial's curve.
+#[derive(Clone, Debug)]
+pub struct SearchCurves {
+    /// Budgets of the ASHA rungs (empty without ASHA).
+    pub rungs: Vec<f64>,
+    /// Every trial, in index order, with its validation curve and times.
+    pub trials: Vec<Trial>,
+}
+
+impl State {
+    /// The rungs and the trials' curves of search `job_id`.
+    pub fn search_curves(&self, job_id: &str) -> Result<SearchCurves, CoordinatorError> {
+        let id = JobId::new(job_id);
+        let entry = self.jobs.get(&id).ok_or_else(|| CoordinatorError::JobNotFound { job_id: job_id.into() })?;
+        let spec = entry.row.job.spec.clone().unwrap_or_default();
+        if spec.search.is_none() {
+            return Err(CoordinatorError::invalid("job_id", format!("job {job_id} is not a search job")));
+        }
+        let job = shoal_search::spec::validate(&spec).map_err(CoordinatorError::InvalidSpec)?;
+        let mut trials = match self.searches.get(&id) {
+            Some(run) => run.engine.trials().to_vec(),
+            None => self.store.load_trials(job_id)?,
+        };
+        trials.sort_by_key(|t| t.index);
+        Ok(SearchCurves { rungs: shoal_search::engine::milestones(&job.config), trials })
+    }
+}

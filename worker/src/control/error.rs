@@ -15,7 +15,7 @@ pub enum WorkerError {
     Refused(ConnectError),
     /// `metrics_listen` cannot be bound (the message names the key).
     #[error(transparent)]
-    Metrics(#[from] shoal_common::metrics::ServeError),
+    Metrics(#[from] shoal_common::http_server::ServeError),
 }
 
 /// Why registering with the coordinator failed.

@@ -182,7 +182,7 @@ impl Worker {
         if let Some(addr) = self.config.metrics_addr()? {
             let metrics = self.metrics.clone();
             let routes = shoal_common::metrics::router(Arc::new(move || metrics.render()));
-            let (bound, _task) = shoal_common::metrics::serve("metrics_listen", addr, routes, metrics_stop).await?;
+            let (bound, _task) = shoal_common::http_server::serve("metrics_listen", addr, routes, metrics_stop).await?;
             tracing::info!(addr = %bound, "metrics listening (/metrics)");
         }
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(self.config.max_backoff_ms));

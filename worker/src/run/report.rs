@@ -145,7 +145,10 @@ impl Host for ReportHost<'_> {
             }
             Report::Checkpoint { step, path } => {
                 tracing::info!(step, path = %path.display(), "checkpoint written");
-                self.notice(NoticeLevel::Info, format!("checkpoint at step {step}: {}", path.display()));
+                self.notice(
+                    NoticeLevel::Info,
+                    format!("{}{step}: {}", shoal_common::proto::CHECKPOINT_NOTICE, path.display()),
+                );
                 self.send(worker_message::Kind::Checkpointed(JobCheckpointed {
                     job_id: self.job_id.clone(),
                     attempt: self.attempt,
