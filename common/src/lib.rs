@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod chunks;
 pub mod config;
+pub mod http_client;
 pub mod http_server;
 pub mod ids;
 pub mod metrics;

@@ -228,3 +228,24 @@ fn shoal_local_dashboard_prints_a_url_that_opens_the_job() -> anyhow::Result<()>
     assert_eq!(status.code(), Some(0), "after Ctrl-C: {seen:#?}");
     Ok(())
 }
+
+/// `shoal bench dashboard` runs end to end: a page of many points opens, and quiet and watched
+/// training runs both report their throughput and the ratio.
+#[test]
+fn the_dashboard_benchmark_prints_its_lines() -> anyhow::Result<()> {
+    let out = std::process::Command::new(shoal_tests::bin("shoal"))
+        .args(["bench", "dashboard", "--rounds", "1", "--steps", "60", "--points", "5000"])
+        .env("RAYON_NUM_THREADS", "1")
+        .output()?;
+    assert!(out.status.success(), "{}", shoal_tests::stderr(&out));
+    let lines: Vec<Value> = stdout(&out).lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let page = lines.iter().find(|l| l["metric"] == "job_page_open_ms").expect("the page line");
+    assert_eq!(page["points"], 5000);
+    assert!(number(&page["ms"]) > 0.0 && number(&page["bytes"]) > 1000.0, "{page}");
+    let runs: Vec<&Value> = lines.iter().filter(|l| l["phase"] == "train").collect();
+    assert_eq!(runs.len(), 2, "{lines:?}");
+    assert!(runs.iter().all(|r| number(&r["samples_per_s"]) > 0.0), "{runs:?}");
+    let summary = lines.iter().find(|l| l["metric"] == "train_samples_per_s_watched_vs_quiet").expect("summary");
+    assert!(number(&summary["ratio"]) > 0.0, "{summary}");
+    Ok(())
+}

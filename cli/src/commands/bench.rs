@@ -18,6 +18,20 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Subcommand, Debug)]
 pub enum Which {
+    /// What watching costs: the reference MLP trains as a real job in rounds alternating between
+    /// nobody watching and an open job page's update poll plus a scrape of every `/metrics`, each
+    /// second (samples/s of both and their ratio; target >= 0.97); then a finished job with
+    /// `--points` metric points opens (the job page's time to answer; target < 2 s).
+    Dashboard {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Training steps per run.
+        #[arg(long, default_value_t = 1500)]
+        steps: u64,
+        /// Metric points of the job whose page opens.
+        #[arg(long, default_value_t = 100_000)]
+        points: u64,
+    },
     /// Train the peers' reference MLP (784-512-512-10, batch 128 per rank, SGD lr 0.05) with one
     /// thread per rank, as `ddp_mlp.py` does; data-parallel over the TCP ring with --ranks > 1. With
     /// --device cuda it trains on one GPU, the workload of `gpu_mlp.py`.
@@ -216,6 +230,7 @@ pub async fn run(which: Which) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Which::Dashboard { rounds, steps, points } => super::bench_dashboard::run(rounds, steps, points).await,
         Which::Compress { args } => passthrough("compress", args).await,
         Which::Analysis { args } => passthrough("analysis", args).await,
         Which::Ps { workers, shards, model_mb, iters, train_steps, warmup } => {

@@ -1,6 +1,7 @@
 //! One module per command family.
 
 pub mod bench;
+pub mod bench_dashboard;
 pub mod compress;
 pub mod docs;
 pub mod inspect;
