@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use prost_types::Timestamp;
-use shoal_common::proto::JobState;
+use shoal_common::proto::{Job, JobState};
 
 /// Text made safe for HTML content and quoted attributes.
 pub fn escape(text: &str) -> String {
@@ -64,6 +64,20 @@ pub fn page(title: &str, nav: Nav, data: &[(&str, &str)], body: &str) -> String 
 /// A job state as a coloured label.
 pub fn state_badge(state: JobState) -> String {
     format!("<span class=\"state {0}\">{0}</span>", state.label())
+}
+
+/// The cancel button of a queued or running job (the page script confirms and sends it); nothing
+/// for a job that has ended.
+pub fn cancel_button(job: &Job, label: &str) -> String {
+    if job.state().is_terminal() {
+        return String::new();
+    }
+    let name = job.spec.as_ref().map_or("", |s| s.name.as_str());
+    format!(
+        "<button type=\"button\" class=\"cancel\" data-job=\"{}\" data-name=\"{}\">{label}</button>",
+        escape(&job.job_id),
+        escape(name)
+    )
 }
 
 /// A table: header cells, then rows of cells already in HTML.

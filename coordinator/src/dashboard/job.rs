@@ -204,15 +204,7 @@ pub fn page(job: &Job, events: &[JobEvent]) -> String {
     // The page lists the events itself; the script only adds the ones that come later.
     let lines = &std::mem::take(&mut snapshot.events);
     let name = job.spec.as_ref().map_or("", |s| s.name.as_str());
-    let cancel = if job.state().is_terminal() {
-        String::new()
-    } else {
-        format!(
-            "<button type=\"button\" class=\"cancel\" data-job=\"{}\" data-name=\"{}\">Cancel job</button>",
-            escape(&job.job_id),
-            escape(name)
-        )
-    };
+    let cancel = html::cancel_button(job, "Cancel job");
     let charts = [
         ("loss", "Loss (train and validation)"),
         ("accuracy", "Accuracy"),

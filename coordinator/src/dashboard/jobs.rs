@@ -69,15 +69,6 @@ fn row(job: &Job) -> Vec<String> {
     let name = job.spec.as_ref().map_or("", |s| s.name.as_str());
     let position =
         if state == JobState::Queued && job.queue_position > 0 { job.queue_position.to_string() } else { "-".into() };
-    let action = if state.is_terminal() {
-        String::new()
-    } else {
-        format!(
-            "<button type=\"button\" class=\"cancel\" data-job=\"{id}\" data-name=\"{name}\">Cancel</button>",
-            id = escape(&job.job_id),
-            name = escape(name)
-        )
-    };
     vec![
         format!("<a href=\"/jobs/{0}\">{0}</a>", escape(&job.job_id)),
         escape(name),
@@ -88,7 +79,7 @@ fn row(job: &Job) -> Vec<String> {
         position,
         html::time(job.submitted_at.as_ref()),
         escape(&job.worker_id),
-        action,
+        html::cancel_button(job, "Cancel"),
     ]
 }
 

@@ -277,15 +277,7 @@ fn short(name: &str) -> String {
 /// The page of a search job.
 pub fn page(job: &Job, snapshot: &SearchSnapshot) -> String {
     let name = job.spec.as_ref().map_or("", |s| s.name.as_str());
-    let cancel = if job.state().is_terminal() {
-        String::new()
-    } else {
-        format!(
-            "<button type=\"button\" class=\"cancel\" data-job=\"{}\" data-name=\"{}\">Cancel search</button>",
-            escape(&job.job_id),
-            escape(name)
-        )
-    };
+    let cancel = html::cancel_button(job, "Cancel search");
     let body = format!(
         "<h1>{title} <small class=\"muted\">{id} · search</small> {cancel}</h1>\
          <section id=\"facts\">{facts}</section>\

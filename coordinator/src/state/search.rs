@@ -422,8 +422,9 @@ impl State {
         }
     }
 
-    /// The trials of a search job, best first.
-    pub fn trials(&self, job_id: &str) -> Result<ListTrialsResponse, CoordinatorError> {
+    /// Search `job_id`'s spec, its validated form and its trials (live, or from the database once
+    /// it has ended).
+    fn search_trials(&self, job_id: &str) -> Result<(JobSpec, SearchJob, Vec<Trial>), CoordinatorError> {
         let id = JobId::new(job_id);
         let entry = self.jobs.get(&id).ok_or_else(|| CoordinatorError::JobNotFound { job_id: job_id.into() })?;
         let spec = entry.row.job.spec.clone().unwrap_or_default();
@@ -435,6 +436,13 @@ impl State {
             Some(run) => run.engine.trials().to_vec(),
             None => self.store.load_trials(job_id)?,
         };
+        Ok((spec, job, trials))
+    }
+
+    /// The trials of a search job, best first.
+    pub fn trials(&self, job_id: &str) -> Result<ListTrialsResponse, CoordinatorError> {
+        let (spec, job, trials) = self.search_trials(job_id)?;
+        let id = JobId::new(job_id);
         let engine = Engine::restore(job.config.clone(), trials);
         let best = engine.best().map(|b| b.index);
         let score = |t: &Trial| t.value.map(|v| engine.score(v)).unwrap_or(f64::NEG_INFINITY);
@@ -496,17 +504,7 @@ pub struct SearchCurves {
 impl State {
     /// The rungs and the trials' curves of search `job_id`.
     pub fn search_curves(&self, job_id: &str) -> Result<SearchCurves, CoordinatorError> {
-        let id = JobId::new(job_id);
-        let entry = self.jobs.get(&id).ok_or_else(|| CoordinatorError::JobNotFound { job_id: job_id.into() })?;
-        let spec = entry.row.job.spec.clone().unwrap_or_default();
-        if spec.search.is_none() {
-            return Err(CoordinatorError::invalid("job_id", format!("job {job_id} is not a search job")));
-        }
-        let job = shoal_search::spec::validate(&spec).map_err(CoordinatorError::InvalidSpec)?;
-        let mut trials = match self.searches.get(&id) {
-            Some(run) => run.engine.trials().to_vec(),
-            None => self.store.load_trials(job_id)?,
-        };
+        let (_, job, mut trials) = self.search_trials(job_id)?;
         trials.sort_by_key(|t| t.index);
         Ok(SearchCurves { rungs: shoal_search::engine::milestones(&job.config), trials })
     }
