@@ -9,6 +9,8 @@
     '#a5a21f', '#2aa0b0'];
   // Points one series keeps in the page; older ones are thinned beyond it.
   const KEEP = 20000;
+  // Every request gives up after this long (the next poll tries again).
+  const DEADLINE_MS = 10000;
 
   function status(text, bad) {
     live.textContent = text;
@@ -40,7 +42,7 @@
 
   // ---- requests ----
   async function getJSON(url) {
-    const r = await fetch(url, { headers: { accept: 'application/json' }, cache: 'no-store' });
+    const r = await fetch(url, { headers: { accept: 'application/json' }, cache: 'no-store', signal: AbortSignal.timeout(DEADLINE_MS) });
     if (r.status === 401) {
       location.reload();
       throw new Error('signed out');
@@ -79,6 +81,7 @@
       const r = await fetch('/api/jobs/' + encodeURIComponent(id) + '/cancel', {
         method: 'POST',
         headers: { 'x-shoal-dashboard': '1', accept: 'application/json' },
+        signal: AbortSignal.timeout(DEADLINE_MS),
       });
       const v = await r.json();
       if (!r.ok) throw new Error(v.error || r.statusText);
@@ -95,7 +98,7 @@
   let refreshNow = null;
   function reloadTable(id) {
     async function step() {
-      const r = await fetch(location.href, { cache: 'no-store' });
+      const r = await fetch(location.href, { cache: 'no-store', signal: AbortSignal.timeout(DEADLINE_MS) });
       if (r.status === 401) {
         location.reload();
         return false;
