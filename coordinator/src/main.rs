@@ -22,7 +22,7 @@ struct Args {
     #[arg(long)]
     http_listen: Option<String>,
     /// TLS on the HTTP port when TLS is on: same, server-only (no client certificates) or off.
-    #[arg(long)]
+    #[arg(long, value_parser = ["same", "server-only", "off"])]
     http_tls: Option<String>,
     /// SQLite database file.
     #[arg(long)]

@@ -175,6 +175,13 @@ fn the_dashboard_is_served_over_https_with_the_grpc_ports_certificate() -> anyho
     b.wait_for(Duration::from_secs(30), "the workers page", "return document.body.dataset.page === 'workers'")?;
     assert_eq!(b.script("return location.protocol", json!([]))?, "https:");
     b.assert_no_script_errors("workers over https")?;
+    // An unknown setting is refused with the choices.
+    let out = std::process::Command::new(shoal_tests::bin("shoal-coordinator"))
+        .args(["--listen", "127.0.0.1:0", "--http-tls", "sometimes", "--database"])
+        .arg(dir.path().join("other.db"))
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(shoal_tests::stderr(&out).contains("same, server-only, off"), "{}", shoal_tests::stderr(&out));
     // Plain HTTP on the same port gets no page.
     let plain = http::get(coordinator.http.expect("the HTTP port"), "/workers", None);
     assert!(plain.map(|(s, _)| s != 200).unwrap_or(true), "plain HTTP was answered");
