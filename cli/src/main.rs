@@ -133,6 +133,10 @@ enum Command {
         /// token); it stays up after the job until Ctrl-C. Port 0 picks a free port.
         #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:7473", value_name = "ADDR")]
         dashboard: Option<String>,
+        /// Export the coordinator's, workers' and parameter servers' spans to this OTLP/gRPC
+        /// collector (http://HOST:PORT).
+        #[arg(long, env = "SHOAL_OTLP_ENDPOINT", value_name = "URL")]
+        otlp_endpoint: Option<String>,
     },
     /// Create a certificate authority and certificates for TLS and mutual TLS: ca.pem, node.pem
     /// (coordinators, parameter servers and workers) and client.pem (users), with their keys.
@@ -226,15 +230,30 @@ fn main() -> ExitCode {
         },
         _ => None,
     };
+    // Spans leave only from `shoal local`'s coordinator: the other commands are clients.
+    let export = match &cli.command {
+        Command::Local { otlp_endpoint: Some(endpoint), .. } => {
+            match shoal_common::telemetry::Export::from_setting("shoal-coordinator", shoal_version::VERSION, endpoint) {
+                Ok(e) => e,
+                Err(e) => return CliError::usage(format!("--{}", e.to_string().replacen('_', "-", 1))).report(),
+            }
+        }
+        _ => None,
+    };
     let logging = match &local_dir {
         Some(dir) => std::fs::File::create(dir.join("coordinator.log"))
             .map_err(|e| format!("cannot create the coordinator log: {e}"))
-            .and_then(|f| shoal_common::telemetry::init_with_writer(format, "info", std::sync::Mutex::new(f), false)),
-        None => shoal_common::telemetry::init(format, &cli.log),
+            .and_then(|f| {
+                shoal_common::telemetry::init_with_writer(format, "info", std::sync::Mutex::new(f), false, export)
+                    .map_err(|e| e.to_string())
+            }),
+        None => shoal_common::telemetry::init(format, &cli.log, None).map_err(|e| e.to_string()),
     };
-    if let Err(e) = logging {
-        return CliError::usage(e).report();
-    }
+    // Declared before the runtime, so dropped after it: what the coordinator traced is sent.
+    let _telemetry = match logging {
+        Ok(t) => t,
+        Err(e) => return CliError::usage(e).report(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => return CliError::unavailable(format!("cannot start the runtime: {e}")).report(),
@@ -261,9 +280,10 @@ async fn run(cli: Cli, local_dir: Option<PathBuf>) -> Result<ExitCode, CliError>
         Command::Workers { json } => commands::inspect::workers(&target, json).await,
         Command::Trials { job, json } => commands::search::trials(&target, &job, json).await,
         Command::Best { job, output } => commands::search::best(&target, &job, output.as_deref()).await,
-        Command::Local { file, workers, dashboard, .. } => {
+        Command::Local { file, workers, dashboard, otlp_endpoint, .. } => {
             let dir = local_dir.ok_or_else(|| CliError::usage("no data folder"))?;
-            commands::local::run(file.as_deref(), workers, dir, dashboard.as_deref(), cli.timeout).await
+            let options = commands::local::Options { dashboard, otlp_endpoint, timeout_s: cli.timeout };
+            commands::local::run(file.as_deref(), workers, dir, &options).await
         }
         Command::Certs { dir, hosts, days } => {
             let made = shoal_common::tls::generate(&dir, &hosts, days).map_err(CliError::usage)?;

@@ -74,6 +74,8 @@ pub struct CoordinatorConfig {
     pub log_format: LogFormat,
     /// Log filter in `RUST_LOG` syntax.
     pub log: String,
+    /// OTLP/gRPC collector to export spans to, `http://HOST:PORT` (`SHOAL_OTLP_ENDPOINT`); empty = off.
+    pub otlp_endpoint: String,
     /// Bearer token clients must present (`SHOAL_CLIENT_TOKEN`); empty = none.
     pub client_token: String,
     /// File of per-user client tokens, one `NAME TOKEN` per line (`SHOAL_TOKENS_FILE`).
@@ -106,6 +108,7 @@ impl Default for CoordinatorConfig {
             restart_grace_ms: 30_000,
             log_format: LogFormat::Pretty,
             log: "info".into(),
+            otlp_endpoint: String::new(),
             client_token: String::new(),
             tokens_file: String::new(),
             join_token: String::new(),

@@ -45,6 +45,9 @@ struct Args {
     /// Log filter (RUST_LOG syntax).
     #[arg(long)]
     log: Option<String>,
+    /// OTLP/gRPC collector to export spans to (http://HOST:PORT); off when unset.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
     /// Bearer token clients must present (prefer SHOAL_CLIENT_TOKEN: flags show in `ps`).
     #[arg(long)]
     client_token: Option<String>,
@@ -90,6 +93,7 @@ fn main() -> std::process::ExitCode {
         ("restart_grace_ms", args.restart_grace_ms.map(|v| v.to_string())),
         ("log_format", args.log_format.clone()),
         ("log", args.log.clone()),
+        ("otlp_endpoint", args.otlp_endpoint.clone()),
         ("client_token", args.client_token.clone()),
         ("tokens_file", args.tokens_file.as_ref().map(|p| p.display().to_string())),
         ("join_token", args.join_token.clone()),
@@ -114,10 +118,19 @@ fn main() -> std::process::ExitCode {
         eprintln!("shoal-coordinator: invalid configuration: {e}");
         return std::process::ExitCode::from(2);
     }
-    if let Err(e) = shoal_common::telemetry::init(config.log_format, &config.log) {
-        eprintln!("shoal-coordinator: {e}");
-        return std::process::ExitCode::from(2);
-    }
+    let export = shoal_common::telemetry::Export::from_setting(
+        "shoal-coordinator",
+        shoal_version::VERSION,
+        &config.otlp_endpoint,
+    );
+    // Declared before the runtime, so dropped after it: what the last tasks traced is sent.
+    let _telemetry = match export.and_then(|e| shoal_common::telemetry::init(config.log_format, &config.log, e)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("shoal-coordinator: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -32,6 +32,8 @@ pub struct ParamServerConfig {
     pub max_backoff_ms: u64,
     pub log_format: LogFormat,
     pub log: String,
+    /// OTLP/gRPC collector to export spans to, `http://HOST:PORT` (`SHOAL_OTLP_ENDPOINT`); empty = off.
+    pub otlp_endpoint: String,
 }
 
 impl Default for ParamServerConfig {
@@ -52,6 +54,7 @@ impl Default for ParamServerConfig {
             max_backoff_ms: 10_000,
             log_format: LogFormat::Pretty,
             log: "info".into(),
+            otlp_endpoint: String::new(),
         }
     }
 }

@@ -61,6 +61,7 @@ pub async fn serve_with(
     let rpc = shoal_common::metrics::rpc_durations();
     let router = builder
         .layer(shoal_common::metrics::RpcMetricsLayer::new(rpc.clone()))
+        .layer(shoal_common::telemetry::RpcSpanLayer)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .initial_stream_window_size(Some(shoal_common::chunks::STREAM_WINDOW))

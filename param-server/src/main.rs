@@ -57,6 +57,9 @@ struct Args {
     log_format: Option<String>,
     #[arg(long)]
     log: Option<String>,
+    /// OTLP/gRPC collector to export spans to (http://HOST:PORT); off when unset.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         ("tls_server_name", args.tls_server_name.clone()),
         ("log_format", args.log_format.clone()),
         ("log", args.log.clone()),
+        ("otlp_endpoint", args.otlp_endpoint.clone()),
     ];
     let config: ParamServerConfig = match shoal_common::config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,
@@ -83,10 +87,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = shoal_common::telemetry::init(config.log_format, &config.log) {
-        eprintln!("shoal-param-server: {e}");
-        return ExitCode::from(2);
-    }
+    let export = shoal_common::telemetry::Export::from_setting(
+        "shoal-param-server",
+        shoal_version::VERSION,
+        &config.otlp_endpoint,
+    );
+    // Declared before the runtime, so dropped after it: what the last tasks traced is sent.
+    let _telemetry = match export.and_then(|e| shoal_common::telemetry::init(config.log_format, &config.log, e)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("shoal-param-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let tls = match (config.server_tls().load(), config.client_tls()) {
         (Ok(server), Ok(_)) => server,
         (Err(e), _) | (_, Err(e)) => {

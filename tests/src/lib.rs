@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod http;
+pub mod otlp;
 pub mod prometheus;
 pub mod tool;
 pub mod webdriver;

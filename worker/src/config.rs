@@ -49,6 +49,8 @@ pub struct WorkerConfig {
     pub tls_server_name: String,
     pub log_format: LogFormat,
     pub log: String,
+    /// OTLP/gRPC collector to export spans to, `http://HOST:PORT` (`SHOAL_OTLP_ENDPOINT`); empty = off.
+    pub otlp_endpoint: String,
 }
 
 impl Default for WorkerConfig {
@@ -74,6 +76,7 @@ impl Default for WorkerConfig {
             tls_server_name: String::new(),
             log_format: LogFormat::Pretty,
             log: "info".into(),
+            otlp_endpoint: String::new(),
         }
     }
 }

@@ -74,6 +74,9 @@ struct Args {
     /// Log filter (RUST_LOG syntax).
     #[arg(long, global = true)]
     log: Option<String>,
+    /// OTLP/gRPC collector to export spans to (http://HOST:PORT); off when unset.
+    #[arg(long, global = true)]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
         ("tls_server_name", args.tls_server_name.clone()),
         ("log_format", args.log_format.clone()),
         ("log", args.log.clone()),
+        ("otlp_endpoint", args.otlp_endpoint.clone()),
     ];
     let config: WorkerConfig = match shoal_common::config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,
@@ -138,10 +142,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = shoal_common::telemetry::init(config.log_format, &config.log) {
-        eprintln!("shoal-worker: {e}");
-        return ExitCode::from(2);
-    }
+    let export =
+        shoal_common::telemetry::Export::from_setting("shoal-worker", shoal_version::VERSION, &config.otlp_endpoint);
+    // Declared before the runtime, so dropped after it: what the last tasks traced is sent.
+    let _telemetry = match export.and_then(|e| shoal_common::telemetry::init(config.log_format, &config.log, e)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("shoal-worker: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match args.command {
         Some(Command::Bench { which }) => bench::run(which),
         Some(Command::Quantize(args)) => compress::quantize(args),

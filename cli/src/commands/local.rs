@@ -110,14 +110,25 @@ fn write_secret(path: &Path, value: &str) -> Result<(), CliError> {
     f.write_all(value.as_bytes()).map_err(|e| CliError::unavailable(format!("cannot write {}: {e}", path.display())))
 }
 
+/// How `shoal local` runs besides its job and workers.
+pub struct Options {
+    /// Where to serve the dashboard, if at all.
+    pub dashboard: Option<String>,
+    /// The collector every process sends its spans to, if any.
+    pub otlp_endpoint: Option<String>,
+    /// How long the job may take, in seconds.
+    pub timeout_s: u64,
+}
+
 pub async fn run(
     file: Option<&Path>,
     workers: Option<u32>,
     dir: PathBuf,
-    dashboard: Option<&str>,
-    timeout_s: u64,
+    options: &Options,
 ) -> Result<ExitCode, CliError> {
-    let dashboard = dashboard.map(dashboard_addr).transpose()?;
+    let timeout_s = options.timeout_s;
+    let dashboard = options.dashboard.as_deref().map(dashboard_addr).transpose()?;
+    let otlp = options.otlp_endpoint.clone().unwrap_or_default();
     let job = match file {
         Some(f) => jobfile::load(f, true)?,
         None => jobfile::load_text(BUNDLED_JOB, Path::new("examples/digits-mlp.toml"), false)?,
@@ -194,6 +205,7 @@ pub async fn run(
             .arg(dir.join("checkpoints"))
             .env("RAYON_NUM_THREADS", cpus.to_string())
             .env("SHOAL_JOIN_TOKEN", &join_token)
+            .env("SHOAL_OTLP_ENDPOINT", &otlp)
             .envs([("SHOAL_TLS_CA", &ca), ("SHOAL_TLS_CERT", &node_cert), ("SHOAL_TLS_KEY", &node_key)])
             .env_remove("SHOAL_CONFIG")
             .stdin(Stdio::null())
@@ -215,6 +227,7 @@ pub async fn run(
                 .args(["--coordinator", &url, "--hostname", &format!("local-ps-{i}")])
                 .args(["--tls-ca", &ca, "--tls-cert", &node_cert, "--tls-key", &node_key, "--tls-client-ca", &ca])
                 .env("SHOAL_JOIN_TOKEN", &join_token)
+                .env("SHOAL_OTLP_ENDPOINT", &otlp)
                 .env_remove("SHOAL_CONFIG")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

@@ -2,7 +2,7 @@
 //! them in the OpenMetrics text format at `/metrics`, which Prometheus scrapes. Names start with
 //! `shoal_`; labels stay few-valued (states, kinds, methods, GPU indices), never job ids.
 
-mod rpc;
+pub(crate) mod rpc;
 
 pub use rpc::{RpcDurations, RpcLabel, RpcMetricsLayer, rpc_durations};
 

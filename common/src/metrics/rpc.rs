@@ -51,7 +51,7 @@ pub struct Timed<S> {
 
 /// `/shoal.v1.JobService/SubmitJob` as (`shoal.v1.JobService`, `SubmitJob`); other paths are not
 /// gRPC methods and get one label, so a stray client cannot make new series.
-fn label(path: &str) -> RpcLabel {
+pub(crate) fn label(path: &str) -> RpcLabel {
     match path.trim_start_matches('/').split_once('/') {
         Some((service, method)) if !service.is_empty() && !method.contains('/') && method.len() <= 64 => {
             RpcLabel { service: service.to_owned(), method: method.to_owned() }

@@ -4,6 +4,7 @@
 
 mod jobs;
 mod search;
+mod traces;
 mod workers;
 
 pub use jobs::{Subscription, is_terminal_event};
@@ -125,6 +126,8 @@ pub(crate) struct State {
     /// Elastic jobs checkpointing to restart on more workers.
     growing: std::collections::HashSet<JobId>,
     metrics: Arc<Metrics>,
+    /// Each live job's span, when spans are exported.
+    traces: traces::JobTraces,
 }
 
 /// Operator quotas on what one job may ask for (0 = no limit beyond the spec's own).
@@ -215,6 +218,7 @@ impl State {
             limits: Limits::default(),
             placed_at: HashMap::new(),
             growing: Default::default(),
+            traces: Default::default(),
             metrics: Arc::new(Metrics::new()),
         };
         let acks = state.store.load_acks()?;
@@ -277,6 +281,10 @@ impl State {
     fn commit(&mut self, row: &JobRow, events: Vec<JobEvent>) -> Result<(), CoordinatorError> {
         self.store.save_job(row, &events)?;
         self.metrics.observe_events(row.job.spec.as_ref(), &events);
+        let state = jobs::state_of(row);
+        if state.is_terminal() {
+            self.traces.close(&JobId::new(row.job.job_id.clone()), state, &row.job.reason, row.job.attempt);
+        }
         if let Some(tx) = self.watchers.get(&JobId::new(row.job.job_id.clone())) {
             for e in events {
                 let _ = tx.send(e);

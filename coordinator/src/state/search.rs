@@ -12,6 +12,7 @@ use shoal_search::spec::{SearchJob, budget_of, describe, metric_value, trial_nam
 use shoal_search::{Engine, Trial, TrialState};
 
 use super::jobs::{joined, notice};
+use super::traces::Kind;
 use super::{JobEntry, State};
 use crate::error::CoordinatorError;
 use crate::scheduler::{Demand, Resources};
@@ -63,12 +64,14 @@ impl State {
             if c.maximize { "maximizing" } else { "minimizing" },
             job.metric
         );
+        let name = spec.name.clone();
         let row = self.store_new(&id, spec, JobState::Running, &reason)?;
         tracing::info!(job_id = %id, strategy = job.config.strategy.name(), trials = job.config.max_trials, "search submitted");
         self.jobs.insert(
             id.clone(),
             JobEntry { row, demand: Demand::single(Resources::default()), backend: spec::Backend::Auto },
         );
+        self.traces.open(&id, &name, Kind::Search, None, false);
         let engine = Engine::new(job.config.clone());
         self.searches.insert(id.clone(), SearchRun { job, engine, started_ms: now });
         self.schedule();
@@ -206,7 +209,7 @@ impl State {
             .map(|(c, _)| format!(", inheriting trial {}'s weights from {c}", trial.parent.unwrap_or(0)));
         let created = match spec::validate(&spec) {
             Ok(cfg) => self
-                .enqueue_new(spec, &cfg, &format!("trial {} of search {id}", trial.index))
+                .enqueue_new(spec, &cfg, &format!("trial {} of search {id}", trial.index), Some(id))
                 .map_err(|e| e.to_string()),
             Err(errors) => Err(joined(&errors)),
         };

@@ -456,6 +456,9 @@ async fn a_gang_starts_on_distinct_workers_with_its_peers_and_succeeds_when_ever
     assert_eq!((a0.world_size, a0.backend.as_str()), (2, "ring"));
     assert_eq!(a0.peers.len(), 2);
     assert_eq!(a0.peers, a1.peers, "every rank sees the same peer list");
+    // This coordinator exports no spans: it keeps none and hands out no trace context.
+    assert!(a0.trace_parent.is_empty() && a1.trace_parent.is_empty());
+    assert_eq!(c.lock().traces.len(), 0);
     let (r0, r0e) = if a0.rank == 0 { (&w0, e0) } else { (&w1, e1) };
     let (r1, r1e) = if a0.rank == 0 { (&w1, e1) } else { (&w0, e0) };
     finish(&c, r1, r1e, &job, 1, Outcome::Succeeded, "");

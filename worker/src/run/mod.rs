@@ -7,6 +7,7 @@ mod error;
 mod evaluate;
 mod group;
 mod report;
+mod window;
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -112,7 +113,16 @@ pub fn start(
     let thread = std::thread::Builder::new().name(format!("job-{}", job_id)).spawn(move || {
         let _link_key = link_key;
         // No `step` field: a span field recorded again at every report is appended each time.
-        let span = tracing::info_span!("job", job_id = %assignment.job_id, worker_id = %ctx.worker_id, attempt);
+        let span = tracing::info_span!(
+            "rank",
+            job_id = %assignment.job_id,
+            worker_id = %ctx.worker_id,
+            attempt,
+            rank = assignment.rank,
+            world = assignment.world_size
+        );
+        // Under the coordinator's span for the job, when both export spans.
+        shoal_common::telemetry::adopt_parent(&span, &assignment.trace_parent);
         let _entered = span.enter();
         let _ = updates.send(WorkerMessage {
             kind: Some(worker_message::Kind::Started(JobStarted { job_id: assignment.job_id.clone(), attempt })),

@@ -10,6 +10,7 @@ use shoal_common::proto::{
 use shoal_train::{Host, Outcome as TrainOutcome, Report, Stop, Summary, TrainError};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::window::StepWindows;
 use crate::devices::GpuMonitor;
 
 pub struct ReportHost<'a> {
@@ -20,6 +21,7 @@ pub struct ReportHost<'a> {
     stop: &'a AtomicU8,
     /// The GPUs reserved for this rank, sampled into each training point.
     gpus: Option<(GpuMonitor, Vec<u32>)>,
+    windows: StepWindows,
 }
 
 impl<'a> ReportHost<'a> {
@@ -30,7 +32,7 @@ impl<'a> ReportHost<'a> {
         updates: UnboundedSender<WorkerMessage>,
         stop: &'a AtomicU8,
     ) -> Self {
-        Self { job_id, attempt, rank, updates, stop, gpus: None }
+        Self { job_id, attempt, rank, updates, stop, gpus: None, windows: StepWindows::default() }
     }
 
     /// Training points carry the use of these GPUs (none when `gpus` is empty).
@@ -89,8 +91,10 @@ impl Host for ReportHost<'_> {
                     msg.push_str(&format!("; resumed at step {step}"));
                 }
                 self.notice(NoticeLevel::Info, msg);
+                self.windows.start(resumed_at.unwrap_or(0));
             }
             Report::Train(p) => {
+                self.windows.progress(&p);
                 tracing::info!(
                     step = p.step,
                     epoch = p.epoch,

@@ -123,6 +123,7 @@ impl State {
         let link_key: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
         for (i, slot) in p.ranks.into_iter().enumerate() {
             let assignment = Assignment {
+                trace_parent: self.traces.parent_of(&p.job),
                 link_key: link_key.clone(),
                 job_id: p.job.to_string(),
                 attempt: row.job.attempt,

@@ -43,7 +43,7 @@ fn demand_of(cfg: &TrainConfig) -> Demand {
 }
 
 /// A stored job's state (`Unspecified` for a value this build does not know).
-fn state_of(row: &JobRow) -> JobState {
+pub(super) fn state_of(row: &JobRow) -> JobState {
     JobState::try_from(row.job.state).unwrap_or(JobState::Unspecified)
 }
 

@@ -7,6 +7,7 @@ use shoal_common::{JobId, WorkerId, spec};
 
 use super::{RANK_RUNNING, demand_of, joined, running_ranks, state_of};
 use crate::scheduler::{Demand, Resources};
+use crate::state::traces::Kind;
 use crate::state::{JobEntry, State};
 use crate::store::JobRow;
 
@@ -30,6 +31,11 @@ impl State {
         };
         if state_of(&row) == JobState::Queued {
             self.scheduler.enqueue(id.clone(), row.job.spec.as_ref().map_or(0, |s| s.priority), row.seq, demand);
+        }
+        if !state_of(&row).is_terminal() {
+            let spec = row.job.spec.as_ref();
+            let kind = if spec.is_some_and(|s| s.search.is_some()) { Kind::Search } else { Kind::Job };
+            self.traces.open(&id, spec.map_or("", |s| s.name.as_str()), kind, None, true);
         }
         self.jobs.insert(id, JobEntry { row, demand, backend });
     }

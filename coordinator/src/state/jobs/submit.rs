@@ -7,6 +7,7 @@ use shoal_common::{JobId, spec};
 
 use super::{demand_of, state_of};
 use crate::error::CoordinatorError;
+use crate::state::traces::Kind;
 use crate::state::{JobEntry, State};
 use crate::store::JobRow;
 
@@ -28,7 +29,7 @@ impl State {
         }
         let cfg = spec::validate(&spec).map_err(CoordinatorError::InvalidSpec)?;
         self.check_workers(&cfg, "parallelism")?;
-        let id = self.enqueue_new(spec, &cfg, "submitted")?;
+        let id = self.enqueue_new(spec, &cfg, "submitted", None)?;
         self.schedule();
         self.view(&id)
     }
@@ -85,12 +86,13 @@ impl State {
         Ok(row)
     }
 
-    /// Stores a new job and queues it.
+    /// Stores a new job and queues it; `search` is the search it is a trial of.
     pub(in crate::state) fn enqueue_new(
         &mut self,
         spec: JobSpec,
         cfg: &TrainConfig,
         reason: &str,
+        search: Option<&JobId>,
     ) -> Result<JobId, CoordinatorError> {
         let id = JobId::generate();
         let row = self.store_new(&id, spec, JobState::Queued, reason)?;
@@ -99,6 +101,8 @@ impl State {
         let demand = demand_of(cfg);
         self.scheduler.enqueue(id.clone(), cfg.priority, seq, demand);
         self.jobs.insert(id.clone(), JobEntry { row, demand, backend: cfg.parallel.backend });
+        let kind = if search.is_some() { Kind::Trial } else { Kind::Job };
+        self.traces.open(&id, &cfg.name, kind, search, false);
         Ok(id)
     }
 
