@@ -118,18 +118,16 @@ fn main() -> std::process::ExitCode {
         eprintln!("shoal-coordinator: invalid configuration: {e}");
         return std::process::ExitCode::from(2);
     }
-    let export = shoal_common::telemetry::Export::from_setting(
+    // Declared before the runtime, so dropped after it: what the last tasks traced is sent.
+    let telemetry = shoal_common::telemetry::start(
         "shoal-coordinator",
         shoal_version::VERSION,
+        config.log_format,
+        &config.log,
         &config.otlp_endpoint,
     );
-    // Declared before the runtime, so dropped after it: what the last tasks traced is sent.
-    let _telemetry = match export.and_then(|e| shoal_common::telemetry::init(config.log_format, &config.log, e)) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("shoal-coordinator: {e}");
-            return std::process::ExitCode::from(2);
-        }
+    let Ok(_telemetry) = telemetry.inspect_err(|e| eprintln!("shoal-coordinator: {e}")) else {
+        return std::process::ExitCode::from(2);
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

@@ -125,7 +125,6 @@ pub async fn start(config: &CoordinatorConfig) -> Result<CoordinatorHandle, Star
     }
     let router = builder
         .layer(shoal_common::metrics::RpcMetricsLayer::new(coordinator.metrics().rpc_durations()))
-        .layer(shoal_common::telemetry::RpcSpanLayer)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)

@@ -60,8 +60,8 @@ pub async fn serve_with(
     let check = move |req: tonic::Request<()>| tokens.check(req.metadata()).map(|_| req);
     let rpc = shoal_common::metrics::rpc_durations();
     let router = builder
-        .layer(shoal_common::metrics::RpcMetricsLayer::new(rpc.clone()))
-        .layer(shoal_common::telemetry::RpcSpanLayer)
+        // Pushes and pulls come at every step: spanned only within a caller's trace.
+        .layer(shoal_common::metrics::RpcMetricsLayer::new(rpc.clone()).traced_only_by_caller(&["Push", "Pull"]))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .initial_stream_window_size(Some(shoal_common::chunks::STREAM_WINDOW))

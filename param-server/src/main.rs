@@ -87,18 +87,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let export = shoal_common::telemetry::Export::from_setting(
+    // Declared before the runtime, so dropped after it: what the last tasks traced is sent.
+    let telemetry = shoal_common::telemetry::start(
         "shoal-param-server",
         shoal_version::VERSION,
+        config.log_format,
+        &config.log,
         &config.otlp_endpoint,
     );
-    // Declared before the runtime, so dropped after it: what the last tasks traced is sent.
-    let _telemetry = match export.and_then(|e| shoal_common::telemetry::init(config.log_format, &config.log, e)) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("shoal-param-server: {e}");
-            return ExitCode::from(2);
-        }
+    let Ok(_telemetry) = telemetry.inspect_err(|e| eprintln!("shoal-param-server: {e}")) else {
+        return ExitCode::from(2);
     };
     let tls = match (config.server_tls().load(), config.client_tls()) {
         (Ok(server), Ok(_)) => server,

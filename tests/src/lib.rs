@@ -214,8 +214,14 @@ pub fn start_worker_with(
 
 /// Starts a parameter-server process registered with `coordinator_url`.
 pub fn start_param_server(dir: &Path, coordinator_url: &str, name: &str) -> Result<Proc> {
+    start_param_server_with(dir, coordinator_url, name, &[])
+}
+
+/// Like [`start_param_server`], with extra environment variables.
+pub fn start_param_server_with(dir: &Path, coordinator_url: &str, name: &str, env: &[(&str, &str)]) -> Result<Proc> {
     let log = dir.join(format!("{name}.log"));
     let child = Command::new(bin("shoal-param-server"))
+        .envs(env.iter().copied())
         .args(["--coordinator", coordinator_url, "--hostname", name])
         .env_remove("SHOAL_CONFIG")
         .stdout(Stdio::null())

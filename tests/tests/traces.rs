@@ -1,6 +1,7 @@
 //! Traces end to end: a coordinator and two workers export their spans over OTLP/gRPC to a real
 //! trace receiver while a two-rank job trains, and the spans it got form one trace per job (job >
-//! rank > step windows) beside the RPC handlers' spans, which join a caller's trace context.
+//! rank > step windows) beside the RPC handlers' spans, which join a caller's trace context. A
+//! parameter server's per-step pushes and pulls stay out of the trace.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use shoal_common::proto::GetJobRequest;
 use shoal_tests::otlp::{Collector, find, named};
-use shoal_tests::{Coordinator, code, digits_mlp, run_job, start_worker_with, stderr};
+use shoal_tests::{Coordinator, code, digits_mlp, run_job, start_param_server_with, start_worker_with, stderr};
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -30,6 +31,11 @@ fn a_two_rank_job_is_one_trace_from_the_coordinator_to_its_step_windows() -> Res
     eprintln!("job ran in {:?}", started.elapsed());
     assert_eq!(job["state"], "succeeded", "{job}");
     let job_id = job["job_id"].as_str().context("job id")?.to_owned();
+    let mut ps = start_param_server_with(dir.path(), &coordinator.url(), "ps-trace", &env)?;
+    let ps_job = digits_mlp("traced-ps", "[{ width = 32 }]", "steps = 50\nseed = 1");
+    let ps_job = format!("sync = \"ps\"\n{ps_job}\n[parallelism]\ndata = 2\n[ps]\nmode = \"sync\"\n");
+    let job = run_job(&coordinator.url(), dir.path(), "traced-ps", &ps_job)?;
+    assert_eq!(job["state"], "succeeded", "{job}");
 
     // A caller's trace context reaches the handler; a failed call is marked as an error.
     tokio::runtime::Runtime::new()?.block_on(async {
@@ -44,7 +50,7 @@ fn a_two_rank_job_is_one_trace_from_the_coordinator_to_its_step_windows() -> Res
     })?;
 
     // Stopping flushes what each process still holds (workers first: they leave the coordinator).
-    for w in &mut workers {
+    for w in workers.iter_mut().chain([&mut ps]) {
         w.sigterm();
         w.wait_exit(Duration::from_secs(30))?;
     }
@@ -53,7 +59,7 @@ fn a_two_rank_job_is_one_trace_from_the_coordinator_to_its_step_windows() -> Res
     eprintln!("all stopped after {:?}", started.elapsed());
     let spans = collector.wait_for(Duration::from_secs(20), "job, rank and RPC spans", |s| {
         let ours = s.iter().filter(|c| c.trace_id == CALLER_TRACE).count();
-        named(s, "job").len() == 1 && named(s, "rank").len() == 2 && ours == 2
+        named(s, "job").len() == 2 && named(s, "rank").len() == 4 && ours == 2
     })?;
 
     let root = find(&spans, "job", "job_id", &job_id)?;
@@ -64,7 +70,8 @@ fn a_two_rank_job_is_one_trace_from_the_coordinator_to_its_step_windows() -> Res
     let submit = find(&spans, "shoal.v1.JobService/SubmitJob", "rpc.method", "SubmitJob")?;
     assert_eq!(root.links, vec![submit.span_id.clone()], "the job links to the request that submitted it");
 
-    let ranks = named(&spans, "rank");
+    let ranks: Vec<_> = named(&spans, "rank").into_iter().filter(|r| r.attr("job_id") == job_id).collect();
+    assert_eq!(ranks.len(), 2);
     let mut seen = BTreeSet::new();
     for rank in &ranks {
         assert_eq!(rank.service, "shoal-worker");
@@ -99,6 +106,12 @@ fn a_two_rank_job_is_one_trace_from_the_coordinator_to_its_step_windows() -> Res
     assert_eq!(codes, BTreeSet::from(["0", "5"]), "one found, one NOT_FOUND");
     let failed = calls.iter().find(|c| c.attr("rpc.grpc.status_code") == "5").context("the failed call")?;
     assert_eq!(failed.status_code, 2, "a failed call is an error span: {failed:?}");
+
+    // The parameter server traces its shard's set-up, not its traffic.
+    let ps_spans: Vec<&str> =
+        spans.iter().filter(|s| s.service == "shoal-param-server").map(|s| s.name.as_str()).collect();
+    assert!(ps_spans.contains(&"shoal.v1.ParamServerService/InitShard"), "{ps_spans:?}");
+    assert!(!ps_spans.iter().any(|n| n.ends_with("/Push") || n.ends_with("/Pull")), "{ps_spans:?}");
     Ok(())
 }
 
@@ -117,5 +130,30 @@ fn a_bad_otlp_endpoint_is_refused_with_the_setting_named() -> Result<()> {
         .output()?;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("--otlp-endpoint: `collector:4317` must start with http://"), "{}", stderr(&out));
+    Ok(())
+}
+
+/// `shoal local --otlp-endpoint` traces its in-process coordinator and the workers it starts, and
+/// flushes them as it stops.
+#[test]
+fn shoal_local_exports_the_spans_of_every_process_it_starts() -> Result<()> {
+    let collector = Collector::start()?;
+    let dir = tempfile::tempdir()?;
+    let file = shoal_tests::job_file(dir.path(), "local", shoal_tests::DIGITS_JOB);
+    let out = std::process::Command::new(shoal_tests::bin("shoal"))
+        .args(["local", "--workers", "1", "--otlp-endpoint", &collector.endpoint(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg(&file)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let spans = collector.wait_for(Duration::from_secs(20), "the local job's spans", |s| {
+        !named(s, "job").is_empty() && !named(s, "rank").is_empty()
+    })?;
+    let root = find(&spans, "job", "job.name", "digits-e2e")?;
+    assert_eq!(root.service, "shoal-coordinator");
+    let rank = named(&spans, "rank")[0];
+    assert_eq!((rank.service.as_str(), rank.parent_span_id.as_str()), ("shoal-worker", root.span_id.as_str()));
+    assert!(spans.iter().any(|s| s.name == "steps" && s.parent_span_id == rank.span_id), "step windows");
     Ok(())
 }

@@ -142,15 +142,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let export =
-        shoal_common::telemetry::Export::from_setting("shoal-worker", shoal_version::VERSION, &config.otlp_endpoint);
     // Declared before the runtime, so dropped after it: what the last tasks traced is sent.
-    let _telemetry = match export.and_then(|e| shoal_common::telemetry::init(config.log_format, &config.log, e)) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("shoal-worker: {e}");
-            return ExitCode::from(2);
-        }
+    let telemetry = shoal_common::telemetry::start(
+        "shoal-worker",
+        shoal_version::VERSION,
+        config.log_format,
+        &config.log,
+        &config.otlp_endpoint,
+    );
+    let Ok(_telemetry) = telemetry.inspect_err(|e| eprintln!("shoal-worker: {e}")) else {
+        return ExitCode::from(2);
     };
     match args.command {
         Some(Command::Bench { which }) => bench::run(which),

@@ -1,11 +1,13 @@
 //! A tower layer on a gRPC server that times each call, from its request to its response (for a
-//! stream, its first message), into a histogram family labelled by service and method.
+//! stream, its first message), into a histogram family labelled by service and method, and runs
+//! its handler in a span when the process exports spans (`telemetry::rpc`).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::{EncodeLabelSet, Family, Histogram, seconds_histogram};
 
@@ -27,11 +29,18 @@ pub fn rpc_durations() -> RpcDurations {
 #[derive(Clone)]
 pub struct RpcMetricsLayer {
     durations: RpcDurations,
+    /// Methods whose handlers get a span only when the request carries a `traceparent`.
+    hot: &'static [&'static str],
 }
 
 impl RpcMetricsLayer {
     pub fn new(durations: RpcDurations) -> Self {
-        Self { durations }
+        Self { durations, hot: &[] }
+    }
+
+    /// Spans `methods` (by method name, `Push`) only for callers that send a trace context.
+    pub fn traced_only_by_caller(self, methods: &'static [&'static str]) -> Self {
+        Self { hot: methods, ..self }
     }
 }
 
@@ -39,7 +48,7 @@ impl<S> tower::Layer<S> for RpcMetricsLayer {
     type Service = Timed<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timed { inner, durations: self.durations.clone() }
+        Timed { inner, durations: self.durations.clone(), hot: self.hot }
     }
 }
 
@@ -47,6 +56,7 @@ impl<S> tower::Layer<S> for RpcMetricsLayer {
 pub struct Timed<S> {
     inner: S,
     durations: RpcDurations,
+    hot: &'static [&'static str],
 }
 
 /// `/shoal.v1.JobService/SubmitJob` as (`shoal.v1.JobService`, `SubmitJob`); other paths are not
@@ -60,9 +70,9 @@ pub(crate) fn label(path: &str) -> RpcLabel {
     }
 }
 
-impl<S, B> tower::Service<http::Request<B>> for Timed<S>
+impl<S, B, R> tower::Service<http::Request<B>> for Timed<S>
 where
-    S: tower::Service<http::Request<B>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -75,11 +85,24 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let label = label(request.uri().path());
+        let span = crate::telemetry::rpc::handler_span(&request, &label, self.hot.contains(&label.method.as_str()));
         let durations = self.durations.clone();
         let started = Instant::now();
-        let response = self.inner.call(request);
+        let response = match &span {
+            Some(span) => span.in_scope(|| self.inner.call(request)),
+            None => self.inner.call(request),
+        };
         Box::pin(async move {
-            let out = response.await;
+            let out = match span {
+                Some(span) => {
+                    let out = response.instrument(span.clone()).await;
+                    if let Ok(r) = &out {
+                        crate::telemetry::rpc::record_outcome(&span, r);
+                    }
+                    out
+                }
+                None => response.await,
+            };
             durations.get_or_create(&label).observe(started.elapsed().as_secs_f64());
             out
         })

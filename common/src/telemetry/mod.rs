@@ -1,11 +1,11 @@
 //! Tracing set-up shared by the binaries: `RUST_LOG`-style filters, human or JSON output, always on
 //! stderr so that stdout stays free for results; and, with `otlp_endpoint` set, spans exported over
-//! OTLP (`otlp.rs`), with the helpers that carry a trace across processes (`context.rs`) and time
-//! gRPC handlers as spans (`rpc.rs`). Without an endpoint nothing of OpenTelemetry is installed.
+//! OTLP (`otlp.rs`), with the helpers that carry a trace across processes (`context.rs`) and make
+//! gRPC handlers spans (`rpc.rs`). Without an endpoint nothing of OpenTelemetry is installed.
 
 mod context;
 mod otlp;
-mod rpc;
+pub(crate) mod rpc;
 
 use std::str::FromStr;
 
@@ -16,7 +16,6 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 pub use context::{adopt_parent, exporting, trace_parent};
 pub use otlp::{Export, Telemetry};
-pub use rpc::RpcSpanLayer;
 
 /// How log lines look.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -55,6 +54,18 @@ pub enum TelemetryError {
 }
 
 type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// What a daemon does first: reads its `otlp_endpoint` setting, then [`init`]s tracing with it.
+/// `service` and `version` name the process in its spans.
+pub fn start(
+    service: &'static str,
+    version: &'static str,
+    format: LogFormat,
+    filter: &str,
+    otlp_endpoint: &str,
+) -> Result<Telemetry, TelemetryError> {
+    init(format, filter, Export::from_setting(service, version, otlp_endpoint)?)
+}
 
 /// Installs the global subscriber writing to stderr. `filter` uses `RUST_LOG` syntax
 /// (`info,shoal_worker=debug`); `RUST_LOG` itself wins when set. With `export`, spans also go to
