@@ -93,8 +93,14 @@ pub fn load_text(text: &str, origin: &Path, check_paths: bool) -> Result<JobFile
     if check_paths {
         // An evaluation job reads no dataset (its placeholder names no files), but its artifact
         // (a file or a folder) and its rows.
-        let mut wanted: Vec<(&str, &Path, bool, &str)> =
-            config.dataset.files().into_iter().map(|(field, p)| (field, p.as_path(), p.is_file(), "file")).collect();
+        // A folder or name pattern of a columnar data set must name at least one file.
+        let exts = config.dataset.extensions();
+        let mut wanted: Vec<(&str, &Path, bool, &str)> = config
+            .dataset
+            .files()
+            .into_iter()
+            .map(|(field, p)| (field, p.as_path(), shoal_common::paths::data_files(p, exts).is_ok(), "file"))
+            .collect();
         if let Some(e) = &config.evaluate {
             wanted.push(("evaluate.artifact", &e.artifact, e.artifact.exists(), "artifact"));
             wanted.push(("evaluate.data", &e.data, e.data.is_file(), "file"));

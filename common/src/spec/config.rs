@@ -498,6 +498,34 @@ pub enum DatasetSource {
     Idx { images: PathBuf, labels: PathBuf, validation: Option<(PathBuf, PathBuf)> },
     /// A CSV file with one label column; the other columns are numeric features.
     Csv { path: PathBuf, validation_path: Option<PathBuf>, label_column: ColumnRef, header: bool, task: Task },
+    /// Parquet or Arrow IPC files (a file, a folder or a name pattern): one label column, and
+    /// `feature_columns` (or every numeric column but the label) as features.
+    Columnar {
+        format: ColumnarFormat,
+        path: PathBuf,
+        validation_path: Option<PathBuf>,
+        label_column: String,
+        feature_columns: Vec<String>,
+        task: Task,
+    },
+}
+
+/// How a columnar data set is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnarFormat {
+    Parquet,
+    /// Arrow IPC files (the "file" format, also known as Feather v2).
+    ArrowIpc,
+}
+
+impl ColumnarFormat {
+    /// The file extensions a folder of this format's files is read by.
+    pub fn extensions(self) -> &'static [&'static str] {
+        match self {
+            Self::Parquet => &["parquet"],
+            Self::ArrowIpc => &["arrow", "feather", "ipc"],
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -526,7 +554,8 @@ impl DatasetConfig {
                 }
                 files
             }
-            DatasetSource::Csv { path, validation_path, .. } => {
+            DatasetSource::Csv { path, validation_path, .. }
+            | DatasetSource::Columnar { path, validation_path, .. } => {
                 let mut files = vec![("dataset.path", path)];
                 if let Some(v) = validation_path {
                     files.push(("dataset.validation_path", v));
@@ -534,6 +563,15 @@ impl DatasetConfig {
                 files
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// The extensions of the files a folder or name pattern in [`Self::files`] stands for; empty
+    /// when each of those paths must be one file.
+    pub fn extensions(&self) -> &'static [&'static str] {
+        match &self.source {
+            DatasetSource::Columnar { format, .. } => format.extensions(),
+            _ => &[],
         }
     }
 
@@ -548,7 +586,7 @@ impl DatasetSource {
     pub fn task(&self) -> Task {
         match self {
             DatasetSource::SyntheticRegression { .. } => Task::Regression,
-            DatasetSource::Csv { task, .. } => *task,
+            DatasetSource::Csv { task, .. } | DatasetSource::Columnar { task, .. } => *task,
             _ => Task::Classification,
         }
     }

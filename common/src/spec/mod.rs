@@ -7,11 +7,11 @@ mod shape;
 mod validate;
 
 pub use config::{
-    Activation, Backend, Calibration, CellOp, ColumnRef, CommandConfig, DatasetConfig, DatasetSource, DistillConfig,
-    Duration, EvaluateConfig, InheritConfig, LayerConfig, ModelConfig, ModelKind, Normalize, OptimizerConfig,
-    OptimizerKind, ParallelConfig, Partition, PipeSchedule, PipelineConfig, PoolKind, Precision, PruneConfig,
-    PruneMethod, PruneSchedule, PsMode, QuantizeConfig, Resources, Schedule, ScheduleKind, SyncKind, Task, TrainConfig,
-    TrainingConfig, cell_edges, cell_nodes,
+    Activation, Backend, Calibration, CellOp, ColumnRef, ColumnarFormat, CommandConfig, DatasetConfig, DatasetSource,
+    DistillConfig, Duration, EvaluateConfig, InheritConfig, LayerConfig, ModelConfig, ModelKind, Normalize,
+    OptimizerConfig, OptimizerKind, ParallelConfig, Partition, PipeSchedule, PipelineConfig, PoolKind, Precision,
+    PruneConfig, PruneMethod, PruneSchedule, PsMode, QuantizeConfig, Resources, Schedule, ScheduleKind, SyncKind, Task,
+    TrainConfig, TrainingConfig, cell_edges, cell_nodes,
 };
 pub use errors::{FieldError, FieldErrors, SpecError};
 pub use shape::{DataShape, ModelShape, ShapeError, infer_shape};

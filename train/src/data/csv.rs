@@ -119,23 +119,36 @@ pub fn load(
 ) -> Result<(Dataset, Option<Vec<String>>)> {
     let Table { x, rows, features, labels: raw_labels } = read_table(path, field, Some(label), header)?;
     let bad = |reason: String| TrainError::dataset(field, format!("{}: {reason}", path.display()));
+    let (targets, names) = targets_of(&raw_labels, task, classes, usize::from(header), bad)?;
+    Ok((Dataset { x, targets, rows, features, image: None }, names))
+}
+
+/// A label column's text as targets: numbers for regression, classes numbered in sorted order
+/// (numbers numerically) for classification, or by `classes` when given (the training file's,
+/// for validation data). `first_row` is the row number of the first label, for messages.
+pub fn targets_of(
+    raw_labels: &[String],
+    task: Task,
+    classes: Option<&[String]>,
+    first_row: usize,
+    bad: impl Fn(String) -> TrainError,
+) -> Result<(TargetData, Option<Vec<String>>)> {
     match task {
         Task::Regression => {
             let values = raw_labels
                 .iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    v.parse::<f32>()
-                        .map_err(|_| bad(format!("row {}: label `{v}` is not a number", i + 1 + usize::from(header))))
+                    v.parse::<f32>().map_err(|_| bad(format!("row {}: label `{v}` is not a number", i + 1 + first_row)))
                 })
                 .collect::<Result<Vec<f32>>>()?;
-            Ok((Dataset { x, targets: TargetData::Values { values, width: 1 }, rows, features, image: None }, None))
+            Ok((TargetData::Values { values, width: 1 }, None))
         }
         Task::Classification => {
             let names = match classes {
                 Some(c) => c.to_vec(),
                 None => {
-                    let mut distinct: Vec<String> = raw_labels.clone();
+                    let mut distinct: Vec<String> = raw_labels.to_vec();
                     distinct.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
                         (Ok(x), Ok(y)) => x.total_cmp(&y),
                         _ => a.cmp(b),
@@ -147,12 +160,9 @@ pub fn load(
             if names.len() < 2 {
                 return Err(bad("classification needs at least 2 distinct labels".into()));
             }
-            let labels = number_classes(&raw_labels, &names, bad)?;
+            let labels = number_classes(raw_labels, &names, bad)?;
             let classes = names.len();
-            Ok((
-                Dataset { x, targets: TargetData::Classes { labels, classes }, rows, features, image: None },
-                Some(names),
-            ))
+            Ok((TargetData::Classes { labels, classes }, Some(names)))
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Datasets held in memory: loading from every supported source, the train/validation split,
 //! feature scaling and transforms, and batching with a prefetching loader thread.
 
+mod columnar;
 mod csv;
 mod idx;
 mod input;
@@ -164,6 +165,17 @@ fn load_unscaled(cfg: &DatasetConfig) -> Result<(Splits, Option<Vec<String>>)> {
                     let classes = train.1.as_deref();
                     Some(csv::load(p, "dataset.validation_path", label_column, *header, *task, classes)?.0)
                 }
+                None => None,
+            };
+            class_names = train.1;
+            (train.0, val)
+        }
+        DatasetSource::Columnar { format, path, validation_path, label_column, feature_columns, task } => {
+            let columns =
+                columnar::Columns { format: *format, label: label_column, features: feature_columns, task: *task };
+            let train = columnar::load(path, "dataset.path", &columns, None)?;
+            let val = match validation_path {
+                Some(p) => Some(columnar::load(p, "dataset.validation_path", &columns, train.1.as_deref())?.0),
                 None => None,
             };
             class_names = train.1;

@@ -297,9 +297,29 @@ fn confine_paths(cfg: &spec::TrainConfig, ctx: &JobContext, job: JobId) -> Resul
         paths.extend(e.output.as_ref().map(|p| ("evaluate.output", p)));
         paths.extend(e.html.as_ref().map(|p| ("evaluate.html", p)));
     }
+    let confine = |field: &'static str, path: &std::path::Path| {
+        shoal_common::paths::confine(field, path, &roots).map(|_| ()).map_err(|reason| RunError::PathNotAllowed {
+            job: job.clone(),
+            field,
+            reason,
+        })
+    };
+    // Each file of a folder or name pattern too: one of them could be a link out of the roots.
+    let exts = cfg.dataset.extensions();
+    for (field, path) in cfg.dataset.files() {
+        if !exts.is_empty()
+            && let Ok(files) = shoal_common::paths::data_files(path, exts)
+        {
+            for file in files {
+                confine(field, &file)?;
+            }
+        }
+    }
     for (field, path) in paths {
-        if let Err(reason) = shoal_common::paths::confine(field, path, &roots) {
-            return Err(RunError::PathNotAllowed { job, field, reason });
+        // A name pattern is no path of its own; the files it matched were checked above.
+        let pattern = !exts.is_empty() && path.file_name().is_some_and(|n| n.to_string_lossy().contains('*'));
+        if !pattern {
+            confine(field, path)?;
         }
     }
     Ok(())

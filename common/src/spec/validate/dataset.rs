@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::proto;
-use crate::spec::config::{ColumnRef, DatasetConfig, DatasetSource, Normalize, Task};
+use crate::spec::config::{ColumnRef, ColumnarFormat, DatasetConfig, DatasetSource, Normalize, Task};
 use crate::spec::errors::FieldErrors;
 
 const DEFAULT_VALIDATION_SPLIT: f64 = 0.2;
@@ -18,7 +18,8 @@ pub(super) fn dataset(c: &mut FieldErrors, d: Option<&proto::DatasetSpec>, train
             &default
         }
     };
-    const KINDS: &[&str] = &["synthetic_classification", "synthetic_regression", "digits", "idx", "csv"];
+    const KINDS: &[&str] =
+        &["synthetic_classification", "synthetic_regression", "digits", "idx", "csv", "parquet", "arrow"];
     let kind = c.choice("dataset.kind", &d.kind, None, |k| KINDS.iter().find(|n| **n == k).copied(), KINDS);
     let context = format!("dataset kind `{}`", kind.unwrap_or("?"));
 
@@ -47,6 +48,7 @@ pub(super) fn dataset(c: &mut FieldErrors, d: Option<&proto::DatasetSpec>, train
     let synthetic = matches!(kind, Some("synthetic_classification" | "synthetic_regression"));
     let idx = kind == Some("idx");
     let csv = kind == Some("csv");
+    let columnar = matches!(kind, Some("parquet" | "arrow"));
     if !synthetic && kind.is_some() {
         c.unused("dataset.samples", d.samples != 0, &context);
         c.unused("dataset.features", d.features != 0, &context);
@@ -64,12 +66,17 @@ pub(super) fn dataset(c: &mut FieldErrors, d: Option<&proto::DatasetSpec>, train
         c.unused("dataset.validation_images", !d.validation_images.is_empty(), &context);
         c.unused("dataset.validation_labels", !d.validation_labels.is_empty(), &context);
     }
-    if !csv && kind.is_some() {
+    if !csv && !columnar && kind.is_some() {
         c.unused("dataset.path", !d.path.is_empty(), &context);
         c.unused("dataset.validation_path", !d.validation_path.is_empty(), &context);
         c.unused("dataset.label_column", !d.label_column.is_empty(), &context);
-        c.unused("dataset.header", d.header.is_some(), &context);
         c.unused("dataset.task", !d.task.is_empty(), &context);
+    }
+    if !csv && kind.is_some() {
+        c.unused("dataset.header", d.header.is_some(), &context);
+    }
+    if !columnar && kind.is_some() {
+        c.unused("dataset.feature_columns", !d.feature_columns.is_empty(), &context);
     }
 
     let source = match kind {
@@ -124,27 +131,37 @@ pub(super) fn dataset(c: &mut FieldErrors, d: Option<&proto::DatasetSpec>, train
                 c.fail("dataset.label_column", "must be a 0-based index when header = false");
                 ColumnRef::Index(0)
             };
-            const TASKS: &[&str] = &["classification", "regression"];
-            let task = c
-                .choice(
-                    "dataset.task",
-                    &d.task,
-                    Some(Task::Classification),
-                    |t| match t {
-                        "classification" => Some(Task::Classification),
-                        "regression" => Some(Task::Regression),
-                        _ => None,
-                    },
-                    TASKS,
-                )
-                .unwrap_or(Task::Classification);
             DatasetSource::Csv {
                 path: path(c, "dataset.path", &d.path, true),
-                validation_path: (!d.validation_path.is_empty())
-                    .then(|| path(c, "dataset.validation_path", &d.validation_path, true)),
+                validation_path: validation_path(c, d),
                 label_column,
                 header,
-                task,
+                task: task(c, d),
+            }
+        }
+        Some(k @ ("parquet" | "arrow")) => {
+            let label_column = d.label_column.trim().to_owned();
+            if label_column.is_empty() {
+                c.fail("dataset.label_column", format!("required for {k} (a column name)"));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (i, col) in d.feature_columns.iter().enumerate() {
+                let field = format!("dataset.feature_columns[{i}]");
+                if col.trim().is_empty() {
+                    c.fail(&field, "must not be empty");
+                } else if col.trim() == label_column {
+                    c.fail(&field, format!("`{col}` is the label column"));
+                } else if !seen.insert(col.trim()) {
+                    c.fail(&field, format!("`{col}` is listed twice"));
+                }
+            }
+            DatasetSource::Columnar {
+                format: if k == "parquet" { ColumnarFormat::Parquet } else { ColumnarFormat::ArrowIpc },
+                path: path(c, "dataset.path", &d.path, true),
+                validation_path: validation_path(c, d),
+                label_column,
+                feature_columns: d.feature_columns.iter().map(|f| f.trim().to_owned()).collect(),
+                task: task(c, d),
             }
         }
         _ => DatasetSource::Digits,
@@ -157,6 +174,27 @@ pub(super) fn dataset(c: &mut FieldErrors, d: Option<&proto::DatasetSpec>, train
     let (features, classes) = super::transforms::known_counts(&source);
     let transforms = super::transforms::transforms(c, &d.transforms, source.task(), features, classes);
     DatasetConfig { source, validation_split, seed, normalize, train_fraction, transforms }
+}
+
+/// `dataset.task` of the tabular kinds.
+fn task(c: &mut FieldErrors, d: &proto::DatasetSpec) -> Task {
+    const TASKS: &[&str] = &["classification", "regression"];
+    c.choice(
+        "dataset.task",
+        &d.task,
+        Some(Task::Classification),
+        |t| match t {
+            "classification" => Some(Task::Classification),
+            "regression" => Some(Task::Regression),
+            _ => None,
+        },
+        TASKS,
+    )
+    .unwrap_or(Task::Classification)
+}
+
+fn validation_path(c: &mut FieldErrors, d: &proto::DatasetSpec) -> Option<PathBuf> {
+    (!d.validation_path.is_empty()).then(|| path(c, "dataset.validation_path", &d.validation_path, true))
 }
 
 fn path(c: &mut FieldErrors, field: &str, value: &str, required: bool) -> PathBuf {
@@ -173,6 +211,32 @@ fn path(c: &mut FieldErrors, field: &str, value: &str, required: bool) -> PathBu
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{DIGITS, errors_of};
+
+    #[test]
+    fn columnar_data_sets_need_a_label_and_distinct_feature_columns() {
+        let parquet = "kind = \"parquet\"\npath = \"data/*.parquet\"";
+        let text = DIGITS.replace("kind = \"digits\"", parquet);
+        assert_eq!(errors_of(&text), vec!["dataset.label_column: required for parquet (a column name)"]);
+        let cols = format!("{parquet}\nlabel_column = \"y\"\nfeature_columns = [\"a\", \"y\", \"a\", \" \"]");
+        assert_eq!(
+            errors_of(&DIGITS.replace("kind = \"digits\"", &cols)),
+            vec![
+                "dataset.feature_columns[1]: `y` is the label column",
+                "dataset.feature_columns[2]: `a` is listed twice",
+                "dataset.feature_columns[3]: must not be empty",
+            ]
+        );
+        let header = "kind = \"arrow\"\npath = \"d.arrow\"\nlabel_column = \"y\"\nheader = true";
+        assert_eq!(
+            errors_of(&DIGITS.replace("kind = \"digits\"", header)),
+            vec!["dataset.header: does not apply to dataset kind `arrow`"]
+        );
+        let csv = "kind = \"csv\"\npath = \"d.csv\"\nlabel_column = \"y\"\nfeature_columns = [\"a\"]";
+        assert_eq!(
+            errors_of(&DIGITS.replace("kind = \"digits\"", csv)),
+            vec!["dataset.feature_columns: does not apply to dataset kind `csv`"]
+        );
+    }
 
     #[test]
     fn dataset_fields_of_other_kinds_are_rejected() {
