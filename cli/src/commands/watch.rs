@@ -76,6 +76,8 @@ async fn follow(target: &Target, job_id: &str, after: &mut u64, view: &mut View)
 struct RankProgress {
     samples_per_s: f64,
     comm_share: f64,
+    /// Share of step time spent waiting for the next batch.
+    data_wait: f64,
     /// Pipeline stage and its idle share (pipeline jobs only).
     stage: Option<u32>,
     bubble: f64,
@@ -124,7 +126,11 @@ impl View {
         let comm = p.extra.get("comm_share").copied().unwrap_or(0.0);
         let stage = p.extra.get("stage").map(|s| *s as u32);
         let bubble = p.extra.get("bubble").copied().unwrap_or(0.0);
-        self.ranks.insert(p.rank, RankProgress { samples_per_s: p.samples_per_s, comm_share: comm, stage, bubble });
+        let data_wait = p.extra.get("data_wait_share").copied().unwrap_or(0.0);
+        self.ranks.insert(
+            p.rank,
+            RankProgress { samples_per_s: p.samples_per_s, comm_share: comm, data_wait, stage, bubble },
+        );
         if p.rank != 0 {
             // Rank 0 drives the bar; the others add their throughput and communication share.
             return;
@@ -151,6 +157,11 @@ impl View {
             message.push_str(&format!(" over {} ranks, comm up to {:.0}%", self.ranks.len(), worst * 100.0));
         } else if comm > 0.0 {
             message.push_str(&format!(", comm {:.0}%", comm * 100.0));
+        }
+        // Waiting for data is worth a word once it is a visible share of the step.
+        let waiting = self.ranks.values().map(|r| r.data_wait).fold(0.0, f64::max);
+        if waiting >= 0.01 {
+            message.push_str(&format!(", data wait {:.0}%", waiting * 100.0));
         }
         if self.tty {
             let bar = self.bar.get_or_insert_with(|| {

@@ -540,6 +540,10 @@ pub struct DatasetConfig {
     pub train_fraction: f64,
     /// Feature transforms fitted on the training split, in order, after `normalize`.
     pub transforms: Vec<TransformSpec>,
+    /// Threads gathering training batches.
+    pub loader_threads: usize,
+    /// Training batches prepared ahead.
+    pub prefetch: usize,
 }
 
 impl DatasetConfig {

@@ -237,6 +237,8 @@ mod tests {
             normalize,
             train_fraction: 1.0,
             transforms: Vec::new(),
+            loader_threads: 1,
+            prefetch: 4,
         }
     }
 

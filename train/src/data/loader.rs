@@ -1,6 +1,9 @@
 //! Batching. A loader thread walks the epochs' sample orders and assembles batches (gathered rows
 //! turned into tensors on the model's backend) a few steps ahead of training, so the step loop
-//! never waits for data in steady state.
+//! never waits for data in steady state. With more than one loader thread, `threads` gatherers
+//! each prepare every `threads`-th step's rows and the loader thread takes them in step order
+//! and hands them to the backend: the batches, and their order, are the same whatever the thread
+//! count, and only one thread ever uploads to the device.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -29,6 +32,8 @@ pub struct BatchPlan {
     pub total_steps: u64,
     /// Batches prepared ahead.
     pub depth: usize,
+    /// Threads gathering rows (1: the loader thread does it itself).
+    pub threads: usize,
     /// This loader's shard: rank and number of ranks (0 and 1 for the whole dataset).
     pub rank: usize,
     pub world: usize,
@@ -116,13 +121,25 @@ impl Drop for Loader {
     }
 }
 
-fn produce(data: &Dataset, plan: BatchPlan, backend: &dyn Backend, tx: &SyncSender<Result<Batch>>) {
+/// One step's rows, gathered on the host.
+struct Gathered {
+    x: Vec<f32>,
+    rows: usize,
+    targets: Targets,
+    step: u64,
+    epoch: u64,
+}
+
+/// Gathers the rows of `start, start + every, start + every·2, ...` below `plan.total_steps`,
+/// handing each to `deliver` until it says stop.
+fn gather_steps(data: &Dataset, plan: &BatchPlan, start: u64, every: u64, mut deliver: impl FnMut(Gathered) -> bool) {
     let shard = plan.shard_len(data.rows);
     let per_epoch = steps_per_epoch(shard, plan.batch);
     let order_of = |epoch| shard_order(data.rows, plan.shuffle, plan.seed, epoch, plan.rank, plan.world);
-    let mut epoch = plan.start_step / per_epoch;
+    let mut epoch = start / per_epoch;
     let mut order = order_of(epoch);
-    for step in plan.start_step..plan.total_steps {
+    let mut step = start;
+    while step < plan.total_steps {
         let e = step / per_epoch;
         if e != epoch {
             epoch = e;
@@ -131,13 +148,54 @@ fn produce(data: &Dataset, plan: BatchPlan, backend: &dyn Backend, tx: &SyncSend
         let i = (step % per_epoch) as usize * plan.batch;
         let rows = &order[i..(i + plan.batch).min(shard)];
         let (x, targets) = data.gather(rows);
-        let batch = backend
-            .batch_from_host(x, &[rows.len(), data.features])
-            .map(|x| Batch { x, targets, step, epoch })
-            .map_err(TrainError::from);
-        if tx.send(batch).is_err() {
+        if !deliver(Gathered { x, rows: rows.len(), targets, step, epoch }) {
             return;
         }
+        step += every;
+    }
+}
+
+fn produce(data: &Arc<Dataset>, plan: BatchPlan, backend: &dyn Backend, tx: &SyncSender<Result<Batch>>) {
+    let features = data.features;
+    let upload = |g: Gathered| {
+        let batch = backend
+            .batch_from_host(g.x, &[g.rows, features])
+            .map(|x| Batch { x, targets: g.targets, step: g.step, epoch: g.epoch })
+            .map_err(TrainError::from);
+        tx.send(batch).is_ok()
+    };
+    let threads = plan.threads.max(1);
+    if threads == 1 {
+        return gather_steps(data, &plan, plan.start_step, 1, upload);
+    }
+    // Each gatherer keeps a share of the prefetch depth ready; they stop when their receiver goes.
+    let per_thread = plan.depth.div_ceil(threads).max(1);
+    let mut queues = Vec::with_capacity(threads);
+    let mut gatherers = Vec::with_capacity(threads);
+    for k in 0..threads {
+        let (gtx, grx) = sync_channel::<Gathered>(per_thread);
+        let data = data.clone();
+        let spawned = std::thread::Builder::new().name(format!("shoal-gather-{k}")).spawn(move || {
+            gather_steps(&data, &plan, plan.start_step + k as u64, threads as u64, |g| gtx.send(g).is_ok())
+        });
+        match spawned {
+            Ok(handle) => gatherers.push(handle),
+            Err(source) => {
+                let _ = tx.send(Err(TrainError::LoaderSpawn { source }));
+                return;
+            }
+        }
+        queues.push(grx);
+    }
+    for (i, _) in (plan.start_step..plan.total_steps).enumerate() {
+        let Ok(g) = queues[i % threads].recv() else { break };
+        if !upload(g) {
+            break;
+        }
+    }
+    drop(queues);
+    for g in gatherers {
+        let _ = g.join();
     }
 }
 
@@ -149,8 +207,17 @@ mod tests {
     #[test]
     fn batches_cover_each_epoch_once_and_resume_identically() {
         let data = Arc::new(synthetic::classification(10, 2, 2, 0.0, 1));
-        let plan =
-            BatchPlan { batch: 4, shuffle: true, seed: 3, start_step: 0, total_steps: 6, depth: 2, rank: 0, world: 1 };
+        let plan = BatchPlan {
+            batch: 4,
+            shuffle: true,
+            seed: 3,
+            start_step: 0,
+            total_steps: 6,
+            depth: 2,
+            threads: 1,
+            rank: 0,
+            world: 1,
+        };
         let loader = Loader::spawn(data.clone(), plan).expect("spawn");
         let batches: Vec<Batch> = (0..6).map(|_| loader.next().expect("batch")).collect();
         assert_eq!(batches.iter().map(Batch::rows).collect::<Vec<_>>(), vec![4, 4, 2, 4, 4, 2]);
@@ -200,6 +267,7 @@ mod tests {
                 start_step: 0,
                 total_steps: 1000,
                 depth: 2,
+                threads: 3,
                 rank: 0,
                 world: 1,
             },
@@ -207,5 +275,37 @@ mod tests {
         .expect("spawn");
         loader.next().expect("one batch");
         drop(loader);
+    }
+
+    #[test]
+    fn batches_and_their_order_do_not_depend_on_the_thread_count() {
+        let data = Arc::new(synthetic::classification(50, 3, 2, 0.0, 1));
+        let plan = BatchPlan {
+            batch: 7,
+            shuffle: true,
+            seed: 5,
+            start_step: 3,
+            total_steps: 40,
+            depth: 4,
+            threads: 1,
+            rank: 1,
+            world: 2,
+        };
+        let all = |threads: usize| -> Vec<(u64, Vec<f32>, Targets)> {
+            let loader = Loader::spawn(data.clone(), BatchPlan { threads, ..plan }).expect("spawn");
+            let batches = (3..40)
+                .map(|_| {
+                    let b = loader.next().expect("batch");
+                    (b.step, b.x.to_host_vec().expect("x"), b.targets)
+                })
+                .collect();
+            assert!(loader.next().is_err(), "no batch after the last step");
+            batches
+        };
+        let one = all(1);
+        assert_eq!(one.iter().map(|b| b.0).collect::<Vec<_>>(), (3..40).collect::<Vec<_>>());
+        for threads in [2, 3, 8] {
+            assert_eq!(all(threads), one, "{threads} threads");
+        }
     }
 }

@@ -286,6 +286,8 @@ mod tests {
             normalize: Normalize::Auto,
             train_fraction: 1.0,
             transforms: Vec::new(),
+            loader_threads: 1,
+            prefetch: 4,
         };
         let full = load(&cfg).expect("load");
         cfg.train_fraction = 0.25;

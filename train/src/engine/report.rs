@@ -16,7 +16,7 @@ pub enum Stop {
 }
 
 /// Training progress since the previous report.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrainPoint {
     /// Steps completed.
     pub step: u64,

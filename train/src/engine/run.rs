@@ -21,9 +21,6 @@ use crate::error::{Result, TrainError};
 use crate::model::Model;
 use crate::optim::Optimizer;
 
-/// Batches the loader prepares ahead of the step loop.
-const PREFETCH: usize = 4;
-
 /// Trains `cfg` on already loaded data, cooperating with other ranks through `coop` and taking
 /// each micro-batch's loss from `objective`. On failure `coop` is told why before this returns.
 pub fn run(
@@ -131,7 +128,8 @@ impl<'a> Run<'a> {
                     seed: t.seed,
                     start_step: self.start_step * plan.accumulate,
                     total_steps: plan.total_micro,
-                    depth: PREFETCH,
+                    depth: cfg.dataset.prefetch,
+                    threads: cfg.dataset.loader_threads,
                     rank: place.data_rank,
                     world: place.data_world,
                 },

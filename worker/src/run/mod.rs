@@ -6,6 +6,7 @@ mod device;
 mod error;
 mod evaluate;
 mod group;
+mod input_bound;
 mod report;
 mod window;
 
@@ -260,6 +261,7 @@ fn run(
         backend,
     };
     let mut host = ReportHost::new(job_id.clone(), attempt, rank, updates.clone(), stop);
+    host.watch_input(cfg.dataset.loader_threads);
     if let Some(monitor) = &ctx.gpu_monitor {
         host.sample_gpus(monitor.clone(), assignment.gpus.clone());
     }

@@ -10,6 +10,7 @@ use shoal_common::proto::{
 use shoal_train::{Host, Outcome as TrainOutcome, Report, Stop, Summary, TrainError};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::input_bound::InputWatch;
 use super::window::StepWindows;
 use crate::devices::GpuMonitor;
 
@@ -22,6 +23,8 @@ pub struct ReportHost<'a> {
     /// The GPUs reserved for this rank, sampled into each training point.
     gpus: Option<(GpuMonitor, Vec<u32>)>,
     windows: StepWindows,
+    /// Watches for a rank starved of data, with the job's loader thread count.
+    input: Option<(InputWatch, usize)>,
 }
 
 impl<'a> ReportHost<'a> {
@@ -32,7 +35,12 @@ impl<'a> ReportHost<'a> {
         updates: UnboundedSender<WorkerMessage>,
         stop: &'a AtomicU8,
     ) -> Self {
-        Self { job_id, attempt, rank, updates, stop, gpus: None, windows: StepWindows::default() }
+        Self { job_id, attempt, rank, updates, stop, gpus: None, windows: StepWindows::default(), input: None }
+    }
+
+    /// Tells the job once if its training keeps waiting for data (it loads with `loader_threads`).
+    pub fn watch_input(&mut self, loader_threads: usize) {
+        self.input = Some((InputWatch::default(), loader_threads));
     }
 
     /// Training points carry the use of these GPUs (none when `gpus` is empty).
@@ -95,6 +103,9 @@ impl Host for ReportHost<'_> {
             }
             Report::Train(p) => {
                 self.windows.progress(&p);
+                if let Some(message) = self.input.as_mut().and_then(|(watch, threads)| watch.observe(&p, *threads)) {
+                    self.warn(message);
+                }
                 tracing::info!(
                     step = p.step,
                     epoch = p.epoch,
@@ -104,6 +115,7 @@ impl Host for ReportHost<'_> {
                     lr = p.lr,
                     rank = p.rank,
                     comm_share = (p.comm_share * 1000.0).round() / 1000.0,
+                    data_wait_share = (p.data_wait_share * 1000.0).round() / 1000.0,
                     "progress"
                 );
                 self.metric(MetricPoint {

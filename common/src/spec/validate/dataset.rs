@@ -8,6 +8,9 @@ use crate::spec::config::{ColumnRef, ColumnarFormat, DatasetConfig, DatasetSourc
 use crate::spec::errors::FieldErrors;
 
 const DEFAULT_VALIDATION_SPLIT: f64 = 0.2;
+const DEFAULT_PREFETCH: i64 = 4;
+const MAX_PREFETCH: i64 = 1024;
+const MAX_LOADER_THREADS: i64 = 64;
 
 pub(super) fn dataset(c: &mut FieldErrors, d: Option<&proto::DatasetSpec>, training_seed: u64) -> DatasetConfig {
     let default = proto::DatasetSpec::default();
@@ -173,7 +176,9 @@ pub(super) fn dataset(c: &mut FieldErrors, d: Option<&proto::DatasetSpec>, train
     }
     let (features, classes) = super::transforms::known_counts(&source);
     let transforms = super::transforms::transforms(c, &d.transforms, source.task(), features, classes);
-    DatasetConfig { source, validation_split, seed, normalize, train_fraction, transforms }
+    let loader_threads = c.count("dataset.loader_threads", d.loader_threads, 1, MAX_LOADER_THREADS);
+    let prefetch = c.count("dataset.prefetch", d.prefetch, DEFAULT_PREFETCH, MAX_PREFETCH);
+    DatasetConfig { source, validation_split, seed, normalize, train_fraction, transforms, loader_threads, prefetch }
 }
 
 /// `dataset.task` of the tabular kinds.
