@@ -204,20 +204,26 @@ mod tests {
     use super::*;
     use crate::data::synthetic;
 
-    #[test]
-    fn batches_cover_each_epoch_once_and_resume_identically() {
-        let data = Arc::new(synthetic::classification(10, 2, 2, 0.0, 1));
-        let plan = BatchPlan {
-            batch: 4,
-            shuffle: true,
-            seed: 3,
+    /// Batches of `batch` rows for `total_steps` steps over the whole data set, in order.
+    fn plan(batch: usize, total_steps: u64) -> BatchPlan {
+        BatchPlan {
+            batch,
+            shuffle: false,
+            seed: 0,
             start_step: 0,
-            total_steps: 6,
+            total_steps,
             depth: 2,
             threads: 1,
             rank: 0,
             world: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn batches_cover_each_epoch_once_and_resume_identically() {
+        let data = Arc::new(synthetic::classification(10, 2, 2, 0.0, 1));
+        let plan =
+            BatchPlan { shuffle: true, seed: 3, start_step: 0, depth: 2, threads: 1, rank: 0, world: 1, ..plan(4, 6) };
         let loader = Loader::spawn(data.clone(), plan).expect("spawn");
         let batches: Vec<Batch> = (0..6).map(|_| loader.next().expect("batch")).collect();
         assert_eq!(batches.iter().map(Batch::rows).collect::<Vec<_>>(), vec![4, 4, 2, 4, 4, 2]);
@@ -261,15 +267,14 @@ mod tests {
         let loader = Loader::spawn(
             data,
             BatchPlan {
-                batch: 1,
                 shuffle: false,
                 seed: 0,
                 start_step: 0,
-                total_steps: 1000,
                 depth: 2,
                 threads: 3,
                 rank: 0,
                 world: 1,
+                ..plan(1, 1000)
             },
         )
         .expect("spawn");
@@ -280,17 +285,8 @@ mod tests {
     #[test]
     fn batches_and_their_order_do_not_depend_on_the_thread_count() {
         let data = Arc::new(synthetic::classification(50, 3, 2, 0.0, 1));
-        let plan = BatchPlan {
-            batch: 7,
-            shuffle: true,
-            seed: 5,
-            start_step: 3,
-            total_steps: 40,
-            depth: 4,
-            threads: 1,
-            rank: 1,
-            world: 2,
-        };
+        let plan =
+            BatchPlan { shuffle: true, seed: 5, start_step: 3, depth: 4, threads: 1, rank: 1, world: 2, ..plan(7, 40) };
         let all = |threads: usize| -> Vec<(u64, Vec<f32>, Targets)> {
             let loader = Loader::spawn(data.clone(), BatchPlan { threads, ..plan }).expect("spawn");
             let batches = (3..40)
