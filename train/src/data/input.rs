@@ -78,20 +78,18 @@ impl Preparation {
     }
 
     /// Reads the job's training split only when it must: for standardized features (their
-    /// statistics) and for CSV class labels (their numbering).
+    /// statistics) and for class labels read from files (their numbering).
     fn of_job(cfg: &DatasetConfig) -> Result<Self> {
-        let regression = matches!(
-            cfg.source,
-            DatasetSource::SyntheticRegression { .. } | DatasetSource::Csv { task: Task::Regression, .. }
-        );
-        let csv_classes = matches!(cfg.source, DatasetSource::Csv { task: Task::Classification, .. });
+        let regression = cfg.task() == Task::Regression;
+        let file_classes =
+            !regression && matches!(cfg.source, DatasetSource::Csv { .. } | DatasetSource::Columnar { .. });
         let feature_names = match &cfg.source {
             DatasetSource::Csv { path, label_column, header: true, .. } => {
                 Some(csv::feature_names(path, "dataset.path", label_column)?)
             }
             _ => None,
         };
-        if cfg.normalize != Normalize::Standard && !csv_classes {
+        if cfg.normalize != Normalize::Standard && !file_classes {
             return Ok(Self { scaling: None, transforms: None, classes: None, regression, feature_names });
         }
         let (splits, classes) = load_unscaled(cfg)?;

@@ -31,10 +31,11 @@ pub struct Table {
     pub truth: Option<Truth>,
 }
 
-/// The label column of the job's own CSV data, when it names one.
+/// The label column of the job's own tabular data, when it names one.
 pub fn job_label(job: &TrainConfig) -> Option<String> {
     match &job.dataset.source {
         DatasetSource::Csv { label_column: ColumnRef::Name(n), .. } => Some(n.clone()),
+        DatasetSource::Columnar { label_column, .. } => Some(label_column.clone()),
         _ => None,
     }
 }

@@ -244,6 +244,18 @@ mod tests {
     }
 
     #[test]
+    fn loader_threads_and_prefetch_are_bounded() {
+        let text = DIGITS.replace("kind = \"digits\"", "kind = \"digits\"\nloader_threads = 0\nprefetch = 5000");
+        assert_eq!(
+            errors_of(&text),
+            vec!["dataset.loader_threads: must be in 1..=64, got 0", "dataset.prefetch: must be in 1..=1024, got 5000"]
+        );
+        let ok = DIGITS.replace("kind = \"digits\"", "kind = \"digits\"\nloader_threads = 4\nprefetch = 16");
+        let (_, cfg) = crate::spec::load_toml(&ok).expect("valid");
+        assert_eq!((cfg.dataset.loader_threads, cfg.dataset.prefetch), (4, 16));
+    }
+
+    #[test]
     fn dataset_fields_of_other_kinds_are_rejected() {
         let errors = errors_of(&DIGITS.replace("kind = \"digits\"", "kind = \"digits\"\nimages = \"a.idx\""));
         assert_eq!(errors, vec!["dataset.images: does not apply to dataset kind `digits`"]);
