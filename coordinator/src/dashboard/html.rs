@@ -7,21 +7,8 @@ use std::fmt::Write;
 use prost_types::Timestamp;
 use shoal_common::proto::{Job, JobState};
 
-/// Text made safe for HTML content and quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Text made safe for HTML content and quoted attributes: the same escaping as the analysis pages.
+pub use shoal_analysis::report::escape;
 
 /// Which entry of the navigation a page belongs to.
 #[derive(Clone, Copy, PartialEq, Eq)]
